@@ -1,0 +1,554 @@
+"""Reverse-mode automatic differentiation: ``Tensor`` and ``Function``.
+
+The VGG paper trains by back-propagation (§3.1); this module is the machinery
+that makes it possible. A ``Function`` subclass implements one op as a pair of
+array-level methods, ``forward`` and ``backward``, side by side. Calling the
+function on ``Tensor`` objects records it as the creator of its output, and
+``Tensor.backward()`` walks the recorded graph in reverse topological order.
+
+Design choices (see docs/architecture.md):
+
+* Gradients are plain arrays (NumPy or CuPy), first order only.
+* Only leaf tensors that require gradients keep ``.grad``; intermediate
+  gradients are freed as soon as they have been passed on, which keeps
+  backward's memory close to the forward activations.
+* After ``backward`` the graph releases what its functions saved, unless
+  ``retain_graph=True``.
+* A leaf may carry hooks (``register_hook``) that run the moment its gradient
+  is complete, before the rest of backward finishes: the data-parallel trainer
+  starts averaging a layer's gradient while earlier layers are still in
+  backward.
+"""
+import contextlib
+import threading
+
+import numpy as np
+
+from .backend import get_array_module
+
+_state = threading.local()
+
+
+def is_grad_enabled():
+    return getattr(_state, "grad_enabled", True)
+
+
+@contextlib.contextmanager
+def no_grad():
+    """Context manager: ops inside record no graph (evaluation, updates)."""
+    old = is_grad_enabled()
+    _state.grad_enabled = False
+    try:
+        yield
+    finally:
+        _state.grad_enabled = old
+
+
+@contextlib.contextmanager
+def enable_grad():
+    old = is_grad_enabled()
+    _state.grad_enabled = True
+    try:
+        yield
+    finally:
+        _state.grad_enabled = old
+
+
+def _as_array(value, like=None):
+    if isinstance(value, Tensor):
+        return value.data
+    if like is not None:
+        xp = get_array_module(like)
+        return xp.asarray(value, dtype=like.dtype)
+    return np.asarray(value)
+
+
+class Tensor:
+    """An array with an optional gradient.
+
+    ``data`` is a NumPy or CuPy array; ``grad`` is an array of the same shape
+    (set on leaves after ``backward``) or None. ``requires_grad`` marks leaves
+    whose gradient is wanted.
+    """
+
+    __array_priority__ = 1000  # so that ndarray + Tensor defers to Tensor
+
+    def __init__(self, data, requires_grad=False, name=None):
+        if isinstance(data, Tensor):
+            data = data.data
+        if not hasattr(data, "shape") or not hasattr(data, "dtype"):
+            data = np.asarray(data)
+        self.data = data
+        self.grad = None
+        self.requires_grad = bool(requires_grad)
+        self.creator = None
+        self.name = name
+        self._hooks = []
+
+    # -- array-like properties ------------------------------------------
+    @property
+    def shape(self):
+        return self.data.shape
+
+    @property
+    def ndim(self):
+        return self.data.ndim
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def size(self):
+        return self.data.size
+
+    def __len__(self):
+        return len(self.data)
+
+    def __repr__(self):
+        body = repr(self.data).replace("\n", "\n       ")
+        extra = ", requires_grad=True" if self.requires_grad else ""
+        return f"Tensor({body}{extra})"
+
+    def numpy(self):
+        """The data as a NumPy array (copied from the GPU if needed)."""
+        from .backend import as_numpy
+        return as_numpy(self.data)
+
+    def item(self):
+        return self.data.item()
+
+    def detach(self):
+        return Tensor(self.data)
+
+    @property
+    def is_leaf(self):
+        return self.creator is None
+
+    # -- gradients --------------------------------------------------------
+    def zero_grad(self):
+        self.grad = None
+
+    def register_hook(self, fn):
+        """Call ``fn(tensor)`` as soon as this leaf's gradient is complete.
+
+        Returns a handle with ``.remove()``.
+        """
+        self._hooks.append(fn)
+        hooks = self._hooks
+
+        class _Handle:
+            def remove(self_inner):
+                if fn in hooks:
+                    hooks.remove(fn)
+        return _Handle()
+
+    def backward(self, grad=None, retain_graph=False):
+        """Back-propagate from this tensor.
+
+        ``grad`` defaults to 1 for a one-element tensor; otherwise it must be
+        an array (or Tensor) of this tensor's shape. Gradients accumulate into
+        ``.grad`` of every leaf that requires them.
+        """
+        if not self.requires_grad:
+            raise RuntimeError("backward() called on a tensor that does not require grad "
+                               "(no input required grad, or it was built under no_grad())")
+        xp = get_array_module(self.data)
+        if grad is None:
+            if self.data.size != 1:
+                raise RuntimeError(f"backward() without a gradient needs a one-element tensor; "
+                                   f"this one has shape {self.shape}")
+            grad = xp.ones_like(self.data)
+        else:
+            grad = _as_array(grad, like=self.data)
+            if grad.shape != self.shape:
+                raise ValueError(f"gradient shape {grad.shape} does not match tensor shape "
+                                 f"{self.shape}")
+        _run_backward(self, grad, retain_graph)
+
+    # -- arithmetic -------------------------------------------------------
+    def __add__(self, other):
+        return add(self, other)
+
+    def __radd__(self, other):
+        return add(other, self)
+
+    def __sub__(self, other):
+        return sub(self, other)
+
+    def __rsub__(self, other):
+        return sub(other, self)
+
+    def __mul__(self, other):
+        return mul(self, other)
+
+    def __rmul__(self, other):
+        return mul(other, self)
+
+    def __truediv__(self, other):
+        return div(self, other)
+
+    def __rtruediv__(self, other):
+        return div(other, self)
+
+    def __neg__(self):
+        return neg(self)
+
+    def __pow__(self, exponent):
+        return power(self, exponent)
+
+    def __matmul__(self, other):
+        return matmul(self, other)
+
+    def __getitem__(self, index):
+        return getitem(self, index)
+
+    def reshape(self, *shape):
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        return reshape(self, shape)
+
+    def transpose(self, *axes):
+        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+            axes = tuple(axes[0])
+        return transpose(self, axes or None)
+
+    @property
+    def T(self):
+        return transpose(self, None)
+
+    def sum(self, axis=None, keepdims=False):
+        return sum_(self, axis, keepdims)
+
+    def mean(self, axis=None, keepdims=False):
+        return mean(self, axis, keepdims)
+
+
+def _run_backward(root, grad, retain_graph):
+    # Reverse topological order of the functions reachable from ``root``.
+    order, seen = [], set()
+    stack = [(root.creator, False)] if root.creator is not None else []
+    while stack:
+        fn, expanded = stack.pop()
+        if expanded:
+            order.append(fn)
+            continue
+        if id(fn) in seen:
+            continue
+        seen.add(id(fn))
+        if fn.inputs is None:
+            raise RuntimeError("this graph was already used by a backward pass and has been "
+                               "released; call backward(retain_graph=True) the first time to "
+                               "back-propagate through it twice")
+        stack.append((fn, True))
+        for t in fn.inputs:
+            if t.creator is not None and id(t.creator) not in seen:
+                stack.append((t.creator, False))
+    order.reverse()
+
+    # How many pending contributions each leaf still waits for, so that its
+    # hooks fire exactly when its gradient is complete.
+    pending = {}
+    for fn in order:
+        for t in fn.inputs:
+            if t.creator is None and t.requires_grad:
+                pending[id(t)] = pending.get(id(t), 0) + 1
+
+    def deliver_to_leaf(t, g):
+        t.grad = g.copy() if t.grad is None else t.grad + g
+        pending[id(t)] -= 1
+        if pending[id(t)] == 0:
+            for hook in list(t._hooks):
+                hook(t)
+
+    if root.creator is None:  # backward on a leaf
+        root.grad = grad.copy() if root.grad is None else root.grad + grad
+        for hook in list(root._hooks):
+            hook(root)
+        return
+
+    # Pending output gradients, keyed by the function that made the output
+    # (each function has exactly one output; the functions stay alive in
+    # ``order`` while their outputs may already be freed).
+    grads = {id(root.creator): grad}
+    for fn in order:
+        gy = grads.pop(id(fn), None)
+        if gy is None:  # the output was not used on the way to the root
+            shape, dtype = fn.output_meta
+            gy = get_array_module(*[t.data for t in fn.inputs]).zeros(shape, dtype)
+        gxs = fn.backward(gy)
+        del gy
+        if not isinstance(gxs, tuple):
+            gxs = (gxs,)
+        if len(gxs) != len(fn.inputs):
+            raise RuntimeError(f"{type(fn).__name__}.backward returned {len(gxs)} gradients "
+                               f"for {len(fn.inputs)} inputs")
+        for t, gx in zip(fn.inputs, gxs):
+            if gx is None or not t.requires_grad:
+                continue
+            if gx.shape != t.shape:
+                raise RuntimeError(f"{type(fn).__name__}.backward gave a gradient of shape "
+                                   f"{gx.shape} for an input of shape {t.shape}")
+            if t.creator is None:
+                deliver_to_leaf(t, gx)
+            else:
+                key = id(t.creator)
+                grads[key] = gx if key not in grads else grads[key] + gx
+        if not retain_graph:
+            fn.release()
+
+
+class Function:
+    """One differentiable op.
+
+    Subclasses implement ``forward(*arrays) -> array`` and
+    ``backward(gy) -> gradient or tuple of gradients`` (one per input; None
+    for an input that needs none). ``self.needs_input_grad`` tells backward
+    which gradients are wanted so it can skip the others. Non-tensor
+    arguments (stride, padding, ...) go to ``__init__``.
+    """
+
+    def __call__(self, *inputs):
+        tensors = []
+        like = next((i.data for i in inputs if isinstance(i, Tensor)), None)
+        for i in inputs:
+            tensors.append(i if isinstance(i, Tensor) else Tensor(_as_array(i, like)))
+        y = self.forward(*[t.data for t in tensors])
+        if isinstance(y, np.generic):  # NumPy reductions return scalars
+            y = np.asarray(y)
+        out = Tensor(y)
+        if is_grad_enabled() and any(t.requires_grad for t in tensors):
+            self.needs_input_grad = tuple(t.requires_grad for t in tensors)
+            self.inputs = tensors
+            # Shape and dtype only: a reference to ``out`` would form a cycle
+            # with out.creator and delay freeing the graph until a GC run.
+            self.output_meta = (y.shape, y.dtype)
+            out.requires_grad = True
+            out.creator = self
+        return out
+
+    def forward(self, *xs):
+        raise NotImplementedError
+
+    def backward(self, gy):
+        raise NotImplementedError
+
+    def release(self):
+        """Drop the links to the inputs after backward.
+
+        Cutting ``inputs`` makes every earlier function (and the activations
+        it saved) unreachable, so memory is returned during backward rather
+        than when the caller drops the loss.
+        """
+        self.inputs = None
+
+
+# ---------------------------------------------------------------------------
+# Elementwise and shape ops used by the layers and by user code.
+# ---------------------------------------------------------------------------
+
+def sum_to(x, shape):
+    """Sum ``x`` down to ``shape`` (undoing NumPy broadcasting)."""
+    if x.shape == tuple(shape):
+        return x
+    lead = x.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(i + lead for i, s in enumerate(shape)
+                                      if s == 1 and x.shape[i + lead] != 1)
+    y = x.sum(axis=axes, keepdims=True)
+    if lead:
+        y = y.reshape(y.shape[lead:])
+    return y
+
+
+class Add(Function):
+    def forward(self, a, b):
+        self.shapes = (a.shape, b.shape)
+        return a + b
+
+    def backward(self, gy):
+        return sum_to(gy, self.shapes[0]), sum_to(gy, self.shapes[1])
+
+
+class Sub(Function):
+    def forward(self, a, b):
+        self.shapes = (a.shape, b.shape)
+        return a - b
+
+    def backward(self, gy):
+        return sum_to(gy, self.shapes[0]), sum_to(-gy, self.shapes[1])
+
+
+class Mul(Function):
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return a * b
+
+    def backward(self, gy):
+        ga = sum_to(gy * self.b, self.a.shape) if self.needs_input_grad[0] else None
+        gb = sum_to(gy * self.a, self.b.shape) if self.needs_input_grad[1] else None
+        return ga, gb
+
+
+class Div(Function):
+    def forward(self, a, b):
+        self.a, self.b = a, b
+        return a / b
+
+    def backward(self, gy):
+        ga = sum_to(gy / self.b, self.a.shape) if self.needs_input_grad[0] else None
+        gb = (sum_to(-gy * self.a / (self.b * self.b), self.b.shape)
+              if self.needs_input_grad[1] else None)
+        return ga, gb
+
+
+class Neg(Function):
+    def forward(self, a):
+        return -a
+
+    def backward(self, gy):
+        return -gy
+
+
+class Pow(Function):
+    def __init__(self, exponent):
+        self.exponent = exponent
+
+    def forward(self, a):
+        self.a = a
+        return a ** self.exponent
+
+    def backward(self, gy):
+        c = self.exponent
+        return gy * c * self.a ** (c - 1)
+
+
+class MatMul(Function):
+    """(M, K) @ (K, P) -> (M, P); 2-D operands only."""
+
+    def forward(self, a, b):
+        if a.ndim != 2 or b.ndim != 2:
+            raise ValueError(f"matmul expects 2-D operands, got {a.shape} and {b.shape}")
+        self.a, self.b = a, b
+        return a @ b
+
+    def backward(self, gy):
+        ga = gy @ self.b.T if self.needs_input_grad[0] else None
+        gb = self.a.T @ gy if self.needs_input_grad[1] else None
+        return ga, gb
+
+
+class Reshape(Function):
+    def __init__(self, shape):
+        self.shape = tuple(shape)
+
+    def forward(self, x):
+        self.in_shape = x.shape
+        return x.reshape(self.shape)
+
+    def backward(self, gy):
+        return gy.reshape(self.in_shape)
+
+
+class Transpose(Function):
+    def __init__(self, axes=None):
+        self.axes = axes
+
+    def forward(self, x):
+        return x.transpose(self.axes)
+
+    def backward(self, gy):
+        if self.axes is None:
+            return gy.transpose()
+        inv = np.argsort(self.axes)
+        return gy.transpose(tuple(int(i) for i in inv))
+
+
+class GetItem(Function):
+    def __init__(self, index):
+        self.index = index
+
+    def forward(self, x):
+        self.in_shape, self.dtype = x.shape, x.dtype
+        return x[self.index]
+
+    def backward(self, gy):
+        xp = get_array_module(gy)
+        gx = xp.zeros(self.in_shape, self.dtype)
+        if xp is np:
+            np.add.at(gx, self.index, gy)
+        else:  # pragma: no cover - GPU
+            xp.add.at(gx, self.index, gy)
+        return gx
+
+
+class Sum(Function):
+    def __init__(self, axis=None, keepdims=False):
+        self.axis, self.keepdims = axis, keepdims
+
+    def forward(self, x):
+        self.in_shape = x.shape
+        return x.sum(axis=self.axis, keepdims=self.keepdims)
+
+    def backward(self, gy):
+        xp = get_array_module(gy)
+        if self.axis is not None and not self.keepdims:
+            axes = (self.axis,) if isinstance(self.axis, int) else self.axis
+            axes = sorted(a % len(self.in_shape) for a in axes)
+            for a in axes:
+                gy = xp.expand_dims(gy, a)
+        return xp.broadcast_to(gy, self.in_shape).copy()
+
+
+def add(a, b):
+    return Add()(a, b)
+
+
+def sub(a, b):
+    return Sub()(a, b)
+
+
+def mul(a, b):
+    return Mul()(a, b)
+
+
+def div(a, b):
+    return Div()(a, b)
+
+
+def neg(a):
+    return Neg()(a)
+
+
+def power(a, exponent):
+    return Pow(exponent)(a)
+
+
+def matmul(a, b):
+    return MatMul()(a, b)
+
+
+def reshape(x, shape):
+    return Reshape(shape)(x)
+
+
+def transpose(x, axes=None):
+    return Transpose(axes)(x)
+
+
+def getitem(x, index):
+    return GetItem(index)(x)
+
+
+def sum_(x, axis=None, keepdims=False):
+    return Sum(axis, keepdims)(x)
+
+
+def mean(x, axis=None, keepdims=False):
+    x = x if isinstance(x, Tensor) else Tensor(x)
+    shape = x.shape
+    if axis is None:
+        count = int(np.prod(shape)) if shape else 1
+    else:
+        axes = (axis,) if isinstance(axis, int) else axis
+        count = int(np.prod([shape[a] for a in axes]))
+    return sum_(x, axis, keepdims) * (1.0 / count)

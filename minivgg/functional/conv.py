@@ -1,0 +1,214 @@
+"""2-D convolution as im2col + GEMM (§2.1: the 3x3 stride-1 pad-1 and the
+1x1 convolutions of Table 1).
+
+Forward lays every receptive field out as a column, ``col`` of shape
+(C*KH*KW, N*OH*OW), and multiplies by the (K, C*KH*KW) weight matrix: one
+large GEMM per layer. Backward keeps only ``x`` and ``w``:
+
+* dW = gy (K, N*OH*OW) @ col^T, with ``col`` recomputed from ``x`` rather
+  than kept from forward (it is KH*KW times larger than ``x``);
+* for stride 1, dX is itself a convolution, of ``gy`` with the spatially
+  flipped, in/out-transposed kernel and padding KH-1-P: a gather, no
+  scatter-add, and the same im2col + GEMM code path as forward;
+* for other strides dX goes through col2im (KH*KW strided additions).
+
+The GEMM result (K, N*OH*OW) is returned as a (N, K, OH, OW) *view*: the
+next layer's im2col reads channel-major data anyway, so the transpose copy
+that would put it back in NCHW order is never made.
+"""
+import numpy as np
+
+from ..autograd import Function, Tensor
+from ..backend import get_array_module
+
+
+def _pair(v, name):
+    if isinstance(v, (tuple, list)):
+        if len(v) != 2:
+            raise ValueError(f"{name} must be an int or a pair, got {v!r}")
+        a, b = int(v[0]), int(v[1])
+    else:
+        a = b = int(v)
+    return a, b
+
+
+def conv_output_size(size, kernel, stride, padding):
+    """Output length along one axis: floor((size + 2P - K) / S) + 1."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def check_conv_shapes(x_shape, w_shape, stride, padding, where="conv2d"):
+    """Validate conv2d operand shapes; return (OH, OW).
+
+    Raises ValueError naming ``where`` with the expected and actual shapes.
+    """
+    if len(x_shape) != 4:
+        raise ValueError(f"{where}: expected input of shape (N, C, H, W), got {tuple(x_shape)}")
+    if len(w_shape) != 4:
+        raise ValueError(f"{where}: expected weight of shape (K, C, KH, KW), got {tuple(w_shape)}")
+    if x_shape[1] != w_shape[1]:
+        raise ValueError(f"{where}: expected input of shape (N, {w_shape[1]}, H, W), "
+                         f"got {tuple(x_shape)} ({x_shape[1]} channels)")
+    (sh, sw), (ph, pw) = stride, padding
+    if sh < 1 or sw < 1 or ph < 0 or pw < 0:
+        raise ValueError(f"{where}: stride must be >= 1 and padding >= 0, got stride "
+                         f"{stride} and padding {padding}")
+    oh = conv_output_size(x_shape[2], w_shape[2], sh, ph)
+    ow = conv_output_size(x_shape[3], w_shape[3], sw, pw)
+    if oh < 1 or ow < 1:
+        raise ValueError(f"{where}: input of spatial size {x_shape[2]}x{x_shape[3]} is too small "
+                         f"for a {w_shape[2]}x{w_shape[3]} kernel with padding {padding}; "
+                         f"need at least {w_shape[2] - 2 * ph}x{w_shape[3] - 2 * pw}")
+    return oh, ow
+
+
+def _padded_channel_major(x, ph, pw):
+    """x (N, C, H, W) -> zero-padded buffer laid out (C, N, H+2PH, W+2PW)."""
+    xp = get_array_module(x)
+    n, c, h, w = x.shape
+    xc = x.transpose(1, 0, 2, 3)
+    if ph == 0 and pw == 0:
+        return xc
+    buf = xp.zeros((c, n, h + 2 * ph, w + 2 * pw), dtype=x.dtype)
+    buf[:, :, ph:ph + h, pw:pw + w] = xc
+    return buf
+
+
+def im2col(x, kh, kw, stride=(1, 1), padding=(0, 0)):
+    """Receptive fields as columns.
+
+    x: (N, C, H, W) -> col: (C*KH*KW, N*OH*OW), rows ordered (c, kh, kw),
+    columns ordered (n, oh, ow). Works on any memory layout of ``x``.
+    """
+    xp = get_array_module(x)
+    (sh, sw), (ph, pw) = _pair(stride, "stride"), _pair(padding, "padding")
+    n, c, h, w = x.shape
+    oh = conv_output_size(h, kh, sh, ph)
+    ow = conv_output_size(w, kw, sw, pw)
+    if kh == 1 and kw == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0:
+        return xp.ascontiguousarray(x.transpose(1, 0, 2, 3)).reshape(c, n * oh * ow)
+    buf = _padded_channel_major(x, ph, pw)
+    s_c, s_n, s_h, s_w = buf.strides
+    view = xp.lib.stride_tricks.as_strided(
+        buf, shape=(c, kh, kw, n, oh, ow),
+        strides=(s_c, s_h, s_w, s_n, s_h * sh, s_w * sw))
+    return xp.ascontiguousarray(view).reshape(c * kh * kw, n * oh * ow)
+
+
+def col2im(col, x_shape, kh, kw, stride, padding):
+    """Adjoint of im2col: col (C*KH*KW, N*OH*OW) -> dx (N, C, H, W).
+
+    Overlapping receptive fields add up; done as KH*KW strided additions into
+    a padded buffer (no atomics, deterministic).
+    """
+    xp = get_array_module(col)
+    (sh, sw), (ph, pw) = stride, padding
+    n, c, h, w = x_shape
+    oh = conv_output_size(h, kh, sh, ph)
+    ow = conv_output_size(w, kw, sw, pw)
+    col6 = col.reshape(c, kh, kw, n, oh, ow)
+    buf = xp.zeros((c, n, h + 2 * ph, w + 2 * pw), dtype=col.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            buf[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw] += col6[:, i, j]
+    return buf[:, :, ph:ph + h, pw:pw + w].transpose(1, 0, 2, 3)
+
+
+def _conv_gemm(x, w, stride, padding):
+    """Bias-free convolution; returns the (K, N*OH*OW) GEMM result and (OH, OW)."""
+    k, _, kh, kw = w.shape
+    col = im2col(x, kh, kw, stride, padding)
+    y2 = w.reshape(k, -1) @ col
+    oh = conv_output_size(x.shape[2], kh, stride[0], padding[0])
+    ow = conv_output_size(x.shape[3], kw, stride[1], padding[1])
+    return y2, (oh, ow)
+
+
+class Conv2d(Function):
+    """y = x * w + b (cross-correlation, as in every DL framework).
+
+    x (N, C, H, W), w (K, C, KH, KW), b (K,) -> y (N, K, OH, OW).
+    """
+
+    def __init__(self, stride=1, padding=0):
+        self.stride = _pair(stride, "stride")
+        self.padding = _pair(padding, "padding")
+
+    def forward(self, x, w, b=None):
+        n = x.shape[0]
+        k = w.shape[0]
+        y2, (oh, ow) = _conv_gemm(x, w, self.stride, self.padding)
+        if b is not None:
+            y2 += b.reshape(k, 1)
+        self.x, self.w = x, w
+        return y2.reshape(k, n, oh, ow).transpose(1, 0, 2, 3)
+
+    def backward(self, gy):
+        x, w = self.x, self.w
+        k, c, kh, kw = w.shape
+        (sh, sw), (ph, pw) = self.stride, self.padding
+        # (K, N*OH*OW); free when gy is already channel-major.
+        gy2 = gy.transpose(1, 0, 2, 3).reshape(k, -1)
+        gx = gw = None
+        if self.needs_input_grad[1]:
+            col = im2col(x, kh, kw, self.stride, self.padding)
+            gw = (gy2 @ col.T).reshape(w.shape)
+            del col
+        if self.needs_input_grad[0]:
+            if sh == 1 and sw == 1 and ph <= kh - 1 and pw <= kw - 1:
+                w_t = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (C, K, KH, KW)
+                g2, _ = _conv_gemm(gy, w_t, (1, 1), (kh - 1 - ph, kw - 1 - pw))
+                gx = g2.reshape(c, x.shape[0], x.shape[2], x.shape[3]).transpose(1, 0, 2, 3)
+            else:
+                gcol = w.reshape(k, -1).T @ gy2
+                gx = col2im(gcol, x.shape, kh, kw, self.stride, self.padding)
+        grads = (gx, gw)
+        if len(self.needs_input_grad) == 3:
+            gb = gy2.sum(axis=1) if self.needs_input_grad[2] else None
+            grads = grads + (gb,)
+        return grads
+
+    def release(self):
+        super().release()
+        self.x = self.w = None
+
+
+def conv2d(x, w, b=None, stride=1, padding=0):
+    """2-D convolution.
+
+    x (N, C, H, W), w (K, C, KH, KW), b (K,) or None -> (N, K, OH, OW) with
+    OH = floor((H + 2P - KH) / S) + 1. ``stride`` and ``padding`` are ints
+    or (h, w) pairs.
+    """
+    stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
+    check_conv_shapes(x.shape, w.shape, stride, padding)
+    if b is not None and tuple(b.shape) != (w.shape[0],):
+        raise ValueError(f"conv2d: expected bias of shape ({w.shape[0]},), got {tuple(b.shape)}")
+    fn = Conv2d(stride, padding)
+    return fn(x, w) if b is None else fn(x, w, b)
+
+
+def conv2d_reference(x, w, b=None, stride=1, padding=0):
+    """Plain loop-over-output-pixels convolution on arrays (no autograd).
+
+    The readable definition the fast path is tested against:
+    y[n, k, i, j] = b[k] + sum_{c, u, v} w[k, c, u, v] * xpad[n, c, i*S + u, j*S + v].
+    """
+    x = x.data if isinstance(x, Tensor) else x
+    w = w.data if isinstance(w, Tensor) else w
+    b = b.data if isinstance(b, Tensor) else b
+    xp = get_array_module(x)
+    (sh, sw), (ph, pw) = _pair(stride, "stride"), _pair(padding, "padding")
+    n, c, h, wd = x.shape
+    k, _, kh, kw = w.shape
+    oh = conv_output_size(h, kh, sh, ph)
+    ow = conv_output_size(wd, kw, sw, pw)
+    xpad = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    y = xp.zeros((n, k, oh, ow), dtype=np.result_type(x.dtype, w.dtype))
+    for i in range(oh):
+        for j in range(ow):
+            patch = xpad[:, :, i * sh:i * sh + kh, j * sw:j * sw + kw]
+            y[:, :, i, j] = xp.tensordot(patch, w, axes=([1, 2, 3], [1, 2, 3]))
+    if b is not None:
+        y += b.reshape(1, k, 1, 1)
+    return y

@@ -1,0 +1,150 @@
+"""The layers of Table 1 (§2.1) as Modules, with PyTorch's parameter shapes:
+conv weight (K, C, KH, KW), linear weight (F_out, F_in).
+
+Each layer validates its input and names itself (its dotted name in the
+model, e.g. ``features.3``) in the error, with expected and actual shapes.
+"""
+from collections import OrderedDict
+
+import numpy as np
+
+from .. import functional as F
+from ..functional.conv import _pair, check_conv_shapes
+from ..functional.linear import check_linear_shapes
+from ..functional.pooling import check_pool_shapes
+from .module import Module, Parameter
+
+
+class Conv2d(Module):
+    """x (N, C, H, W) -> (N, K, OH, OW). Weights start at zero: the model's
+    initialiser (``minivgg.nn.init``) fills them."""
+
+    def __init__(self, in_channels, out_channels, kernel_size=3, stride=1, padding=0,
+                 bias=True, dtype=np.float32):
+        super().__init__()
+        kh, kw = _pair(kernel_size, "kernel_size")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.stride, self.padding = (kh, kw), _pair(stride, "stride"), \
+            _pair(padding, "padding")
+        self.weight = Parameter(np.zeros((out_channels, in_channels, kh, kw), dtype=dtype))
+        self.bias = Parameter(np.zeros(out_channels, dtype=dtype)) if bias else None
+
+    def forward(self, x):
+        check_conv_shapes(x.shape, self.weight.shape, self.stride, self.padding,
+                          where=f"{self.name} ({self.extra_repr()})")
+        fn = F.Conv2d(self.stride, self.padding)
+        return fn(x, self.weight) if self.bias is None else fn(x, self.weight, self.bias)
+
+    def extra_repr(self):
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}")
+
+
+class Linear(Module):
+    """x (N, F_in) -> (N, F_out)."""
+
+    def __init__(self, in_features, out_features, bias=True, dtype=np.float32):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = Parameter(np.zeros((out_features, in_features), dtype=dtype))
+        self.bias = Parameter(np.zeros(out_features, dtype=dtype)) if bias else None
+
+    def forward(self, x):
+        check_linear_shapes(x.shape, self.weight.shape, where=f"{self.name} ({self.extra_repr()})")
+        fn = F.Linear()
+        return fn(x, self.weight) if self.bias is None else fn(x, self.weight, self.bias)
+
+    def extra_repr(self):
+        return f"in_features={self.in_features}, out_features={self.out_features}"
+
+
+class MaxPool2d(Module):
+    """x (N, C, H, W) -> (N, C, OH, OW)."""
+
+    def __init__(self, kernel_size=2, stride=None, padding=0):
+        super().__init__()
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.stride = _pair(self.kernel_size if stride is None else stride, "stride")
+        self.padding = _pair(padding, "padding")
+
+    def forward(self, x):
+        check_pool_shapes(x.shape, self.kernel_size, self.stride, self.padding,
+                          where=f"{self.name} ({self.extra_repr()})")
+        return F.MaxPool2d(self.kernel_size, self.stride, self.padding)(x)
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, stride={self.stride}"
+
+
+class ReLU(Module):
+    def forward(self, x):
+        return F.relu(x)
+
+
+class Dropout(Module):
+    """Inverted dropout in train mode, identity in eval mode."""
+
+    def __init__(self, p=0.5):
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"Dropout: p must be in [0, 1), got {p}")
+        self.p = p
+
+    def forward(self, x):
+        return F.dropout(x, self.p, self.training)
+
+    def extra_repr(self):
+        return f"p={self.p}"
+
+
+class LocalResponseNorm(Module):
+    """AlexNet LRN (alpha NOT divided by size; see functional.normalization)."""
+
+    def __init__(self, size=5, alpha=1e-4, beta=0.75, k=2.0):
+        super().__init__()
+        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
+
+    def forward(self, x):
+        if x.ndim != 4:
+            raise ValueError(f"{self.name}: expected input of shape (N, C, H, W), "
+                             f"got {tuple(x.shape)}")
+        return F.local_response_norm(x, self.size, self.alpha, self.beta, self.k)
+
+    def extra_repr(self):
+        return f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
+
+
+class Flatten(Module):
+    """(N, C, H, W) -> (N, C*H*W)."""
+
+    def forward(self, x):
+        return F.flatten(x)
+
+
+class Sequential(Module):
+    """Runs its children in order; children are named "0", "1", ..."""
+
+    def __init__(self, *layers):
+        super().__init__()
+        if len(layers) == 1 and isinstance(layers[0], OrderedDict):
+            for name, layer in layers[0].items():
+                setattr(self, name, layer)
+        else:
+            for i, layer in enumerate(layers):
+                setattr(self, str(i), layer)
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return Sequential(*list(self._modules.values())[i])
+        return list(self._modules.values())[i]
+
+    def forward(self, x):
+        for layer in self._modules.values():
+            x = layer(x)
+        return x

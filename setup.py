@@ -1,0 +1,24 @@
+"""Install minivgg: ``pip install -e .`` (extras: test, plot, gpu, dist)."""
+from setuptools import find_packages, setup
+
+setup(
+    name="minivgg",
+    version="0.1.0",
+    description="The VGG paper (Simonyan & Zisserman, ICLR 2015) from scratch in NumPy/CuPy",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["minivgg", "minivgg.*"]) + ["minivgg.kernels"],
+    # The CUDA sources live in kernels/ at the top of the repository and are
+    # installed inside the package as minivgg/kernels/*.cu.
+    package_dir={"minivgg": "minivgg", "minivgg.kernels": "kernels"},
+    package_data={"minivgg.kernels": ["*.cu", "*.cuh", "*.h"]},
+    install_requires=["numpy>=1.24", "pillow>=9", "tqdm>=4.60"],
+    extras_require={
+        "test": ["pytest>=7", "torch==2.13.0", "mpi4py>=3.1", "mpich", "matplotlib>=3.5"],
+        "plot": ["matplotlib>=3.5"],
+        "gpu": ["cupy-cuda12x"],
+        "dist": ["mpi4py>=3.1"],
+    },
+    entry_points={},
+)
