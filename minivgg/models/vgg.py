@@ -9,6 +9,8 @@ followed by a ReLU. The classifier is FC-4096, ReLU, dropout, FC-4096, ReLU,
 dropout, FC-classes. Layer indices (``features.{i}``, ``classifier.{0,3,6}``)
 follow torchvision, so its state dicts load unchanged for A, B, D and E.
 """
+from collections import OrderedDict
+
 import numpy as np
 
 from ..autograd import Tensor, reshape
@@ -118,6 +120,23 @@ class VGG(Module):
     def weight_layers(self):
         """[(name, module)] of the conv and FC layers in order (Table 1's rows)."""
         return [(n, m) for n, m in self.named_modules() if isinstance(m, (Conv2d, Linear))]
+
+    def paper_layer_names(self):
+        """OrderedDict paper name -> module: conv{block}_{i} and fc6, fc7, fc8.
+
+        The names the paper's §3.1 initialisation refers to ("the first four
+        convolutional layers and the last three fully-connected layers").
+        """
+        names, block, i = OrderedDict(), 1, 0
+        for mod in self.features:
+            if isinstance(mod, MaxPool2d):
+                block, i = block + 1, 0
+            elif isinstance(mod, Conv2d):
+                i += 1
+                names[f"conv{block}_{i}"] = mod
+        for name, idx in (("fc6", 0), ("fc7", 3), ("fc8", 6)):
+            names[name] = self.classifier[idx]
+        return names
 
     def _check_input(self, x):
         s = self.input_size

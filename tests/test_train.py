@@ -1,0 +1,236 @@
+"""The §3.1 training procedure: gradient accumulation, initialisation from
+configuration A, exact resume, divergence and bad-recipe handling."""
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from minivgg.checkpoint import load_checkpoint
+from minivgg.models import vgg
+from minivgg.train import (Recipe, Trainer, TrainingDiverged, init_from_checkpoint, parse_scale,
+                           topk_correct)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny_recipe(out, **kw):
+    base = dict(cfg="A", data="synthetic", image_size=32, train_size=24, val_size=10, crop=32,
+                scale="32:36", batch_size=8, epochs=2, width_mult=0.125, fc_width=16, lr=0.02,
+                out=str(out), progress=False, seed=3)
+    base.update(kw)
+    return Recipe(**base)
+
+
+def weights(trainer):
+    return {k: v for k, v in trainer.model.state_dict().items()}
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_micro_batches_give_the_gradient_of_one_batch(tmp_path):
+    r = tiny_recipe(tmp_path / "a", dropout=0.0, batch_size=16)
+    t = Trainer(r, log=lambda *_: None)
+    t._setup()
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((16, 3, 32, 32)).astype(np.float32)
+    y = rng.integers(0, 10, 16)
+    before = weights(t)
+    t.optimizer.step = lambda: None  # keep the gradients, skip the update
+    loss_full, _ = t.train_step(x, y)
+    full = {n: p.grad.copy() for n, p in t.model.named_parameters()}
+    t.recipe.micro_batch = 4
+    loss_micro, _ = t.train_step(x, y)
+    assert loss_micro == pytest.approx(loss_full, rel=1e-6)
+    for n, p in t.model.named_parameters():
+        np.testing.assert_allclose(p.grad, full[n], rtol=2e-4, atol=1e-7, err_msg=n)
+    assert_same_weights(before, weights(t))
+
+
+def test_init_from_a_copies_exactly_the_papers_seven_layers(tmp_path):
+    kw = dict(num_classes=10, input_size=32, fc_width=16, width_mult=0.25)
+    a = vgg("A", seed=1, **kw)
+    from minivgg.checkpoint import save_checkpoint
+    path = save_checkpoint(tmp_path / "a.npz", a, {"classes": list("0123456789")})
+    d = vgg("D", seed=2, **kw)
+    before = d.state_dict()
+    copied = init_from_checkpoint(d, path)
+    # D's conv1_1, conv2_1, conv3_1, conv3_2 receive A's first four convs
+    # (A's features 0, 3, 6, 8), and fc6-fc8 receive A's.
+    # A's first four convs are conv1_1, conv2_1, conv3_1, conv3_2 (features 0, 3, 6, 8).
+    expected = ["features.0", "features.5", "features.10", "features.12",
+                "classifier.0", "classifier.3", "classifier.6"]
+    assert copied == [f"{m}.{p}" for m in expected for p in ("weight", "bias")]
+    src = dict(zip(["features.0", "features.5", "features.10", "features.12"],
+                   ["features.0", "features.3", "features.6", "features.8"]))
+    src.update({c: c for c in ("classifier.0", "classifier.3", "classifier.6")})
+    after, a_sd = d.state_dict(), a.state_dict()
+    for name in after:
+        layer, p = name.rsplit(".", 1)
+        if layer in src:
+            np.testing.assert_array_equal(after[name], a_sd[f"{src[layer]}.{p}"])
+        else:
+            np.testing.assert_array_equal(after[name], before[name])  # still random
+
+
+def test_init_from_same_config_copies_everything_and_checks_shapes(tmp_path):
+    from minivgg.checkpoint import save_checkpoint
+    kw = dict(num_classes=10, input_size=32, fc_width=16, width_mult=0.25)
+    a = vgg("B", seed=1, **kw)
+    path = save_checkpoint(tmp_path / "b.npz", a, {"classes": list("0123456789")})
+    b = vgg("B", seed=5, **kw)
+    assert len(init_from_checkpoint(b, path)) == len(a.state_dict())
+    assert_same_weights(a.state_dict(), b.state_dict())
+    wrong = vgg("B", seed=5, num_classes=7, input_size=32, fc_width=16, width_mult=0.25)
+    with pytest.raises(ValueError, match="classifier.6.weight"):
+        init_from_checkpoint(wrong, path)
+
+
+def test_two_epochs_equal_one_plus_resume_plus_one_bit_for_bit(tmp_path):
+    straight = Trainer(tiny_recipe(tmp_path / "s", epochs=2), log=lambda *_: None)
+    straight.run()
+    first = Trainer(tiny_recipe(tmp_path / "r", epochs=1), log=lambda *_: None)
+    first.run()
+    resumed = Trainer(tiny_recipe(tmp_path / "r", epochs=2), resume=str(tmp_path / "r"),
+                      log=lambda *_: None)
+    resumed.run()
+    assert_same_weights(weights(straight), weights(resumed))
+    v1 = straight.optimizer.state_dict()["velocity"]
+    v2 = resumed.optimizer.state_dict()["velocity"]
+    for a, b in zip(v1, v2):
+        np.testing.assert_array_equal(a, b)
+    lines = (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(l)["epoch"] for l in lines] == [1, 2]
+
+
+def test_signal_mid_epoch_saves_and_resume_is_exact(tmp_path):
+    straight = Trainer(tiny_recipe(tmp_path / "s", epochs=1), log=lambda *_: None)
+    straight.run()
+    t = Trainer(tiny_recipe(tmp_path / "i", epochs=1), log=lambda *_: None)
+    real_step = t.train_step
+    calls = []
+
+    def step_then_signal(x, y):
+        out = real_step(x, y)
+        calls.append(1)
+        if len(calls) == 2:  # as if Ctrl-C arrived during the second step
+            t._handle_signal(signal.SIGINT, None)
+        return out
+    t.train_step = step_then_signal
+    with pytest.raises(KeyboardInterrupt):
+        t.run()
+    ck = load_checkpoint(tmp_path / "i")
+    assert (ck.meta["epoch"], ck.meta["batch"], ck.meta["global_step"]) == (0, 2, 2)
+    resumed = Trainer(tiny_recipe(tmp_path / "i", epochs=1), resume=str(tmp_path / "i"),
+                      log=lambda *_: None)
+    resumed.run()
+    assert_same_weights(weights(straight), weights(resumed))
+
+
+def test_max_steps_stops_and_saves(tmp_path):
+    t = Trainer(tiny_recipe(tmp_path / "m", max_steps=2), log=lambda *_: None)
+    assert t.run() == []
+    assert load_checkpoint(tmp_path / "m").meta["global_step"] == 2
+
+
+def test_nan_loss_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    Trainer(tiny_recipe(tmp_path / "n", epochs=1), log=lambda *_: None).run()
+    ckpt = tmp_path / "n" / "last.npz"
+    good = ckpt.read_bytes()
+    t = Trainer(tiny_recipe(tmp_path / "n", epochs=2), resume=str(tmp_path / "n"),
+                log=lambda *_: None)
+    setup = t._setup
+
+    def poisoned_setup():
+        setup()
+        t.model.features[0].weight.data[0, 0, 0, 0] = np.nan
+    t._setup = poisoned_setup
+    with pytest.raises(TrainingDiverged, match=r"nan at step 4 \(epoch 2, batch 1\)"):
+        t.run()
+    assert ckpt.read_bytes() == good
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(crop=48, scale="40"), "crop 48 is larger than the smallest training scale S=40"),
+    (dict(scale="512:256"), "S_min 512 is larger than S_max 256"),
+    (dict(cfg="Z"), "valid ones are A, A-LRN, B, C, D, E"),
+    (dict(data="imagefolder:/nonexistent/dir"), "does not exist"),
+    (dict(data="cifar10"), "needs a directory"),
+    (dict(micro_batch=100), "--micro-batch"),
+])
+def test_invalid_recipes_are_rejected_before_training(tmp_path, kw, match):
+    with pytest.raises((ValueError, FileNotFoundError), match=match):
+        Trainer(tiny_recipe(tmp_path / "x", **kw))
+    assert not (tmp_path / "x").exists()  # nothing was started
+
+
+def test_empty_class_folder_is_rejected(tmp_path):
+    from PIL import Image
+    for split in ("train", "val"):
+        (tmp_path / "d" / split / "cat").mkdir(parents=True)
+        (tmp_path / "d" / split / "dog").mkdir(parents=True)
+        Image.new("RGB", (40, 40)).save(tmp_path / "d" / split / "cat" / "a.png")
+    with pytest.raises(ValueError, match="dog"):
+        Trainer(tiny_recipe(tmp_path / "o", data=f"imagefolder:{tmp_path / 'd'}")).run()
+
+
+def test_imagefolder_run_with_a_corrupt_image_skips_and_counts(tmp_path):
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 6), ("val", 2)):
+        for cls in ("cat", "dog"):
+            d = tmp_path / "d" / split / cls
+            d.mkdir(parents=True)
+            for i in range(n):
+                arr = rng.integers(0, 255, (36, 44, 3), dtype=np.uint8)
+                Image.fromarray(arr).save(d / f"{i}.jpg")
+    (tmp_path / "d" / "train" / "cat" / "bad.jpg").write_bytes(b"not a jpeg at all")
+    r = tiny_recipe(tmp_path / "o", data=f"imagefolder:{tmp_path / 'd'}", epochs=1,
+                    mean_images=0)
+    with pytest.warns(UserWarning, match="bad.jpg"):
+        history = Trainer(r, log=lambda *_: None).run()
+    assert history[0]["skipped_images"] == 1
+    r_strict = tiny_recipe(tmp_path / "o2", data=f"imagefolder:{tmp_path / 'd'}", epochs=1,
+                           strict=True)
+    with pytest.raises(ValueError, match="bad.jpg"):
+        with pytest.warns(UserWarning):
+            Trainer(r_strict, log=lambda *_: None).run()
+
+
+def test_parse_scale_and_topk():
+    assert parse_scale("256") == (256, 256) and parse_scale("256:512") == (256, 512)
+    with pytest.raises(ValueError, match="S or S_MIN:S_MAX"):
+        parse_scale("big")
+    scores = np.array([[0.1, 0.5, 0.4], [0.9, 0.05, 0.05]])
+    assert topk_correct(scores, np.array([2, 0]), ks=(1, 2, 5)) == [1, 2, 2]
+
+
+def test_plot_and_metrics_files(tmp_path):
+    pytest.importorskip("matplotlib", reason="matplotlib (the plot extra) is not installed")
+    r = tiny_recipe(tmp_path / "p", epochs=1, plot=True)
+    Trainer(r, log=lambda *_: None).run()
+    assert (tmp_path / "p" / "curves.png").stat().st_size > 1000
+    row = json.loads((tmp_path / "p" / "metrics.jsonl").read_text())
+    assert {"train_loss", "val_top1_err", "val_top5_err", "lr", "time_s"} <= set(row)
+    assert json.loads((tmp_path / "p" / "recipe.json").read_text())["cfg"] == "A"
+
+
+def test_cli_help_documents_every_flag_and_errors_cleanly(tmp_path):
+    script = os.path.join(ROOT, "examples", "train_vgg.py")
+    out = subprocess.run([sys.executable, script, "--help"], capture_output=True, text=True,
+                         check=True).stdout
+    for flag in ("--cfg", "--data", "--crop", "--scale", "--batch-size", "--micro-batch", "--lr",
+                 "--momentum", "--weight-decay", "--epochs", "--max-steps", "--init",
+                 "--init-std", "--init-from", "--resume", "--workers", "--seed", "--out",
+                 "--plot", "--strict", "--train-size", "--val-size"):
+        assert flag in out
+    bad = subprocess.run([sys.executable, script, "--crop", "64", "--scale", "48", "--out",
+                          str(tmp_path / "c")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "crop 64 is larger" in bad.stderr
