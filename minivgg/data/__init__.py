@@ -1,0 +1,41 @@
+"""Data pipeline of the VGG paper's training procedure (§3.1) and evaluation inputs (§3.2).
+
+Datasets hand out ``(img, label)`` with ``img`` an (H, W, 3) uint8 RGB array;
+transforms (``t(img, rng)``) implement the paper's rescale / crop / flip /
+colour-shift / mean-subtraction recipe; the DataLoader batches the result as
+(N, 3, H, W) float32 and (N,) int64, deterministically from (seed, epoch).
+"""
+
+from .base import CorruptImageError, Dataset
+from .cifar import CIFAR10, CIFAR10_MD5, CIFAR10_URL, download_cifar10
+from .folder import IMAGE_EXTENSIONS, ImageFolder, load_rgb
+from .loader import DataLoader
+from .synthetic import SHAPE_CLASSES, SyntheticShapes
+from .transforms import (
+    PCA_EIGVAL,
+    PCA_EIGVEC,
+    CenterCrop,
+    Compose,
+    PCAColourShift,
+    RandomCrop,
+    RandomHorizontalFlip,
+    RescaleShorter,
+    SubtractMean,
+    ToCHW,
+    ToFloat,
+    compute_mean_rgb,
+    eval_transform,
+    train_transform,
+)
+
+__all__ = [
+    "CorruptImageError", "Dataset",
+    "SyntheticShapes", "SHAPE_CLASSES",
+    "CIFAR10", "download_cifar10", "CIFAR10_URL", "CIFAR10_MD5",
+    "ImageFolder", "IMAGE_EXTENSIONS", "load_rgb",
+    "Compose", "RescaleShorter", "RandomCrop", "CenterCrop", "RandomHorizontalFlip",
+    "ToFloat", "PCAColourShift", "SubtractMean", "ToCHW",
+    "PCA_EIGVAL", "PCA_EIGVEC",
+    "compute_mean_rgb", "train_transform", "eval_transform",
+    "DataLoader",
+]

@@ -1,0 +1,122 @@
+"""ImageFolder: ImageNet-style directory of class folders (the §3.1 training data).
+
+The paper trains on ILSVRC-2012 (1.3 M JPEGs of varying size, 1000 classes).
+Once unpacked into ``root/<class>/<image>`` it is read by this class, which
+decodes lazily (one file per ``ds[i]``) so the decoding cost lands in the
+loader's worker processes, not at construction.
+"""
+
+import os
+import warnings
+
+from PIL import Image
+
+import numpy as np
+
+from .base import CorruptImageError, Dataset
+
+__all__ = ["ImageFolder", "IMAGE_EXTENSIONS", "load_rgb"]
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def load_rgb(path):
+    """Decode the image file at ``path`` to an (H, W, 3) uint8 RGB array.
+
+    Grayscale, palette, CMYK, 16-bit and alpha images are converted to RGB
+    (alpha dropped).  Raises CorruptImageError naming the file when it is not
+    a decodable image, including a truncated one: decoding is forced inside
+    the ``try`` because Pillow otherwise decodes lazily, later.
+    """
+    try:
+        with warnings.catch_warnings():
+            # A decompression-bomb-sized image is far beyond anything a VGG
+            # input needs; treat it as bad data, not a crash.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                im.load()
+                if im.mode == "P" and "transparency" in im.info:
+                    # Pillow warns when converting such palettes straight to RGB.
+                    im = im.convert("RGBA")
+                if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+                    # 16-bit greyscale: scale to 8 bits rather than clip at 255.
+                    a = np.asarray(im, dtype=np.float64)
+                    top = 65535.0 if a.max() > 255 else 255.0
+                    a = np.clip(a / top * 255 + 0.5, 0, 255).astype(np.uint8)
+                    return np.repeat(a[:, :, None], 3, axis=2)
+                rgb = im.convert("RGB")
+            arr = np.asarray(rgb, dtype=np.uint8)
+    except FileNotFoundError:
+        raise
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as e:
+        # OSError covers UnidentifiedImageError and "image file is truncated";
+        # SyntaxError and ValueError are what some Pillow plugins raise on bad headers.
+        raise CorruptImageError(f"cannot decode image {path}: {type(e).__name__}: {e}") from e
+    if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise CorruptImageError(f"cannot decode image {path}: decoded to shape {arr.shape}")
+    return arr
+
+
+class ImageFolder(Dataset):
+    """Images in ``root/<class_name>/**/<file>``; ``ds[i] -> (img, label)``.
+
+    Class names are the sub-directory names, sorted (label = position in
+    ``ds.classes``); files are found recursively, with an extension in
+    IMAGE_EXTENSIONS (any case); other files and hidden entries are ignored.
+    ``ds.samples`` is the list of ``(path, label)`` in label-then-path order.
+
+    Per item: ``img`` (H, W, 3) uint8 RGB (any size), ``label`` int.
+    Raises FileNotFoundError if ``root`` is missing, ValueError if it has no
+    class folder or a class folder holds no image, CorruptImageError (from
+    ``ds[i]``) if a file cannot be decoded.
+    """
+
+    def __init__(self, root, extensions=IMAGE_EXTENSIONS):
+        self.root = os.fspath(root)
+        if not os.path.isdir(self.root):
+            raise FileNotFoundError(f"ImageFolder: directory {os.path.abspath(self.root)} does not exist")
+        exts = tuple(e.lower() for e in extensions)
+        self.classes = sorted(
+            e.name for e in os.scandir(self.root)
+            if e.is_dir() and not e.name.startswith(".")
+        )
+        if not self.classes:
+            raise ValueError(
+                f"ImageFolder: {os.path.abspath(self.root)} has no class sub-directories; "
+                f"expected the layout root/<class_name>/<image>.jpg (one folder per class)"
+            )
+        self.samples = []
+        for label, name in enumerate(self.classes):
+            files = self._scan(os.path.join(self.root, name), exts)
+            if not files:
+                raise ValueError(
+                    f"ImageFolder: class folder {os.path.join(os.path.abspath(self.root), name)} "
+                    f"holds no image (extensions {', '.join(exts)}); add images or remove the folder"
+                )
+            self.samples.extend((f, label) for f in files)
+        self.labels = np.array([s[1] for s in self.samples], dtype=np.int64)
+
+    @staticmethod
+    def _scan(folder, exts):
+        out = []
+        for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            out.extend(
+                os.path.join(dirpath, f) for f in sorted(filenames)
+                if not f.startswith(".") and f.lower().endswith(exts)
+            )
+        return out
+
+    def __len__(self):
+        return len(self.samples)
+
+    def _get(self, i):
+        path, label = self.samples[i]
+        return load_rgb(path), label
+
+    def describe(self, i):
+        return self.samples[self._index(i)][0]
+
+    def __repr__(self):
+        return f"ImageFolder(root={self.root!r}, classes={len(self.classes)}, n={len(self)})"

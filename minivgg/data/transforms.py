@@ -1,0 +1,383 @@
+"""Training-time augmentation and input normalisation of the VGG paper (§3.1, §3.2).
+
+§3.1: "To obtain the fixed-size 224x224 ConvNet input images, they were
+randomly cropped from rescaled training images (one crop per image per SGD
+iteration). To further augment the training set, the crops underwent random
+horizontal flipping and random RGB colour shift [Krizhevsky et al., 2012]."
+The rescaling is isotropic, the smallest side becoming the training scale S,
+either fixed (256 or 384) or jittered per image in [S_min, S_max] = [256, 512].
+§2.1: "The only pre-processing we do is subtracting the mean RGB value,
+computed on the training set, from each pixel."
+
+Every transform is called as ``t(img, rng)``, ``rng`` a numpy Generator that
+supplies all its randomness, so a sample's augmentation is a pure function of
+the generator the loader derives from (seed, epoch, index).  The pipeline is:
+
+    HWC uint8 --RescaleShorter--> RandomCrop --> RandomHorizontalFlip
+      --ToFloat--> HWC float32 in [0, 1] --PCAColourShift--> SubtractMean
+      --ToCHW--> CHW float32 (C=3)
+"""
+
+import numbers
+
+import numpy as np
+from PIL import Image
+
+from .base import CorruptImageError, check_image
+
+__all__ = [
+    "Compose", "RescaleShorter", "RandomCrop", "CenterCrop", "RandomHorizontalFlip",
+    "ToFloat", "PCAColourShift", "SubtractMean", "ToCHW",
+    "compute_mean_rgb", "train_transform", "eval_transform",
+    "PCA_EIGVAL", "PCA_EIGVEC",
+]
+
+# AlexNet's ImageNet RGB covariance, in [0, 1] pixel units (DESIGN.md §1).
+PCA_EIGVAL = np.array([0.2175, 0.0188, 0.0045])
+PCA_EIGVEC = np.array([
+    [-0.5675, 0.7192, 0.4009],
+    [-0.5808, -0.0045, -0.8140],
+    [-0.5836, -0.6948, 0.4203],
+])
+
+
+def _need_rng(rng, who):
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(
+            f"{who} is random and needs a numpy.random.Generator as second argument "
+            f"(e.g. np.random.default_rng(0)), got {type(rng).__name__}"
+        )
+
+
+def _check_float_hwc(img, who):
+    if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"{who}: expected an (H, W, 3) array, got "
+                         f"{getattr(img, 'shape', type(img).__name__)}")
+    if img.dtype != np.float32:
+        raise ValueError(f"{who}: expected float32 (put ToFloat() before it), got {img.dtype}")
+
+
+def _positive_int(v, what):
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v <= 0:
+        raise ValueError(f"{what} must be a positive int, got {v!r}")
+    return int(v)
+
+
+def _parse_scale(scale):
+    """Return (S_min, S_max) for an int S or an (S_min, S_max) pair."""
+    if isinstance(scale, (tuple, list)):
+        if len(scale) != 2:
+            raise ValueError(f"scale must be an int S or a pair (S_min, S_max), got {scale!r}")
+        lo = _positive_int(scale[0], "S_min")
+        hi = _positive_int(scale[1], "S_max")
+        if lo > hi:
+            raise ValueError(f"scale jitter range needs S_min <= S_max, got ({lo}, {hi})")
+        return lo, hi
+    s = _positive_int(scale, "scale S")
+    return s, s
+
+
+class Compose:
+    """Apply transforms in order, threading one rng: ``Compose([...])(img, rng)``.
+
+    Shapes and dtypes are whatever the listed transforms produce.
+    """
+
+    def __init__(self, transforms):
+        self.transforms = list(transforms)
+        for t in self.transforms:
+            if not callable(t):
+                raise ValueError(f"Compose: {t!r} is not callable")
+
+    def __call__(self, img, rng=None):
+        for t in self.transforms:
+            img = t(img, rng)
+        return img
+
+    def __repr__(self):
+        inner = ",\n    ".join(repr(t) for t in self.transforms)
+        return f"Compose([\n    {inner},\n])"
+
+
+class RescaleShorter:
+    """Isotropic rescale so the shorter side becomes S (§3.1 "training scale").
+
+    ``S`` is an int (single-scale training, S = 256 or 384 in the paper) or
+    a pair ``(S_min, S_max)`` (multi-scale training: S drawn per image
+    uniformly from the integers S_min..S_max inclusive; [256, 512] in the
+    paper).  The longer side becomes ``round(L * S / shorter)`` so the
+    aspect ratio is kept.  Bilinear resampling (Pillow, which also low-pass
+    filters when shrinking).
+
+    In: (H, W, 3) uint8.  Out: (S, round(W*S/H), 3) or (round(H*S/W), S, 3) uint8.
+    """
+
+    def __init__(self, S):
+        self.S = S
+        self.s_min, self.s_max = _parse_scale(S)
+
+    def sample_scale(self, rng):
+        """Draw this image's S (consumes rng only when S is jittered)."""
+        if self.s_min == self.s_max:
+            return self.s_min
+        _need_rng(rng, "RescaleShorter with a jittered scale")
+        return int(rng.integers(self.s_min, self.s_max + 1))
+
+    def __call__(self, img, rng=None):
+        check_image(img, "RescaleShorter input")
+        s = self.sample_scale(rng)
+        h, w = img.shape[:2]
+        if h <= w:
+            nh, nw = s, max(1, int(round(w * s / h)))
+        else:
+            nh, nw = max(1, int(round(h * s / w))), s
+        if (nh, nw) == (h, w):
+            return img
+        return np.asarray(Image.fromarray(img).resize((nw, nh), Image.BILINEAR))
+
+    def __repr__(self):
+        return f"RescaleShorter({self.S!r})"
+
+
+class RandomCrop:
+    """Random size x size crop, position uniform over all valid offsets (§3.1).
+
+    In: (H, W, C) array with H, W >= size.  Out: (size, size, C), same dtype
+    (a view).  Raises ValueError naming both sizes if the image is smaller.
+    """
+
+    def __init__(self, size):
+        self.size = _positive_int(size, "crop size")
+
+    def __call__(self, img, rng):
+        _need_rng(rng, "RandomCrop")
+        h, w = img.shape[:2]
+        if h < self.size or w < self.size:
+            raise ValueError(f"RandomCrop({self.size}): image is {h}x{w}, smaller than the crop; "
+                             f"rescale it to at least {self.size} first")
+        y = int(rng.integers(0, h - self.size + 1))
+        x = int(rng.integers(0, w - self.size + 1))
+        return img[y:y + self.size, x:x + self.size]
+
+    def __repr__(self):
+        return f"RandomCrop({self.size})"
+
+
+class CenterCrop:
+    """Central size x size crop (single-crop evaluation, §3.2 / §4.1).
+
+    In: (H, W, C), H, W >= size.  Out: (size, size, C), same dtype (a view).
+    """
+
+    def __init__(self, size):
+        self.size = _positive_int(size, "crop size")
+
+    def __call__(self, img, rng=None):
+        h, w = img.shape[:2]
+        if h < self.size or w < self.size:
+            raise ValueError(f"CenterCrop({self.size}): image is {h}x{w}, smaller than the crop; "
+                             f"rescale it to at least {self.size} first")
+        y, x = (h - self.size) // 2, (w - self.size) // 2
+        return img[y:y + self.size, x:x + self.size]
+
+    def __repr__(self):
+        return f"CenterCrop({self.size})"
+
+
+class RandomHorizontalFlip:
+    """Mirror left-right with probability p (§3.1 "random horizontal flipping").
+
+    In: (H, W, C).  Out: same shape and dtype (a view when flipped).
+    Always draws one number, so later transforms see the same rng stream
+    whether or not this image was flipped.
+    """
+
+    def __init__(self, p=0.5):
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"RandomHorizontalFlip: p must be in [0, 1], got {p!r}")
+        self.p = float(p)
+
+    def __call__(self, img, rng):
+        _need_rng(rng, "RandomHorizontalFlip")
+        return img[:, ::-1] if rng.random() < self.p else img
+
+    def __repr__(self):
+        return f"RandomHorizontalFlip(p={self.p})"
+
+
+class ToFloat:
+    """uint8 [0, 255] to float32 [0, 1], the units of the PCA colour constants.
+
+    In: (H, W, 3) uint8.  Out: (H, W, 3) float32, a new array.
+    """
+
+    def __call__(self, img, rng=None):
+        check_image(img, "ToFloat input")
+        return img.astype(np.float32) * np.float32(1.0 / 255.0)
+
+    def __repr__(self):
+        return "ToFloat()"
+
+
+class PCAColourShift:
+    """AlexNet "fancy PCA" RGB colour shift (§3.1, after Krizhevsky et al. 2012 §4.1).
+
+    One shift per image is added to every pixel:
+    ``shift = eigvec @ (alpha * eigval)``, ``alpha ~ N(0, alphastd^2)``, 3
+    values, where eigval/eigvec are the eigen-decomposition of the RGB
+    covariance of ImageNet pixels in [0, 1] units (PCA_EIGVAL, PCA_EIGVEC:
+    eigenvectors are the rows listed in DESIGN.md, used as columns here, so
+    ``eigvec @ diag(eigval) @ eigvec.T`` is the covariance).  The result is
+    not clipped, as in the reference Lua/Caffe code.
+
+    In: (H, W, 3) float32 in [0, 1].  Out: same shape, float32, a new array.
+    """
+
+    def __init__(self, alphastd=0.1, eigval=PCA_EIGVAL, eigvec=PCA_EIGVEC):
+        if not alphastd >= 0:
+            raise ValueError(f"PCAColourShift: alphastd must be >= 0, got {alphastd!r}")
+        self.alphastd = float(alphastd)
+        self.eigval = np.asarray(eigval, np.float64)
+        self.eigvec = np.asarray(eigvec, np.float64)
+        if self.eigval.shape != (3,) or self.eigvec.shape != (3, 3):
+            raise ValueError(f"PCAColourShift: eigval must be (3,) and eigvec (3, 3), got "
+                             f"{self.eigval.shape} and {self.eigvec.shape}")
+
+    def sample_shift(self, rng):
+        """Draw one image's RGB shift: (3,) float64."""
+        _need_rng(rng, "PCAColourShift")
+        alpha = rng.normal(0.0, self.alphastd, 3)
+        return self.eigvec @ (alpha * self.eigval)
+
+    def __call__(self, img, rng):
+        _check_float_hwc(img, "PCAColourShift")
+        return img + self.sample_shift(rng).astype(np.float32)
+
+    def __repr__(self):
+        return f"PCAColourShift(alphastd={self.alphastd})"
+
+
+class SubtractMean:
+    """Subtract the training set's mean RGB from every pixel (§2.1).
+
+    ``mean_rgb``: (3,) in [0, 1] units (see compute_mean_rgb).
+    In: (H, W, 3) float32.  Out: same shape, float32, a new array.
+    """
+
+    def __init__(self, mean_rgb):
+        m = np.asarray(mean_rgb, dtype=np.float64)
+        if m.shape != (3,) or not np.all(np.isfinite(m)):
+            raise ValueError(f"SubtractMean: mean_rgb must be 3 finite numbers (R, G, B), got {mean_rgb!r}")
+        if np.any(m < 0) or np.any(m > 1):
+            raise ValueError(f"SubtractMean: mean_rgb must be in [0, 1] units, got {m.tolist()} "
+                             f"(divide 0..255 values by 255)")
+        self.mean_rgb = m
+        self._mean32 = m.astype(np.float32)
+
+    def __call__(self, img, rng=None):
+        _check_float_hwc(img, "SubtractMean")
+        return img - self._mean32
+
+    def __repr__(self):
+        return f"SubtractMean({np.round(self.mean_rgb, 4).tolist()})"
+
+
+class ToCHW:
+    """HWC to the CHW layout of the network input (batch: NCHW).
+
+    In: (H, W, C) float32.  Out: (C, H, W) float32, C-contiguous.
+    """
+
+    def __call__(self, img, rng=None):
+        if not isinstance(img, np.ndarray) or img.ndim != 3:
+            raise ValueError(f"ToCHW: expected an (H, W, C) array, got "
+                             f"{getattr(img, 'shape', type(img).__name__)}")
+        return np.ascontiguousarray(img.transpose(2, 0, 1), dtype=np.float32)
+
+    def __repr__(self):
+        return "ToCHW()"
+
+
+def compute_mean_rgb(dataset, max_images=None, progress=True):
+    """Per-channel mean over all pixels of the (training) images (§2.1).
+
+    Every pixel counts once, so a large image weighs more than a small one.
+    With ``max_images`` only that many images are read, evenly spaced over
+    the data set (not the first ones: an ImageFolder is sorted by class).
+    Corrupt images are skipped with a warning.
+
+    Returns (3,) float64, R, G, B in [0, 1] units.
+    """
+    import warnings
+
+    from tqdm import tqdm
+
+    n = len(dataset)
+    if n == 0:
+        raise ValueError("compute_mean_rgb: the data set is empty")
+    if max_images is None or max_images >= n:
+        indices = np.arange(n)
+    else:
+        if max_images <= 0:
+            raise ValueError(f"compute_mean_rgb: max_images must be positive, got {max_images!r}")
+        indices = np.unique(np.linspace(0, n - 1, int(max_images)).round().astype(np.int64))
+    total = np.zeros(3, np.float64)
+    count = 0
+    for i in tqdm(indices, desc="mean RGB", unit="img", disable=not progress):
+        try:
+            img, _ = dataset[int(i)]
+        except CorruptImageError as e:
+            warnings.warn(f"compute_mean_rgb: skipping {dataset.describe(int(i))}: {e}", stacklevel=2)
+            continue
+        check_image(img, f"compute_mean_rgb: {dataset.describe(int(i))}")
+        # uint8 sums stay exact in int64 for any image a computer can hold.
+        total += img.reshape(-1, 3).sum(0, dtype=np.int64)
+        count += img.shape[0] * img.shape[1]
+    if count == 0:
+        raise ValueError("compute_mean_rgb: no image could be read")
+    return total / count / 255.0
+
+
+def _check_recipe(crop, s_min, who):
+    if crop > s_min:
+        raise ValueError(
+            f"{who}: crop {crop} is larger than the smallest training scale S={s_min}; "
+            f"use a crop <= {s_min} or a scale >= {crop} (the paper: crop 224, S >= 256)"
+        )
+
+
+def train_transform(crop, scale, mean_rgb, colour=True, flip=True):
+    """The §3.1 training pipeline as a Compose.
+
+    rescale (shorter side S, fixed int or jittered (S_min, S_max)) -> random
+    crop x crop -> random horizontal flip (if ``flip``) -> [0, 1] float ->
+    PCA colour shift (if ``colour``) -> subtract ``mean_rgb`` -> CHW.
+
+    In: (H, W, 3) uint8.  Out: (3, crop, crop) float32.
+    """
+    crop = _positive_int(crop, "crop")
+    s_min, _ = _parse_scale(scale)
+    _check_recipe(crop, s_min, "train_transform")
+    steps = [RescaleShorter(scale), RandomCrop(crop)]
+    if flip:
+        steps.append(RandomHorizontalFlip())
+    steps.append(ToFloat())
+    if colour:
+        steps.append(PCAColourShift())
+    steps += [SubtractMean(mean_rgb), ToCHW()]
+    return Compose(steps)
+
+
+def eval_transform(crop, scale, mean_rgb):
+    """Single-crop evaluation pipeline: rescale to Q, centre crop, normalise.
+
+    Q = S for a fixed training scale, the midpoint (S_min + S_max) // 2
+    for a jittered one (§4.1 "Q = 0.5 (S_min + S_max)").  Takes the same
+    arguments as train_transform and rejects the same recipes.
+    In: (H, W, 3) uint8.  Out: (3, crop, crop) float32.  Deterministic.
+    """
+    crop = _positive_int(crop, "crop")
+    s_min, s_max = _parse_scale(scale)
+    _check_recipe(crop, s_min, "eval_transform")
+    q = (s_min + s_max) // 2
+    return Compose([RescaleShorter(q), CenterCrop(crop), ToFloat(), SubtractMean(mean_rgb), ToCHW()])
