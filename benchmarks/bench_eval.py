@@ -1,0 +1,249 @@
+"""Speed and memory of the test protocols (§3.2, §4) on a small VGG.
+
+Measures images/s of minivgg.evaluate.evaluate for each protocol (single
+centre crop, dense, multi-crop 150 crops, dense + multi-crop) on synthetic
+images, the peak memory the evaluation allocates (tracemalloc, which numpy
+reports to), and, as a reference, the forward throughput of the same network
+with the same weights in PyTorch (CPU) on the same crop batches and dense
+inputs.
+
+    python benchmarks/bench_eval.py                      # print
+    python benchmarks/bench_eval.py --write-md docs/benchmarks.md
+
+Only the "## Evaluation protocols" section of the markdown file is written
+(replaced if present, appended otherwise).
+"""
+import argparse
+import datetime
+import os
+import platform
+import re
+import sys
+import time
+import tracemalloc
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import minivgg  # noqa: E402
+from minivgg import evaluate as ev  # noqa: E402
+from minivgg.data import SyntheticShapes  # noqa: E402
+from minivgg.models import vgg  # noqa: E402
+
+SECTION = "## Evaluation protocols"
+MEAN = [0.5, 0.5, 0.5]
+
+
+def parse():
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cfg", default="A")
+    p.add_argument("--input-size", type=int, default=32, help="training crop")
+    p.add_argument("--width-mult", type=float, default=0.25)
+    p.add_argument("--fc-width", type=int, default=256)
+    p.add_argument("--images", type=int, default=12, help="images per protocol")
+    p.add_argument("--image-size", type=int, default=48)
+    p.add_argument("--scales", default="32,48,64")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--no-torch", action="store_true")
+    p.add_argument("--write-md", default=None)
+    return p.parse_args()
+
+
+def timed_eval(net, ds, protocol, scales, batch_size, n):
+    t = time.perf_counter()
+    ev.evaluate(net, ds, protocol, scales, batch_size=batch_size, limit=n, progress=False)
+    return time.perf_counter() - t
+
+
+def peak_mb(net, ds, protocol, scales, batch_size, n):
+    tracemalloc.start()
+    ev.evaluate(net, ds, protocol, scales, batch_size=batch_size, limit=n, progress=False)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return peak / 2 ** 20
+
+
+def torch_twin(model):
+    """The same network in PyTorch with the same weights, or None."""
+    try:
+        import torch
+        import torch.nn as tnn
+    except ImportError:
+        return None
+    from minivgg.nn import Conv2d, LocalResponseNorm, MaxPool2d, ReLU
+    layers = []
+    for mod in model.features:
+        if isinstance(mod, Conv2d):
+            c = tnn.Conv2d(mod.in_channels, mod.out_channels, mod.kernel_size,
+                           padding=mod.padding)
+            c.weight.data = torch.from_numpy(mod.weight.data.copy())
+            c.bias.data = torch.from_numpy(mod.bias.data.copy())
+            layers.append(c)
+        elif isinstance(mod, ReLU):
+            layers.append(tnn.ReLU())
+        elif isinstance(mod, MaxPool2d):
+            layers.append(tnn.MaxPool2d(2, 2))
+        elif isinstance(mod, LocalResponseNorm):
+            return None
+    feats = tnn.Sequential(*layers)
+    fcs = []
+    for lin in (model.classifier[0], model.classifier[3], model.classifier[6]):
+        f = tnn.Linear(lin.weight.shape[1], lin.weight.shape[0])
+        f.weight.data = torch.from_numpy(lin.weight.data.copy())
+        f.bias.data = torch.from_numpy(lin.bias.data.copy())
+        fcs.append(f)
+    net = tnn.Sequential(feats, tnn.Flatten(), fcs[0], tnn.ReLU(), fcs[1], tnn.ReLU(), fcs[2])
+    return net.eval()
+
+
+def throughput(fn, x, reps=5):
+    fn(x)
+    t = time.perf_counter()
+    for _ in range(reps):
+        fn(x)
+    return reps * x.shape[0] / (time.perf_counter() - t)
+
+
+def main():
+    a = parse()
+    scales = [int(s) for s in a.scales.split(",")]
+    model = vgg(a.cfg, num_classes=10, input_size=a.input_size, fc_width=a.fc_width,
+                width_mult=a.width_mult, init="kaiming", seed=0).eval()
+    net = ev.EvalNet(model, MEAN, train_scale=scales[1])
+    ds = SyntheticShapes(a.images, image_size=a.image_size, seed=0, split="val", cache=True)
+    n = a.images
+    views = {"single": 1, "dense": 2 * len(scales), "multicrop": 50 * len(scales),
+             "dense+multicrop": 52 * len(scales)}
+    rows = []
+    for protocol in ev.PROTOCOLS:
+        qs = [scales[1]] if protocol == "single" else scales
+        ev.evaluate(net, ds, protocol, qs, batch_size=a.batch_size, limit=2, progress=False)
+        sec = timed_eval(net, ds, protocol, qs, a.batch_size, n)
+        mb = peak_mb(net, ds, protocol, qs, a.batch_size, min(n, 4))
+        rows.append((protocol, ",".join(map(str, qs)), views[protocol], n / sec, mb))
+        print(f"{protocol:16s} Q={','.join(map(str, qs)):10s} views/img={views[protocol]:4d} "
+              f"{n / sec:8.2f} img/s  peak {mb:6.1f} MiB", flush=True)
+
+    # Memory bound: peak vs batch size for multi-crop.
+    mem_rows = []
+    for bs in (16, 64, 256):
+        mb = peak_mb(net, ds, "multicrop", scales, bs, 4)
+        mem_rows.append((bs, mb))
+        print(f"multicrop batch_size={bs:4d}: peak {mb:6.1f} MiB", flush=True)
+
+    # Forward throughput against PyTorch, same weights, same inputs.
+    torch_rows = []
+    twin = None if a.no_torch else torch_twin(model)
+    if twin is not None:
+        import torch
+        torch.set_num_threads(blas_threads())  # same thread count as NumPy's BLAS
+        crops = np.random.default_rng(0).standard_normal(
+            (a.batch_size, 3, a.input_size, a.input_size)).astype(np.float32)
+        dense_x = np.random.default_rng(1).standard_normal(
+            (2, 3, scales[-1], scales[-1])).astype(np.float32)
+        with minivgg.no_grad():
+            ours_c = throughput(lambda x: model(minivgg.Tensor(x)), crops)
+            ours_d = throughput(lambda x: net.dense(minivgg.Tensor(x)), dense_x)
+            ref = model(minivgg.Tensor(crops)).data
+        tw_dense = torch_dense(twin, model)
+        with torch.no_grad():
+            th_c = throughput(lambda x: twin(torch.from_numpy(x)), crops)
+            th_d = throughput(lambda x: tw_dense(torch.from_numpy(x)), dense_x)
+            diff = float(np.abs(twin(torch.from_numpy(crops)).numpy() - ref).max())
+        crop_shape = f"{a.batch_size}x3x{a.input_size}x{a.input_size}"
+        torch_rows = [("crop batch", crop_shape, ours_c, th_c),
+                      ("dense input", f"2x3x{scales[-1]}x{scales[-1]}", ours_d, th_d)]
+        for what, shape, o, t in torch_rows:
+            print(f"forward {what:11s} {shape:14s} minivgg {o:8.1f} img/s  torch {t:8.1f} img/s "
+                  f" ratio {o / t:.2f}", flush=True)
+        print(f"max |minivgg - torch| logits: {diff:.2e}")
+
+    if a.write_md:
+        write_md(a, rows, mem_rows, torch_rows, n)
+
+
+def torch_dense(twin, model):
+    """PyTorch dense twin: FC1 as a KxK conv, FC2/FC3 as 1x1 convs."""
+    import torch
+    import torch.nn as tnn
+    feats, _, f1, _, f2, _, f3 = twin
+    k = model.feature_size
+    convs = []
+    for f, ks in ((f1, k), (f2, 1), (f3, 1)):
+        c = tnn.Conv2d(f.in_features // (ks * ks), f.out_features, ks)
+        c.weight.data = f.weight.data.reshape(f.out_features, -1, ks, ks).clone()
+        c.bias.data = f.bias.data.clone()
+        convs.append(c)
+    return torch.nn.Sequential(feats, convs[0], tnn.ReLU(), convs[1], tnn.ReLU(), convs[2]).eval()
+
+
+def blas_threads():
+    return int(os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS")
+               or os.cpu_count())
+
+
+def load_average():
+    try:
+        return ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "n/a"
+
+
+def write_md(a, rows, mem_rows, torch_rows, n):
+    env = "".join(f"{k}={os.environ[k]} " for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
+                  if k in os.environ)
+    cmd = env + "python benchmarks/bench_eval.py " + " ".join(sys.argv[1:])
+    lines = [SECTION, "",
+             f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU "
+             f"core(s), {platform.system()} {platform.release()}, Python "
+             f"{platform.python_version()}, NumPy {np.__version__}. "
+             f"Date: {datetime.date.today().isoformat()}. BLAS threads: {blas_threads()}. "
+             f"Load average at the end: {load_average()} (other jobs share the machine).", "",
+             f"Command: `{cmd}`", "",
+             f"Model: VGG-{a.cfg}, crop {a.input_size}, width_mult {a.width_mult}, "
+             f"fc_width {a.fc_width}, 10 classes, float32; {n} SyntheticShapes images "
+             f"{a.image_size}x{a.image_size}; batch_size {a.batch_size} crops. "
+             "Images/s is the whole protocol per image (rescale, normalise, every view, "
+             "soft-max, averaging). Peak memory is what tracemalloc sees during "
+             "`evaluate` on 4 images (NumPy arrays included).", "",
+             "| protocol | test Q | views / image | images/s | peak MiB |",
+             "|---|---|---:|---:|---:|"]
+    lines += [f"| {p} | {q} | {v} | {ips:.2f} | {mb:.1f} |" for p, q, v, ips, mb in rows]
+    lines += ["", "Multi-crop peak memory against batch_size (crops per forward pass): the "
+              "inputs of one pass are bounded by batch_size crops, so memory grows with the "
+              "batch size, not with the 150 crops of an image.", "",
+              "| batch_size | peak MiB |", "|---:|---:|"]
+    lines += [f"| {bs} | {mb:.1f} |" for bs, mb in mem_rows]
+    if torch_rows:
+        lines += ["", "Forward pass only, same weights, same inputs, PyTorch "
+                  f"{_torch_version()} CPU in the same run:", "",
+                  "| input | shape | minivgg img/s | PyTorch img/s | minivgg / PyTorch |",
+                  "|---|---|---:|---:|---:|"]
+        lines += [f"| {w} | {s} | {o:.1f} | {t:.1f} | {o / t:.2f} |" for w, s, o, t in torch_rows]
+    lines += ["", "The machine is shared (other jobs running), so the figures are "
+              "indicative; ratios measured in the same run are the meaningful part. With "
+              "several BLAS threads on a loaded 2-core machine small matrix products slow "
+              "down by up to 10x (threads wait on each other), hence one thread here.", ""]
+    section = "\n".join(lines)
+    path = a.write_md
+    text = open(path, encoding="utf-8").read() if os.path.exists(path) else "# Benchmarks\n\n"
+    pat = re.compile(r"^## Evaluation protocols\n.*?(?=^## |\Z)", re.S | re.M)
+    if pat.search(text):
+        text = pat.sub(lambda _: section + "\n", text)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text.rstrip("\n") + "\n")
+    print(f"wrote the '{SECTION}' section of {path}")
+
+
+def _torch_version():
+    import torch
+    return torch.__version__
+
+
+if __name__ == "__main__":
+    main()
