@@ -15,7 +15,7 @@ setup(
     package_data={"minivgg.kernels": ["*.cu", "*.cuh", "*.h"]},
     install_requires=["numpy>=1.24", "pillow>=9", "tqdm>=4.60"],
     extras_require={
-        "test": ["pytest>=7", "torch==2.13.0", "mpi4py>=3.1", "mpich", "matplotlib>=3.5"],
+        "test": ["pytest>=7", "torch==2.13.0", "matplotlib>=3.5"],
         "plot": ["matplotlib>=3.5"],
         "gpu": ["cupy-cuda12x"],
         "dist": ["mpi4py>=3.1"],

@@ -1,0 +1,74 @@
+"""Shared pieces of the benchmark scripts: machine description, timing, and
+writing one section of docs/benchmarks.md."""
+import datetime
+import os
+import platform
+import re
+import shlex
+import sys
+import time
+
+
+def cpu_name():
+    """The CPU model (platform.processor() is empty on most Linux systems)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def machine():
+    """One line: CPU, cores, OS, Python and library versions, load average."""
+    import numpy as np
+    parts = [f"{platform.machine()}, {cpu_name()}, {os.cpu_count()} logical CPUs",
+             f"{platform.system()} {platform.release()}", f"Python {platform.python_version()}",
+             f"numpy {np.__version__}"]
+    try:
+        import torch
+        parts.append(f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
+    except ImportError:
+        pass
+    try:
+        load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+        parts.append(f"load average at start {load}")
+    except OSError:
+        pass
+    return "; ".join(parts)
+
+
+def today():
+    return datetime.date.today().isoformat()
+
+
+def command_line():
+    return "python " + " ".join(shlex.quote(a) for a in sys.argv)
+
+
+def best_time(fn, repeats=3, warmup=1):
+    """Smallest wall time of ``repeats`` calls after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def write_section(path, heading, text):
+    """Replace (or append) the '## heading' section of the Markdown file ``path``."""
+    old = "# Benchmarks\n"
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            old = f.read()
+    pattern = re.compile(rf"^## {re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
+    section = f"## {heading}\n\n" + text.strip("\n") + "\n\n"
+    new = (pattern.sub(lambda m: section, old, count=1) if pattern.search(old)
+           else old.rstrip("\n") + "\n\n" + section)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(new.rstrip("\n") + "\n")
