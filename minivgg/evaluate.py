@@ -40,6 +40,7 @@ import numpy as np
 
 from .autograd import Tensor, no_grad
 from .backend import as_numpy, get_array_module
+from .data.transforms import parse_scale
 from .functional.loss import softmax
 
 __all__ = [
@@ -70,19 +71,10 @@ GRID = 5
 
 def _scale_range(train_scale):
     """(S_min, S_max) from an int S or an [S_min, S_max] pair."""
-    if isinstance(train_scale, (list, tuple)):
-        if len(train_scale) != 2 or not all(_is_int(s) for s in train_scale):
-            raise ValueError(f"training scale must be an int S or a pair [S_min, S_max], "
-                             f"got {train_scale!r}")
-        lo, hi = int(train_scale[0]), int(train_scale[1])
-        if not 0 < lo <= hi:
-            raise ValueError(f"jittered training scale needs 0 < S_min <= S_max, got "
-                             f"[{lo}, {hi}]")
-        return lo, hi
-    if not _is_int(train_scale) or train_scale <= 0:
-        raise ValueError(f"training scale must be a positive int S or a pair [S_min, S_max], "
+    if isinstance(train_scale, str):
+        raise ValueError(f"training scale must be an int S or a pair [S_min, S_max], "
                          f"got {train_scale!r}")
-    return int(train_scale), int(train_scale)
+    return parse_scale(train_scale)
 
 
 def _is_int(v):

@@ -11,8 +11,7 @@ import pytest
 
 from minivgg.checkpoint import load_checkpoint
 from minivgg.models import vgg
-from minivgg.train import (Recipe, Trainer, TrainingDiverged, init_from_checkpoint, parse_scale,
-                           topk_correct)
+from minivgg.train import Recipe, Trainer, TrainingDiverged, init_from_checkpoint, parse_scale
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -20,7 +19,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def tiny_recipe(out, **kw):
     base = dict(cfg="A", data="synthetic", image_size=32, train_size=24, val_size=10, crop=32,
                 scale="32:36", batch_size=8, epochs=2, width_mult=0.125, fc_width=16, lr=0.02,
-                out=str(out), progress=False, seed=3)
+                init="glorot", out=str(out), progress=False, seed=3)
     base.update(kw)
     return Recipe(**base)
 
@@ -50,7 +49,9 @@ def test_micro_batches_give_the_gradient_of_one_batch(tmp_path):
     loss_micro, _ = t.train_step(x, y)
     assert loss_micro == pytest.approx(loss_full, rel=1e-6)
     for n, p in t.model.named_parameters():
-        np.testing.assert_allclose(p.grad, full[n], rtol=2e-4, atol=1e-7, err_msg=n)
+        # float32 sums in another order: compare relative to the gradient's scale.
+        scale = np.abs(full[n]).max()
+        np.testing.assert_allclose(p.grad, full[n], rtol=1e-4, atol=1e-4 * scale, err_msg=n)
     assert_same_weights(before, weights(t))
 
 
@@ -159,7 +160,7 @@ def test_nan_loss_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
 
 @pytest.mark.parametrize("kw,match", [
     (dict(crop=48, scale="40"), "crop 48 is larger than the smallest training scale S=40"),
-    (dict(scale="512:256"), "S_min 512 is larger than S_max 256"),
+    (dict(scale="512:256"), r"needs S_min <= S_max, got \(512, 256\); write it as 256:512"),
     (dict(cfg="Z"), "valid ones are A, A-LRN, B, C, D, E"),
     (dict(data="imagefolder:/nonexistent/dir"), "does not exist"),
     (dict(data="cifar10"), "needs a directory"),
@@ -204,12 +205,11 @@ def test_imagefolder_run_with_a_corrupt_image_skips_and_counts(tmp_path):
             Trainer(r_strict, log=lambda *_: None).run()
 
 
-def test_parse_scale_and_topk():
+def test_parse_scale():
     assert parse_scale("256") == (256, 256) and parse_scale("256:512") == (256, 512)
+    assert parse_scale((256, 512)) == (256, 512) and parse_scale(384) == (384, 384)
     with pytest.raises(ValueError, match="S or S_MIN:S_MAX"):
         parse_scale("big")
-    scores = np.array([[0.1, 0.5, 0.4], [0.9, 0.05, 0.05]])
-    assert topk_correct(scores, np.array([2, 0]), ks=(1, 2, 5)) == [1, 2, 2]
 
 
 def test_plot_and_metrics_files(tmp_path):

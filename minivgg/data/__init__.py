@@ -20,6 +20,7 @@ from .transforms import (
     RandomCrop,
     RandomHorizontalFlip,
     RescaleShorter,
+    parse_scale,
     SubtractMean,
     ToCHW,
     ToFloat,
@@ -36,6 +37,6 @@ __all__ = [
     "Compose", "RescaleShorter", "RandomCrop", "CenterCrop", "RandomHorizontalFlip",
     "ToFloat", "PCAColourShift", "SubtractMean", "ToCHW",
     "PCA_EIGVAL", "PCA_EIGVEC",
-    "compute_mean_rgb", "train_transform", "eval_transform",
+    "compute_mean_rgb", "train_transform", "eval_transform", "parse_scale",
     "DataLoader",
 ]

@@ -63,15 +63,23 @@ def _positive_int(v, what):
     return int(v)
 
 
-def _parse_scale(scale):
-    """Return (S_min, S_max) for an int S or an (S_min, S_max) pair."""
+def parse_scale(scale):
+    """Return (S_min, S_max) for an int S, an (S_min, S_max) pair, or a string
+    "S" / "S_MIN:S_MAX" (the command-line form)."""
+    if isinstance(scale, str):
+        parts = scale.split(":")
+        if len(parts) not in (1, 2) or not all(p.strip().isdigit() for p in parts):
+            raise ValueError(f"scale must be S or S_MIN:S_MAX with positive integers, got "
+                             f"{scale!r}")
+        scale = int(parts[0]) if len(parts) == 1 else (int(parts[0]), int(parts[1]))
     if isinstance(scale, (tuple, list)):
         if len(scale) != 2:
             raise ValueError(f"scale must be an int S or a pair (S_min, S_max), got {scale!r}")
         lo = _positive_int(scale[0], "S_min")
         hi = _positive_int(scale[1], "S_max")
         if lo > hi:
-            raise ValueError(f"scale jitter range needs S_min <= S_max, got ({lo}, {hi})")
+            raise ValueError(f"scale jitter range needs S_min <= S_max, got ({lo}, {hi}); "
+                             f"write it as {hi}:{lo}")
         return lo, hi
     s = _positive_int(scale, "scale S")
     return s, s
@@ -114,7 +122,7 @@ class RescaleShorter:
 
     def __init__(self, S):
         self.S = S
-        self.s_min, self.s_max = _parse_scale(S)
+        self.s_min, self.s_max = parse_scale(S)
 
     def sample_scale(self, rng):
         """Draw this image's S (consumes rng only when S is jittered)."""
@@ -356,7 +364,7 @@ def train_transform(crop, scale, mean_rgb, colour=True, flip=True):
     In: (H, W, 3) uint8.  Out: (3, crop, crop) float32.
     """
     crop = _positive_int(crop, "crop")
-    s_min, _ = _parse_scale(scale)
+    s_min, _ = parse_scale(scale)
     _check_recipe(crop, s_min, "train_transform")
     steps = [RescaleShorter(scale), RandomCrop(crop)]
     if flip:
@@ -377,7 +385,7 @@ def eval_transform(crop, scale, mean_rgb):
     In: (H, W, 3) uint8.  Out: (3, crop, crop) float32.  Deterministic.
     """
     crop = _positive_int(crop, "crop")
-    s_min, s_max = _parse_scale(scale)
+    s_min, s_max = parse_scale(scale)
     _check_recipe(crop, s_min, "eval_transform")
     q = (s_min + s_max) // 2
     return Compose([RescaleShorter(q), CenterCrop(crop), ToFloat(), SubtractMean(mean_rgb), ToCHW()])

@@ -74,7 +74,7 @@ def test_fixed_scale_consumes_no_randomness():
     assert g.random() == rng(3).random()
 
 
-@pytest.mark.parametrize("bad", [0, -5, (30, 20), (0, 10), (1, 2, 3), 2.5, "256"])
+@pytest.mark.parametrize("bad", [0, -5, (30, 20), (0, 10), (1, 2, 3), 2.5, "big", "30:20"])
 def test_rescale_rejects_bad_scale(bad):
     with pytest.raises(ValueError):
         RescaleShorter(bad)
@@ -292,3 +292,8 @@ def test_compute_mean_rgb_progress_bar_runs(capsys):
         warnings.simplefilter("error")
         compute_mean_rgb(_Images([image(3, 3)]), progress=True)
     assert "mean RGB" in capsys.readouterr().err
+
+
+def test_rescale_accepts_the_command_line_form():
+    assert (RescaleShorter("256:512").s_min, RescaleShorter("256:512").s_max) == (256, 512)
+    assert RescaleShorter("256").s_min == RescaleShorter(256).s_min == 256
