@@ -14,15 +14,17 @@ Only the "## Evaluation protocols" section of the markdown file is written
 (replaced if present, appended otherwise).
 """
 import argparse
-import datetime
+import importlib.util
 import os
-import platform
-import re
 import sys
 import time
 import tracemalloc
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import (best_time, command_line, load_average, machine, today,  # noqa: E402
+                    write_section)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
@@ -30,8 +32,10 @@ import minivgg  # noqa: E402
 from minivgg import evaluate as ev  # noqa: E402
 from minivgg.data import SyntheticShapes  # noqa: E402
 from minivgg.models import vgg  # noqa: E402
+from minivgg.models.vgg import CONFIGS, LRN  # noqa: E402
+from minivgg.testing import torch_vgg  # noqa: E402
 
-SECTION = "## Evaluation protocols"
+HEADING = "Evaluation protocols"
 MEAN = [0.5, 0.5, 0.5]
 
 
@@ -52,9 +56,9 @@ def parse():
 
 
 def timed_eval(net, ds, protocol, scales, batch_size, n):
-    t = time.perf_counter()
-    ev.evaluate(net, ds, protocol, scales, batch_size=batch_size, limit=n, progress=False)
-    return time.perf_counter() - t
+    """Seconds of one evaluate() call (the caller warms up)."""
+    return best_time(lambda: ev.evaluate(net, ds, protocol, scales, batch_size=batch_size,
+                                         limit=n, progress=False), repeats=1, warmup=0)
 
 
 def peak_mb(net, ds, protocol, scales, batch_size, n):
@@ -66,36 +70,12 @@ def peak_mb(net, ds, protocol, scales, batch_size, n):
 
 
 def torch_twin(model):
-    """The same network in PyTorch with the same weights, or None."""
-    try:
-        import torch
-        import torch.nn as tnn
-    except ImportError:
+    """The same network in PyTorch with the same weights (dropout off), or None
+    without PyTorch; None for the LRN configuration too, which this benchmark
+    has never compared."""
+    if LRN in CONFIGS[model.cfg] or importlib.util.find_spec("torch") is None:
         return None
-    from minivgg.nn import Conv2d, LocalResponseNorm, MaxPool2d, ReLU
-    layers = []
-    for mod in model.features:
-        if isinstance(mod, Conv2d):
-            c = tnn.Conv2d(mod.in_channels, mod.out_channels, mod.kernel_size,
-                           padding=mod.padding)
-            c.weight.data = torch.from_numpy(mod.weight.data.copy())
-            c.bias.data = torch.from_numpy(mod.bias.data.copy())
-            layers.append(c)
-        elif isinstance(mod, ReLU):
-            layers.append(tnn.ReLU())
-        elif isinstance(mod, MaxPool2d):
-            layers.append(tnn.MaxPool2d(2, 2))
-        elif isinstance(mod, LocalResponseNorm):
-            return None
-    feats = tnn.Sequential(*layers)
-    fcs = []
-    for lin in (model.classifier[0], model.classifier[3], model.classifier[6]):
-        f = tnn.Linear(lin.weight.shape[1], lin.weight.shape[0])
-        f.weight.data = torch.from_numpy(lin.weight.data.copy())
-        f.bias.data = torch.from_numpy(lin.bias.data.copy())
-        fcs.append(f)
-    net = tnn.Sequential(feats, tnn.Flatten(), fcs[0], tnn.ReLU(), fcs[1], tnn.ReLU(), fcs[2])
-    return net.eval()
+    return torch_vgg(model).eval()
 
 
 def throughput(fn, x, reps=5):
@@ -168,7 +148,8 @@ def torch_dense(twin, model):
     """PyTorch dense twin: FC1 as a KxK conv, FC2/FC3 as 1x1 convs."""
     import torch
     import torch.nn as tnn
-    feats, _, f1, _, f2, _, f3 = twin
+    feats = twin.features
+    f1, f2, f3 = twin.classifier[0], twin.classifier[3], twin.classifier[6]
     k = model.feature_size
     convs = []
     for f, ks in ((f1, k), (f2, 1), (f3, 1)):
@@ -184,22 +165,12 @@ def blas_threads():
                or os.cpu_count())
 
 
-def load_average():
-    try:
-        return ", ".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:
-        return "n/a"
-
-
 def write_md(a, rows, mem_rows, torch_rows, n):
     env = "".join(f"{k}={os.environ[k]} " for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
                   if k in os.environ)
-    cmd = env + "python benchmarks/bench_eval.py " + " ".join(sys.argv[1:])
-    lines = [SECTION, "",
-             f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU "
-             f"core(s), {platform.system()} {platform.release()}, Python "
-             f"{platform.python_version()}, NumPy {np.__version__}. "
-             f"Date: {datetime.date.today().isoformat()}. BLAS threads: {blas_threads()}. "
+    cmd = env + command_line()
+    lines = [f"Measured by `benchmarks/bench_eval.py` on {today()}; machine: "
+             f"{machine(load=False)}. BLAS threads: {blas_threads()}. "
              f"Load average at the end: {load_average()} (other jobs share the machine).", "",
              f"Command: `{cmd}`", "",
              f"Model: VGG-{a.cfg}, crop {a.input_size}, width_mult {a.width_mult}, "
@@ -226,18 +197,8 @@ def write_md(a, rows, mem_rows, torch_rows, n):
               "indicative; ratios measured in the same run are the meaningful part. With "
               "several BLAS threads on a loaded 2-core machine small matrix products slow "
               "down by up to 10x (threads wait on each other), hence one thread here.", ""]
-    section = "\n".join(lines)
-    path = a.write_md
-    text = open(path, encoding="utf-8").read() if os.path.exists(path) else "# Benchmarks\n\n"
-    pat = re.compile(r"^## Evaluation protocols\n.*?(?=^## |\Z)", re.S | re.M)
-    if pat.search(text):
-        text = pat.sub(lambda _: section + "\n", text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text.rstrip("\n") + "\n")
-    print(f"wrote the '{SECTION}' section of {path}")
+    write_section(a.write_md, HEADING, "\n".join(lines))
+    print(f"wrote the '## {HEADING}' section of {a.write_md}")
 
 
 def _torch_version():

@@ -17,17 +17,16 @@ loader's ceiling.  No timing is asserted anywhere; see docs/benchmarks.md.
 """
 
 import argparse
-import datetime
 import os
-import platform
-import re
-import shlex
 import sys
 import tempfile
 import time
 
 import numpy as np
 from PIL import Image
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import command_line, load_average, machine, today, write_section  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from minivgg.data import DataLoader, ImageFolder, SyntheticShapes, train_transform  # noqa: E402
@@ -69,34 +68,6 @@ def measure(dataset, transform, batch_size, workers, max_images):
     return seen, elapsed
 
 
-def cpu_name():
-    """The CPU model (platform.processor() is empty on most Linux systems)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def write_markdown(path, text):
-    """Replace (or append) the '## Data loader' section of ``path``."""
-    old = "# Benchmarks\n"
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            old = f.read()
-    pattern = re.compile(r"^## Data loader\n.*?(?=^## |\Z)", re.S | re.M)
-    section = text.rstrip("\n") + "\n\n"
-    if pattern.search(old):
-        new = pattern.sub(lambda m: section, old, count=1)
-    else:
-        new = old.rstrip("\n") + "\n\n" + section
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(new.rstrip("\n") + "\n")
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
@@ -111,7 +82,7 @@ def main(argv=None):
     a = p.parse_args(argv)
 
     rows = []
-    load_before = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    load_before = load_average()
 
     def run(name, ds, transform, batch, images):
         # One untimed warm-up batch keeps first-call costs (imports, caches) out of the figures.
@@ -146,17 +117,12 @@ def main(argv=None):
                 min(a.jpeg_images, len(ds)))
 
     if a.write_md:
-        cmd = "python " + " ".join(shlex.quote(v) for v in [os.path.relpath(__file__)] + list(
-            sys.argv[1:] if argv is None else argv))
+        cmd = command_line([os.path.relpath(__file__)]
+                           + list(sys.argv[1:] if argv is None else argv))
         lines = [
-            "## Data loader",
-            "",
-            f"Measured by `benchmarks/bench_loader.py` on {datetime.date.today().isoformat()}; "
-            f"machine: {platform.machine()}, {cpu_name()}, "
-            f"{os.cpu_count()} logical CPUs, {platform.system()} {platform.release()}, "
-            f"Python {platform.python_version()}, numpy {np.__version__}, "
-            f"Pillow {Image.__version__}; load average before the run "
-            f"{load_before}, after {', '.join(f'{v:.2f}' for v in os.getloadavg())} "
+            f"Measured by `benchmarks/bench_loader.py` on {today()}; "
+            f"machine: {machine(load=False)}; Pillow {Image.__version__}; "
+            f"load average before the run {load_before}, after {load_average()} "
             f"(other work on the machine lowers the figures).",
             "",
             f"Command: `{cmd}`",
@@ -169,7 +135,7 @@ def main(argv=None):
             "| --- | ---: | ---: | ---: | ---: | ---: |",
         ]
         lines += [f"| {n} | {w} | {b} | {s} | {ips:.1f} | {ipw:.1f} |" for n, w, b, s, ips, ipw in rows]
-        write_markdown(a.write_md, "\n".join(lines))
+        write_section(a.write_md, "Data loader", "\n".join(lines))
         print(f"wrote the 'Data loader' section of {a.write_md}")
 
 

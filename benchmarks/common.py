@@ -21,8 +21,19 @@ def cpu_name():
     return platform.processor() or "unknown CPU"
 
 
-def machine():
-    """One line: CPU, cores, OS, Python and library versions, load average."""
+def load_average(default="n/a"):
+    """The 1, 5 and 15 minute load averages as "a, b, c", or ``default`` where unavailable."""
+    try:
+        return ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return default
+
+
+def machine(load=True):
+    """One line: CPU, cores, OS, Python and library versions, load average.
+
+    load=False leaves the load average out (for scripts that report their own,
+    e.g. before and after the run)."""
     import numpy as np
     parts = [f"{platform.machine()}, {cpu_name()}, {os.cpu_count()} logical CPUs",
              f"{platform.system()} {platform.release()}", f"Python {platform.python_version()}",
@@ -32,11 +43,9 @@ def machine():
         parts.append(f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
     except ImportError:
         pass
-    try:
-        load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
-        parts.append(f"load average at start {load}")
-    except OSError:
-        pass
+    avg = load_average(None) if load else None
+    if avg is not None:
+        parts.append(f"load average at start {avg}")
     return "; ".join(parts)
 
 
@@ -44,8 +53,9 @@ def today():
     return datetime.date.today().isoformat()
 
 
-def command_line():
-    return "python " + " ".join(shlex.quote(a) for a in sys.argv)
+def command_line(argv=None):
+    """The command that ran this script, ``argv`` (default sys.argv) shell-quoted."""
+    return "python " + " ".join(shlex.quote(a) for a in (sys.argv if argv is None else argv))
 
 
 def best_time(fn, repeats=3, warmup=1):
@@ -70,5 +80,6 @@ def write_section(path, heading, text):
     section = f"## {heading}\n\n" + text.strip("\n") + "\n\n"
     new = (pattern.sub(lambda m: section, old, count=1) if pattern.search(old)
            else old.rstrip("\n") + "\n\n" + section)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
         f.write(new.rstrip("\n") + "\n")

@@ -17,13 +17,13 @@ def test_markdown_section_is_replaced_in_place(tmp_path):
     bench = load_bench()
     md = tmp_path / "benchmarks.md"
     md.write_text("# Benchmarks\n\n## Conv\n\nconv figures\n\n## Data loader\n\nold\n\n## GEMM\n\ngemm\n")
-    bench.write_markdown(str(md), "## Data loader\n\nnew figures\n")
+    bench.write_section(str(md), "Data loader", "new figures\n")
     text = md.read_text()
     assert "old" not in text and "new figures" in text
     assert text.index("## Conv") < text.index("## Data loader") < text.index("## GEMM")
     assert "conv figures" in text and "gemm" in text
     fresh = tmp_path / "fresh.md"
-    bench.write_markdown(str(fresh), "## Data loader\n\nx\n")
+    bench.write_section(str(fresh), "Data loader", "x\n")
     assert fresh.read_text().startswith("# Benchmarks\n\n## Data loader\n")
 
 
