@@ -18,7 +18,8 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import best_time, command_line, machine, today, write_section  # noqa: E402
+from common import (best_time, command_line, interleaved_best, machine, today,  # noqa: E402
+                    write_section)
 
 import minivgg  # noqa: E402
 from minivgg import Tensor  # noqa: E402
@@ -66,14 +67,15 @@ def conv_case(torch, c, k, h, batch, repeats):
 
     # forward, dW and (except for the first layer) dX: one GEMM-sized product each
     flops = 2 * batch * k * c * 9 * h * h * (3 if need_dx else 2)
-    return flops, best_time(ours, repeats), best_time(theirs, repeats)
+    return (flops,) + tuple(interleaved_best([ours, theirs], repeats))
 
 
 def train_step_case(torch, size, batch, repeats, fc_width=4096):
     model = vgg("A", num_classes=10, input_size=size, fc_width=fc_width, init="kaiming", seed=0)
     tmodel = torch_vgg(model)
-    opt = SGD(model.parameters(), 0.01, 0.9, 5e-4)
-    topt = torch.optim.SGD(tmodel.parameters(), 0.01, momentum=0.9, weight_decay=5e-4)
+    # A small rate keeps repeated steps on random data finite (no overflow).
+    opt = SGD(model.parameters(), 1e-4, 0.9, 5e-4)
+    topt = torch.optim.SGD(tmodel.parameters(), 1e-4, momentum=0.9, weight_decay=5e-4)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((batch, 3, size, size), dtype=np.float32)
     y = rng.integers(0, 10, batch)
@@ -91,7 +93,7 @@ def train_step_case(torch, size, batch, repeats, fc_width=4096):
         loss.backward()
         topt.step()
 
-    return best_time(ours, repeats), best_time(theirs, repeats)
+    return tuple(interleaved_best([ours, theirs], repeats))
 
 
 def main(argv=None):
@@ -101,6 +103,8 @@ def main(argv=None):
     p.add_argument("--batch-224", type=int, default=8, help="batch of the 224x224 conv cases")
     p.add_argument("--include-224", action="store_true",
                    help="also time a whole VGG-A step at 224x224, batch 8")
+    p.add_argument("--only-steps", action="store_true",
+                   help="skip GEMM and per-layer conv timings (quick check of the step ratio)")
     p.add_argument("--write-md", metavar="PATH", help="write the results into PATH's section")
     a = p.parse_args(argv)
     try:
@@ -115,6 +119,12 @@ def main(argv=None):
         print(s, flush=True)
         lines.append(s)
 
+    if a.only_steps:
+        for size, batch in [(32, 64)] + ([(224, 8)] if a.include_224 else []):
+            t_ours, t_torch = train_step_case(torch, size, batch, a.repeats)
+            print(f"VGG-A step {size}x{size} batch {batch}: minivgg {t_ours:.3f} s, PyTorch "
+                  f"{t_torch:.3f} s, ratio {t_ours / t_torch:.2f}")
+        return
     g_ours, g_torch = gemm_gflops(torch)
     out(f"float32 GEMM 2048^3: numpy {g_ours:.1f} GFLOP/s, PyTorch {g_torch:.1f} GFLOP/s")
     out()
@@ -147,7 +157,7 @@ def main(argv=None):
         text = (f"Measured by `benchmarks/bench_train.py` on {today()}; machine: {machine()}.\n\n"
                 f"Command: `{command_line()}`\n\nRatios are minivgg time / PyTorch time in "
                 f"the same run (below 1: minivgg is faster). Best of {a.repeats} runs after "
-                f"a warm-up.\n\n" + "\n".join(lines))
+                f"a warm-up, the two frameworks' runs interleaved.\n\n" + "\n".join(lines))
         write_section(a.write_md, "Training speed against PyTorch (CPU)", text)
         print(f"wrote {a.write_md}")
 

@@ -70,6 +70,25 @@ def best_time(fn, repeats=3, warmup=1):
     return best
 
 
+def interleaved_best(fns, repeats=5, warmup=1):
+    """Best wall time of each function, their runs interleaved (a, b, a, b, ...).
+
+    On a shared or virtual machine the speed drifts over seconds; alternating
+    the contestants exposes both to the same drift, so their ratio is fairer
+    than timing one after the other.
+    """
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
+    best = [float("inf")] * len(fns)
+    for _ in range(repeats):
+        for i, fn in enumerate(fns):
+            t0 = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - t0)
+    return best
+
+
 def write_section(path, heading, text):
     """Replace (or append) the '## heading' section of the Markdown file ``path``."""
     old = "# Benchmarks\n"

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import signal
+import sys
 import time
 import warnings
 
@@ -233,6 +234,13 @@ def evaluate_loader(model, loader, progress=False, desc="val"):
     return loss_sum / n, 1.0 - c1 / n, 1.0 - c5 / n
 
 
+def _bar_style():
+    """Progress-bar settings: live on a terminal, sparse in a log file."""
+    if sys.stderr.isatty():
+        return {"dynamic_ncols": True}
+    return {"ncols": 120, "mininterval": 10.0}
+
+
 class Trainer:
     """Runs a ``Recipe``; ``resume`` continues from a checkpoint (file or dir)."""
 
@@ -364,7 +372,7 @@ class Trainer:
                 t0 = time.perf_counter()
                 bar = tqdm(total=len(self.train_loader), initial=self.batch,
                            desc=f"epoch {self.epoch + 1}/{r.epochs}", unit="batch",
-                           disable=not r.progress, dynamic_ncols=True)
+                           disable=not r.progress, **_bar_style())
                 p = self.partial
                 for x, y in self.train_loader.iter_from(self.batch):
                     ts = time.perf_counter()

@@ -16,10 +16,39 @@ The GEMM result (K, N*OH*OW) is returned as a (N, K, OH, OW) *view*: the
 next layer's im2col reads channel-major data anyway, so the transpose copy
 that would put it back in NCHW order is never made.
 """
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from ..autograd import Function, Tensor
 from ..backend import get_array_module
+
+_POOL = None
+_PARALLEL_MIN = 1 << 16  # elements; smaller copies are not worth a thread hand-off
+
+
+def _copy(dst, src):
+    """dst[...] = src, split over CPU threads along axis 0 for big NumPy arrays.
+
+    NumPy's strided copy runs on one core while BLAS uses them all; the
+    im2col copies are a third of a training step on a 2-core machine, and
+    NumPy releases the GIL while copying, so threads really run in parallel.
+    """
+    global _POOL
+    threads = os.cpu_count() or 1
+    if get_array_module(dst) is not np or threads < 2 or dst.size < _PARALLEL_MIN \
+            or dst.shape[0] < threads:
+        dst[...] = src
+        return dst
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(threads, thread_name_prefix="minivgg-copy")
+    bounds = np.linspace(0, dst.shape[0], threads + 1).astype(int)
+    jobs = [_POOL.submit(np.copyto, dst[a:b], src[a:b])
+            for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+    for j in jobs:
+        j.result()
+    return dst
 
 
 def _pair(v, name):
@@ -70,7 +99,7 @@ def _padded_channel_major(x, ph, pw):
     if ph == 0 and pw == 0:
         return xc
     buf = xp.zeros((c, n, h + 2 * ph, w + 2 * pw), dtype=x.dtype)
-    buf[:, :, ph:ph + h, pw:pw + w] = xc
+    _copy(buf[:, :, ph:ph + h, pw:pw + w], xc)
     return buf
 
 
@@ -86,13 +115,15 @@ def im2col(x, kh, kw, stride=(1, 1), padding=(0, 0)):
     oh = conv_output_size(h, kh, sh, ph)
     ow = conv_output_size(w, kw, sw, pw)
     if kh == 1 and kw == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0:
-        return xp.ascontiguousarray(x.transpose(1, 0, 2, 3)).reshape(c, n * oh * ow)
+        col = xp.empty((c, n, h, w), dtype=x.dtype)
+        return _copy(col, x.transpose(1, 0, 2, 3)).reshape(c, n * oh * ow)
     buf = _padded_channel_major(x, ph, pw)
     s_c, s_n, s_h, s_w = buf.strides
     view = xp.lib.stride_tricks.as_strided(
         buf, shape=(c, kh, kw, n, oh, ow),
         strides=(s_c, s_h, s_w, s_n, s_h * sh, s_w * sw))
-    return xp.ascontiguousarray(view).reshape(c * kh * kw, n * oh * ow)
+    col = xp.empty((c, kh, kw, n, oh, ow), dtype=x.dtype)
+    return _copy(col, view).reshape(c * kh * kw, n * oh * ow)
 
 
 def col2im(col, x_shape, kh, kw, stride, padding):
@@ -114,14 +145,58 @@ def col2im(col, x_shape, kh, kw, stride, padding):
     return buf[:, :, ph:ph + h, pw:pw + w].transpose(1, 0, 2, 3)
 
 
-def _conv_gemm(x, w, stride, padding):
-    """Bias-free convolution; returns the (K, N*OH*OW) GEMM result and (OH, OW)."""
+#: Images per im2col chunk are chosen so that one chunk's column matrix holds
+#: about this many elements (4 MiB of float32): it is written and read back
+#: while still in cache instead of making two trips to memory.
+CHUNK_ELEMENTS = 1 << 20
+
+
+def _chunks(n, per_image):
+    """Ranges [a, b) of images whose column matrix stays near CHUNK_ELEMENTS."""
+    step = max(1, CHUNK_ELEMENTS // max(per_image, 1))
+    return [(a, min(n, a + step)) for a in range(0, n, step)]
+
+
+def _conv_gemm(x, w, stride, padding, b=None):
+    """Convolution as GEMM: the (K, N*OH*OW) result (plus bias b) and (OH, OW).
+
+    The batch is cut into chunks (see CHUNK_ELEMENTS); each chunk's columns
+    are built and multiplied at once, filling a column block of the result,
+    and the bias is added while that block is still in cache.
+    """
+    xp = get_array_module(x)
     k, _, kh, kw = w.shape
-    col = im2col(x, kh, kw, stride, padding)
-    y2 = w.reshape(k, -1) @ col
+    n = x.shape[0]
     oh = conv_output_size(x.shape[2], kh, stride[0], padding[0])
     ow = conv_output_size(x.shape[3], kw, stride[1], padding[1])
+    w2 = w.reshape(k, -1)
+    l = oh * ow
+    chunks = _chunks(n, w2.shape[1] * l)
+    bias = None if b is None else b.reshape(k, 1)
+    if len(chunks) == 1:
+        y2 = w2 @ im2col(x, kh, kw, stride, padding)
+        if bias is not None:
+            y2 += bias
+        return y2, (oh, ow)
+    y2 = xp.empty((k, n * l), dtype=np.result_type(x.dtype, w.dtype))
+    for i0, i1 in chunks:
+        block = y2[:, i0 * l:i1 * l]
+        xp.matmul(w2, im2col(x[i0:i1], kh, kw, stride, padding), out=block)
+        if bias is not None:
+            block += bias
     return y2, (oh, ow)
+
+
+def _conv_weight_grad(x, gy2, w_shape, stride, padding):
+    """dW (K, C, KH, KW) = gy (K, N*OH*OW) @ col^T, col rebuilt chunk by chunk."""
+    k, _, kh, kw = w_shape
+    n = x.shape[0]
+    l = gy2.shape[1] // n
+    gw = None
+    for a, b in _chunks(n, (gy2.shape[1] // n) * int(np.prod(w_shape[1:]))):
+        part = gy2[:, a * l:b * l] @ im2col(x[a:b], kh, kw, stride, padding).T
+        gw = part if gw is None else gw.__iadd__(part)
+    return gw.reshape(w_shape)
 
 
 class Conv2d(Function):
@@ -137,9 +212,7 @@ class Conv2d(Function):
     def forward(self, x, w, b=None):
         n = x.shape[0]
         k = w.shape[0]
-        y2, (oh, ow) = _conv_gemm(x, w, self.stride, self.padding)
-        if b is not None:
-            y2 += b.reshape(k, 1)
+        y2, (oh, ow) = _conv_gemm(x, w, self.stride, self.padding, b)
         self.x, self.w = x, w
         return y2.reshape(k, n, oh, ow).transpose(1, 0, 2, 3)
 
@@ -151,9 +224,7 @@ class Conv2d(Function):
         gy2 = gy.transpose(1, 0, 2, 3).reshape(k, -1)
         gx = gw = None
         if self.needs_input_grad[1]:
-            col = im2col(x, kh, kw, self.stride, self.padding)
-            gw = (gy2 @ col.T).reshape(w.shape)
-            del col
+            gw = _conv_weight_grad(x, gy2, w.shape, self.stride, self.padding)
         if self.needs_input_grad[0]:
             if sh == 1 and sw == 1 and ph <= kh - 1 and pw <= kw - 1:
                 w_t = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (C, K, KH, KW)

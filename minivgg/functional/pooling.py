@@ -4,7 +4,8 @@ with stride 2", after each block of Table 1).
 Ties: when several inputs of a window share the maximum, the gradient goes
 to the first of them in row-major window order (top-left first), the same
 rule as PyTorch's CPU kernel, so results are deterministic and comparable.
-Windows that would run past the (padded) input are dropped (floor mode).
+Windows that would run past the (padded) input are dropped (floor mode);
+padding counts as -infinity.
 """
 import numpy as np
 
@@ -33,28 +34,32 @@ def check_pool_shapes(x_shape, kernel, stride, padding, where="max_pool2d"):
     return oh, ow
 
 
-def _windows(x, kernel, stride, padding):
-    """x (N, C, H, W) -> windows (C, N, OH, OW, KH*KW), a contiguous copy."""
+def _padded(x, ph, pw):
+    """x, or a copy padded with -inf (the identity of max) on H and W."""
+    if not (ph or pw):
+        return x
     xp = get_array_module(x)
-    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
     n, c, h, w = x.shape
-    oh = conv_output_size(h, kh, sh, ph)
-    ow = conv_output_size(w, kw, sw, pw)
-    xc = x.transpose(1, 0, 2, 3)
-    if ph or pw:
-        fill = -xp.inf if xp.issubdtype(x.dtype, xp.floating) else xp.iinfo(x.dtype).min
-        buf = xp.full((c, n, h + 2 * ph, w + 2 * pw), fill, dtype=x.dtype)
-        buf[:, :, ph:ph + h, pw:pw + w] = xc
-        xc = buf
-    s_c, s_n, s_h, s_w = xc.strides
-    view = xp.lib.stride_tricks.as_strided(
-        xc, shape=(c, n, oh, ow, kh, kw),
-        strides=(s_c, s_n, s_h * sh, s_w * sw, s_h, s_w))
-    return xp.ascontiguousarray(view).reshape(c, n, oh, ow, kh * kw)
+    fill = -xp.inf if xp.issubdtype(x.dtype, xp.floating) else xp.iinfo(x.dtype).min
+    buf = xp.full((c, n, h + 2 * ph, w + 2 * pw), fill, dtype=x.dtype).transpose(1, 0, 2, 3)
+    buf[:, :, ph:ph + h, pw:pw + w] = x
+    return buf
+
+
+def _slot(a, i, j, stride, out_hw):
+    """The (N, C, OH, OW) strided view of window position (i, j) in ``a``."""
+    (sh, sw), (oh, ow) = stride, out_hw
+    return a[:, :, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw]
 
 
 class MaxPool2d(Function):
-    """x (N, C, H, W) -> y (N, C, OH, OW), the maximum of each window."""
+    """x (N, C, H, W) -> y (N, C, OH, OW), the maximum of each window.
+
+    Works slot by slot: each of the KH*KW positions inside a window is a
+    strided (N, C, OH, OW) view of the input; the maximum and the first
+    slot that attains it take a few elementwise passes over arrays the size
+    of the output, with no copy of the windows.
+    """
 
     def __init__(self, kernel_size=2, stride=None, padding=0):
         self.kernel = _pair(kernel_size, "kernel_size")
@@ -62,38 +67,43 @@ class MaxPool2d(Function):
         self.padding = _pair(padding, "padding")
 
     def forward(self, x):
-        win = _windows(x, self.kernel, self.stride, self.padding)
-        idx = win.argmax(axis=-1)  # first maximum wins: the documented tie rule
-        self.x_shape = x.shape
-        self.idx = idx.astype(np.uint8) if win.shape[-1] <= 255 else idx
-        y = win.max(axis=-1)  # (C, N, OH, OW)
-        return y.transpose(1, 0, 2, 3)
+        xp = get_array_module(x)
+        (kh, kw), (ph, pw) = self.kernel, self.padding
+        oh = conv_output_size(x.shape[2], kh, self.stride[0], ph)
+        ow = conv_output_size(x.shape[3], kw, self.stride[1], pw)
+        a = _padded(x, ph, pw)
+        slots = [_slot(a, i, j, self.stride, (oh, ow)) for i in range(kh) for j in range(kw)]
+        y = slots[0].copy() if len(slots) == 1 else xp.maximum(slots[0], slots[1])
+        for v in slots[2:]:
+            xp.maximum(y, v, out=y)
+        # idx = the first slot holding the maximum (the documented tie rule),
+        # built from one-byte masks, which is cheaper than a masked copy.
+        idx = xp.zeros(y.shape, dtype=np.uint8 if kh * kw <= 255 else np.int32)
+        taken = xp.zeros(y.shape, dtype=bool)
+        for s, v in enumerate(slots):
+            first = (v == y) & ~taken
+            taken |= first
+            if s:
+                idx += first.astype(idx.dtype) * idx.dtype.type(s)
+        self.x_shape, self.idx = x.shape, idx
+        return y
 
     def backward(self, gy):
         xp = get_array_module(gy)
         (kh, kw), (sh, sw), (ph, pw) = self.kernel, self.stride, self.padding
         n, c, h, w = self.x_shape
-        _, _, oh, ow = gy.shape
-        gyc = gy.transpose(1, 0, 2, 3)
-        # Route each output gradient to the arg-max slot of its window.
-        slots = xp.arange(kh * kw, dtype=self.idx.dtype)
-        gwin = (self.idx[..., None] == slots) * gyc[..., None]
-        gwin = gwin.astype(gy.dtype, copy=False).reshape(c, n, oh, ow, kh, kw)
-        hp, wp = h + 2 * ph, w + 2 * pw
-        if (sh, sw) == (kh, kw):
-            # Non-overlapping windows tile the input: a reshape, no additions.
-            tiled = gwin.transpose(0, 1, 2, 4, 3, 5).reshape(c, n, oh * kh, ow * kw)
-            if (oh * kh, ow * kw) == (hp, wp):
-                buf = tiled
-            else:  # rows/columns past the last whole window get no gradient
-                buf = xp.zeros((c, n, hp, wp), dtype=gy.dtype)
-                buf[:, :, :oh * kh, :ow * kw] = tiled
-        else:
-            buf = xp.zeros((c, n, hp, wp), dtype=gy.dtype)
-            for i in range(kh):
-                for j in range(kw):
-                    buf[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw] += gwin[:, :, :, :, i, j]
-        return buf[:, :, ph:ph + h, pw:pw + w].transpose(1, 0, 2, 3)
+        out_hw = gy.shape[2:]
+        # Channel-major like the activations around it (see functional/conv.py).
+        gx = xp.zeros((c, n, h + 2 * ph, w + 2 * pw), dtype=gy.dtype).transpose(1, 0, 2, 3)
+        overlap = sh < kh or sw < kw
+        for s in range(kh * kw):
+            g = gy * (self.idx == s)
+            view = _slot(gx, s // kw, s % kw, self.stride, out_hw)
+            if overlap:
+                view += g
+            else:  # each input position belongs to one window at most
+                view[...] = g
+        return gx[:, :, ph:ph + h, pw:pw + w]
 
     def release(self):
         super().release()

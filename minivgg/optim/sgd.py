@@ -46,13 +46,19 @@ class SGD:
         self.lr, self.momentum, self.weight_decay = float(lr), float(momentum), float(weight_decay)
         self.velocity = [None] * len(self.params)
         self.steps = 0
+        self._buffers = {}
 
     def zero_grad(self):
         for p in self.params:
             p.grad = None
 
     def step(self):
-        """One update from the gradients in ``p.grad`` (skipped where None)."""
+        """One update from the gradients in ``p.grad`` (skipped where None).
+
+        Works in place with one scratch buffer per parameter shape, so a step
+        allocates nothing after the first (fresh multi-megabyte temporaries
+        cost page faults on every step).
+        """
         with no_grad():
             for i, p in enumerate(self.params):
                 g = p.grad
@@ -60,8 +66,7 @@ class SGD:
                     continue
                 xp = get_array_module(p.data)
                 dt = p.data.dtype.type
-                if self.weight_decay:
-                    g = g + dt(self.weight_decay) * p.data
+                tmp = self._scratch(p.data)
                 if self.momentum:
                     v = self.velocity[i]
                     if v is None:
@@ -69,9 +74,26 @@ class SGD:
                     else:
                         v *= dt(self.momentum)
                         v += g
-                    g = v
-                p.data -= dt(self.lr) * g
+                    if self.weight_decay:  # v = mu * v + (g + wd * p)
+                        xp.multiply(p.data, dt(self.weight_decay), out=tmp)
+                        v += tmp
+                    d = v
+                else:
+                    d = g
+                    if self.weight_decay:
+                        xp.multiply(p.data, dt(self.weight_decay), out=tmp)
+                        tmp += g
+                        d = tmp
+                xp.multiply(d, dt(self.lr), out=tmp)
+                p.data -= tmp
         self.steps += 1
+
+    def _scratch(self, like):
+        key = (like.shape, like.dtype.str, type(like))
+        buf = self._buffers.get(key)
+        if buf is None:
+            buf = self._buffers[key] = get_array_module(like).empty_like(like)
+        return buf
 
     # -- checkpointing --------------------------------------------------------
     def state_dict(self):
