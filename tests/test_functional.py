@@ -162,3 +162,30 @@ def test_softmax_cross_entropy_bad_labels():
         F.softmax_cross_entropy(logits, np.array([0, 3]))
     with pytest.raises(ValueError, match=r"\(2,\)"):
         F.softmax_cross_entropy(logits, np.array([0, 1, 2]))
+
+
+def test_conv2d_chunked_and_threaded_paths_match_reference(rng, monkeypatch):
+    """Large layers build im2col chunk by chunk and copy with threads; force
+    both on a small case and compare with the one-chunk path and the reference."""
+    import minivgg.functional.conv as conv
+    x0, w0, b0 = (rng.standard_normal((5, 3, 6, 7)), rng.standard_normal((4, 3, 3, 3)),
+                  rng.standard_normal(4))
+    g = rng.standard_normal((5, 4, 6, 7))
+
+    def run():
+        ts = [Tensor(a.copy(), requires_grad=True) for a in (x0, w0, b0)]
+        y = F.conv2d(*ts, stride=1, padding=1)
+        y.backward(g)
+        return [y.data] + [t.grad for t in ts]
+
+    whole = run()
+    monkeypatch.setattr(conv, "CHUNK_ELEMENTS", 200)   # one image per chunk
+    monkeypatch.setattr(conv, "_PARALLEL_MIN", 16)
+    assert len(conv._chunks(5, 27 * 42)) == 5
+    chunked = run()
+    np.testing.assert_allclose(chunked[0], F.conv2d_reference(x0, w0, b0, 1, 1), rtol=1e-12,
+                               atol=1e-12)
+    for a, b in zip(whole, chunked):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    x, w, b = (Tensor(a.copy(), requires_grad=True) for a in (x0, w0, b0))
+    assert gradcheck(lambda x, w, b: F.conv2d(x, w, b, 1, 1), [x, w, b]) < 1e-5
