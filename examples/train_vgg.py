@@ -68,9 +68,9 @@ def parse_args(argv=None):
                         "S=256); deeper config from A -> A's first four conv layers and three "
                         "FC layers, the rest random")
     p.add_argument("--fc-width", type=int, default=D.fc_width,
-                   help="width of FC1 and FC2 (0: 4096 for crops >= 224, else 512)")
+                   help="width of FC1 and FC2 (0: 4096, the paper's, for crops >= 224, else 128)")
     p.add_argument("--width-mult", type=float, default=D.width_mult,
-                   help="multiply every conv layer's channel count (1: the paper's widths)")
+                   help="multiply every conv layer's channel count (1: the paper's widths; the small CPU profile uses a quarter)")
     p.add_argument("--dropout", type=float, default=D.dropout, help="dropout ratio on FC1, FC2")
     p.add_argument("--patience", type=int, default=D.patience,
                    help="epochs without validation-accuracy gain before the lr is divided by 10")

@@ -82,12 +82,18 @@ def check_conv_shapes(x_shape, w_shape, stride, padding, where="conv2d"):
     if sh < 1 or sw < 1 or ph < 0 or pw < 0:
         raise ValueError(f"{where}: stride must be >= 1 and padding >= 0, got stride "
                          f"{stride} and padding {padding}")
-    oh = conv_output_size(x_shape[2], w_shape[2], sh, ph)
-    ow = conv_output_size(x_shape[3], w_shape[3], sw, pw)
+    return window_output_size(x_shape, w_shape[2:], stride, padding, where, "kernel")
+
+
+def window_output_size(x_shape, kernel, stride, padding, where, what):
+    """(OH, OW) of a sliding window over x (N, C, H, W); ValueError if empty."""
+    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
+    oh = conv_output_size(x_shape[2], kh, sh, ph)
+    ow = conv_output_size(x_shape[3], kw, sw, pw)
     if oh < 1 or ow < 1:
-        raise ValueError(f"{where}: input of spatial size {x_shape[2]}x{x_shape[3]} is too small "
-                         f"for a {w_shape[2]}x{w_shape[3]} kernel with padding {padding}; "
-                         f"need at least {w_shape[2] - 2 * ph}x{w_shape[3] - 2 * pw}")
+        raise ValueError(f"{where}: input of spatial size {x_shape[2]}x{x_shape[3]} is smaller "
+                         f"than the {kh}x{kw} {what} (padding {tuple(padding)}); expected at "
+                         f"least {kh - 2 * ph}x{kw - 2 * pw}")
     return oh, ow
 
 

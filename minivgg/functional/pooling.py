@@ -11,7 +11,7 @@ import numpy as np
 
 from ..autograd import Function, Tensor
 from ..backend import get_array_module
-from .conv import _pair, conv_output_size
+from .conv import _pair, conv_output_size, window_output_size
 
 
 def check_pool_shapes(x_shape, kernel, stride, padding, where="max_pool2d"):
@@ -25,13 +25,7 @@ def check_pool_shapes(x_shape, kernel, stride, padding, where="max_pool2d"):
     if ph > kh // 2 or pw > kw // 2 or ph < 0 or pw < 0:
         raise ValueError(f"{where}: padding must be between 0 and half the kernel, got {padding} "
                          f"for kernel {kernel}")
-    oh = conv_output_size(x_shape[2], kh, sh, ph)
-    ow = conv_output_size(x_shape[3], kw, sw, pw)
-    if oh < 1 or ow < 1:
-        raise ValueError(f"{where}: input of spatial size {x_shape[2]}x{x_shape[3]} is smaller "
-                         f"than the {kh}x{kw} pooling window; expected at least "
-                         f"{kh - 2 * ph}x{kw - 2 * pw}")
-    return oh, ow
+    return window_output_size(x_shape, kernel, stride, padding, where, "pooling window")
 
 
 def _padded(x, ph, pw):
