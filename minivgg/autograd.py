@@ -224,6 +224,13 @@ class Tensor:
         return mean(self, axis, keepdims)
 
 
+def _buffer_id(a):
+    """Identity of the memory behind array ``a`` (its base, through views)."""
+    while getattr(a, "base", None) is not None:
+        a = a.base
+    return id(a)
+
+
 def _run_backward(root, grad, retain_graph):
     # Reverse topological order of the functions reachable from ``root``.
     order, seen = [], set()
@@ -254,8 +261,20 @@ def _run_backward(root, grad, retain_graph):
             if t.creator is None and t.requires_grad:
                 pending[id(t)] = pending.get(id(t), 0) + 1
 
+    # A leaf's first gradient is stored without a copy (a copy of every weight
+    # gradient costs a memory pass per step) unless its buffer is already
+    # visible elsewhere: the caller's upstream gradient, or a buffer handed to
+    # another leaf in this pass (Add gives the same gy to both of its inputs).
+    handed_out = {_buffer_id(grad)}
+
     def deliver_to_leaf(t, g):
-        t.grad = g.copy() if t.grad is None else t.grad + g
+        if t.grad is None:
+            if _buffer_id(g) in handed_out:
+                g = g.copy()
+            handed_out.add(_buffer_id(g))
+            t.grad = g
+        else:
+            t.grad = t.grad + g
         pending[id(t)] -= 1
         if pending[id(t)] == 0:
             for hook in list(t._hooks):

@@ -127,3 +127,22 @@ def test_gradcheck_catches_a_wrong_backward():
 def test_gradcheck_requires_float64():
     with pytest.raises(TypeError, match="float64"):
         gradcheck(lambda t: t * 2.0, [Tensor(np.ones(2, np.float32), requires_grad=True)])
+
+
+def test_leaf_gradients_never_share_memory():
+    """Add passes the same upstream array to both inputs, Reshape a view of
+    it; each leaf must still own its gradient, and so must the caller's."""
+    a = Tensor(np.ones((2, 3)), requires_grad=True)
+    b = Tensor(np.ones(6), requires_grad=True)
+    d = Tensor(np.ones((2, 3)), requires_grad=True)
+    y = a + b.reshape(2, 3) + d
+    upstream = np.full((2, 3), 2.0)
+    y.backward(upstream)
+    grads = [a.grad, b.grad, d.grad]
+    for i in range(3):
+        assert not np.shares_memory(grads[i], upstream)
+        for j in range(i + 1, 3):
+            assert not np.shares_memory(grads[i], grads[j])
+    a.grad *= 10  # mutating one gradient leaves the others alone
+    np.testing.assert_array_equal(d.grad, upstream)
+    np.testing.assert_array_equal(b.grad, upstream.reshape(6))
