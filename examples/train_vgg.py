@@ -50,6 +50,9 @@ def parse_args(argv=None):
                    help="split each batch into chunks of this many images and accumulate "
                         "gradients (same update, less memory); 0: no split")
     p.add_argument("--lr", type=float, default=D.lr, help="initial learning rate")
+    p.add_argument("--warmup-steps", type=int, default=D.warmup_steps,
+                   help="raise the lr linearly from lr/N to lr over the first N steps (not in "
+                        "the paper; keeps the narrow FC layers of small nets alive)")
     p.add_argument("--momentum", type=float, default=D.momentum, help="SGD momentum")
     p.add_argument("--weight-decay", type=float, default=D.weight_decay,
                    help="L2 weight decay")
@@ -71,6 +74,9 @@ def parse_args(argv=None):
                    help="width of FC1 and FC2 (0: 4096, the paper's, for crops >= 224, else 128)")
     p.add_argument("--width-mult", type=float, default=D.width_mult,
                    help="multiply every conv layer's channel count (1: the paper's widths; the small CPU profile uses a quarter)")
+    p.add_argument("--fc-bias", type=float, default=D.fc_bias,
+                   help="initial bias of FC1 and FC2 (the paper: 0; a small positive value keeps "
+                        "their ReLUs alive early in training, as AlexNet's bias of 1 did)")
     p.add_argument("--dropout", type=float, default=D.dropout, help="dropout ratio on FC1, FC2")
     p.add_argument("--patience", type=int, default=D.patience,
                    help="epochs without validation-accuracy gain before the lr is divided by 10")

@@ -494,9 +494,10 @@ class GetItem(Function):
         xp = get_array_module(gy)
         gx = xp.zeros(self.in_shape, self.dtype)
         if xp is np:
-            np.add.at(gx, self.index, gy)
+            np.add.at(gx, self.index, gy)  # repeated indices add up
         else:  # pragma: no cover - GPU
-            xp.add.at(gx, self.index, gy)
+            import cupyx
+            cupyx.scatter_add(gx, self.index, gy)
         return gx
 
 

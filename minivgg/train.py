@@ -56,15 +56,17 @@ class Recipe:
     batch_size: int = 64              # paper: 256
     micro_batch: int = 0              # 0: the whole batch at once
     lr: float = 0.02                  # paper: 1e-2 (1e-3 when fine-tuning S=384)
+    warmup_steps: int = 0             # linear lr ramp over the first steps (not in the paper)
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    epochs: int = 10                  # paper: 74
+    epochs: int = 16                  # paper: 74
     max_steps: int = 0                # 0: no limit
     init: str = "kaiming"             # paper: gauss (config A), then init-from
     init_std: float = 0.01
     init_from: str = ""
     fc_width: int = 0                 # 0: 4096 for crops >= 224, else 128
     width_mult: float = 0.25          # scales every conv's channels (paper: 1)
+    fc_bias: float = 0.1              # initial FC1/FC2 bias (paper: 0)
     dropout: float = 0.3              # paper: 0.5 (slows the start of small nets)
     patience: int = 3
     min_lr: float = 1e-5
@@ -107,8 +109,8 @@ class Recipe:
             raise ValueError(f"need lr > 0, 0 <= momentum < 1, weight decay >= 0; got lr "
                              f"{self.lr}, momentum {self.momentum}, weight decay "
                              f"{self.weight_decay}")
-        if self.max_steps < 0 or self.workers < 0 or self.seed < 0:
-            raise ValueError("--max-steps, --workers and --seed must be >= 0")
+        if self.max_steps < 0 or self.workers < 0 or self.seed < 0 or self.warmup_steps < 0:
+            raise ValueError("--max-steps, --warmup-steps, --workers and --seed must be >= 0")
         kind = self.data.split(":", 1)[0]
         if kind not in ("synthetic", "cifar10", "imagefolder"):
             raise ValueError(f"unknown --data {self.data!r}; use synthetic, cifar10:DIR or "
@@ -277,8 +279,7 @@ class Trainer:
             self.mean_rgb = mean_rgb_cached(r, self.train_ds)
         self.model = vgg(r.cfg, num_classes=len(self.classes), fc_width=r.resolved_fc_width(),
                          input_size=r.crop, width_mult=r.width_mult, dropout=r.dropout,
-                         init=r.init,
-                         init_std=r.init_std, seed=r.seed)
+                         init=r.init, init_std=r.init_std, seed=r.seed, fc_bias=r.fc_bias)
         self.copied = []
         if ck is None and r.init_from:
             self.copied = init_from_checkpoint(self.model, r.init_from)
@@ -355,7 +356,15 @@ class Trainer:
             (loss * (len(yb) / n)).backward()
             loss_total += value * len(yb)
             correct += int((logits.data.argmax(axis=1) == yb).sum())
-        self.optimizer.step()
+        if r.warmup_steps and self.global_step < r.warmup_steps:
+            # Ramp the rate linearly over the first steps; large early steps kill
+            # ReLUs of the narrow FC layers for good (docs/training.md).
+            lr = self.optimizer.lr
+            self.optimizer.lr = lr * (self.global_step + 1) / r.warmup_steps
+            self.optimizer.step()
+            self.optimizer.lr = lr
+        else:
+            self.optimizer.step()
         return loss_total / n, correct
 
     def run(self):

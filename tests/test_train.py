@@ -234,3 +234,20 @@ def test_cli_help_documents_every_flag_and_errors_cleanly(tmp_path):
     bad = subprocess.run([sys.executable, script, "--crop", "64", "--scale", "48", "--out",
                           str(tmp_path / "c")], capture_output=True, text=True)
     assert bad.returncode == 2 and "crop 64 is larger" in bad.stderr
+
+
+def test_warmup_ramps_the_rate_and_leaves_the_schedule_alone(tmp_path):
+    t = Trainer(tiny_recipe(tmp_path / "w", warmup_steps=4, momentum=0.0, weight_decay=0.0,
+                            dropout=0.0), log=lambda *_: None)
+    t._setup()
+    seen = []
+    real_step = t.optimizer.step
+    t.optimizer.step = lambda: (seen.append(t.optimizer.lr), real_step())
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 3, 32, 32)).astype(np.float32)
+    y = np.arange(4)
+    for step in range(6):
+        t.global_step = step
+        t.train_step(x, y)
+    assert seen == pytest.approx([0.005, 0.01, 0.015, 0.02, 0.02, 0.02])
+    assert t.optimizer.lr == 0.02

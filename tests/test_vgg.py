@@ -164,3 +164,13 @@ def test_fully_conv_shares_weights_and_matches_at_training_size():
     assert [n for n, _ in dense.named_parameters()] == [n for n, _ in m.named_parameters()]
     with pytest.raises(ValueError, match="at least 32x32"):
         dense(Tensor(np.zeros((1, 3, 16, 40))))
+
+
+def test_fc_bias_option_sets_only_fc1_and_fc2():
+    m = vgg("A", num_classes=5, input_size=32, fc_width=8, width_mult=0.125, fc_bias=0.1, seed=0)
+    assert np.all(m.classifier[0].bias.data == np.float32(0.1))
+    assert np.all(m.classifier[3].bias.data == np.float32(0.1))
+    assert np.all(m.classifier[6].bias.data == 0)
+    assert all(np.all(c.bias.data == 0) for c in m.features if isinstance(c, Conv2d))
+    default = vgg("A", num_classes=5, input_size=32, fc_width=8, width_mult=0.125, seed=0)
+    assert np.all(default.classifier[0].bias.data == 0)  # the paper: zero biases

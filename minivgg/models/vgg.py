@@ -75,10 +75,14 @@ class VGG(Module):
     init: "gauss" (N(0, init_std^2), the paper), "glorot" or "kaiming";
         biases zero; None leaves every parameter at zero (fast, for models
         about to load a state dict). seed: for reproducible initialisation.
+    fc_bias: initial bias of FC1 and FC2 (the paper: 0). AlexNet started
+        them at 1 so that their ReLUs begin active; a small positive value
+        keeps the narrow FC layers of small nets from dying early on.
     """
 
     def __init__(self, cfg, num_classes=1000, fc_width=4096, input_size=224, width_mult=1.0,
-                 dropout=0.5, init="gauss", init_std=0.01, seed=None, dtype=np.float32):
+                 dropout=0.5, init="gauss", init_std=0.01, seed=None, fc_bias=0.0,
+                 dtype=np.float32):
         super().__init__()
         _check_cfg(cfg)
         if input_size < 2 ** NUM_POOLS:
@@ -98,6 +102,7 @@ class VGG(Module):
             Linear(fc_width, fc_width, dtype=dtype), ReLU(), Dropout(dropout),
             Linear(fc_width, num_classes, dtype=dtype))
         self.assign_names()
+        self.fc_bias = fc_bias
         if init is not None:
             self.reset_parameters(init, init_std, seed)
 
@@ -116,6 +121,10 @@ class VGG(Module):
                 init_weight(mod.weight, init, init_std, rng)
                 if mod.bias is not None:
                     zero_(mod.bias)
+        for idx in (0, 3):  # FC1 and FC2, whose ReLUs follow
+            fc = self.classifier[idx]
+            if only is None or fc.name in only:
+                fc.bias.data[...] = self.fc_bias
 
     def weight_layers(self):
         """[(name, module)] of the conv and FC layers in order (Table 1's rows)."""
