@@ -182,16 +182,14 @@ def init_from_checkpoint(model, path):
     random initialisation. Returns the list of parameter names copied.
     """
     ckpt = load_checkpoint(path)
+    if ckpt.meta["model"]["cfg"] == model.cfg:
+        try:
+            model.load_state_dict(ckpt.model_state)  # checks every key and shape first
+        except ValueError as e:
+            raise ValueError(f"--init-from {path}: {e}; train with the same classes, crop and "
+                             f"--fc-width") from e
+        return list(ckpt.model_state)
     src = ckpt.build_model()
-    if src.cfg == model.cfg:
-        own = model.state_dict()
-        bad = [f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}"
-               for k, v in ckpt.model_state.items() if k in own and v.shape != own[k].shape]
-        if bad:
-            raise ValueError(f"--init-from {path}: shapes differ from this model ({'; '.join(bad)})"
-                             f"; train with the same classes, crop and --fc-width")
-        model.load_state_dict(ckpt.model_state)
-        return list(own)
     src_layers, dst_layers = src.paper_layer_names(), model.paper_layer_names()
     names = [n for n in src_layers if n.startswith("conv")][:4] + ["fc6", "fc7", "fc8"]
     plan = []
@@ -303,7 +301,6 @@ class Trainer:
         if ck is not None:
             self.model.load_state_dict(ck.model_state)
             self.optimizer.load_state_dict(ck.optimizer_state)
-            self.optimizer.lr = ck.optimizer_state["lr"]
             self.scheduler.load_state_dict(ck.meta["scheduler"])
             mrandom.set_state(ck.meta["rng"])
             self.epoch, self.batch = ck.meta["epoch"], ck.meta["batch"]

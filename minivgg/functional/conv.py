@@ -177,15 +177,9 @@ def _conv_gemm(x, w, stride, padding, b=None):
     ow = conv_output_size(x.shape[3], kw, stride[1], padding[1])
     w2 = w.reshape(k, -1)
     l = oh * ow
-    chunks = _chunks(n, w2.shape[1] * l)
     bias = None if b is None else b.reshape(k, 1)
-    if len(chunks) == 1:
-        y2 = w2 @ im2col(x, kh, kw, stride, padding)
-        if bias is not None:
-            y2 += bias
-        return y2, (oh, ow)
     y2 = xp.empty((k, n * l), dtype=np.result_type(x.dtype, w.dtype))
-    for i0, i1 in chunks:
+    for i0, i1 in _chunks(n, w2.shape[1] * l):
         block = y2[:, i0 * l:i1 * l]
         xp.matmul(w2, im2col(x[i0:i1], kh, kw, stride, padding), out=block)
         if bias is not None:
@@ -195,13 +189,16 @@ def _conv_gemm(x, w, stride, padding, b=None):
 
 def _conv_weight_grad(x, gy2, w_shape, stride, padding):
     """dW (K, C, KH, KW) = gy (K, N*OH*OW) @ col^T, col rebuilt chunk by chunk."""
-    k, _, kh, kw = w_shape
+    kh, kw = w_shape[2:]
     n = x.shape[0]
     l = gy2.shape[1] // n
     gw = None
-    for a, b in _chunks(n, (gy2.shape[1] // n) * int(np.prod(w_shape[1:]))):
+    for a, b in _chunks(n, l * int(np.prod(w_shape[1:]))):
         part = gy2[:, a * l:b * l] @ im2col(x[a:b], kh, kw, stride, padding).T
-        gw = part if gw is None else gw.__iadd__(part)
+        if gw is None:
+            gw = part
+        else:
+            gw += part
     return gw.reshape(w_shape)
 
 
