@@ -18,13 +18,20 @@ Design choices (see docs/architecture.md):
   is complete, before the rest of backward finishes: the data-parallel trainer
   starts averaging a layer's gradient while earlier layers are still in
   backward.
+* Every tensor carries its ``Device`` (cpu, cuda:N or emu; see backend.py).
+  A function's inputs must share one device, which becomes the function's
+  ``self.device``: its forward and backward choose NumPy code or the CUDA
+  kernels from it. Mixing devices in one op is an error, never a silent copy.
+* A leaf's gradient accumulates *in place* once it exists, so a gradient
+  that is a view into a flat buffer (the optimizer's, which the data-parallel
+  trainer averages in one exchange) stays that view.
 """
 import contextlib
 import threading
 
 import numpy as np
 
-from .backend import get_array_module
+from .backend import DeviceError, device as _device, device_of_array, get_array_module
 
 _state = threading.local()
 
@@ -54,9 +61,19 @@ def enable_grad():
         _state.grad_enabled = old
 
 
-def _as_array(value, like=None):
+def _as_array(value, like=None, dev=None):
+    """``value`` as an array for an op on ``dev`` whose tensors look like ``like``.
+
+    Python and NumPy scalars and lists are converted; an array that lives
+    on another device is refused rather than copied behind the caller's back.
+    """
     if isinstance(value, Tensor):
         return value.data
+    if hasattr(value, "shape") and not isinstance(value, np.generic) and dev is not None \
+            and not dev.owns(value):
+        raise DeviceError(f"an op on {dev} was given an array on {device_of_array(value)} "
+                          f"(shape {tuple(value.shape)}); move it first, e.g. "
+                          f"Tensor(array).to('{dev}')")
     if like is not None:
         xp = get_array_module(like)
         return xp.asarray(value, dtype=like.dtype)
@@ -73,12 +90,21 @@ class Tensor:
 
     __array_priority__ = 1000  # so that ndarray + Tensor defers to Tensor
 
-    def __init__(self, data, requires_grad=False, name=None):
+    def __init__(self, data, requires_grad=False, name=None, device=None):
         if isinstance(data, Tensor):
+            device = data.device if device is None else device
             data = data.data
         if not hasattr(data, "shape") or not hasattr(data, "dtype"):
             data = np.asarray(data)
+        if device is None:
+            device = device_of_array(data)
+        else:
+            device = _device(device)
+            if not device.owns(data):
+                raise DeviceError(f"Tensor on {device} was given an array on "
+                                  f"{device_of_array(data)}; use Tensor(array).to('{device}')")
         self.data = data
+        self.device = device
         self.grad = None
         self.requires_grad = bool(requires_grad)
         self.creator = None
@@ -108,7 +134,25 @@ class Tensor:
     def __repr__(self):
         body = repr(self.data).replace("\n", "\n       ")
         extra = ", requires_grad=True" if self.requires_grad else ""
+        if self.device.kind != "cpu":
+            extra += f", device='{self.device}'"
         return f"Tensor({body}{extra})"
+
+    def to(self, device):
+        """This tensor on ``device`` ('cpu', 'cuda', 'cuda:N', 'emu').
+
+        Returns ``self`` when it is already there; otherwise a new leaf
+        holding a copy (its gradient, if any, is copied too).
+        """
+        dev = _device(device)
+        if dev == self.device:
+            return self
+        out = Tensor(dev.asarray(self.data).copy() if dev.kind != "cuda" else
+                     dev.asarray(self.data), requires_grad=self.requires_grad, name=self.name,
+                     device=dev)
+        if self.grad is not None:
+            out.grad = dev.asarray(self.grad)
+        return out
 
     def numpy(self):
         """The data as a NumPy array (copied from the GPU if needed)."""
@@ -119,7 +163,7 @@ class Tensor:
         return self.data.item()
 
     def detach(self):
-        return Tensor(self.data)
+        return Tensor(self.data, device=self.device)
 
     @property
     def is_leaf(self):
@@ -231,6 +275,11 @@ def _buffer_id(a):
     return id(a)
 
 
+def _writeable(a):
+    flags = getattr(a, "flags", None)
+    return getattr(flags, "writeable", True)  # CuPy arrays are always writeable
+
+
 def _run_backward(root, grad, retain_graph):
     # Reverse topological order of the functions reachable from ``root``.
     order, seen = [], set()
@@ -269,19 +318,22 @@ def _run_backward(root, grad, retain_graph):
 
     def deliver_to_leaf(t, g):
         if t.grad is None:
-            if _buffer_id(g) in handed_out:
+            if _buffer_id(g) in handed_out or not _writeable(g):
                 g = g.copy()
             handed_out.add(_buffer_id(g))
             t.grad = g
-        else:
-            t.grad = t.grad + g
+        else:  # in place: a view into a flat gradient buffer stays one
+            t.grad += g
         pending[id(t)] -= 1
         if pending[id(t)] == 0:
             for hook in list(t._hooks):
                 hook(t)
 
     if root.creator is None:  # backward on a leaf
-        root.grad = grad.copy() if root.grad is None else root.grad + grad
+        if root.grad is None:
+            root.grad = grad.copy()
+        else:
+            root.grad += grad
         for hook in list(root._hooks):
             hook(root)
         return
@@ -295,7 +347,8 @@ def _run_backward(root, grad, retain_graph):
         if gy is None:  # the output was not used on the way to the root
             shape, dtype = fn.output_meta
             gy = get_array_module(*[t.data for t in fn.inputs]).zeros(shape, dtype)
-        gxs = fn.backward(gy)
+        with _device_errors(fn, "backward", [gy]):
+            gxs = fn.backward(gy)
         del gy
         if not isinstance(gxs, tuple):
             gxs = (gxs,)
@@ -323,19 +376,23 @@ class Function:
     Subclasses implement ``forward(*arrays) -> array`` and
     ``backward(gy) -> gradient or tuple of gradients`` (one per input; None
     for an input that needs none). ``self.needs_input_grad`` tells backward
-    which gradients are wanted so it can skip the others. Non-tensor
-    arguments (stride, padding, ...) go to ``__init__``.
+    which gradients are wanted so it can skip the others, and
+    ``self.device`` (the inputs' common device) which implementation to run.
+    Non-tensor arguments (stride, padding, ...) go to ``__init__``.
     """
 
     def __call__(self, *inputs):
-        tensors = []
+        dev = common_device(inputs, type(self).__name__)
         like = next((i.data for i in inputs if isinstance(i, Tensor)), None)
-        for i in inputs:
-            tensors.append(i if isinstance(i, Tensor) else Tensor(_as_array(i, like)))
-        y = self.forward(*[t.data for t in tensors])
+        tensors = [i if isinstance(i, Tensor) else Tensor(_as_array(i, like, dev), device=dev)
+                   for i in inputs]
+        self.device = dev
+        arrays = [t.data for t in tensors]
+        with _device_errors(self, "forward", arrays):
+            y = self.forward(*arrays)
         if isinstance(y, np.generic):  # NumPy reductions return scalars
             y = np.asarray(y)
-        out = Tensor(y)
+        out = Tensor(y, device=dev)
         if is_grad_enabled() and any(t.requires_grad for t in tensors):
             self.needs_input_grad = tuple(t.requires_grad for t in tensors)
             self.inputs = tensors
@@ -360,6 +417,54 @@ class Function:
         than when the caller drops the loss.
         """
         self.inputs = None
+
+
+def common_device(inputs, op="op"):
+    """The one device of the Tensors among ``inputs``; DeviceError naming
+    both devices (and the shapes) when they differ."""
+    dev, first = None, None
+    for i, t in enumerate(inputs):
+        if isinstance(t, Tensor):
+            if dev is None:
+                dev, first = t.device, (i, t)
+            elif t.device != dev:
+                j, a = first
+                raise DeviceError(f"{op}: input {j} (shape {tuple(a.shape)}) is on {dev} but "
+                                  f"input {i} (shape {tuple(t.shape)}) is on {t.device}; move "
+                                  f"them to one device with .to(...) first")
+    if dev is None:
+        dev = device_of_array(next((i for i in inputs if hasattr(i, "shape")), np.zeros(0)))
+    return dev
+
+
+class _device_errors:
+    """Context manager: a CUDA error inside an op is re-raised as DeviceError
+    naming the op, the direction and the shapes; out of memory suggests
+    --micro-batch. Errors of other kinds pass through unchanged."""
+
+    def __init__(self, fn, where, arrays):
+        self.fn, self.where, self.arrays = fn, where, arrays
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc is None or not _is_cuda_error(exc):
+            return False
+        shapes = ", ".join(str(tuple(a.shape)) for a in self.arrays if hasattr(a, "shape"))
+        dev = getattr(self.fn, "device", "the GPU")
+        msg = f"{type(self.fn).__name__} {self.where} on {dev} with arrays of shape {shapes}: "
+        if "OutOfMemory" in type(exc).__name__ or "out of memory" in str(exc).lower():
+            msg += (f"out of memory ({exc}); use a smaller batch or split it with "
+                    f"--micro-batch N (gradients are accumulated, the update is the same)")
+        else:
+            msg += f"{type(exc).__name__}: {exc}"
+        raise DeviceError(msg) from exc
+
+
+def _is_cuda_error(exc):
+    mod = type(exc).__module__ or ""
+    return mod.startswith(("cupy", "cupy_backends")) or "OutOfMemory" in type(exc).__name__
 
 
 # ---------------------------------------------------------------------------

@@ -1,60 +1,238 @@
-"""Backend switch: NumPy on the CPU, CuPy on the GPU.
+"""Devices: where a tensor's data lives and which code computes on it.
 
-Every op asks ``get_array_module(x)`` once and uses the returned module
-(``xp``) for all array work, so the same forward/backward code runs on both
-backends. CuPy is optional: when it is missing, everything here still imports
-and ``cupy_available()`` is False.
+Three kinds of device:
+
+``cpu``
+    NumPy arrays, NumPy code (the reference implementation of every op).
+``cuda`` (``cuda:0``, ``cuda:1``, ...)
+    CuPy arrays on an NVIDIA GPU; the ops run the CUDA kernels of
+    ``kernels/*.cu`` (compiled with NVRTC through ``cupy.RawModule``) and
+    cuBLAS for the matrix products.
+``emu``
+    NumPy arrays, but the ops run the *same* CUDA kernels, compiled by g++
+    with a small header that emulates the CUDA built-ins, launched by the
+    same Python code as on a GPU (see ``minivgg/cuda/emulator.py``). It
+    lets a machine without a GPU check, read and step through every kernel.
+
+An ``emu`` array is an ordinary NumPy array, so the type of an array cannot
+tell the emulator from the CPU: every ``Tensor`` carries its ``Device``
+explicitly, and each op picks its implementation from that tag
+(``device.uses_kernels``), never from a global "current device".
+
+CuPy is optional and imported lazily: importing minivgg never needs it, and
+asking for ``cuda`` without it (or without a GPU) raises ``DeviceError``
+saying what to install.
 """
+import os
+import shutil
+import sys
+
 import numpy as np
 
-try:  # pragma: no cover - depends on the machine
-    import cupy as _cupy
+
+class DeviceError(RuntimeError):
+    """A device was asked for that this machine cannot provide, or a device
+    operation failed (out of memory, a failed kernel launch)."""
+
+
+_CUPY_INSTALL_HINT = (
+    "install the 'gpu' extra: pip install -e \".[gpu]\" (CuPy for CUDA 13, cupy-cuda13x; "
+    "for a CUDA 12 driver install cupy-cuda12x instead). Without a GPU, --device emu runs the "
+    "same CUDA kernels on the CPU")
+
+
+def _import_cupy():
+    """The cupy module, or DeviceError explaining how to get it."""
     try:
-        _CUPY_OK = _cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:
-        _CUPY_OK = False
-except Exception:  # ImportError, or a broken CUDA install
-    _cupy = None
-    _CUPY_OK = False
+        import cupy
+    except Exception as e:  # ImportError, or a broken CUDA install
+        raise DeviceError(f"the cuda device needs CuPy, which could not be imported ({e}); "
+                          f"{_CUPY_INSTALL_HINT}") from None
+    return cupy
+
+
+def _loaded_cupy():
+    """cupy if some code already imported it, else None (no import here)."""
+    return sys.modules.get("cupy")
 
 
 def cupy_available():
     """True when CuPy imports and sees at least one GPU."""
-    return _CUPY_OK
-
-
-def get_array_module(*arrays):
-    """Return ``cupy`` if any argument is a CuPy array, else ``numpy``."""
-    if _cupy is not None:
-        for a in arrays:
-            if isinstance(a, _cupy.ndarray):
-                return _cupy
-    return np
+    try:
+        return _import_cupy().cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
 
 
 def is_cupy_array(a):
-    return _cupy is not None and isinstance(a, _cupy.ndarray)
+    cp = _loaded_cupy()
+    return cp is not None and isinstance(a, cp.ndarray)
+
+
+def get_array_module(*arrays):
+    """Return ``cupy`` if any argument is a CuPy array, else ``numpy``.
+
+    This tells which *array library* to call, not which device: an ``emu``
+    array is a NumPy array. Ops choose kernels from ``Tensor.device``.
+    """
+    cp = _loaded_cupy()
+    if cp is not None:
+        for a in arrays:
+            if isinstance(a, cp.ndarray):
+                return cp
+    return np
 
 
 def as_numpy(a):
     """A NumPy copy (or the array itself) of a NumPy/CuPy array or scalar."""
     if is_cupy_array(a):
-        return _cupy.asnumpy(a)
+        return a.get()
     return np.asarray(a)
 
 
-def as_cupy(a):
-    """Move an array to the current GPU; raises if CuPy is unusable."""
-    if not _CUPY_OK:
-        raise RuntimeError("CuPy with a working GPU is required to move arrays to the GPU; "
-                           "install the 'gpu' extra on a machine with CUDA")
-    return _cupy.asarray(a)
+class Device:
+    """One device: ``Device("cpu")``, ``Device("cuda", 0)``, ``Device("emu")``.
+
+    Use ``device(spec)`` to get one: it checks that the device exists and
+    returns the same object for the same spec.
+    """
+
+    def __init__(self, kind, index=0):
+        self.kind, self.index = kind, int(index)
+        self._kernels = None
+
+    # -- identity --------------------------------------------------------------
+    def __str__(self):
+        return f"cuda:{self.index}" if self.kind == "cuda" else self.kind
+
+    def __repr__(self):
+        return f"device({str(self)!r})"
+
+    def __eq__(self, other):
+        if isinstance(other, str):
+            other = device(other)
+        return isinstance(other, Device) and (self.kind, self.index) == (other.kind, other.index)
+
+    def __hash__(self):
+        return hash((self.kind, self.index))
+
+    # -- what runs on it -----------------------------------------------------------
+    @property
+    def xp(self):
+        """The array library: numpy (cpu, emu) or cupy (cuda)."""
+        return _import_cupy() if self.kind == "cuda" else np
+
+    @property
+    def uses_kernels(self):
+        """True when ops run the CUDA kernels (cuda, and emu on the CPU)."""
+        return self.kind != "cpu"
+
+    @property
+    def kernels(self):
+        """The kernel library of this device (``minivgg.cuda``); None on the CPU."""
+        if self.kind == "cpu":
+            return None
+        if self._kernels is None:
+            from .cuda import kernel_library
+            self._kernels = kernel_library(self)
+        return self._kernels
+
+    # -- arrays ------------------------------------------------------------------------
+    def owns(self, a):
+        """True when array ``a`` can live on this device (NumPy for cpu/emu,
+        CuPy on the same GPU for cuda)."""
+        if self.kind == "cuda":
+            return is_cupy_array(a) and a.device.id == self.index
+        return isinstance(a, (np.ndarray, np.generic))
+
+    def asarray(self, a, dtype=None):
+        """``a`` on this device (copied only when it lives elsewhere)."""
+        if self.kind == "cuda":
+            cp = self.xp
+            with cp.cuda.Device(self.index):
+                return cp.asarray(a, dtype=dtype)
+        return np.asarray(as_numpy(a), dtype=dtype)
+
+    def context(self):
+        """A context manager making this device current (a no-op off the GPU)."""
+        if self.kind == "cuda":
+            return self.xp.cuda.Device(self.index)
+        import contextlib
+        return contextlib.nullcontext()
+
+    def synchronize(self):
+        """Wait for the device's queued work (for timing and error reporting)."""
+        if self.kind == "cuda":
+            self.xp.cuda.Device(self.index).synchronize()
 
 
-def to_device(a, device):
-    """Move an array to ``device`` ('cpu' or 'cuda')."""
-    if device == "cpu":
-        return as_numpy(a)
-    if device in ("cuda", "gpu"):
-        return as_cupy(a)
-    raise ValueError(f"unknown device {device!r}; expected 'cpu' or 'cuda'")
+_DEVICES = {}
+
+
+def _parse(spec):
+    text = str(spec).strip().lower()
+    kind, _, idx = text.partition(":")
+    if kind == "gpu":
+        kind = "cuda"
+    if kind not in ("cpu", "cuda", "emu") or (idx and (kind != "cuda" or not idx.isdigit())):
+        raise ValueError(f"unknown device {spec!r}; expected 'cpu', 'cuda', 'cuda:N' or 'emu'")
+    return kind, int(idx or 0)
+
+
+def device(spec="cpu"):
+    """The ``Device`` for ``spec`` ('cpu', 'cuda', 'cuda:N', 'emu' or a Device).
+
+    Checks the device can be used before returning it: 'cuda' needs CuPy and
+    a GPU, 'emu' needs g++. Raises DeviceError saying what to install.
+    """
+    if isinstance(spec, Device):
+        return spec
+    kind, index = _parse(spec)
+    key = (kind, index)
+    if key not in _DEVICES:
+        if kind == "cuda":
+            _check_cuda(index)
+        elif kind == "emu":
+            _check_emu()
+        _DEVICES[key] = Device(kind, index)
+    return _DEVICES[key]
+
+
+CPU = device("cpu")
+
+
+def _check_cuda(index):
+    cp = _import_cupy()
+    try:
+        count = cp.cuda.runtime.getDeviceCount()
+    except Exception as e:
+        raise DeviceError(f"CuPy is installed but cannot use a GPU ({e}). Check that "
+                          f"nvidia-smi sees one and that the driver supports the CUDA version "
+                          f"of the CuPy wheel (cupy-cuda13x needs a CUDA 13 driver; use "
+                          f"cupy-cuda12x for CUDA 12). Without a GPU, --device emu runs the "
+                          f"same kernels on the CPU") from None
+    if count == 0:
+        raise DeviceError("CuPy sees no GPU (getDeviceCount() == 0); check CUDA_VISIBLE_DEVICES "
+                          "and nvidia-smi, or use --device emu to run the kernels on the CPU")
+    if index >= count:
+        raise DeviceError(f"device cuda:{index} was asked for but only {count} GPU(s) are "
+                          f"visible (cuda:0 .. cuda:{count - 1})")
+
+
+def _check_emu():
+    cxx = os.environ.get("CXX", "g++")
+    if shutil.which(cxx) is None:
+        raise DeviceError(f"the emu device compiles the CUDA kernels with a C++ compiler, and "
+                          f"{cxx!r} was not found; install g++ (apt install g++) or set CXX")
+
+
+def device_of_array(a):
+    """The device an array lives on when nothing else says (cuda:N or cpu)."""
+    if is_cupy_array(a):
+        return device(f"cuda:{a.device.id}")
+    return CPU
+
+
+def to_device(a, dev):
+    """Move an array to device ``dev`` (a spec or a Device)."""
+    return device(dev).asarray(a)

@@ -39,7 +39,7 @@ import warnings
 import numpy as np
 
 from .autograd import Tensor, no_grad
-from .backend import as_numpy, get_array_module
+from .backend import as_numpy
 from .data.transforms import parse_scale
 from .functional.loss import softmax
 
@@ -202,9 +202,8 @@ def _param(model):
 
 def _to_input(batch, model):
     """Host batch -> Tensor on the model's device, in its parameters' dtype."""
-    p = _param(model).data
-    xp = get_array_module(p)
-    return Tensor(xp.asarray(batch, dtype=p.dtype))
+    p = _param(model)
+    return Tensor(p.device.asarray(batch, dtype=p.dtype), device=p.device)
 
 
 class _EvalMode:

@@ -100,7 +100,7 @@ def test_whole_small_vgg_gradcheck_float64(cfg):
     params = [p for _, p in m.named_parameters()]
 
     def loss(x, *ps):
-        minivgg.manual_seed(0)  # the same dropout masks on every call
+        minivgg.manual_seed(1)  # the same dropout masks on every call
         return F.softmax_cross_entropy(m(x), labels)
     # 12 random elements per tensor keep this to a few seconds.
     assert gradcheck(loss, [x] + params, max_elements=12, seed=1) < 1e-5

@@ -1,27 +1,38 @@
 """ReLU and dropout (§2.1: "All hidden layers are equipped with the
 rectification (ReLU) non-linearity"; §3.1: "dropout regularisation for the
 first two fully-connected layers (dropout ratio set to 0.5)").
+
+On cuda and emu devices both run the kernels of ``kernels/activation.cu``.
 """
+from .. import random as mrandom
 from ..autograd import Function
 from ..backend import get_array_module
-from ..random import get_rng
+from ..cuda import ops
 
 
 class ReLU(Function):
-    """y = max(x, 0), any shape. The gradient at exactly 0 is taken as 0."""
+    """y = max(x, 0), any shape. The gradient at exactly 0 is taken as 0.
+
+    Backward needs only where y > 0, read from the output itself: the next
+    layer keeps y anyway, so ReLU stores no mask of its own.
+    """
 
     def forward(self, x):
-        xp = get_array_module(x)
-        y = xp.maximum(x, 0)
-        self.mask = y > 0
+        if self.device.uses_kernels:
+            y = ops.relu_forward(self.device, x)
+        else:
+            y = get_array_module(x).maximum(x, 0)
+        self.y = y
         return y
 
     def backward(self, gy):
-        return gy * self.mask
+        if self.device.uses_kernels:
+            return ops.relu_backward(self.device, gy, self.y)
+        return gy * (self.y > 0)
 
     def release(self):
         super().release()
-        self.mask = None
+        self.y = None
 
 
 def relu(x):
@@ -33,36 +44,45 @@ class Dropout(Function):
     """Inverted dropout: y = x * m / (1 - p), m ~ Bernoulli(1 - p), any shape.
 
     Scaling at training time keeps the expected activation unchanged, so
-    evaluation is the identity (the paper's Caffe does the same).
+    evaluation is the identity (the paper's Caffe does the same). The mask
+    of element i (C order) is a hash of the stream key and i
+    (``minivgg.random``): the same on every device, and recomputed in
+    backward rather than stored.
     """
 
-    def __init__(self, p, rng=None):
-        self.p = p
-        self.rng = rng
+    def __init__(self, p, key):
+        self.p, self.key = p, key
+        self.threshold = mrandom.drop_threshold(p)
+        self.scale = 1.0 / (1.0 - p)
+
+    def _mask(self, x):
+        """m: scale where kept, 0 where dropped (NumPy reference of the kernel)."""
+        keep = mrandom.uniform24(self.key, x.size).reshape(x.shape) >= self.threshold
+        return keep.astype(x.dtype) * x.dtype.type(self.scale)
 
     def forward(self, x):
-        xp = get_array_module(x)
-        rng = self.rng if self.rng is not None else get_rng(xp)
-        keep = rng.random(x.shape, dtype=x.dtype) >= self.p
-        self.scale = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - self.p))
-        return x * self.scale
+        if self.device.uses_kernels:
+            return ops.dropout(self.device, x, self.key, self.threshold, self.scale)
+        return x * self._mask(x)
 
     def backward(self, gy):
-        return gy * self.scale
+        if self.device.uses_kernels:
+            return ops.dropout(self.device, gy, self.key, self.threshold, self.scale,
+                               backward=True)
+        return gy * self._mask(gy)
 
-    def release(self):
-        super().release()
-        self.scale = None
 
-
-def dropout(x, p=0.5, training=True, rng=None):
+def dropout(x, p=0.5, training=True, key=None):
     """Inverted dropout; identity when ``training`` is False or p == 0.
 
-    ``rng``: a NumPy (or CuPy) Generator for reproducible masks; defaults to
-    the library generator (``minivgg.manual_seed``).
+    ``key``: the 64-bit stream key fixing the mask; by default the next
+    stream of the library's counter (``minivgg.manual_seed`` restarts it),
+    so successive calls draw different masks.
     """
     if not 0.0 <= p < 1.0:
         raise ValueError(f"dropout: p must be in [0, 1), got {p}")
     if not training or p == 0.0:
         return x
-    return Dropout(p, rng)(x)
+    if key is None:
+        key = mrandom.stream_key(*mrandom.next_stream())
+    return Dropout(p, key)(x)

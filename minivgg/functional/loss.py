@@ -1,8 +1,12 @@
 """The training objective (§3.1: "optimising the multinomial logistic
 regression objective"): softmax cross-entropy, averaged over the batch.
+
+On cuda and emu devices forward and backward are the kernels of
+``kernels/loss.cu``.
 """
 from ..autograd import Function, Tensor
 from ..backend import get_array_module
+from ..cuda import ops
 
 
 def log_softmax(logits, axis=1):
@@ -29,6 +33,9 @@ class SoftmaxCrossEntropy(Function):
         self.labels = labels
 
     def forward(self, logits):
+        if self.device.uses_kernels:
+            loss, self.probs = ops.softmax_xent_forward(self.device, logits, self.labels)
+            return loss.mean()
         xp = get_array_module(logits)
         n = logits.shape[0]
         logp = log_softmax(logits, axis=1)
@@ -37,8 +44,11 @@ class SoftmaxCrossEntropy(Function):
         return -logp[rows, self.labels].mean()
 
     def backward(self, gy):
-        xp = get_array_module(gy)
         n = self.probs.shape[0]
+        if self.device.uses_kernels:
+            return ops.softmax_xent_backward(self.device, self.probs, self.labels,
+                                             float(gy) / n)
+        xp = get_array_module(gy)
         g = self.probs.copy()
         g[xp.arange(n), self.labels] -= 1
         g *= gy / n
@@ -50,10 +60,16 @@ class SoftmaxCrossEntropy(Function):
 
 
 def softmax_cross_entropy(logits, labels):
-    """Mean softmax cross-entropy. logits (N, K) Tensor, labels (N,) ints -> scalar Tensor."""
-    xp = get_array_module(logits.data if isinstance(logits, Tensor) else logits)
+    """Mean softmax cross-entropy. logits (N, K) Tensor, labels (N,) ints -> scalar Tensor.
+
+    Labels may be given on the host (NumPy) for a model on a GPU: they are
+    class indices, not activations, and are copied to the logits' device.
+    """
+    if not isinstance(logits, Tensor):
+        logits = Tensor(logits)
     labels = labels.data if isinstance(labels, Tensor) else labels
-    labels = xp.asarray(labels)
+    labels = logits.device.asarray(labels)
+    xp = logits.device.xp
     if logits.ndim != 2:
         raise ValueError(f"softmax_cross_entropy: expected logits of shape (N, K), "
                          f"got {tuple(logits.shape)}")

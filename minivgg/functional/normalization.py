@@ -12,9 +12,13 @@ Convention: here ``alpha`` multiplies the plain *sum* of squares (AlexNet's
 and the paper's definition). PyTorch's ``nn.LocalResponseNorm`` and Caffe's
 LRN layer divide alpha by ``size`` (they use the mean) and default k to 1, so
 this layer with alpha equals theirs with alpha * size and the same k.
+
+On cuda and emu devices forward and backward are the kernels of
+``kernels/lrn.cu``.
 """
 from ..autograd import Function, Tensor
 from ..backend import get_array_module
+from ..cuda import ops
 
 
 def _window_sum(a, before, after):
@@ -37,6 +41,10 @@ class LocalResponseNorm(Function):
         self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
 
     def forward(self, x):
+        if self.device.uses_kernels:
+            y, self.s = ops.lrn_forward(self.device, x, self.size, self.alpha, self.beta, self.k)
+            self.x = x
+            return y
         lo, hi = self.size // 2, (self.size - 1) // 2
         s = _window_sum(x * x, lo, hi)
         s *= x.dtype.type(self.alpha)
@@ -46,6 +54,8 @@ class LocalResponseNorm(Function):
 
     def backward(self, gy):
         x, s = self.x, self.s
+        if self.device.uses_kernels:
+            return ops.lrn_backward(self.device, gy, x, s, self.size, self.alpha, self.beta)
         dt = x.dtype.type
         scale = s ** dt(-self.beta)
         # Channel c is in the window of c' for c' from c-hi to c+lo: the

@@ -6,11 +6,15 @@ to the first of them in row-major window order (top-left first), the same
 rule as PyTorch's CPU kernel, so results are deterministic and comparable.
 Windows that would run past the (padded) input are dropped (floor mode);
 padding counts as -infinity.
+
+On cuda and emu devices forward and backward are the kernels of
+``kernels/pool.cu`` (backward as a gather, one thread per input pixel).
 """
 import numpy as np
 
 from ..autograd import Function, Tensor
 from ..backend import get_array_module
+from ..cuda import ops
 from .conv import _pair, conv_output_size, window_output_size
 
 
@@ -61,6 +65,11 @@ class MaxPool2d(Function):
         self.padding = _pair(padding, "padding")
 
     def forward(self, x):
+        self.x_shape = x.shape
+        if self.device.uses_kernels:
+            y, self.idx = ops.max_pool_forward(self.device, x, self.kernel, self.stride,
+                                               self.padding)
+            return y
         xp = get_array_module(x)
         (kh, kw), (ph, pw) = self.kernel, self.padding
         oh = conv_output_size(x.shape[2], kh, self.stride[0], ph)
@@ -79,10 +88,13 @@ class MaxPool2d(Function):
             taken |= first
             if s:
                 idx += first.astype(idx.dtype) * idx.dtype.type(s)
-        self.x_shape, self.idx = x.shape, idx
+        self.idx = idx
         return y
 
     def backward(self, gy):
+        if self.device.uses_kernels:
+            return ops.max_pool_backward(self.device, gy, self.idx, self.x_shape, self.kernel,
+                                         self.stride, self.padding)
         xp = get_array_module(gy)
         (kh, kw), (sh, sw), (ph, pw) = self.kernel, self.stride, self.padding
         n, c, h, w = self.x_shape

@@ -29,10 +29,12 @@ class Conv2d(Module):
         self.weight = Parameter(np.zeros((out_channels, in_channels, kh, kw), dtype=dtype))
         self.bias = Parameter(np.zeros(out_channels, dtype=dtype)) if bias else None
 
-    def forward(self, x):
+    def forward(self, x, relu=False):
+        """The convolution; with ``relu=True`` also the ReLU after it, in one op
+        (``Sequential`` does this for a Conv2d followed by a ReLU)."""
         check_conv_shapes(x.shape, self.weight.shape, self.stride, self.padding,
                           where=f"{self.name} ({self.extra_repr()})")
-        fn = F.Conv2d(self.stride, self.padding)
+        fn = F.Conv2d(self.stride, self.padding, relu)
         return fn(x, self.weight) if self.bias is None else fn(x, self.weight, self.bias)
 
     def extra_repr(self):
@@ -122,7 +124,12 @@ class Flatten(Module):
 
 
 class Sequential(Module):
-    """Runs its children in order; children are named "0", "1", ..."""
+    """Runs its children in order; children are named "0", "1", ...
+
+    A Conv2d directly followed by a ReLU (every convolution of Table 1) runs
+    as one fused op, ``conv2d(..., relu=True)``: the same result, without
+    storing the pre-activation or making a second pass over it.
+    """
 
     def __init__(self, *layers):
         super().__init__()
@@ -145,6 +152,15 @@ class Sequential(Module):
         return list(self._modules.values())[i]
 
     def forward(self, x):
-        for layer in self._modules.values():
-            x = layer(x)
+        layers = list(self._modules.values())
+        i = 0
+        while i < len(layers):
+            layer = layers[i]
+            if isinstance(layer, Conv2d) and i + 1 < len(layers) and \
+                    type(layers[i + 1]) is ReLU:
+                x = layer(x, relu=True)
+                i += 2
+            else:
+                x = layer(x)
+                i += 1
         return x

@@ -6,7 +6,7 @@ from collections import OrderedDict
 import numpy as np
 
 from ..autograd import Tensor
-from ..backend import as_numpy, get_array_module, to_device
+from ..backend import as_numpy, device as _device, get_array_module
 
 
 class Parameter(Tensor):
@@ -113,12 +113,28 @@ class Module:
 
     # -- devices ---------------------------------------------------------------
     def to(self, device):
-        """Move every parameter to ``device`` ('cpu' or 'cuda') in place."""
+        """Move every parameter (and gradient) to ``device`` in place.
+
+        ``device``: 'cpu', 'cuda', 'cuda:N', 'emu' or a Device. Returns the
+        module. An optimizer built on these parameters notices the move at
+        its next step and moves its momentum buffers with them.
+        """
+        dev = _device(device)
         for p in self.parameters():
-            p.data = to_device(p.data, device)
+            if p.device == dev:
+                continue
+            p.data = dev.asarray(p.data)
             if p.grad is not None:
-                p.grad = to_device(p.grad, device)
+                p.grad = dev.asarray(p.grad)
+            p.device = dev
         return self
+
+    @property
+    def device(self):
+        """The device of the first parameter (that of all of them after ``to``)."""
+        p = next(iter(self.parameters()), None)
+        from ..backend import CPU
+        return CPU if p is None else p.device
 
     # -- state ---------------------------------------------------------------
     def state_dict(self):

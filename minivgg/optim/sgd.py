@@ -5,7 +5,7 @@ Update rule (the same as ``torch.optim.SGD``), for each parameter p with
 gradient g, learning rate lr, momentum mu and weight decay wd:
 
     d = g + wd * p            # L2 penalty (wd/2)*||p||^2 folded into the gradient
-    v = mu * v + d            # v starts as d at the first step
+    v = mu * v + d            # v starts at 0, so the first step is v = d
     p = p - lr * v
 
 Caffe, which the paper used, keeps the learning rate inside the velocity:
@@ -18,25 +18,40 @@ three times) Caffe's velocity still carries steps taken at the old rate and
 decays them over ~1/(1-mu) = 10 iterations, while here the whole stored
 velocity is rescaled at once by the new lr. The difference is a short
 transient after each drop and does not change the recipe.
+
+Parameters, gradients and momentum live in flat buffers
+(``optim/flat.py``): one pass (one kernel launch on a GPU) updates the
+whole network, and the buffers follow the parameters when the model moves
+to another device.
 """
 import numpy as np
 
 from ..autograd import no_grad
-from ..backend import as_numpy, get_array_module
+from ..backend import as_numpy
+from ..cuda import ops
+from .flat import FlatParameters
+
+#: Elements per slice of the NumPy update: its temporaries stay in cache.
+_SLICE = 1 << 16
 
 
 class SGD:
     """SGD(params, lr, momentum=0.0, weight_decay=0.0).
 
     params: an iterable of Tensors/Parameters (for example
-    ``model.parameters()``). Updates are in place, so views of the weights
-    (the dense network's convolutions) stay in sync.
+    ``model.parameters()``), all on one device. Updates are in place, so
+    views of the weights (the dense network's convolutions) stay in sync.
+    Parameters whose ``grad`` is None at ``step()`` are left unchanged.
     """
 
     def __init__(self, params, lr, momentum=0.0, weight_decay=0.0):
         self.params = [p for p in params]
         if not self.params:
             raise ValueError("SGD got an empty parameter list")
+        for name, v in (("learning rate", lr), ("momentum", momentum),
+                        ("weight_decay", weight_decay)):
+            if not np.isfinite(v):
+                raise ValueError(f"SGD: {name} must be a finite number, got {v}")
         if lr <= 0:
             raise ValueError(f"SGD: learning rate must be positive, got {lr}")
         if not 0.0 <= momentum < 1.0:
@@ -44,64 +59,75 @@ class SGD:
         if weight_decay < 0:
             raise ValueError(f"SGD: weight_decay must be >= 0, got {weight_decay}")
         self.lr, self.momentum, self.weight_decay = float(lr), float(momentum), float(weight_decay)
-        self.velocity = [None] * len(self.params)
+        self.has_velocity = [False] * len(self.params)
         self.steps = 0
-        self._buffers = {}
+        self.flat = None
+        self.velocity = None   # flat momentum buffer, beside self.flat.data
+
+    # -- buffers ----------------------------------------------------------------
+    def buffers(self):
+        """The FlatParameters, (re)built if the parameters moved since."""
+        if self.flat is None or not self.flat.is_current():
+            old_v = None if self.flat is None else self.velocity_views()
+            self.flat = FlatParameters(self.params)
+            dev = self.flat.device
+            with dev.context():
+                self.velocity = dev.xp.zeros(self.flat.size, dtype=self.flat.dtype)
+            if old_v is not None:  # the momentum follows its parameters
+                for dst, src in zip(self.velocity_views(), old_v):
+                    dst[...] = dev.asarray(src)
+        return self.flat
+
+    def velocity_views(self):
+        return [self.velocity[a:b].reshape(p.shape)
+                for p, (a, b) in zip(self.params, self.flat.ranges())]
 
     def zero_grad(self):
-        for p in self.params:
-            p.grad = None
+        """Zero every gradient (as views into the flat gradient buffer)."""
+        self.buffers().zero_grad()
 
     def step(self):
-        """One update from the gradients in ``p.grad`` (skipped where None).
-
-        Works in place with one scratch buffer per parameter shape, so a step
-        allocates nothing after the first (fresh multi-megabyte temporaries
-        cost page faults on every step).
-        """
-        with no_grad():
-            for i, p in enumerate(self.params):
-                g = p.grad
-                if g is None:
-                    continue
-                xp = get_array_module(p.data)
-                dt = p.data.dtype.type
-                tmp = self._scratch(p.data)
-                if self.momentum:
-                    v = self.velocity[i]
-                    if v is None:
-                        v = self.velocity[i] = xp.array(g, copy=True)
-                    else:
-                        v *= dt(self.momentum)
-                        v += g
-                    if self.weight_decay:  # v = mu * v + (g + wd * p)
-                        xp.multiply(p.data, dt(self.weight_decay), out=tmp)
-                        v += tmp
-                    d = v
-                else:
-                    d = g
-                    if self.weight_decay:
-                        xp.multiply(p.data, dt(self.weight_decay), out=tmp)
-                        tmp += g
-                        d = tmp
-                xp.multiply(d, dt(self.lr), out=tmp)
-                p.data -= tmp
+        """One update from the gradients in ``p.grad``."""
+        flat = self.buffers()
+        with no_grad(), flat.device.context():
+            present = flat.collect_grads()
+            for a, b in flat.segments(present):
+                self._update(flat.data[a:b], self.velocity[a:b], flat.grad[a:b])
+        self.has_velocity = [h or p for h, p in zip(self.has_velocity, present)]
         self.steps += 1
 
-    def _scratch(self, like):
-        key = (like.shape, like.dtype.str, type(like))
-        buf = self._buffers.get(key)
-        if buf is None:
-            buf = self._buffers[key] = get_array_module(like).empty_like(like)
-        return buf
+    def _update(self, p, v, g):
+        """v = mu*v + g; v += wd*p; p -= lr*v over flat slices p, v, g."""
+        dev = self.flat.device
+        if dev.uses_kernels:
+            ops.sgd_step(dev, p, v, g, self.lr, self.momentum, self.weight_decay)
+            return
+        t = p.dtype.type
+        lr, mu, wd = t(self.lr), t(self.momentum), t(self.weight_decay)
+        tmp = np.empty(min(_SLICE, p.size), dtype=p.dtype)
+        for s in range(0, p.size, _SLICE):
+            ps, vs, gs = p[s:s + _SLICE], v[s:s + _SLICE], g[s:s + _SLICE]
+            ts = tmp[:ps.size]
+            if self.momentum:
+                vs *= mu
+                vs += gs
+            else:
+                vs[...] = gs
+            if self.weight_decay:
+                np.multiply(ps, wd, out=ts)
+                vs += ts
+            np.multiply(vs, lr, out=ts)
+            ps -= ts
 
     # -- checkpointing --------------------------------------------------------
     def state_dict(self):
         """{'lr', 'momentum', 'weight_decay', 'steps', 'velocity': [arrays or None]}."""
+        velocity = [None] * len(self.params)
+        if self.flat is not None:
+            velocity = [np.array(as_numpy(v), copy=True) if has else None
+                        for v, has in zip(self.velocity_views(), self.has_velocity)]
         return {"lr": self.lr, "momentum": self.momentum, "weight_decay": self.weight_decay,
-                "steps": self.steps,
-                "velocity": [None if v is None else np.array(as_numpy(v), copy=True)
-                             for v in self.velocity]}
+                "steps": self.steps, "velocity": velocity}
 
     def load_state_dict(self, state):
         vel = state["velocity"]
@@ -116,6 +142,8 @@ class SGD:
         self.momentum = float(state["momentum"])
         self.weight_decay = float(state["weight_decay"])
         self.steps = int(state["steps"])
-        self.velocity = [None if v is None else
-                         get_array_module(p.data).asarray(v, dtype=p.dtype)
-                         for v, p in zip(vel, self.params)]
+        self.buffers()
+        dev = self.flat.device
+        for dst, v in zip(self.velocity_views(), vel):
+            dst[...] = 0 if v is None else dev.asarray(v)
+        self.has_velocity = [v is not None for v in vel]

@@ -1,0 +1,59 @@
+// The training objective of §3.1, the multinomial logistic regression
+// (softmax cross-entropy), the GPU half of minivgg/functional/loss.py.
+//
+//   logits (N, K) contiguous, labels (N,) int64 in [0, K)
+//   forward:  logp[n, :] = z - max(z) - log(sum(exp(z - max(z))))   (z = logits[n, :])
+//             loss[n] = -logp[n, labels[n]],  probs[n, :] = exp(logp[n, :])
+//   backward: dlogits[n, k] = (probs[n, k] - [k == labels[n]]) * scale,
+//             scale = dloss / N (the loss is the mean over the batch)
+//
+// Forward runs one thread per row: N is a batch (tens to hundreds of rows)
+// and each row a few thousand classes at most, so a per-row loop is cheap and
+// needs no shared memory. The caller averages loss[n] over the batch.
+#ifndef __CUDACC_RTC__
+#include "minivgg_emu.h"
+#endif
+
+template <typename T>
+__device__ void softmax_xent_fwd(T* __restrict__ loss, T* __restrict__ probs,
+                                 const T* __restrict__ logits, const long long* __restrict__ labels,
+                                 long long N, long long K) {
+    for (long long n = blockIdx.x * (long long)blockDim.x + threadIdx.x; n < N;
+         n += (long long)blockDim.x * gridDim.x) {
+        const T* z = logits + n * K;
+        T* p = probs + n * K;
+        T m = z[0];
+        for (long long k = 1; k < K; ++k) m = z[k] > m ? z[k] : m;
+        T sum = T(0);
+        for (long long k = 0; k < K; ++k) sum += exp(z[k] - m);
+        const T log_sum = log(sum);
+        for (long long k = 0; k < K; ++k) p[k] = exp(z[k] - m - log_sum);
+        loss[n] = -(z[labels[n]] - m - log_sum);
+    }
+}
+
+extern "C" __global__ void softmax_xent_fwd_f32(float* loss, float* probs, const float* logits, const long long* labels, long long N, long long K) {
+    softmax_xent_fwd(loss, probs, logits, labels, N, K);
+}
+extern "C" __global__ void softmax_xent_fwd_f64(double* loss, double* probs, const double* logits, const long long* labels, long long N, long long K) {
+    softmax_xent_fwd(loss, probs, logits, labels, N, K);
+}
+
+template <typename T>
+__device__ void softmax_xent_bwd(T* __restrict__ gx, const T* __restrict__ probs,
+                                 const long long* __restrict__ labels, long long N, long long K,
+                                 T scale) {
+    const long long total = N * K;
+    for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < total;
+         e += (long long)blockDim.x * gridDim.x) {
+        const long long n = e / K, k = e % K;
+        gx[e] = (probs[e] - (k == labels[n] ? T(1) : T(0))) * scale;
+    }
+}
+
+extern "C" __global__ void softmax_xent_bwd_f32(float* gx, const float* probs, const long long* labels, long long N, long long K, float scale) {
+    softmax_xent_bwd(gx, probs, labels, N, K, scale);
+}
+extern "C" __global__ void softmax_xent_bwd_f64(double* gx, const double* probs, const long long* labels, long long N, long long K, double scale) {
+    softmax_xent_bwd(gx, probs, labels, N, K, scale);
+}

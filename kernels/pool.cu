@@ -1,0 +1,99 @@
+// Max-pooling (§2.1: 2x2 windows, stride 2, after each block of Table 1),
+// the GPU half of minivgg/functional/pooling.py.
+//
+//   x, gx   (N, C, H, W):    element (n, c, h, w) at n*xn + c*xc + h*xh + w*xw
+//   y, arg, gy (N, C, OH, OW): element (n, c, oh, ow) at n*yn + c*yc + oh*yh + ow*yw
+//
+// (strides in elements, so the channel-major activations that the
+// convolution produces are read and written without a transposing copy).
+//
+// Forward: one thread per output. It scans its window in row-major order and
+// keeps the FIRST maximum (a later equal value does not replace it), the tie
+// rule of the CPU path and of PyTorch. arg stores the winner's position inside
+// the window, i*KW + j, in one byte (windows have at most 255 positions).
+// Positions in the padding are skipped, which is padding with -infinity. A NaN
+// in the window becomes the output, as np.maximum makes it on the CPU.
+//
+// Backward: a gather, one thread per input pixel: it visits every window that
+// contains the pixel and adds that window's gradient if the pixel was its
+// winner. No atomics, deterministic, and correct for overlapping windows too.
+#ifndef __CUDACC_RTC__
+#include "minivgg_emu.h"
+#endif
+
+template <typename T>
+__device__ void max_pool_fwd(T* __restrict__ y, unsigned char* __restrict__ arg,
+                             const T* __restrict__ x, long long N, long long C, long long H,
+                             long long W, long long xn, long long xc, long long xh, long long xw,
+                             long long OH, long long OW, long long yn, long long yc,
+                             long long yh, long long yw, long long KH, long long KW,
+                             long long SY, long long SX, long long PY, long long PX) {
+    const long long total = N * C * OH * OW;
+    for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < total;
+         e += (long long)blockDim.x * gridDim.x) {
+        const long long ow = e % OW, oh = (e / OW) % OH, c = (e / (OW * OH)) % C,
+                        n = e / (OW * OH * C);
+        const T* plane = x + n * xn + c * xc;
+        T best = T(0);
+        long long best_at = -1;
+        for (long long i = 0; i < KH; ++i) {
+            const long long h = oh * SY - PY + i;
+            if (h < 0 || h >= H) continue;
+            for (long long j = 0; j < KW; ++j) {
+                const long long w = ow * SX - PX + j;
+                if (w < 0 || w >= W) continue;
+                const T v = plane[h * xh + w * xw];
+                if (best_at < 0 || v > best || (v != v && best == best)) {  // NaN wins
+                    best = v;
+                    best_at = i * KW + j;
+                }
+            }
+        }
+        const long long o = n * yn + c * yc + oh * yh + ow * yw;
+        y[o] = best;
+        arg[o] = (unsigned char)best_at;
+    }
+}
+
+extern "C" __global__ void max_pool_fwd_f32(float* y, unsigned char* arg, const float* x, long long N, long long C, long long H, long long W, long long xn, long long xc, long long xh, long long xw, long long OH, long long OW, long long yn, long long yc, long long yh, long long yw, long long KH, long long KW, long long SY, long long SX, long long PY, long long PX) {
+    max_pool_fwd(y, arg, x, N, C, H, W, xn, xc, xh, xw, OH, OW, yn, yc, yh, yw, KH, KW, SY, SX, PY, PX);
+}
+extern "C" __global__ void max_pool_fwd_f64(double* y, unsigned char* arg, const double* x, long long N, long long C, long long H, long long W, long long xn, long long xc, long long xh, long long xw, long long OH, long long OW, long long yn, long long yc, long long yh, long long yw, long long KH, long long KW, long long SY, long long SX, long long PY, long long PX) {
+    max_pool_fwd(y, arg, x, N, C, H, W, xn, xc, xh, xw, OH, OW, yn, yc, yh, yw, KH, KW, SY, SX, PY, PX);
+}
+
+// gx[n, c, h, w] = sum of gy[n, c, oh, ow] over the windows (oh, ow) that
+// contain (h, w) and whose arg points at it: pixel h is row i of window oh
+// when h + PY = oh*SY + i.
+template <typename T>
+__device__ void max_pool_bwd(T* __restrict__ gx, const T* __restrict__ gy,
+                             const unsigned char* __restrict__ arg, long long N, long long C,
+                             long long H, long long W, long long xn, long long xc, long long xh,
+                             long long xw, long long OH, long long OW, long long yn, long long yc,
+                             long long yh, long long yw, long long KH, long long KW,
+                             long long SY, long long SX, long long PY, long long PX) {
+    const long long total = N * C * H * W;
+    for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < total;
+         e += (long long)blockDim.x * gridDim.x) {
+        const long long w = e % W, h = (e / W) % H, c = (e / (W * H)) % C, n = e / (W * H * C);
+        T sum = T(0);
+        for (long long i = 0; i < KH; ++i) {
+            const long long th = h + PY - i;
+            if (th < 0 || th % SY != 0 || th / SY >= OH) continue;
+            for (long long j = 0; j < KW; ++j) {
+                const long long tw = w + PX - j;
+                if (tw < 0 || tw % SX != 0 || tw / SX >= OW) continue;
+                const long long o = n * yn + c * yc + (th / SY) * yh + (tw / SX) * yw;
+                if (arg[o] == i * KW + j) sum += gy[o];
+            }
+        }
+        gx[n * xn + c * xc + h * xh + w * xw] = sum;
+    }
+}
+
+extern "C" __global__ void max_pool_bwd_f32(float* gx, const float* gy, const unsigned char* arg, long long N, long long C, long long H, long long W, long long xn, long long xc, long long xh, long long xw, long long OH, long long OW, long long yn, long long yc, long long yh, long long yw, long long KH, long long KW, long long SY, long long SX, long long PY, long long PX) {
+    max_pool_bwd(gx, gy, arg, N, C, H, W, xn, xc, xh, xw, OH, OW, yn, yc, yh, yw, KH, KW, SY, SX, PY, PX);
+}
+extern "C" __global__ void max_pool_bwd_f64(double* gx, const double* gy, const unsigned char* arg, long long N, long long C, long long H, long long W, long long xn, long long xc, long long xh, long long xw, long long OH, long long OW, long long yn, long long yc, long long yh, long long yw, long long KH, long long KW, long long SY, long long SX, long long PY, long long PX) {
+    max_pool_bwd(gx, gy, arg, N, C, H, W, xn, xc, xh, xw, OH, OW, yn, yc, yh, yw, KH, KW, SY, SX, PY, PX);
+}

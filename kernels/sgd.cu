@@ -1,0 +1,35 @@
+// One SGD step with momentum and L2 weight decay (§3.1: momentum 0.9, weight
+// decay 5e-4), over ALL parameters at once: the optimizer keeps parameters,
+// gradients and momentum buffers in three flat buffers, so one launch updates
+// the whole network. The GPU half of minivgg/optim/sgd.py, in the same order
+// of operations as its NumPy reference:
+//
+//   v = momentum * v + g
+//   v = v + weight_decay * p
+//   p = p - lr * v
+//
+// v starts at zero, which makes the first step v = g + wd * p, as in PyTorch.
+// With momentum 0, v is simply the decayed gradient of this step (the old v
+// is not read, so a non-finite value left in it cannot leak into the update).
+#ifndef __CUDACC_RTC__
+#include "minivgg_emu.h"
+#endif
+
+template <typename T>
+__device__ void sgd_step(T* __restrict__ p, T* __restrict__ v, const T* __restrict__ g,
+                         long long n, T lr, T momentum, T weight_decay) {
+    for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < n;
+         e += (long long)blockDim.x * gridDim.x) {
+        T ve = momentum != T(0) ? momentum * v[e] + g[e] : g[e];
+        ve = ve + weight_decay * p[e];
+        v[e] = ve;
+        p[e] = p[e] - lr * ve;
+    }
+}
+
+extern "C" __global__ void sgd_step_f32(float* p, float* v, const float* g, long long n, float lr, float momentum, float weight_decay) {
+    sgd_step(p, v, g, n, lr, momentum, weight_decay);
+}
+extern "C" __global__ void sgd_step_f64(double* p, double* v, const double* g, long long n, double lr, double momentum, double weight_decay) {
+    sgd_step(p, v, g, n, lr, momentum, weight_decay);
+}

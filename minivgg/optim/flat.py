@@ -1,0 +1,94 @@
+"""Parameters and gradients held in flat buffers.
+
+``FlatParameters(params)`` copies every parameter into one contiguous
+buffer and makes each ``p.data`` a view into it; gradients get a twin
+buffer, and ``zero_grad`` makes each ``p.grad`` a zeroed view into that
+(the autograd accumulates into an existing gradient in place, so the views
+survive backward). Then:
+
+* one kernel launch updates every parameter (``kernels/sgd.cu``);
+* the data-parallel trainer averages all gradients with one in-place
+  allreduce of ``grad`` (or of a few slices of it), with no packing.
+
+If a parameter's ``data`` is rebound (``model.to("cuda")``), the buffers
+are stale; ``is_current()`` tells, and the optimizer rebuilds them on the
+parameters' new device.
+"""
+import numpy as np
+
+from ..autograd import common_device
+
+
+class FlatParameters:
+    """params (a list of Tensors of one device and dtype) in flat buffers.
+
+    ``data``, ``grad``: 1-D arrays of ``size`` elements; parameter i owns
+    ``[offsets[i], offsets[i + 1])`` of each.
+    """
+
+    def __init__(self, params):
+        self.params = list(params)
+        if not self.params:
+            raise ValueError("no parameters to flatten")
+        self.device = common_device(self.params, "the optimizer's parameters")
+        dtypes = {p.dtype for p in self.params}
+        if len(dtypes) != 1:
+            raise ValueError(f"the optimizer's parameters have several dtypes "
+                             f"({', '.join(sorted(str(d) for d in dtypes))}); convert the model "
+                             f"to one dtype first")
+        self.dtype = dtypes.pop()
+        xp = self.device.xp
+        self.offsets = np.cumsum([0] + [p.size for p in self.params]).tolist()
+        self.size = self.offsets[-1]
+        with self.device.context():
+            self.data = xp.empty(self.size, dtype=self.dtype)
+            self.grad = xp.zeros(self.size, dtype=self.dtype)
+        self.views, self.grad_views = [], []
+        for p, (a, b) in zip(self.params, self.ranges()):
+            self.data[a:b] = p.data.reshape(-1)
+            p.data = self.data[a:b].reshape(p.shape)
+            self.views.append(p.data)
+            self.grad_views.append(self.grad[a:b].reshape(p.shape))
+
+    def ranges(self):
+        return list(zip(self.offsets[:-1], self.offsets[1:]))
+
+    def is_current(self):
+        """True while every parameter's data is still its view into ``data``
+        on this device."""
+        return all(p.data is v and p.device == self.device
+                   for p, v in zip(self.params, self.views))
+
+    def zero_grad(self):
+        """Zero the gradient buffer and point every ``p.grad`` at its view."""
+        self.grad.fill(0)
+        for p, g in zip(self.params, self.grad_views):
+            p.grad = g
+
+    def collect_grads(self):
+        """Bring gradients that live elsewhere (set by hand, or after a
+        ``p.grad = None``) into the buffer. Returns, per parameter, whether
+        it has a gradient this step."""
+        present = []
+        for p, g in zip(self.params, self.grad_views):
+            if p.grad is None:
+                g.fill(0)
+                present.append(False)
+                continue
+            if p.grad is not g:
+                g[...] = p.grad
+                p.grad = g
+            present.append(True)
+        return present
+
+    def segments(self, present):
+        """Maximal [a, b) ranges of the buffer covered by parameters with gradients."""
+        out = []
+        for (a, b), ok in zip(self.ranges(), present):
+            if not ok or a == b:
+                continue
+            if out and out[-1][1] == a:
+                out[-1] = (out[-1][0], b)
+            else:
+                out.append((a, b))
+        return out
