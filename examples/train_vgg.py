@@ -16,6 +16,7 @@ import argparse
 import dataclasses
 import sys
 
+from minivgg.backend import DeviceError
 from minivgg.checkpoint import CheckpointError
 from minivgg.models import CONFIGS
 from minivgg.train import Recipe, Trainer, TrainingDiverged
@@ -97,6 +98,13 @@ def parse_args(argv=None):
     p.add_argument("--mean-images", type=int, default=D.mean_images,
                    help="images read to compute the mean RGB (0: the whole training set)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    p.add_argument("--device", default=D.device,
+                   help="cpu (NumPy), cuda or cuda:N (CuPy and minivgg's CUDA kernels; pip "
+                        "install -e '.[gpu]'), or emu (the same CUDA kernels compiled with g++ "
+                        "and run on the CPU: slow, for checking and reading the kernels)")
+    p.add_argument("--tf32", action="store_true",
+                   help="on a cuda device, let float32 matrix products use TF32 tensor cores "
+                        "(faster, 10-bit mantissa inputs); off by default")
     return p.parse_args(argv)
 
 
@@ -110,7 +118,7 @@ def main(argv=None):
         history = trainer.run()
     except KeyboardInterrupt:
         return 130
-    except (ValueError, FileNotFoundError, CheckpointError, TrainingDiverged) as e:
+    except (ValueError, FileNotFoundError, CheckpointError, TrainingDiverged, DeviceError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if history:

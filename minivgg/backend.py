@@ -110,7 +110,7 @@ class Device:
 
     def __eq__(self, other):
         if isinstance(other, str):
-            other = device(other)
+            return (self.kind, self.index) == parse_device(other)
         return isinstance(other, Device) and (self.kind, self.index) == (other.kind, other.index)
 
     def __hash__(self):
@@ -169,7 +169,8 @@ class Device:
 _DEVICES = {}
 
 
-def _parse(spec):
+def parse_device(spec):
+    """'cuda:1' -> ('cuda', 1); ValueError for an unknown spec. Checks nothing else."""
     text = str(spec).strip().lower()
     kind, _, idx = text.partition(":")
     if kind == "gpu":
@@ -187,7 +188,7 @@ def device(spec="cpu"):
     """
     if isinstance(spec, Device):
         return spec
-    kind, index = _parse(spec)
+    kind, index = parse_device(spec)
     key = (kind, index)
     if key not in _DEVICES:
         if kind == "cuda":
@@ -224,6 +225,22 @@ def _check_emu():
     if shutil.which(cxx) is None:
         raise DeviceError(f"the emu device compiles the CUDA kernels with a C++ compiler, and "
                           f"{cxx!r} was not found; install g++ (apt install g++) or set CXX")
+
+
+def set_tf32(dev, enabled):
+    """Let float32 matrix products on a cuda device use TF32 tensor cores
+    (10-bit mantissa inputs, float32 accumulation) or not (the default:
+    full float32, as on the CPU). Off the GPU only ``False`` makes sense."""
+    dev = device(dev)
+    if dev.kind != "cuda":
+        if enabled:
+            raise ValueError(f"TF32 is a GPU matrix-product mode; device {dev} has none")
+        return
+    dev.xp  # imports cupy
+    from cupy._core import _routines_linalg as linalg
+    with dev.context():
+        linalg.set_compute_type(np.float32, linalg.COMPUTE_TYPE_TF32 if enabled
+                                else linalg.COMPUTE_TYPE_DEFAULT)
 
 
 def device_of_array(a):

@@ -24,7 +24,7 @@ import numpy as np
 from . import functional as F
 from . import random as mrandom
 from .autograd import Tensor, no_grad
-from .backend import as_numpy
+from .backend import as_numpy, device as get_device, parse_device, set_tf32
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .data.transforms import parse_scale
 from .models import CONFIGS, vgg
@@ -78,6 +78,8 @@ class Recipe:
     strict: bool = False
     mean_images: int = 0              # images read for the mean RGB; 0: all
     progress: bool = True
+    device: str = "cpu"               # cpu | cuda | cuda:N | emu (the CUDA kernels on the CPU)
+    tf32: bool = False                # allow TF32 tensor-core GEMMs on a cuda device
 
     def resolved_fc_width(self):
         return self.fc_width or (4096 if self.crop >= 224 else 128)
@@ -123,6 +125,10 @@ class Recipe:
                 raise FileNotFoundError(f"data directory {path!r} does not exist")
         if self.init_from and not os.path.exists(self.init_from):
             raise FileNotFoundError(f"--init-from {self.init_from!r} does not exist")
+        kind, _ = parse_device(self.device)
+        if self.tf32 and kind != "cuda":
+            raise ValueError(f"--tf32 selects the GPU's TF32 matrix products; it needs "
+                             f"--device cuda, not {self.device!r}")
 
 
 def make_datasets(recipe):
@@ -220,8 +226,9 @@ def evaluate_loader(model, loader, progress=False, desc="val"):
     loss_sum, n, c1, c5 = 0.0, 0, 0, 0
     try:
         with no_grad():
+            dev = model.device
             for x, y in tqdm(loader, desc=desc, leave=False, disable=not progress, unit="batch"):
-                logits = model(Tensor(x))
+                logits = model(Tensor(dev.asarray(x), device=dev))
                 loss_sum += float(F.softmax_cross_entropy(logits, y).item()) * len(y)
                 scores = as_numpy(logits.data)
                 c1 += int(topk_correct(scores, y, 1).sum())
@@ -248,6 +255,8 @@ class Trainer:
         recipe.validate()
         self.recipe = recipe
         self.log = log
+        self.device = get_device(recipe.device)  # DeviceError now, before any work
+        set_tf32(self.device, recipe.tf32)
         self.stop_signal = None
         self.resume_ckpt = None
         if resume:
@@ -282,6 +291,7 @@ class Trainer:
         if ck is None and r.init_from:
             self.copied = init_from_checkpoint(self.model, r.init_from)
             self.log(f"initialised {len(self.copied)} tensors from {r.init_from}")
+        self.model.to(self.device)
         self.optimizer = SGD(self.model.parameters(), r.lr, r.momentum, r.weight_decay)
         self.scheduler = ReduceLROnPlateau(self.optimizer, "max", 0.1, r.patience,
                                            min_lr=r.min_lr, max_reductions=r.max_lr_drops)
@@ -339,7 +349,7 @@ class Trainer:
         loss_total, correct = 0.0, 0
         for s in range(0, n, micro):
             xb, yb = x[s:s + micro], y[s:s + micro]
-            logits = self.model(Tensor(xb))
+            logits = self.model(Tensor(self.device.asarray(xb), device=self.device))
             loss = F.softmax_cross_entropy(logits, yb)
             value = float(loss.item())
             if not math.isfinite(value):
@@ -352,7 +362,7 @@ class Trainer:
             # gradient of the mean loss over the whole batch.
             (loss * (len(yb) / n)).backward()
             loss_total += value * len(yb)
-            correct += int((logits.data.argmax(axis=1) == yb).sum())
+            correct += int((as_numpy(logits.data).argmax(axis=1) == yb).sum())
         if r.warmup_steps and self.global_step < r.warmup_steps:
             # Ramp the rate linearly over the first steps; large early steps kill
             # ReLUs of the narrow FC layers for good (docs/training.md).
