@@ -30,6 +30,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from minivgg.backend import DeviceError, device, set_tf32  # noqa: E402
 from minivgg.evaluate import (  # noqa: E402
     PROTOCOLS, EvalNet, check_same_classes, evaluate, format_report)
 
@@ -103,6 +104,10 @@ def make_parser():
     p.add_argument("--per-class", action="store_true",
                    help="print per-class accuracy of the final (fused) posteriors")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--device", default="cpu",
+                   help="cpu, cuda, cuda:N or emu (the CUDA kernels run on the CPU)")
+    p.add_argument("--tf32", action="store_true",
+                   help="on a cuda device, allow TF32 tensor-core matrix products")
     return p
 
 
@@ -115,11 +120,15 @@ def main(argv=None):
             raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
         if args.limit is not None and args.limit < 1:
             raise ValueError(f"--limit must be >= 1, got {args.limit}")
+        dev = device(args.device)  # a missing GPU is reported before anything is loaded
+        set_tf32(dev, args.tf32)
         scales = parse_scales(args.scales) if args.scales is not None else None
         paths = [c.strip() for c in args.checkpoint.split(",") if c.strip()]
         if not paths:
             raise ValueError(f"--checkpoint {args.checkpoint!r} names no checkpoint")
         nets = [EvalNet.from_checkpoint(path) for path in paths]
+        for net in nets:
+            net.model.to(dev)
         _disambiguate(nets)
         for net in nets:
             net.scales_for(args.protocol, scales)
@@ -127,7 +136,7 @@ def main(argv=None):
         from minivgg.checkpoint import load_checkpoint
         first_meta = load_checkpoint(paths[0]).meta
         dataset = build_dataset(args.data, args, first_meta)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, DeviceError) as e:
         p.error(str(e))
 
     t0 = time.perf_counter()

@@ -41,7 +41,7 @@ def dense(a, xp):
     C-order copy; ``buffer`` is its C-contiguous view in memory order, and
     ``strides`` the element strides of ``a``'s logical axes.
     """
-    buf = a.transpose(_axis_order(a))
+    buf = a.transpose(tuple(_axis_order(a)))
     if not buf.flags.c_contiguous:
         a = xp.ascontiguousarray(a)
         buf = a
@@ -51,8 +51,8 @@ def dense(a, xp):
 def empty_in_order_of(a, shape, xp, dtype=None):
     """An empty array of ``shape`` laid out in the same axis order as ``a``."""
     order = _axis_order(a)
-    buf = xp.empty([shape[i] for i in order], dtype=dtype or a.dtype)
-    return buf.transpose(np.argsort(order))
+    buf = xp.empty(tuple(shape[i] for i in order), dtype=dtype or a.dtype)
+    return buf.transpose(tuple(int(i) for i in np.argsort(order)))
 
 
 def same_layout(a, like, xp):
@@ -67,7 +67,7 @@ def same_layout(a, like, xp):
 
 def _flat(a):
     """The C-contiguous buffer of a dense array, in memory order."""
-    return a.transpose(_axis_order(a))
+    return a.transpose(tuple(_axis_order(a)))
 
 
 # ---------------------------------------------------------------------------

@@ -36,3 +36,37 @@ def pytest_terminal_summary(terminalreporter):
         from minivgg.cuda.nvrtc import format_table
         terminalreporter.section("CUDA kernel resources (NVRTC, ptxas -v)")
         terminalreporter.write_line(format_table(sorted(RESOURCES, key=lambda r: (r.name, r.arch))))
+
+
+@pytest.fixture
+def check_exact_resume(tmp_path):
+    """check(device): 2 epochs straight == 1 epoch, resume, 1 more, bit for bit
+    (weights and momentum), with dropout on, on ``device``."""
+    import numpy as np
+
+    from minivgg.train import Recipe, Trainer
+
+    def recipe(out, dev, epochs):
+        return Recipe(cfg="A", data="synthetic", image_size=32, train_size=24, val_size=8,
+                      crop=32, scale="32:36", batch_size=8, epochs=epochs, width_mult=0.125,
+                      fc_width=16, lr=0.02, dropout=0.5, init="glorot", out=str(out),
+                      progress=False, seed=3, device=str(dev))
+
+    def check(dev):
+        quiet = dict(log=lambda *_: None)
+        straight = Trainer(recipe(tmp_path / "s", dev, 2), **quiet)
+        straight.run()
+        Trainer(recipe(tmp_path / "r", dev, 1), **quiet).run()
+        resumed = Trainer(recipe(tmp_path / "r", dev, 2), resume=str(tmp_path / "r"), **quiet)
+        resumed.run()
+        assert resumed.model.device == dev
+        a, b = straight.model.state_dict(), resumed.model.state_dict()
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+        va = straight.optimizer.state_dict()["velocity"]
+        vb = resumed.optimizer.state_dict()["velocity"]
+        for x, y in zip(va, vb):
+            np.testing.assert_array_equal(x, y)
+        return straight
+
+    return check

@@ -100,3 +100,7 @@ def test_train_vgg_three_steps_on_emu_give_the_cpu_weights(tmp_path):
         a, b = runs["cpu"][k], runs["emu"][k]
         err = np.abs(a - b).max() / max(np.abs(a).max(), 1e-30)
         assert err <= 1e-5, f"{k}: relative error {err:.3g}"
+
+
+def test_resume_on_emu_is_exact(emu, check_exact_resume):
+    check_exact_resume(emu)

@@ -30,7 +30,7 @@ def sanitized_env():
 
 def test_every_kernel_passes_its_tests_under_asan_and_ubsan():
     res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-                          os.path.join(HERE, "test_kernels_emu.py")],
+                          os.path.join(HERE, "test_kernels.py")],
                          cwd=ROOT, env=sanitized_env(), capture_output=True, text=True,
                          timeout=600)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-4000:]

@@ -1,0 +1,75 @@
+"""Checks that need a real GPU (they skip elsewhere, with the reason): whole
+VGG-A and VGG-D forward and backward on cuda against the CPU backend, in
+float64 and float32, exact resume on the GPU, train_vgg.py --device cuda,
+and TF32. The per-kernel comparisons with a GPU are in test_kernels.py."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import minivgg
+from minivgg import Tensor
+from minivgg import functional as F
+from minivgg.backend import as_numpy, set_tf32
+from minivgg.models import vgg
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def forward_backward(cfg, dev, dtype, size=64):
+    m = vgg(cfg, num_classes=10, input_size=size, fc_width=64, width_mult=0.25, init="kaiming",
+            seed=0, fc_bias=0.1, dtype=dtype).to(dev)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 3, size, size)).astype(dtype)
+    labels = np.array([1, 5, 9])
+    minivgg.manual_seed(5)  # dropout on: the masks are the same on every device
+    xt = Tensor(x, requires_grad=True).to(dev)
+    loss = F.softmax_cross_entropy(m(xt), labels)
+    loss.backward()
+    out = {"loss": as_numpy(loss.data), "x": as_numpy(xt.grad)}
+    out.update({n: as_numpy(p.grad) for n, p in m.named_parameters()})
+    return out
+
+
+@pytest.mark.parametrize("cfg", ["A", "D", "A-LRN"])
+@pytest.mark.parametrize("dtype,tol", [(np.float64, 1e-10), (np.float32, 2e-3)])
+def test_vgg_forward_backward_on_cuda_equals_cpu(gpu, cfg, dtype, tol):
+    set_tf32(gpu, False)
+    cpu = forward_backward(cfg, "cpu", dtype)
+    dev = forward_backward(cfg, gpu, dtype)
+    for k in cpu:
+        err = np.abs(dev[k] - cpu[k]).max() / max(np.abs(cpu[k]).max(), 1e-30)
+        assert err <= tol, f"VGG-{cfg} {np.dtype(dtype)} {k}: relative error {err:.3g}"
+
+
+def test_tf32_runs_and_stays_close(gpu):
+    set_tf32(gpu, True)
+    try:
+        dev = forward_backward("A", gpu, np.float32)
+    finally:
+        set_tf32(gpu, False)
+    cpu = forward_backward("A", "cpu", np.float32)
+    assert abs(float(dev["loss"]) - float(cpu["loss"])) <= 2e-2 * abs(float(cpu["loss"]))
+
+
+def test_resume_on_the_gpu_is_exact(gpu, check_exact_resume):
+    check_exact_resume(gpu)
+
+
+def test_train_vgg_on_cuda_follows_the_cpu_run(gpu, tmp_path):
+    runs = {}
+    for dev in ("cpu", "cuda"):
+        out = tmp_path / dev
+        res = subprocess.run(
+            [sys.executable, os.path.join(ROOT, "examples", "train_vgg.py"), "--cfg", "A",
+             "--device", dev, "--max-steps", "3", "--width-mult", "0.125", "--train-size", "256",
+             "--val-size", "32", "--batch-size", "32", "--no-progress", "--out", str(out)],
+            cwd=ROOT, capture_output=True, text=True, timeout=600,
+            env=dict(os.environ, PYTHONPATH=ROOT))
+        assert res.returncode == 0, res.stderr[-3000:]
+        runs[dev] = np.load(out / "last.npz")
+    for k in (k for k in runs["cpu"].files if k.startswith("model/")):
+        a, b = runs["cpu"][k], runs["cuda"][k]
+        assert np.abs(a - b).max() <= 1e-4 * max(np.abs(a).max(), 1e-30), k
