@@ -15,10 +15,19 @@ setup(
     package_data={"minivgg.kernels": ["*.cu", "*.cuh", "*.h"]},
     install_requires=["numpy>=1.24", "pillow>=9", "tqdm>=4.60"],
     extras_require={
-        "test": ["pytest>=7", "torch==2.13.0", "matplotlib>=3.5"],
+        # Everything the test suite exercises without a GPU: PyTorch (the
+        # oracle), NVRTC and CuPy (compiling the CUDA kernels), MPI (two ranks
+        # on the CPU). CI pins torch to the build it tests with.
+        "test": ["pytest>=7", "torch>=2.1", "matplotlib>=3.5",
+                 "cupy-cuda13x>=13; platform_system == 'Linux'",
+                 "cuda-toolkit[nvrtc]>=13; platform_system == 'Linux'",
+                 "mpi4py>=3.1", "mpich; platform_system != 'Windows'"],
         "plot": ["matplotlib>=3.5"],
-        "gpu": ["cupy-cuda12x"],
-        "dist": ["mpi4py>=3.1"],
+        # The CuPy wheel for CUDA 13 drivers; for CUDA 12 install cupy-cuda12x
+        # instead (pip install cupy-cuda12x), see docs/gpu.md.
+        "gpu": ["cupy-cuda13x>=13"],
+        # mpiexec from the mpich wheel: no system MPI needed.
+        "dist": ["mpi4py>=3.1", "mpich; platform_system != 'Windows'"],
     },
     entry_points={},
 )

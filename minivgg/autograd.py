@@ -31,6 +31,7 @@ import threading
 
 import numpy as np
 
+from . import profiler
 from .backend import DeviceError, device as _device, device_of_array, get_array_module
 
 _state = threading.local()
@@ -438,17 +439,25 @@ def common_device(inputs, op="op"):
 
 
 class _device_errors:
-    """Context manager: a CUDA error inside an op is re-raised as DeviceError
-    naming the op, the direction and the shapes; out of memory suggests
-    --micro-batch. Errors of other kinds pass through unchanged."""
+    """Context manager around an op's forward or backward: a CUDA error inside
+    is re-raised as DeviceError naming the op, the direction and the shapes
+    (out of memory suggests --micro-batch); errors of other kinds pass
+    through unchanged. It also times the op when a Profiler is running."""
 
     def __init__(self, fn, where, arrays):
         self.fn, self.where, self.arrays = fn, where, arrays
+        self.span = None
 
     def __enter__(self):
+        prof = profiler.active()
+        if prof is not None:
+            self.span = prof.span(f"{type(self.fn).__name__}.{self.where}")
+            self.span.__enter__()
         return self
 
     def __exit__(self, exc_type, exc, tb):
+        if self.span is not None:
+            self.span.__exit__(exc_type, exc, tb)
         if exc is None or not _is_cuda_error(exc):
             return False
         shapes = ", ".join(str(tuple(a.shape)) for a in self.arrays if hasattr(a, "shape"))

@@ -11,6 +11,7 @@ had silently (CuPy passes whatever it is given, and ignores strides).
 """
 import numpy as np
 
+from .. import profiler
 from .source import entry_name, signatures
 
 #: Threads per block.
@@ -35,7 +36,6 @@ class KernelLibrary:
     def __init__(self, device):
         self.device = device
         self.launches = 0          # counted, for tests and profiles
-        self.profile = None        # optional callable(name, run) wrapping each launch
 
     def launch(self, base, dtype, n, *args, block=BLOCK):
         """Run kernel ``base`` for ``dtype`` over n work items with ``args``."""
@@ -48,10 +48,12 @@ class KernelLibrary:
             return
         grid = grid_size(int(n), block)
         self.launches += 1
-        if self.profile is not None:
-            self.profile(name, lambda: self._launch(sig, grid, block, args))
-        else:
+        prof = profiler.active()
+        if prof is None:
             self._launch(sig, grid, block, args)
+        else:
+            with prof.span(f"kernel {name}"):
+                self._launch(sig, grid, block, args)
 
     def check_args(self, sig, args):
         """Raise KernelArgumentError unless ``args`` match ``sig`` exactly."""

@@ -24,8 +24,11 @@ Parameters, gradients and momentum live in flat buffers
 whole network, and the buffers follow the parameters when the model moves
 to another device.
 """
+import contextlib
+
 import numpy as np
 
+from .. import profiler
 from ..autograd import no_grad
 from ..backend import as_numpy
 from ..cuda import ops
@@ -89,7 +92,9 @@ class SGD:
     def step(self):
         """One update from the gradients in ``p.grad``."""
         flat = self.buffers()
-        with no_grad(), flat.device.context():
+        prof = profiler.active()
+        with no_grad(), flat.device.context(), \
+                (prof.span("SGD.step") if prof else contextlib.nullcontext()):
             present = flat.collect_grads()
             for a, b in flat.segments(present):
                 self._update(flat.data[a:b], self.velocity[a:b], flat.grad[a:b])
