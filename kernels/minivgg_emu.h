@@ -27,6 +27,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>  // printf, which CUDA device code has without an include
 
 #define __global__
 #define __device__

@@ -17,7 +17,8 @@ How it works:
    sources, the flags and the compiler version; ctypes loads it, with
    argument types taken from each kernel's parsed signature.
 
-With ``MINIVGG_EMU_SANITIZE=1`` the library is built with
+With ``MINIVGG_EMU_DEBUG=1`` it is built with ``-O0 -g``, for stepping
+through a kernel in gdb. With ``MINIVGG_EMU_SANITIZE=1`` it is built with
 ``-fsanitize=address,undefined``: an out-of-range index in a kernel stops
 the process with a report (the Python process must then be started with
 the ASan runtime preloaded; the test suite does this in a subprocess).
@@ -49,6 +50,7 @@ _CTYPES = {
 }
 
 OPTIMISED_FLAGS = ["-O2"]
+DEBUG_FLAGS = ["-O0", "-g"]
 SANITIZE_FLAGS = ["-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
                   "-fno-sanitize-recover=all"]
 COMMON_FLAGS = ["-std=c++17", "-fPIC", "-shared", "-Wall", "-Wextra", "-Werror"]
@@ -58,8 +60,12 @@ class EmulatorBuildError(RuntimeError):
     """g++ could not build the emulator library; the message holds its output."""
 
 
+def _env_flag(name):
+    return os.environ.get(name, "") not in ("", "0")
+
+
 def sanitize_requested():
-    return os.environ.get("MINIVGG_EMU_SANITIZE", "") not in ("", "0")
+    return _env_flag("MINIVGG_EMU_SANITIZE")
 
 
 def launcher_source():
@@ -101,7 +107,9 @@ def build(sanitize=None):
     """Build (or find in the cache) the emulator library; returns its path."""
     sanitize = sanitize_requested() if sanitize is None else sanitize
     cxx = _compiler()
-    flags = COMMON_FLAGS + (SANITIZE_FLAGS if sanitize else OPTIMISED_FLAGS) + ["-I", KERNEL_DIR]
+    mode = SANITIZE_FLAGS if sanitize else DEBUG_FLAGS if _env_flag("MINIVGG_EMU_DEBUG") \
+        else OPTIMISED_FLAGS
+    flags = COMMON_FLAGS + mode + ["-I", KERNEL_DIR]
     code = launcher_source()
     h = hashlib.sha256()
     for part in [code, " ".join(flags), _compiler_version(cxx)]:
