@@ -11,13 +11,22 @@ The paper's ImageNet schedule (see docs/training.md):
     python examples/train_vgg.py --cfg A --data imagefolder:/data/imagenet \\
         --crop 224 --scale 256 --batch-size 256 --micro-batch 32 --init gauss \\
         --epochs 74 --out runs/A-s256
+
+Data parallelism (§3.3, docs/distributed.md): N processes, each with 1/N of
+every batch, gradients averaged before each update:
+
+    mpiexec -n 2 python examples/train_vgg.py --cfg A --distributed mpi
+    mpiexec -n 4 python examples/train_vgg.py --cfg D --device cuda --distributed nccl
 """
 import argparse
 import dataclasses
 import sys
 
-from minivgg.backend import DeviceError
+import traceback
+
+from minivgg.backend import DeviceError, parse_device
 from minivgg.checkpoint import CheckpointError
+from minivgg.distributed import DistributedError, env_rank, init as init_distributed
 from minivgg.models import CONFIGS
 from minivgg.train import Recipe, Trainer, TrainingDiverged
 
@@ -105,6 +114,17 @@ def parse_args(argv=None):
     p.add_argument("--tf32", action="store_true",
                    help="on a cuda device, let float32 matrix products use TF32 tensor cores "
                         "(faster, 10-bit mantissa inputs); off by default")
+    p.add_argument("--dtype", default=D.dtype, choices=["float32", "float64"],
+                   help="parameter and activation type (float64: slow, for exact comparisons)")
+    p.add_argument("--distributed", default=D.distributed, choices=["none", "mpi", "nccl"],
+                   help="data-parallel training over the processes started by mpiexec: mpi "
+                        "(CPU processes, --device cpu or emu) or nccl (one GPU per process, "
+                        "--device cuda); --batch-size is then the global batch, split evenly")
+    p.add_argument("--no-overlap", dest="overlap", action="store_false",
+                   help="average the gradients after backward instead of bucket by bucket "
+                        "during it")
+    p.add_argument("--bucket-mb", type=float, default=D.bucket_mb,
+                   help="size of the gradient buckets averaged during backward (MiB)")
     return p.parse_args(argv)
 
 
@@ -113,15 +133,30 @@ def main(argv=None):
     fields = {f.name for f in dataclasses.fields(Recipe)}
     recipe = Recipe(**{k: v for k, v in vars(args).items() if k in fields})
     recipe.progress = not args.no_progress
+    expected = (ValueError, FileNotFoundError, CheckpointError, TrainingDiverged, DeviceError,
+                DistributedError)
+    comm = None
     try:
-        trainer = Trainer(recipe, resume=args.resume or None)
+        comm = init_distributed(args.distributed, parse_device(args.device)[0])
+        trainer = Trainer(recipe, resume=args.resume or None, comm=comm)
         history = trainer.run()
     except KeyboardInterrupt:
         return 130
-    except (ValueError, FileNotFoundError, CheckpointError, TrainingDiverged, DeviceError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except expected as e:
+        # Every rank meets these errors together; one of them says so.
+        if (comm.rank if comm is not None else env_rank()) == 0:
+            print(f"error: {e}", file=sys.stderr)
         return 2
-    if history:
+    except Exception:
+        if comm is None or comm.size == 1:
+            raise
+        # One rank failed alone: show where, and stop every rank rather than
+        # leave the others waiting for it forever.
+        print(f"rank {comm.rank} of {comm.size} failed:\n{traceback.format_exc()}",
+              file=sys.stderr, flush=True)
+        comm.abort(1)
+    comm.close()
+    if history and comm.rank == 0:
         last = history[-1]
         print(f"final: val top-1 error {100 * last['val_top1_err']:.2f}%, top-5 error "
               f"{100 * last['val_top5_err']:.2f}% after {last['epoch']} epochs "

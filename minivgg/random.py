@@ -61,10 +61,17 @@ def drop_threshold(p):
     return int(round(p * (1 << UNIFORM_BITS)))
 
 
-def manual_seed(seed):
-    """Reseed dropout: streams restart from 0 under ``seed``."""
+def manual_seed(seed, counter=0):
+    """Reseed dropout: streams restart from ``counter`` (0) under ``seed``."""
     global _seed, _counter
-    _seed, _counter = int(seed) & MASK64, 0
+    _seed, _counter = int(seed) & MASK64, int(counter)
+
+
+def rank_seed(seed, rank):
+    """The dropout seed of ``rank`` in a data-parallel run: ``seed`` itself for
+    rank 0 (so one rank repeats the single-process run), a hash of (seed,
+    rank) for the others, so that their masks are independent."""
+    return int(seed) & MASK64 if rank == 0 else _mix_int(_mix_int(seed) + rank * GOLDEN)
 
 
 def next_stream():

@@ -24,9 +24,10 @@ import numpy as np
 from . import functional as F
 from . import random as mrandom
 from .autograd import Tensor, no_grad
-from .backend import as_numpy, device as get_device, parse_device, set_tf32
+from .backend import DeviceError, as_numpy, device as get_device, parse_device, set_tf32
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .data.transforms import parse_scale
+from .distributed import GradientSync
 from .models import CONFIGS, vgg
 from .nn.init import INIT_SCHEMES
 from .optim import SGD, ReduceLROnPlateau
@@ -80,6 +81,10 @@ class Recipe:
     progress: bool = True
     device: str = "cpu"               # cpu | cuda | cuda:N | emu (the CUDA kernels on the CPU)
     tf32: bool = False                # allow TF32 tensor-core GEMMs on a cuda device
+    dtype: str = "float32"            # float64: for exact equivalence and gradient checks
+    distributed: str = "none"         # none | mpi (CPU processes) | nccl (one GPU per process)
+    overlap: bool = True              # average gradient buckets during backward
+    bucket_mb: float = 25.0           # size of those buckets
 
     def resolved_fc_width(self):
         return self.fc_width or (4096 if self.crop >= 224 else 128)
@@ -126,6 +131,12 @@ class Recipe:
         if self.init_from and not os.path.exists(self.init_from):
             raise FileNotFoundError(f"--init-from {self.init_from!r} does not exist")
         kind, _ = parse_device(self.device)
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"--dtype must be float32 or float64, got {self.dtype!r}")
+        if self.distributed not in ("none", "mpi", "nccl"):
+            raise ValueError(f"unknown --distributed {self.distributed!r}; use none, mpi or nccl")
+        if not self.bucket_mb > 0:
+            raise ValueError(f"--bucket-mb must be positive, got {self.bucket_mb}")
         if self.tf32 and kind != "cuda":
             raise ValueError(f"--tf32 selects the GPU's TF32 matrix products; it needs "
                              f"--device cuda, not {self.device!r}")
@@ -216,26 +227,35 @@ def init_from_checkpoint(model, path):
     return [name for name, _, _ in plan]
 
 
-def evaluate_loader(model, loader, progress=False, desc="val"):
-    """Single-crop validation: (mean loss, top-1 error, top-5 error)."""
+def evaluate_loader(model, loader, progress=False, desc="val", comm=None):
+    """Single-crop validation: (mean loss, top-1 error, top-5 error).
+
+    With a communicator, each rank evaluates its shard of ``loader`` and the
+    sums are added over ranks, so every rank returns the whole set's figures.
+    """
     from tqdm import tqdm
 
     from .evaluate import topk_correct
     was_training = model.training
     model.eval()
-    loss_sum, n, c1, c5 = 0.0, 0, 0, 0
+    sums = np.zeros(4)  # loss sum, top-1 correct, top-5 correct, images
     try:
         with no_grad():
             dev = model.device
             for x, y in tqdm(loader, desc=desc, leave=False, disable=not progress, unit="batch"):
-                logits = model(Tensor(dev.asarray(x), device=dev))
-                loss_sum += float(F.softmax_cross_entropy(logits, y).item()) * len(y)
+                if len(y) == 0:  # this rank's share of a short batch is empty
+                    continue
+                dtype = next(iter(model.parameters())).dtype
+                logits = model(Tensor(dev.asarray(x, dtype=dtype), device=dev))
                 scores = as_numpy(logits.data)
-                c1 += int(topk_correct(scores, y, 1).sum())
-                c5 += int(topk_correct(scores, y, 5).sum())
-                n += len(y)
+                sums += [float(F.softmax_cross_entropy(logits, y).item()) * len(y),
+                         topk_correct(scores, y, 1).sum(), topk_correct(scores, y, 5).sum(),
+                         len(y)]
     finally:
         model.train(was_training)
+    if comm is not None:
+        sums = comm.sum_host(sums)
+    loss_sum, c1, c5, n = sums
     if n == 0:
         return float("nan"), float("nan"), float("nan")
     return loss_sum / n, 1.0 - c1 / n, 1.0 - c5 / n
@@ -249,16 +269,61 @@ def _bar_style():
 
 
 class Trainer:
-    """Runs a ``Recipe``; ``resume`` continues from a checkpoint (file or dir)."""
+    """Runs a ``Recipe``; ``resume`` continues from a checkpoint (file or dir).
 
-    def __init__(self, recipe, resume=None, log=print):
-        recipe.validate()
+    ``comm``: a communicator (``minivgg.distributed``) for data-parallel
+    training; by default one process. Every rank runs this same loop on its
+    slice of each batch; gradients are averaged before each update; rank 0
+    alone logs, shows progress and writes files.
+    """
+
+    def __init__(self, recipe, resume=None, log=print, comm=None):
+        from .distributed import SingleProcess
         self.recipe = recipe
-        self.log = log
-        self.device = get_device(recipe.device)  # DeviceError now, before any work
-        set_tf32(self.device, recipe.tf32)
+        self.comm = comm if comm is not None else SingleProcess()
+        self.is_root = self.comm.rank == 0
+        self.log = log if self.is_root else (lambda *a, **k: None)
         self.stop_signal = None
         self.resume_ckpt = None
+        self._agree(self._check, resume)
+
+    def _agree(self, fn, *args):
+        """Run ``fn`` on every rank; if it failed with an expected error (bad
+        recipe, data, checkpoint or device) on any rank, raise that error on
+        every rank, so that all stop together and rank 0 can report it."""
+        expected = (ValueError, FileNotFoundError, CheckpointError, DeviceError)
+        error = None
+        try:
+            fn(*args)
+        except expected as e:
+            error = e
+        if self.comm.size == 1:
+            if error is not None:
+                raise error
+            return
+        failures = self.comm.gather_errors(
+            None if error is None else f"{type(error).__name__}\t{error}")
+        if failures:
+            rank, msg = failures[0]
+            if error is not None and rank == self.comm.rank:
+                raise error
+            name, text = msg.split("\t", 1)
+            cls = next((c for c in expected if c.__name__ == name), RuntimeError)
+            raise cls(text if rank == 0 else f"rank {rank}: {text}")
+
+    def _check(self, resume):
+        """Everything about the request that can be wrong, before any work."""
+        recipe = self.recipe
+        recipe.validate()
+        if recipe.batch_size % self.comm.size:
+            raise ValueError(f"--batch-size {recipe.batch_size} (the global batch) cannot be "
+                             f"split evenly over {self.comm.size} ranks; use a multiple of "
+                             f"{self.comm.size}")
+        dev = recipe.device
+        if self.comm.kind == "nccl":  # one GPU per rank: the rank's local index
+            dev = f"cuda:{self.comm.local_rank}"
+        self.device = get_device(dev)  # DeviceError now, before any work
+        set_tf32(self.device, recipe.tf32)
         if resume:
             self.resume_ckpt = load_checkpoint(resume)
             if self.resume_ckpt.meta.get("epoch") is None:
@@ -267,9 +332,26 @@ class Trainer:
 
     # -- setup ---------------------------------------------------------------
     def _setup(self):
-        from .data import DataLoader, eval_transform, train_transform
+        """Build everything; the steps that talk to other ranks come last."""
+        self._agree(self._prepare)
+        comm = self.comm
+        # Rank 0 computed (or found) the mean RGB; the others receive it.
+        self.mean_rgb = np.asarray(comm.broadcast_object(self.mean_rgb), np.float64)
+        self._make_loaders()
+        # Every rank starts from rank 0's weights, and exchanges gradients
+        # through the optimizer's flat buffer.
+        comm.broadcast(self.optimizer.buffers().data)
+        self.sync = GradientSync(comm, self.optimizer.buffers(), self.recipe.bucket_mb,
+                                 self.recipe.overlap)
+        if self.is_root:
+            with open(os.path.join(self.recipe.out, "recipe.json"), "w") as f:
+                json.dump(dataclasses.asdict(self.recipe), f, indent=2)
+
+    def _prepare(self):
+        """Data, model, optimizer, schedule and resumed state, on this rank alone."""
         r = self.recipe
-        os.makedirs(r.out, exist_ok=True)
+        if self.is_root:
+            os.makedirs(r.out, exist_ok=True)
         self.train_ds, self.val_ds = make_datasets(r)
         self.classes = list(self.train_ds.classes)
         if len(self.train_ds) == 0 or len(self.val_ds) == 0:
@@ -283,10 +365,11 @@ class Trainer:
                                  f" on {len(self.classes)}")
             self.mean_rgb = np.asarray(ck.meta["mean_rgb"], np.float64)
         else:
-            self.mean_rgb = mean_rgb_cached(r, self.train_ds)
+            self.mean_rgb = mean_rgb_cached(r, self.train_ds) if self.is_root else None
         self.model = vgg(r.cfg, num_classes=len(self.classes), fc_width=r.resolved_fc_width(),
                          input_size=r.crop, width_mult=r.width_mult, dropout=r.dropout,
-                         init=r.init, init_std=r.init_std, seed=r.seed, fc_bias=r.fc_bias)
+                         init=r.init, init_std=r.init_std, seed=r.seed, fc_bias=r.fc_bias,
+                         dtype=np.dtype(r.dtype))
         self.copied = []
         if ck is None and r.init_from:
             self.copied = init_from_checkpoint(self.model, r.init_from)
@@ -295,32 +378,49 @@ class Trainer:
         self.optimizer = SGD(self.model.parameters(), r.lr, r.momentum, r.weight_decay)
         self.scheduler = ReduceLROnPlateau(self.optimizer, "max", 0.1, r.patience,
                                            min_lr=r.min_lr, max_reductions=r.max_lr_drops)
-        scale = parse_scale(r.scale)
-        self.train_loader = DataLoader(self.train_ds, r.batch_size,
-                                       train_transform(r.crop, scale, self.mean_rgb),
-                                       shuffle=True, seed=r.seed, workers=r.workers,
-                                       strict=r.strict)
-        self.val_loader = DataLoader(self.val_ds, max(r.batch_size, 64),
-                                     eval_transform(r.crop, scale, self.mean_rgb),
-                                     shuffle=False, seed=r.seed, workers=r.workers,
-                                     strict=r.strict)
         self.epoch, self.batch, self.global_step = 0, 0, 0
         self.history = []
         self.partial = {"loss": 0.0, "correct": 0, "seen": 0, "time": 0.0, "skipped": 0}
-        mrandom.manual_seed(r.seed)
+        # Dropout masks: one stream per rank, rank 0's being the single-process one.
+        mrandom.manual_seed(mrandom.rank_seed(r.seed, self.comm.rank))
         if ck is not None:
-            self.model.load_state_dict(ck.model_state)
-            self.optimizer.load_state_dict(ck.optimizer_state)
-            self.scheduler.load_state_dict(ck.meta["scheduler"])
-            mrandom.set_state(ck.meta["rng"])
-            self.epoch, self.batch = ck.meta["epoch"], ck.meta["batch"]
-            self.global_step = ck.meta["global_step"]
-            self.history = ck.meta.get("history", [])
-            self.partial = ck.meta.get("partial", self.partial)
-            self.log(f"resumed from {ck.path}: epoch {self.epoch + 1}, batch {self.batch}, "
-                     f"step {self.global_step}, lr {self.optimizer.lr:g}")
-        with open(os.path.join(r.out, "recipe.json"), "w") as f:
-            json.dump(dataclasses.asdict(r), f, indent=2)
+            self._restore(ck)
+
+    def _restore(self, ck):
+        """Continue the state saved in checkpoint ``ck``."""
+        self.model.load_state_dict(ck.model_state)
+        self.optimizer.load_state_dict(ck.optimizer_state)
+        self.scheduler.load_state_dict(ck.meta["scheduler"])
+        state = ck.meta["rng"]  # rank 0's stream, whose seed is the run's seed
+        mrandom.set_state(state)
+        mrandom.manual_seed(mrandom.rank_seed(state["seed"], self.comm.rank), state["counter"])
+        ranks = ck.meta.get("world_size", 1)
+        if ranks != self.comm.size:
+            self.log(f"note: the checkpoint was written by a run on {ranks} rank(s), this one "
+                     f"has {self.comm.size}: weights, momentum, schedule and data position "
+                     f"continue exactly; the dropout masks (drawn per rank) differ")
+        self.epoch, self.batch = ck.meta["epoch"], ck.meta["batch"]
+        self.global_step = ck.meta["global_step"]
+        self.history = ck.meta.get("history", [])
+        self.partial = ck.meta.get("partial", self.partial)
+        self.log(f"resumed from {ck.path}: epoch {self.epoch + 1}, batch {self.batch}, "
+                 f"step {self.global_step}, lr {self.optimizer.lr:g}")
+
+    def _make_loaders(self):
+        """Training and validation loaders: each rank loads its slice of every batch."""
+        from .data import DataLoader, eval_transform, train_transform
+        r, comm = self.recipe, self.comm
+        scale = parse_scale(r.scale)
+        shard = (comm.rank, comm.size)
+        self.train_loader = DataLoader(self.train_ds, r.batch_size,
+                                       train_transform(r.crop, scale, self.mean_rgb),
+                                       shuffle=True, seed=r.seed, workers=r.workers,
+                                       strict=r.strict, shard=shard)
+        val_batch = -(-max(r.batch_size, 64) // comm.size) * comm.size
+        self.val_loader = DataLoader(self.val_ds, val_batch,
+                                     eval_transform(r.crop, scale, self.mean_rgb),
+                                     shuffle=False, seed=r.seed, workers=r.workers,
+                                     strict=r.strict, shard=shard)
 
     # -- checkpoints -----------------------------------------------------------
     def checkpoint_path(self):
@@ -333,46 +433,69 @@ class Trainer:
                           "recipe": dataclasses.asdict(r)},
                 "epoch": self.epoch, "batch": self.batch, "global_step": self.global_step,
                 "scheduler": self.scheduler.state_dict(), "rng": mrandom.get_state(),
-                "history": self.history, "partial": self.partial}
-        return save_checkpoint(path or self.checkpoint_path(), self.model, meta, self.optimizer)
+                "history": self.history, "partial": self.partial,
+                "world_size": self.comm.size}
+        path = path or self.checkpoint_path()
+        if self.is_root:
+            save_checkpoint(path, self.model, meta, self.optimizer)
+        return path
 
     # -- the loop ----------------------------------------------------------------
     def _handle_signal(self, signum, frame):
         self.stop_signal = signum
 
     def train_step(self, x, y):
-        """One SGD step on a batch (split into micro-batches); (loss, correct)."""
+        """One SGD step on this rank's slice of a batch (in micro-batches).
+
+        Returns (mean loss, correct, images) over the whole global batch.
+        Each rank back-propagates the *sum* of its images' losses; the
+        gradients are averaged over ranks (during backward, by buckets) and
+        the update scales them by ranks / images, which makes them the
+        gradient of the mean loss over the global batch whatever the sizes
+        of the slices (the last batch of an epoch may leave a rank empty).
+        """
         r = self.recipe
         n = len(y)
-        micro = r.micro_batch or n
+        micro = r.micro_batch or max(n, 1)
         self.optimizer.zero_grad()
-        loss_total, correct = 0.0, 0
-        for s in range(0, n, micro):
+        loss_total, correct, bad = 0.0, 0, None
+        starts = list(range(0, n, micro))
+        for k, s in enumerate(starts):
             xb, yb = x[s:s + micro], y[s:s + micro]
-            logits = self.model(Tensor(self.device.asarray(xb), device=self.device))
-            loss = F.softmax_cross_entropy(logits, yb)
-            value = float(loss.item())
-            if not math.isfinite(value):
-                raise TrainingDiverged(
-                    f"the loss became {value} at step {self.global_step + 1} (epoch "
-                    f"{self.epoch + 1}, batch {self.batch + 1}); no checkpoint was written after "
-                    f"it, so {self.checkpoint_path()} still holds the last good state. Lower "
-                    f"--lr (now {self.optimizer.lr:g}) or check the data")
-            # Weight each micro-batch by its share so the summed gradient is the
-            # gradient of the mean loss over the whole batch.
-            (loss * (len(yb) / n)).backward()
+            with self.sync.during_backward(k == len(starts) - 1):
+                logits = self.model(Tensor(self.device.asarray(xb, dtype=self.recipe.dtype),
+                                           device=self.device))
+                loss = F.softmax_cross_entropy(logits, yb)
+                value = float(loss.item())
+                if not math.isfinite(value) and bad is None:
+                    bad = value
+                (loss * len(yb)).backward()
             loss_total += value * len(yb)
             correct += int((as_numpy(logits.data).argmax(axis=1) == yb).sum())
+        self.sync.finish()
+        stop = self.stop_signal is not None
+        loss_total, correct, images, bad_ranks, stops = self.comm.sum_host(
+            [loss_total, correct, n, bad is not None, stop])
+        if stops and not stop:
+            self.stop_signal = "on another rank"
+        if bad_ranks:
+            value = bad if bad is not None else "non-finite on another rank"
+            raise TrainingDiverged(
+                f"the loss became {value} at step {self.global_step + 1} (epoch "
+                f"{self.epoch + 1}, batch {self.batch + 1}); no checkpoint was written after "
+                f"it, so {self.checkpoint_path()} still holds the last good state. Lower "
+                f"--lr (now {self.optimizer.lr:g}) or check the data")
+        scale = self.comm.size / max(images, 1)
         if r.warmup_steps and self.global_step < r.warmup_steps:
             # Ramp the rate linearly over the first steps; large early steps kill
             # ReLUs of the narrow FC layers for good (docs/training.md).
             lr = self.optimizer.lr
             self.optimizer.lr = lr * (self.global_step + 1) / r.warmup_steps
-            self.optimizer.step()
+            self.optimizer.step(grad_scale=scale)
             self.optimizer.lr = lr
         else:
-            self.optimizer.step()
-        return loss_total / n, correct
+            self.optimizer.step(grad_scale=scale)
+        return loss_total / max(images, 1), int(correct), int(images)
 
     def run(self):
         """Train to the end of the recipe; returns the metrics history."""
@@ -388,27 +511,27 @@ class Trainer:
                 t0 = time.perf_counter()
                 bar = tqdm(total=len(self.train_loader), initial=self.batch,
                            desc=f"epoch {self.epoch + 1}/{r.epochs}", unit="batch",
-                           disable=not r.progress, **_bar_style())
+                           disable=not (r.progress and self.is_root), **_bar_style())
                 p = self.partial
                 for x, y in self.train_loader.iter_from(self.batch):
                     ts = time.perf_counter()
-                    loss, correct = self.train_step(x, y)
+                    loss, correct, images = self.train_step(x, y)
                     self.batch = self.train_loader.position
                     self.global_step += 1
-                    p["loss"] += loss * len(y)
+                    p["loss"] += loss * images
                     p["correct"] += correct
-                    p["seen"] += len(y)
+                    p["seen"] += images
                     bar.update(self.batch - bar.n)
-                    bar.set_postfix(loss=f"{p['loss'] / p['seen']:.3f}",
-                                    acc=f"{p['correct'] / p['seen']:.3f}",
-                                    img_s=f"{len(y) / (time.perf_counter() - ts):.1f}",
+                    bar.set_postfix(loss=f"{p['loss'] / max(p['seen'], 1):.3f}",
+                                    acc=f"{p['correct'] / max(p['seen'], 1):.3f}",
+                                    img_s=f"{images / (time.perf_counter() - ts):.1f}",
                                     lr=f"{self.optimizer.lr:g}")
                     if self.stop_signal is not None or (r.max_steps and
                                                         self.global_step >= r.max_steps):
                         break
                 bar.close()
                 p["time"] += time.perf_counter() - t0
-                p["skipped"] += len(self.train_loader.skipped)
+                p["skipped"] += int(self.comm.sum_host([len(self.train_loader.skipped)])[0])
                 if self.stop_signal is not None or self.batch < len(self.train_loader):
                     path = self.save()
                     if self.stop_signal is not None:
@@ -428,17 +551,20 @@ class Trainer:
     def _end_epoch(self):
         r = self.recipe
         p = self.partial
-        val_loss, top1, top5 = evaluate_loader(self.model, self.val_loader, r.progress)
+        val_loss, top1, top5 = evaluate_loader(self.model, self.val_loader,
+                                               r.progress and self.is_root, comm=self.comm)
+        val_skipped = int(self.comm.sum_host([len(self.val_loader.skipped)])[0])
         row = {"epoch": self.epoch + 1, "step": self.global_step,
                "train_loss": p["loss"] / max(p["seen"], 1),
                "train_top1_err": 1.0 - p["correct"] / max(p["seen"], 1),
                "val_loss": val_loss, "val_top1_err": top1, "val_top5_err": top5,
                "lr": self.optimizer.lr, "time_s": p["time"],
                "images_per_s": p["seen"] / max(p["time"], 1e-9),
-               "skipped_images": p["skipped"] + len(self.val_loader.skipped)}
+               "skipped_images": p["skipped"] + val_skipped}
         self.history.append(row)
-        with open(os.path.join(r.out, "metrics.jsonl"), "a") as f:
-            f.write(json.dumps(row) + "\n")
+        if self.is_root:
+            with open(os.path.join(r.out, "metrics.jsonl"), "a") as f:
+                f.write(json.dumps(row) + "\n")
         self.log(f"epoch {row['epoch']}/{r.epochs}: train loss {row['train_loss']:.4f}, "
                  f"top-1 err {100 * row['train_top1_err']:.2f}% | val top-1 err "
                  f"{100 * top1:.2f}%, top-5 err {100 * top5:.2f}% | lr {row['lr']:g} | "
@@ -451,7 +577,7 @@ class Trainer:
         self.batch = 0
         self.partial = {"loss": 0.0, "correct": 0, "seen": 0, "time": 0.0, "skipped": 0}
         self.save()
-        if row["skipped_images"]:
+        if row["skipped_images"] and self.is_root:
             warnings.warn(f"epoch {row['epoch']}: {row['skipped_images']} unreadable images "
                           f"were skipped (use --strict to stop on them)")
 

@@ -42,11 +42,11 @@ def test_micro_batches_give_the_gradient_of_one_batch(tmp_path):
     x = rng.standard_normal((16, 3, 32, 32)).astype(np.float32)
     y = rng.integers(0, 10, 16)
     before = weights(t)
-    t.optimizer.step = lambda: None  # keep the gradients, skip the update
-    loss_full, _ = t.train_step(x, y)
+    t.optimizer.step = lambda **_: None  # keep the gradients, skip the update
+    loss_full, _, _ = t.train_step(x, y)
     full = {n: p.grad.copy() for n, p in t.model.named_parameters()}
     t.recipe.micro_batch = 4
-    loss_micro, _ = t.train_step(x, y)
+    loss_micro, _, _ = t.train_step(x, y)
     assert loss_micro == pytest.approx(loss_full, rel=1e-6)
     for n, p in t.model.named_parameters():
         # float32 sums in another order: compare relative to the gradient's scale.
@@ -242,7 +242,7 @@ def test_warmup_ramps_the_rate_and_leaves_the_schedule_alone(tmp_path):
     t._setup()
     seen = []
     real_step = t.optimizer.step
-    t.optimizer.step = lambda: (seen.append(t.optimizer.lr), real_step())
+    t.optimizer.step = lambda **kw: (seen.append(t.optimizer.lr), real_step(**kw))
     rng = np.random.default_rng(0)
     x = rng.standard_normal((4, 3, 32, 32)).astype(np.float32)
     y = np.arange(4)

@@ -237,8 +237,8 @@ def softmax_xent_backward(dev, probs, labels, scale):
 # SGD (kernels/sgd.cu)
 # ---------------------------------------------------------------------------
 
-def sgd_step(dev, p, v, g, lr, momentum, weight_decay):
-    """In place on flat buffers: v = mu*v + g + wd*p; p -= lr*v."""
+def sgd_step(dev, p, v, g, lr, momentum, weight_decay, grad_scale=1.0):
+    """In place on flat buffers: v = mu*v + grad_scale*g + wd*p; p -= lr*v."""
     t = p.dtype.type
     dev.kernels.launch("sgd_step", p.dtype, p.size, p, v, g, i64(p.size), t(lr), t(momentum),
-                       t(weight_decay))
+                       t(weight_decay), t(grad_scale))

@@ -13,6 +13,15 @@ therefore the same whatever the number of workers, and a run resumed in the
 middle of an epoch with :meth:`DataLoader.iter_from` sees exactly the batches
 an uninterrupted run would have seen.
 
+Data parallelism (§3.3).  With ``shard=(rank, size)`` each nominal batch of
+``batch_size`` images (the *global* batch) is cut into ``size`` equal,
+disjoint slices of the same seeded order, and this loader yields slice
+``rank``. Augmentation stays keyed by the image's index, so an image is
+augmented identically whichever rank loads it. Every nominal batch is
+yielded on every rank, even when this rank's slice of the last, short batch
+is empty (then x is None and y has length 0): all ranks take the same number
+of steps and none waits forever for the others.
+
 Epochs are explicit: call ``loader.set_epoch(e)`` before iterating epoch e
 (it starts at 0 and is never advanced implicitly, so iterating twice without
 ``set_epoch`` repeats the same epoch).
@@ -224,7 +233,10 @@ class _BatchIterator:
         self.epoch = loader.epoch
         order = epoch_order(len(loader.dataset), loader.seed, self.epoch, loader.shuffle)
         bs = loader.batch_size
-        self.jobs = [(b, order[b * bs:(b + 1) * bs]) for b in range(start, len(loader))]
+        rank, size = loader.shard
+        local = bs // size
+        self.jobs = [(b, order[b * bs:(b + 1) * bs][rank * local:(rank + 1) * local])
+                     for b in range(start, len(loader))]
         self.position = start
         loader.position = start
         self._k = 0  # jobs consumed
@@ -254,7 +266,8 @@ class _BatchIterator:
         shape = self._probe_shape() if fork else None
         self._stop = ctx.Event()
         self._queues = [ctx.Queue(maxsize=ld.prefetch) for _ in range(w)]
-        self._slots = [_Slots(ctx, ld.prefetch, ld.batch_size, shape) if shape else None
+        self._slots = [_Slots(ctx, ld.prefetch, ld.batch_size // ld.shard[1], shape) if shape
+                       else None
                        for _ in range(w)]
         self._procs = []
         for wid in range(w):
@@ -319,6 +332,8 @@ class _BatchIterator:
                 warnings.warn(f"DataLoader: skipping corrupt image {desc}: {msg}", stacklevel=2)
             if x is not None:
                 return x, y
+            if ld.shard[1] > 1:  # a sharded loader yields every batch: ranks stay in step
+                return None, np.zeros(0, np.int64)
         self.close()
         raise StopIteration
 
@@ -357,6 +372,8 @@ class DataLoader:
             (memory: workers * prefetch batches).
         drop_last: drop the last incomplete batch.
         strict: re-raise CorruptImageError instead of skipping the image.
+        shard: (rank, size) to yield only slice ``rank`` of ``size`` of each
+            batch (data-parallel training); batch_size must be a multiple of size.
 
     Iterating yields x (N, C, H, W) float32 and y (N,) int64; N = batch_size
     except for the last batch, or when corrupt images were skipped (each
@@ -369,7 +386,7 @@ class DataLoader:
     _start_method = None  # multiprocessing start method; None: fork where available (tests set it)
 
     def __init__(self, dataset, batch_size, transform=None, shuffle=True, seed=0, workers=0,
-                 prefetch=2, drop_last=False, strict=False):
+                 prefetch=2, drop_last=False, strict=False, shard=(0, 1)):
         def nonneg_int(v, what, minimum):
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < minimum:
                 raise ValueError(f"DataLoader: {what} must be an int >= {minimum}, got {v!r}")
@@ -386,6 +403,15 @@ class DataLoader:
         self.prefetch = nonneg_int(prefetch, "prefetch", 1)
         self.drop_last = bool(drop_last)
         self.strict = bool(strict)
+        rank, size = (int(v) for v in shard)
+        if size < 1 or not 0 <= rank < size:
+            raise ValueError(f"DataLoader: shard must be (rank, size) with 0 <= rank < size, got "
+                             f"{shard!r}")
+        if self.batch_size % size:
+            raise ValueError(f"DataLoader: the batch of {self.batch_size} images cannot be split "
+                             f"evenly over {size} ranks; use a batch size that is a multiple "
+                             f"of {size}")
+        self.shard = (rank, size)
         self.epoch = 0
         self.position = 0
         self.skipped = []

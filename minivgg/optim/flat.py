@@ -10,6 +10,13 @@ survive backward). Then:
 * the data-parallel trainer averages all gradients with one in-place
   allreduce of ``grad`` (or of a few slices of it), with no packing.
 
+The buffers hold the parameters last first: ``model.parameters()`` lists
+them from the input to the output, and backward completes their gradients
+in the opposite order, so the gradients of the last layers form the
+beginning of the buffer and can be averaged while backward goes on
+(``distributed/sync.py``). The layout is fixed by the parameter list, so it
+is identical in every process of a data-parallel run.
+
 If a parameter's ``data`` is rebound (``model.to("cuda")``), the buffers
 are stale; ``is_current()`` tells, and the optimizer rebuilds them on the
 parameters' new device.
@@ -23,7 +30,7 @@ class FlatParameters:
     """params (a list of Tensors of one device and dtype) in flat buffers.
 
     ``data``, ``grad``: 1-D arrays of ``size`` elements; parameter i owns
-    ``[offsets[i], offsets[i + 1])`` of each.
+    ``ranges()[i]`` of each (the last parameter comes first).
     """
 
     def __init__(self, params):
@@ -38,8 +45,12 @@ class FlatParameters:
                              f"to one dtype first")
         self.dtype = dtypes.pop()
         xp = self.device.xp
-        self.offsets = np.cumsum([0] + [p.size for p in self.params]).tolist()
-        self.size = self.offsets[-1]
+        self._ranges = [None] * len(self.params)
+        end = 0
+        for i in reversed(range(len(self.params))):
+            self._ranges[i] = (end, end + self.params[i].size)
+            end += self.params[i].size
+        self.size = end
         with self.device.context():
             self.data = xp.empty(self.size, dtype=self.dtype)
             self.grad = xp.zeros(self.size, dtype=self.dtype)
@@ -51,7 +62,8 @@ class FlatParameters:
             self.grad_views.append(self.grad[a:b].reshape(p.shape))
 
     def ranges(self):
-        return list(zip(self.offsets[:-1], self.offsets[1:]))
+        """[(start, end)] of each parameter in the buffers, in parameter order."""
+        return list(self._ranges)
 
     def is_current(self):
         """True while every parameter's data is still its view into ``data``
@@ -84,7 +96,7 @@ class FlatParameters:
     def segments(self, present):
         """Maximal [a, b) ranges of the buffer covered by parameters with gradients."""
         out = []
-        for (a, b), ok in zip(self.ranges(), present):
+        for (a, b), ok in sorted(zip(self.ranges(), present)):
             if not ok or a == b:
                 continue
             if out and out[-1][1] == a:

@@ -89,32 +89,38 @@ class SGD:
         """Zero every gradient (as views into the flat gradient buffer)."""
         self.buffers().zero_grad()
 
-    def step(self):
-        """One update from the gradients in ``p.grad``."""
+    def step(self, grad_scale=1.0):
+        """One update from the gradients in ``p.grad``, multiplied by
+        ``grad_scale`` (the trainer back-propagates sums of losses and scales
+        here, in the same pass, to get the gradient of the mean)."""
         flat = self.buffers()
         prof = profiler.active()
         with no_grad(), flat.device.context(), \
                 (prof.span("SGD.step") if prof else contextlib.nullcontext()):
             present = flat.collect_grads()
             for a, b in flat.segments(present):
-                self._update(flat.data[a:b], self.velocity[a:b], flat.grad[a:b])
+                self._update(flat.data[a:b], self.velocity[a:b], flat.grad[a:b], grad_scale)
         self.has_velocity = [h or p for h, p in zip(self.has_velocity, present)]
         self.steps += 1
 
-    def _update(self, p, v, g):
-        """v = mu*v + g; v += wd*p; p -= lr*v over flat slices p, v, g."""
+    def _update(self, p, v, g, grad_scale):
+        """v = mu*v + c*g; v += wd*p; p -= lr*v over flat slices p, v, g (c = grad_scale)."""
         dev = self.flat.device
         if dev.uses_kernels:
-            ops.sgd_step(dev, p, v, g, self.lr, self.momentum, self.weight_decay)
+            ops.sgd_step(dev, p, v, g, self.lr, self.momentum, self.weight_decay, grad_scale)
             return
         t = p.dtype.type
-        lr, mu, wd = t(self.lr), t(self.momentum), t(self.weight_decay)
+        lr, mu, wd, c = t(self.lr), t(self.momentum), t(self.weight_decay), t(grad_scale)
         tmp = np.empty(min(_SLICE, p.size), dtype=p.dtype)
         for s in range(0, p.size, _SLICE):
             ps, vs, gs = p[s:s + _SLICE], v[s:s + _SLICE], g[s:s + _SLICE]
             ts = tmp[:ps.size]
             if self.momentum:
                 vs *= mu
+            if grad_scale != 1.0:
+                np.multiply(gs, c, out=ts)
+                gs = ts
+            if self.momentum:
                 vs += gs
             else:
                 vs[...] = gs
