@@ -13,7 +13,7 @@ setup(
     # installed inside the package as minivgg/kernels/*.cu.
     package_dir={"minivgg": "minivgg", "minivgg.kernels": "kernels"},
     package_data={"minivgg.kernels": ["*.cu", "*.cuh", "*.h"]},
-    install_requires=["numpy>=1.24", "pillow>=9", "tqdm>=4.60"],
+    install_requires=["numpy>=1.24", "pillow>=9", "tqdm>=4.60", "threadpoolctl>=3"],
     extras_require={
         # Everything the test suite exercises without a GPU: PyTorch (the
         # oracle), NVRTC and CuPy (compiling the CUDA kernels), MPI (two ranks

@@ -28,6 +28,7 @@ from .backend import DeviceError, as_numpy, device as get_device, parse_device, 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .data.transforms import parse_scale
 from .distributed import GradientSync
+from .threads import cores, set_threads
 from .models import CONFIGS, vgg
 from .nn.init import INIT_SCHEMES
 from .optim import SGD, ReduceLROnPlateau
@@ -82,6 +83,7 @@ class Recipe:
     device: str = "cpu"               # cpu | cuda | cuda:N | emu (the CUDA kernels on the CPU)
     tf32: bool = False                # allow TF32 tensor-core GEMMs on a cuda device
     dtype: str = "float32"            # float64: for exact equivalence and gradient checks
+    threads: int = 0                  # CPU threads for BLAS and copies; 0: cores / ranks per node
     distributed: str = "none"         # none | mpi (CPU processes) | nccl (one GPU per process)
     overlap: bool = True              # average gradient buckets during backward
     bucket_mb: float = 25.0           # size of those buckets
@@ -131,6 +133,8 @@ class Recipe:
         if self.init_from and not os.path.exists(self.init_from):
             raise FileNotFoundError(f"--init-from {self.init_from!r} does not exist")
         kind, _ = parse_device(self.device)
+        if self.threads < 0:
+            raise ValueError(f"--threads must be >= 0 (0: one per core), got {self.threads}")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"--dtype must be float32 or float64, got {self.dtype!r}")
         if self.distributed not in ("none", "mpi", "nccl"):
@@ -320,10 +324,14 @@ class Trainer:
                              f"split evenly over {self.comm.size} ranks; use a multiple of "
                              f"{self.comm.size}")
         dev = recipe.device
-        if self.comm.kind == "nccl":  # one GPU per rank: the rank's local index
-            dev = f"cuda:{self.comm.local_rank}"
+        if self.comm.device_index is not None:  # NCCL: one GPU per rank, its local index
+            dev = f"cuda:{self.comm.device_index}"
         self.device = get_device(dev)  # DeviceError now, before any work
         set_tf32(self.device, recipe.tf32)
+        # Ranks sharing a machine share its cores: one rank's threads must not
+        # take the others' (docs/distributed.md).
+        set_threads(recipe.threads or (max(1, cores() // self.comm.local_size)
+                                       if self.comm.local_size > 1 else 0))
         if resume:
             self.resume_ckpt = load_checkpoint(resume)
             if self.resume_ckpt.meta.get("epoch") is None:

@@ -57,6 +57,7 @@ class Communicator:
     """The interface; see the module docstring."""
     rank, size, local_rank, local_size = 0, 1, 0, 1
     kind = "none"
+    device_index = None  # the GPU this rank must use (NCCL), else None
 
     def allreduce_mean(self, buf):
         self.allreduce_mean_async(buf).wait()
@@ -232,7 +233,10 @@ class NCCLCommunicator(_HostSide, Communicator):
                 raise ImportError("cupy.cuda.nccl is not available (install nvidia-nccl-cu13, or "
                                   "nvidia-nccl-cu12 with cupy-cuda12x)")
             count = cp.cuda.runtime.getDeviceCount()
-            if self.local_size > count:
+            # NCCL's own opt-in for several ranks on one GPU (NCCL >= 2.30),
+            # used to test two ranks on a machine with one GPU.
+            shared = os.environ.get("NCCL_MULTI_RANK_GPU_ENABLE") == "1"
+            if self.local_size > count and not shared:
                 raise DistributedError(f"{self.local_size} ranks on one node but only {count} "
                                        f"GPU(s): start at most {count} ranks per node")
         except Exception as e:  # noqa: BLE001 - every rank must learn of any failure
@@ -242,7 +246,7 @@ class NCCLCommunicator(_HostSide, Communicator):
             rank, msg = failures[0]
             raise DistributedError(msg if self.size == 1 else f"rank {rank}: {msg}")
         self.cp, self.nccl = cp, nccl
-        self.device_index = self.local_rank
+        self.device_index = self.local_rank % count
         cp.cuda.Device(self.device_index).use()  # before creating the communicator
         uid = nccl.get_unique_id() if self.rank == 0 else None
         uid = self.broadcast_object(uid, root=0)

@@ -16,6 +16,7 @@ averages the whole buffer in one allreduce: the reference the overlapped
 path is tested against.
 """
 import contextlib
+import time
 
 
 class GradientSync:
@@ -30,6 +31,7 @@ class GradientSync:
             for i in members:
                 self.bucket_of[i] = b
         self._reset()
+        self.finish_seconds = 0.0   # time spent in finish(): the exchange backward did not hide
 
     def _make_buckets(self, cap):
         """[(start, end, [param indices])] over the buffer in layout order."""
@@ -87,6 +89,7 @@ class GradientSync:
         if self.comm.size == 1:
             self._reset()
             return
+        t0 = time.perf_counter()
         if not self.overlap_enabled:
             self.comm.allreduce_mean(self.flat.grad)
         else:
@@ -95,4 +98,5 @@ class GradientSync:
             self._launch_ready()
             for r in self.requests:
                 r.wait()
+        self.finish_seconds += time.perf_counter() - t0
         self._reset()

@@ -24,7 +24,6 @@ On cuda and emu devices im2col, col2im and the bias+ReLU pass are the
 kernels of ``kernels/conv.cu`` and the GEMMs are cuBLAS (``cupy.matmul``);
 the chunking and the algorithm are the same as here.
 """
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -32,6 +31,7 @@ import numpy as np
 from ..autograd import Function, Tensor
 from ..backend import get_array_module
 from ..cuda import ops
+from ..threads import threads
 
 _POOL = None
 _PARALLEL_MIN = 1 << 16  # elements; smaller copies are not worth a thread hand-off
@@ -45,14 +45,14 @@ def _copy(dst, src):
     NumPy releases the GIL while copying, so threads really run in parallel.
     """
     global _POOL
-    threads = os.cpu_count() or 1
-    if get_array_module(dst) is not np or threads < 2 or dst.size < _PARALLEL_MIN \
-            or dst.shape[0] < threads:
+    n = threads()
+    if get_array_module(dst) is not np or n < 2 or dst.size < _PARALLEL_MIN \
+            or dst.shape[0] < n:
         dst[...] = src
         return dst
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(threads, thread_name_prefix="minivgg-copy")
-    bounds = np.linspace(0, dst.shape[0], threads + 1).astype(int)
+    if _POOL is None or _POOL._max_workers != n:
+        _POOL = ThreadPoolExecutor(n, thread_name_prefix="minivgg-copy")
+    bounds = np.linspace(0, dst.shape[0], n + 1).astype(int)
     jobs = [_POOL.submit(np.copyto, dst[a:b], src[a:b])
             for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
     for j in jobs:
