@@ -1,15 +1,12 @@
 // ReLU (§2.1: every hidden layer) and dropout (§3.1: ratio 0.5 on FC1 and FC2),
 // the GPU half of minivgg/functional/activation.py. Elementwise over n
 // contiguous elements; grid-stride loops with 64-bit indices.
-#ifndef __CUDACC_RTC__
-#include "minivgg_emu.h"
-#endif
+#include "common.cuh"
 
 // y = max(x, 0), written "negative -> 0" so that NaN passes through.
 template <typename T>
 __device__ void relu_fwd(T* __restrict__ y, const T* __restrict__ x, long long n) {
-    for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < n;
-         e += (long long)blockDim.x * gridDim.x)
+    for (long long e = first_element(); e < n; e += grid_stride())
         y[e] = x[e] < T(0) ? T(0) : x[e];
 }
 
@@ -22,8 +19,7 @@ extern "C" __global__ void relu_fwd_f64(double* y, const double* x, long long n)
 template <typename T>
 __device__ void relu_bwd(T* __restrict__ gx, const T* __restrict__ gy, const T* __restrict__ y,
                          long long n) {
-    for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < n;
-         e += (long long)blockDim.x * gridDim.x)
+    for (long long e = first_element(); e < n; e += grid_stride())
         gx[e] = y[e] > T(0) ? gy[e] : T(0);
 }
 
@@ -49,8 +45,7 @@ __device__ __forceinline__ bool dropout_keep(unsigned long long key, long long e
 template <typename T>
 __device__ void dropout_fwd(T* __restrict__ y, const T* __restrict__ x, long long n,
                             unsigned long long key, long long threshold, T scale) {
-    for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < n;
-         e += (long long)blockDim.x * gridDim.x)
+    for (long long e = first_element(); e < n; e += grid_stride())
         y[e] = x[e] * (dropout_keep(key, e, threshold) ? scale : T(0));
 }
 

@@ -8,13 +8,10 @@
 //   col  (C*KH*KW, N*OH*OW), row-major: row r = (c*KH + i)*KW + j,
 //        column q = (n*OH + oh)*OW + ow; the same layout as the CPU path.
 //
-// Every kernel is a grid-stride loop over 64-bit indices (a VGG-D column
-// matrix at batch 64 has more than 2^31 elements) and a gather: each output
-// element is written by exactly one thread, so there are no atomics and the
-// result is deterministic.
-#ifndef __CUDACC_RTC__
-#include "minivgg_emu.h"
-#endif
+// Every kernel is a grid-stride loop over 64-bit indices (common.cuh) and a
+// gather: each output element is written by exactly one thread, so there are
+// no atomics and the result is deterministic.
+#include "common.cuh"
 
 // col[r, q] = x[n, c, oh*SY - PY + i, ow*SX - PX + j], or 0 in the padding.
 template <typename T>
@@ -25,8 +22,7 @@ __device__ void im2col(T* __restrict__ col, const T* __restrict__ x,
                        long long PY, long long PX, long long OH, long long OW) {
     const long long cols = N * OH * OW;
     const long long total = C * KH * KW * cols;
-    for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < total;
-         e += (long long)blockDim.x * gridDim.x) {
+    for (long long e = first_element(); e < total; e += grid_stride()) {
         const long long r = e / cols, q = e % cols;
         const long long j = r % KW, i = (r / KW) % KH, c = r / (KW * KH);
         const long long ow = q % OW, oh = (q / OW) % OH, n = q / (OW * OH);
@@ -47,9 +43,8 @@ extern "C" __global__ void im2col_f64(double* col, const double* x, long long N,
 // adds up every column entry that im2col copied it to. dx is written
 // channel-major, (C, N, H, W) contiguous, like the CPU path's col2im.
 //
-// Pixel h is row i of the window at output row oh when h + PY = oh*SY + i,
-// so for each i the candidate oh = (h + PY - i) / SY must divide exactly
-// and fall inside [0, OH).
+// Pixel h is row i of the window at output row oh when h + PY = oh*SY + i
+// (window_at in common.cuh finds that oh, if any).
 template <typename T>
 __device__ void col2im(T* __restrict__ dx, const T* __restrict__ col,
                        long long N, long long C, long long H, long long W,
@@ -57,18 +52,17 @@ __device__ void col2im(T* __restrict__ dx, const T* __restrict__ col,
                        long long PY, long long PX, long long OH, long long OW) {
     const long long cols = N * OH * OW;
     const long long total = C * N * H * W;
-    for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < total;
-         e += (long long)blockDim.x * gridDim.x) {
-        const long long w = e % W, h = (e / W) % H, n = (e / (W * H)) % N, c = e / (W * H * N);
+    for (long long e = first_element(); e < total; e += grid_stride()) {
+        // dx is (C, N, H, W): unravel as if N and C were swapped.
+        const Index4 p = unravel_nchw(e, N, H, W);
+        const long long c = p.n, n = p.c;
         T sum = T(0);
         for (long long i = 0; i < KH; ++i) {
-            const long long th = h + PY - i;
-            if (th < 0 || th % SY != 0 || th / SY >= OH) continue;
-            const long long oh = th / SY;
+            const long long oh = window_at(p.h, PY, i, SY, OH);
+            if (oh < 0) continue;
             for (long long j = 0; j < KW; ++j) {
-                const long long tw = w + PX - j;
-                if (tw < 0 || tw % SX != 0 || tw / SX >= OW) continue;
-                const long long ow = tw / SX;
+                const long long ow = window_at(p.w, PX, j, SX, OW);
+                if (ow < 0) continue;
                 const long long r = (c * KH + i) * KW + j;
                 sum += col[r * cols + (n * OH + oh) * OW + ow];
             }
@@ -93,8 +87,7 @@ template <typename T>
 __device__ void bias_act(T* __restrict__ y, const T* __restrict__ b, long long K,
                          long long M, int relu) {
     const long long total = K * M;
-    for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < total;
-         e += (long long)blockDim.x * gridDim.x) {
+    for (long long e = first_element(); e < total; e += grid_stride()) {
         const T v = y[e] + b[e / M];
         y[e] = (relu && v < T(0)) ? T(0) : v;
     }

@@ -10,16 +10,13 @@
 // Forward runs one thread per row: N is a batch (tens to hundreds of rows)
 // and each row a few thousand classes at most, so a per-row loop is cheap and
 // needs no shared memory. The caller averages loss[n] over the batch.
-#ifndef __CUDACC_RTC__
-#include "minivgg_emu.h"
-#endif
+#include "common.cuh"
 
 template <typename T>
 __device__ void softmax_xent_fwd(T* __restrict__ loss, T* __restrict__ probs,
                                  const T* __restrict__ logits, const long long* __restrict__ labels,
                                  long long N, long long K) {
-    for (long long n = blockIdx.x * (long long)blockDim.x + threadIdx.x; n < N;
-         n += (long long)blockDim.x * gridDim.x) {
+    for (long long n = first_element(); n < N; n += grid_stride()) {
         const T* z = logits + n * K;
         T* p = probs + n * K;
         T m = z[0];
@@ -44,8 +41,7 @@ __device__ void softmax_xent_bwd(T* __restrict__ gx, const T* __restrict__ probs
                                  const long long* __restrict__ labels, long long N, long long K,
                                  T scale) {
     const long long total = N * K;
-    for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < total;
-         e += (long long)blockDim.x * gridDim.x) {
+    for (long long e = first_element(); e < total; e += grid_stride()) {
         const long long n = e / K, k = e % K;
         gx[e] = (probs[e] - (k == labels[n] ? T(1) : T(0))) * scale;
     }

@@ -13,9 +13,7 @@
 // (channel c is in the window of c' exactly when c' runs from c-hi to c+lo).
 // One thread per element, a gather over its window: no atomics.
 // x, y, s, dy, dx share one layout: element (n, c, h, w) at n*sn + c*sc + h*sh + w*sw.
-#ifndef __CUDACC_RTC__
-#include "minivgg_emu.h"
-#endif
+#include "common.cuh"
 
 template <typename T>
 __device__ void lrn_fwd(T* __restrict__ y, T* __restrict__ s, const T* __restrict__ x,
@@ -24,10 +22,9 @@ __device__ void lrn_fwd(T* __restrict__ y, T* __restrict__ s, const T* __restric
                         T beta, T k) {
     const long long lo = size / 2, hi = (size - 1) / 2;
     const long long total = N * C * H * W;
-    for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < total;
-         e += (long long)blockDim.x * gridDim.x) {
-        const long long w = e % W, h = (e / W) % H, c = (e / (W * H)) % C, n = e / (W * H * C);
-        const long long at = n * sn + c * sc + h * sh + w * sw;
+    for (long long e = first_element(); e < total; e += grid_stride()) {
+        const Index4 p = unravel_nchw(e, C, H, W);
+        const long long c = p.c, at = p.n * sn + c * sc + p.h * sh + p.w * sw;
         // The same order of additions as the CPU path: c, then c-1 .. c-lo, then c+1 .. c+hi.
         T sum = x[at] * x[at];
         for (long long d = 1; d <= lo && c - d >= 0; ++d) sum += x[at - d * sc] * x[at - d * sc];
@@ -52,10 +49,9 @@ __device__ void lrn_bwd(T* __restrict__ gx, const T* __restrict__ gy, const T* _
                         long long size, T alpha, T beta) {
     const long long lo = size / 2, hi = (size - 1) / 2;
     const long long total = N * C * H * W;
-    for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < total;
-         e += (long long)blockDim.x * gridDim.x) {
-        const long long w = e % W, h = (e / W) % H, c = (e / (W * H)) % C, n = e / (W * H * C);
-        const long long at = n * sn + c * sc + h * sh + w * sw;
+    for (long long e = first_element(); e < total; e += grid_stride()) {
+        const Index4 p = unravel_nchw(e, C, H, W);
+        const long long c = p.c, at = p.n * sn + c * sc + p.h * sh + p.w * sw;
         T t = T(0);
         for (long long d = -hi; d <= lo; ++d) {
             const long long c2 = c + d;

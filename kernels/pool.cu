@@ -17,9 +17,7 @@
 // Backward: a gather, one thread per input pixel: it visits every window that
 // contains the pixel and adds that window's gradient if the pixel was its
 // winner. No atomics, deterministic, and correct for overlapping windows too.
-#ifndef __CUDACC_RTC__
-#include "minivgg_emu.h"
-#endif
+#include "common.cuh"
 
 template <typename T>
 __device__ void max_pool_fwd(T* __restrict__ y, unsigned char* __restrict__ arg,
@@ -29,11 +27,10 @@ __device__ void max_pool_fwd(T* __restrict__ y, unsigned char* __restrict__ arg,
                              long long yh, long long yw, long long KH, long long KW,
                              long long SY, long long SX, long long PY, long long PX) {
     const long long total = N * C * OH * OW;
-    for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < total;
-         e += (long long)blockDim.x * gridDim.x) {
-        const long long ow = e % OW, oh = (e / OW) % OH, c = (e / (OW * OH)) % C,
-                        n = e / (OW * OH * C);
-        const T* plane = x + n * xn + c * xc;
+    for (long long e = first_element(); e < total; e += grid_stride()) {
+        const Index4 o = unravel_nchw(e, C, OH, OW);
+        const long long oh = o.h, ow = o.w;
+        const T* plane = x + o.n * xn + o.c * xc;
         T best = T(0);
         long long best_at = -1;
         for (long long i = 0; i < KH; ++i) {
@@ -49,9 +46,9 @@ __device__ void max_pool_fwd(T* __restrict__ y, unsigned char* __restrict__ arg,
                 }
             }
         }
-        const long long o = n * yn + c * yc + oh * yh + ow * yw;
-        y[o] = best;
-        arg[o] = (unsigned char)best_at;
+        const long long at = o.n * yn + o.c * yc + oh * yh + ow * yw;
+        y[at] = best;
+        arg[at] = (unsigned char)best_at;
     }
 }
 
@@ -64,7 +61,7 @@ extern "C" __global__ void max_pool_fwd_f64(double* y, unsigned char* arg, const
 
 // gx[n, c, h, w] = sum of gy[n, c, oh, ow] over the windows (oh, ow) that
 // contain (h, w) and whose arg points at it: pixel h is row i of window oh
-// when h + PY = oh*SY + i.
+// when h + PY = oh*SY + i (window_at in common.cuh).
 template <typename T>
 __device__ void max_pool_bwd(T* __restrict__ gx, const T* __restrict__ gy,
                              const unsigned char* __restrict__ arg, long long N, long long C,
@@ -73,21 +70,20 @@ __device__ void max_pool_bwd(T* __restrict__ gx, const T* __restrict__ gy,
                              long long yh, long long yw, long long KH, long long KW,
                              long long SY, long long SX, long long PY, long long PX) {
     const long long total = N * C * H * W;
-    for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < total;
-         e += (long long)blockDim.x * gridDim.x) {
-        const long long w = e % W, h = (e / W) % H, c = (e / (W * H)) % C, n = e / (W * H * C);
+    for (long long e = first_element(); e < total; e += grid_stride()) {
+        const Index4 p = unravel_nchw(e, C, H, W);
         T sum = T(0);
         for (long long i = 0; i < KH; ++i) {
-            const long long th = h + PY - i;
-            if (th < 0 || th % SY != 0 || th / SY >= OH) continue;
+            const long long oh = window_at(p.h, PY, i, SY, OH);
+            if (oh < 0) continue;
             for (long long j = 0; j < KW; ++j) {
-                const long long tw = w + PX - j;
-                if (tw < 0 || tw % SX != 0 || tw / SX >= OW) continue;
-                const long long o = n * yn + c * yc + (th / SY) * yh + (tw / SX) * yw;
+                const long long ow = window_at(p.w, PX, j, SX, OW);
+                if (ow < 0) continue;
+                const long long o = p.n * yn + p.c * yc + oh * yh + ow * yw;
                 if (arg[o] == i * KW + j) sum += gy[o];
             }
         }
-        gx[n * xn + c * xc + h * xh + w * xw] = sum;
+        gx[p.n * xn + p.c * xc + p.h * xh + p.w * xw] = sum;
     }
 }
 

@@ -13,15 +13,12 @@
 // averaged over ranks) into the gradient of the mean loss, in the same pass.
 // With momentum 0, v is simply the decayed gradient of this step (the old v
 // is not read, so a non-finite value left in it cannot leak into the update).
-#ifndef __CUDACC_RTC__
-#include "minivgg_emu.h"
-#endif
+#include "common.cuh"
 
 template <typename T>
 __device__ void sgd_step(T* __restrict__ p, T* __restrict__ v, const T* __restrict__ g,
                          long long n, T lr, T momentum, T weight_decay, T grad_scale) {
-    for (long long e = blockIdx.x * (long long)blockDim.x + threadIdx.x; e < n;
-         e += (long long)blockDim.x * gridDim.x) {
+    for (long long e = first_element(); e < n; e += grid_stride()) {
         const T ge = grad_scale != T(1) ? grad_scale * g[e] : g[e];
         T ve = momentum != T(0) ? momentum * v[e] + ge : ge;
         ve = ve + weight_decay * p[e];

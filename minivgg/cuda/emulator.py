@@ -114,9 +114,9 @@ def build(sanitize=None):
     h = hashlib.sha256()
     for part in [code, " ".join(flags), _compiler_version(cxx)]:
         h.update(part.encode())
-    for name in [HEADER] + [f + ".cu" for f in families()]:
+    for name in sorted(n for n in os.listdir(KERNEL_DIR) if n.endswith((".cu", ".cuh", ".h"))):
         with open(os.path.join(KERNEL_DIR, name), "rb") as f:
-            h.update(f.read())
+            h.update(name.encode() + f.read())
     out_dir = cache_dir()
     lib = os.path.join(out_dir, f"libminivgg_emu_{'asan_' if sanitize else ''}"
                                 f"{h.hexdigest()[:16]}.so")

@@ -83,11 +83,20 @@ def source_path(family):
     return os.path.join(KERNEL_DIR, family + ".cu")
 
 
+_INCLUDE = re.compile(r'^#include "(\w+\.cuh)"[ \t]*$', re.M)
+
+
+def _read(name):
+    with open(os.path.join(KERNEL_DIR, name), encoding="utf-8") as f:
+        return f.read()
+
+
 @functools.lru_cache(maxsize=None)
 def source(family):
-    """The CUDA C text of one family, as NVRTC compiles it."""
-    with open(source_path(family), encoding="utf-8") as f:
-        return f.read()
+    """The CUDA C text of one family, as NVRTC compiles it: the .cu file with
+    its ``#include "x.cuh"`` lines replaced by those files (so the text, which
+    CuPy's compile cache is keyed on, changes whenever one of them does)."""
+    return _INCLUDE.sub(lambda m: _read(m.group(1)), _read(family + ".cu"))
 
 
 @functools.lru_cache(maxsize=None)

@@ -70,3 +70,28 @@ def check_exact_resume(tmp_path):
         return straight
 
     return check
+
+
+@pytest.fixture
+def train_vgg_weights(tmp_path):
+    """run(device): the weights after 3 steps of examples/train_vgg.py (a tiny
+    VGG-A, batch 32) on ``device``, as {name: array}."""
+    import os
+    import subprocess
+    import sys
+
+    import numpy as np
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+    def run(dev):
+        out = tmp_path / str(dev).replace(":", "-")
+        res = subprocess.run(
+            [sys.executable, os.path.join(root, "examples", "train_vgg.py"), "--cfg", "A",
+             "--device", str(dev), "--max-steps", "3", "--width-mult", "0.125", "--train-size",
+             "256", "--val-size", "32", "--batch-size", "32", "--no-progress", "--out", str(out)],
+            cwd=root, capture_output=True, text=True, timeout=600,
+            env=dict(os.environ, PYTHONPATH=root))
+        assert res.returncode == 0, res.stderr[-3000:]
+        with np.load(out / "last.npz") as z:
+            return {k: z[k] for k in z.files if k.startswith("model/")}
+    return run

@@ -2,10 +2,6 @@
 VGG-A and VGG-D forward and backward on cuda against the CPU backend, in
 float64 and float32, exact resume on the GPU, train_vgg.py --device cuda,
 and TF32. The per-kernel comparisons with a GPU are in test_kernels.py."""
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
@@ -14,8 +10,6 @@ from minivgg import Tensor
 from minivgg import functional as F
 from minivgg.backend import as_numpy, set_tf32
 from minivgg.models import vgg
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def forward_backward(cfg, dev, dtype, size=64):
@@ -58,18 +52,7 @@ def test_resume_on_the_gpu_is_exact(gpu, check_exact_resume):
     check_exact_resume(gpu)
 
 
-def test_train_vgg_on_cuda_follows_the_cpu_run(gpu, tmp_path):
-    runs = {}
-    for dev in ("cpu", "cuda"):
-        out = tmp_path / dev
-        res = subprocess.run(
-            [sys.executable, os.path.join(ROOT, "examples", "train_vgg.py"), "--cfg", "A",
-             "--device", dev, "--max-steps", "3", "--width-mult", "0.125", "--train-size", "256",
-             "--val-size", "32", "--batch-size", "32", "--no-progress", "--out", str(out)],
-            cwd=ROOT, capture_output=True, text=True, timeout=600,
-            env=dict(os.environ, PYTHONPATH=ROOT))
-        assert res.returncode == 0, res.stderr[-3000:]
-        runs[dev] = np.load(out / "last.npz")
-    for k in (k for k in runs["cpu"].files if k.startswith("model/")):
-        a, b = runs["cpu"][k], runs["cuda"][k]
-        assert np.abs(a - b).max() <= 1e-4 * max(np.abs(a).max(), 1e-30), k
+def test_train_vgg_on_cuda_follows_the_cpu_run(gpu, train_vgg_weights):
+    cpu, dev = train_vgg_weights("cpu"), train_vgg_weights(gpu)
+    for k in cpu:
+        assert np.abs(cpu[k] - dev[k]).max() <= 1e-4 * max(np.abs(cpu[k]).max(), 1e-30), k
