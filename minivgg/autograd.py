@@ -148,11 +148,10 @@ class Tensor:
         dev = _device(device)
         if dev == self.device:
             return self
-        out = Tensor(dev.asarray(self.data).copy() if dev.kind != "cuda" else
-                     dev.asarray(self.data), requires_grad=self.requires_grad, name=self.name,
-                     device=dev)
+        out = Tensor(dev.asarray(self.data, copy=True), requires_grad=self.requires_grad,
+                     name=self.name, device=dev)
         if self.grad is not None:
-            out.grad = dev.asarray(self.grad)
+            out.grad = dev.asarray(self.grad, copy=True)
         return out
 
     def numpy(self):

@@ -145,13 +145,17 @@ class Device:
             return is_cupy_array(a) and a.device.id == self.index
         return isinstance(a, (np.ndarray, np.generic))
 
-    def asarray(self, a, dtype=None):
-        """``a`` on this device (copied only when it lives elsewhere)."""
+    def asarray(self, a, dtype=None, copy=False):
+        """``a`` on this device: copied when it lives elsewhere, or when ``copy``."""
         if self.kind == "cuda":
             cp = self.xp
+            elsewhere = is_cupy_array(a) and a.device.id != self.index
             with cp.cuda.Device(self.index):
+                if copy or elsewhere:
+                    return cp.array(a, dtype=dtype, copy=True)
                 return cp.asarray(a, dtype=dtype)
-        return np.asarray(as_numpy(a), dtype=dtype)
+        host = as_numpy(a)
+        return np.array(host, dtype=dtype, copy=True) if copy else np.asarray(host, dtype=dtype)
 
     def context(self):
         """A context manager making this device current (a no-op off the GPU)."""
