@@ -591,7 +591,7 @@ class Transpose(Function):
     def backward(self, gy):
         if self.axes is None:
             return gy.transpose()
-        inv = np.argsort(self.axes)
+        inv = np.argsort([a % gy.ndim for a in self.axes])  # negative axes too
         return gy.transpose(tuple(int(i) for i in inv))
 
 

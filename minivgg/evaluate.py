@@ -207,18 +207,24 @@ def _to_input(batch, model):
 
 
 class _EvalMode:
-    """Put a model in eval mode (no dropout) and restore its mode afterwards."""
+    """Put a model in eval mode (no dropout) and restore its mode afterwards.
+
+    Every submodule gets its own mode back: a dense network shares its
+    dropout layers with the VGG it came from, and its own ``training`` flag
+    may be stale if the VGG's mode changed after ``to_fully_conv()``.
+    """
 
     def __init__(self, model):
         self.model = model
 
     def __enter__(self):
-        self.was_training = self.model.training
+        self.modes = [(m, m.training) for m in self.model.modules()]
         self.model.eval()
         return self.model
 
     def __exit__(self, *exc):
-        self.model.train(self.was_training)
+        for m, mode in self.modes:
+            object.__setattr__(m, "training", mode)
 
 
 def _fully_conv(model):

@@ -55,8 +55,11 @@ def gradcheck(fn, inputs, eps=1e-6, rtol=1e-5, atol=1e-8, seed=0, raise_on_failu
         if not x.requires_grad:
             continue
         flat = x.data.reshape(-1)
-        if flat.base is None and x.data.size:  # reshape copied: work on a view
-            raise ValueError(f"gradcheck: input {i} must be contiguous")
+        if x.data.size and not get_array_module(x.data).shares_memory(flat, x.data):
+            # reshape copied (a non-contiguous array, or a NumPy scalar rather than
+            # an array): perturbing the copy would leave fn's input unchanged.
+            raise ValueError(f"gradcheck: input {i} must be a contiguous array, got "
+                             f"{type(x.data).__name__}")
         idx = np.arange(flat.size)
         if max_elements is not None and flat.size > max_elements:
             idx = np.sort(rng.choice(flat.size, max_elements, replace=False))

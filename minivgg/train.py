@@ -246,10 +246,11 @@ def evaluate_loader(model, loader, progress=False, desc="val", comm=None):
     try:
         with no_grad():
             dev = model.device
+            param = next(iter(model.parameters()), None)
+            dtype = None if param is None else param.dtype
             for x, y in tqdm(loader, desc=desc, leave=False, disable=not progress, unit="batch"):
                 if len(y) == 0:  # this rank's share of a short batch is empty
                     continue
-                dtype = next(iter(model.parameters())).dtype
                 logits = model(Tensor(dev.asarray(x, dtype=dtype), device=dev))
                 scores = as_numpy(logits.data)
                 sums += [float(F.softmax_cross_entropy(logits, y).item()) * len(y),

@@ -65,25 +65,33 @@ class SGD:
         self.has_velocity = [False] * len(self.params)
         self.steps = 0
         self.flat = None
-        self.velocity = None   # flat momentum buffer, beside self.flat.data
+        self.velocity_flat = None   # the momentum buffer, beside self.flat.data
 
     # -- buffers ----------------------------------------------------------------
     def buffers(self):
         """The FlatParameters, (re)built if the parameters moved since."""
         if self.flat is None or not self.flat.is_current():
-            old_v = None if self.flat is None else self.velocity_views()
+            old_v = None if self.flat is None else self._velocity_views()
             self.flat = FlatParameters(self.params)
             dev = self.flat.device
             with dev.context():
-                self.velocity = dev.xp.zeros(self.flat.size, dtype=self.flat.dtype)
+                self.velocity_flat = dev.xp.zeros(self.flat.size, dtype=self.flat.dtype)
             if old_v is not None:  # the momentum follows its parameters
-                for dst, src in zip(self.velocity_views(), old_v):
+                for dst, src in zip(self._velocity_views(), old_v):
                     dst[...] = dev.asarray(src)
         return self.flat
 
-    def velocity_views(self):
-        return [self.velocity[a:b].reshape(p.shape)
+    def _velocity_views(self):
+        return [self.velocity_flat[a:b].reshape(p.shape)
                 for p, (a, b) in zip(self.params, self.flat.ranges())]
+
+    @property
+    def velocity(self):
+        """Each parameter's momentum buffer (a view into the flat one), or
+        None where none exists yet."""
+        if self.flat is None:
+            return [None] * len(self.params)
+        return [v if has else None for v, has in zip(self._velocity_views(), self.has_velocity)]
 
     def zero_grad(self):
         """Zero every gradient (as views into the flat gradient buffer)."""
@@ -99,8 +107,9 @@ class SGD:
                 (prof.span("SGD.step") if prof else contextlib.nullcontext()):
             present = flat.collect_grads()
             for a, b in flat.segments(present):
-                self._update(flat.data[a:b], self.velocity[a:b], flat.grad[a:b], grad_scale)
-        self.has_velocity = [h or p for h, p in zip(self.has_velocity, present)]
+                self._update(flat.data[a:b], self.velocity_flat[a:b], flat.grad[a:b], grad_scale)
+        if self.momentum:  # without momentum the buffer is scratch, not state
+            self.has_velocity = [h or p for h, p in zip(self.has_velocity, present)]
         self.steps += 1
 
     def _update(self, p, v, g, grad_scale):
@@ -133,10 +142,8 @@ class SGD:
     # -- checkpointing --------------------------------------------------------
     def state_dict(self):
         """{'lr', 'momentum', 'weight_decay', 'steps', 'velocity': [arrays or None]}."""
-        velocity = [None] * len(self.params)
-        if self.flat is not None:
-            velocity = [np.array(as_numpy(v), copy=True) if has else None
-                        for v, has in zip(self.velocity_views(), self.has_velocity)]
+        velocity = [None if v is None else np.array(as_numpy(v), copy=True)
+                    for v in self.velocity]
         return {"lr": self.lr, "momentum": self.momentum, "weight_decay": self.weight_decay,
                 "steps": self.steps, "velocity": velocity}
 
@@ -155,6 +162,6 @@ class SGD:
         self.steps = int(state["steps"])
         self.buffers()
         dev = self.flat.device
-        for dst, v in zip(self.velocity_views(), vel):
+        for dst, v in zip(self._velocity_views(), vel):
             dst[...] = 0 if v is None else dev.asarray(v)
         self.has_velocity = [v is not None for v in vel]

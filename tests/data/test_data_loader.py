@@ -275,8 +275,13 @@ def test_worker_death_is_reported():
 
 
 SIGINT_SCRIPT = '''
+import signal
 import time
 import numpy as np
+# A shell that runs the suite as a background job starts it with SIGINT ignored,
+# and Python then installs no KeyboardInterrupt handler; a terminal's Ctrl-C,
+# which this script stands for, has one.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from minivgg.data import DataLoader
 
 class Slow:
