@@ -1,4 +1,4 @@
-"""Install minivgg: ``pip install -e .`` (extras: test, plot, gpu, dist)."""
+"""Install minivgg: ``pip install -e .`` (extras: test, io, onnx, plot, gpu, dist)."""
 from setuptools import find_packages, setup
 
 setup(
@@ -12,10 +12,15 @@ setup(
     # The CUDA sources live in kernels/ at the top of the repository and are
     # installed inside the package as minivgg/kernels/*.cu.
     package_dir={"minivgg": "minivgg", "minivgg.kernels": "kernels"},
-    package_data={"minivgg.kernels": ["*.cu", "*.cuh", "*.h"]},
+    package_data={"minivgg.kernels": ["*.cu", "*.cuh", "*.h"],
+                  "minivgg.data": ["imagenet_classes.txt"]},
     install_requires=["numpy>=1.24", "pillow>=9", "tqdm>=4.60"],
     extras_require={
-        "test": ["pytest>=7", "torch==2.13.0", "matplotlib>=3.5"],
+        "test": ["pytest>=7", "torch==2.13.0", "matplotlib>=3.5", "safetensors>=0.4",
+                 "onnx>=1.14", "onnxruntime>=1.16"],
+        # Writing .safetensors (reading needs nothing); .pth files need torch.
+        "io": ["safetensors>=0.4"],
+        "onnx": ["onnx>=1.14", "onnxruntime>=1.16"],
         "plot": ["matplotlib>=3.5"],
         "gpu": ["cupy-cuda12x"],
         "dist": ["mpi4py>=3.1"],
