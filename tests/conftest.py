@@ -1,6 +1,11 @@
 """Shared test helpers. Tests generate their own data; none reads ../shared."""
+import importlib.util
+import os
+
 import numpy as np
 import pytest
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 
 
 @pytest.fixture
@@ -12,6 +17,15 @@ def torch_or_skip():
     """Import torch, or skip the test with the reason."""
     return pytest.importorskip("torch", reason="PyTorch (the oracle) is not installed; "
                                                "pip install torch==2.13.0")
+
+
+def load_example(name):
+    """Import examples/<name>.py as a module (its main(argv) runs the command)."""
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "examples",
+                                                                     f"{name}.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def safetensors_or_skip():

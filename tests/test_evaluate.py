@@ -1,7 +1,4 @@
 """Tests of the test protocols (§3.2, §4): minivgg/evaluate.py and examples/evaluate_vgg.py."""
-import importlib.util
-import os
-
 import numpy as np
 import pytest
 
@@ -13,8 +10,9 @@ from minivgg.data import CorruptImageError, SyntheticShapes
 from minivgg.functional.loss import softmax
 from minivgg.models import vgg
 
+from conftest import load_example
+
 MEAN = [0.5, 0.4, 0.3]
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 
 
 def tiny(cfg="A", seed=0, dtype=np.float64, classes=5, input_size=32):
@@ -302,11 +300,7 @@ def test_topk_errors_on_hand_made_posteriors():
 # -- the command-line tool ----------------------------------------------------------
 
 def _cli():
-    spec = importlib.util.spec_from_file_location(
-        "evaluate_vgg", os.path.join(ROOT, "examples", "evaluate_vgg.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_example("evaluate_vgg")
 
 
 @pytest.fixture
