@@ -73,15 +73,16 @@ def weights_format(path):
     """'safetensors', 'pth' or 'npz' from the file name; WeightsError otherwise."""
     ext = os.path.splitext(os.fspath(path))[1].lower()
     if ext not in FORMATS:
-        raise WeightsError(f"weights file {os.fspath(path)!r}: unknown extension {ext or '(none)'!r}; "
-                           f"expected one of {', '.join(FORMATS)}")
+        raise WeightsError(f"weights file {os.fspath(path)!r}: unknown extension "
+                           f"{ext or '(none)'!r}; expected one of {', '.join(FORMATS)}")
     return FORMATS[ext]
 
 
 # ---------------------------------------------------------------------------
 # Readers: each exposes entries {key: (shape, dtype)}, meta (minivgg metadata,
-# a checkpoint's meta layout, {} for foreign files) and read_into(key, out),
-# which fills a float32 array of the same size.
+# a checkpoint's meta layout, {} for foreign files), position(key) (where the
+# tensor sits in the file) and read_into(key, out), which fills a float32
+# array of the same size.
 # ---------------------------------------------------------------------------
 
 class _SafetensorsReader:
@@ -139,6 +140,9 @@ class _SafetensorsReader:
             if not isinstance(self.meta, dict):
                 raise self._bad("the minivgg metadata is not a JSON object")
 
+    def position(self, key):
+        return self.offsets[key]
+
     def read_into(self, key, out):
         shape, dtype = self.entries[key]
         np_dtype, itemsize = _ST_DTYPES[dtype]
@@ -176,6 +180,10 @@ class _ArrayReader:
         self.path, self.arrays, self.meta = path, arrays, meta
         self.entries = OrderedDict(
             (k, (tuple(v.shape), str(v.dtype).replace("torch.", ""))) for k, v in arrays.items())
+        self._position = {k: i for i, k in enumerate(arrays)}
+
+    def position(self, key):
+        return self._position[key]
 
     def read_into(self, key, out):
         a = self.arrays[key]
@@ -188,10 +196,13 @@ class _ArrayReader:
         pass
 
 
-def _import_torch(path):
+def _import_torch(path, writing=False):
     try:
         import torch
     except ImportError:
+        if writing:
+            raise WeightsError(f"writing {path!r} (.pth/.pt) needs PyTorch, which is not "
+                               f"installed: pip install torch, or write .safetensors") from None
         raise WeightsError(
             f"weights file {path!r} is a PyTorch pickle (.pth/.pt), which only PyTorch can read "
             f"and PyTorch is not installed. Install it (pip install torch), or use the weights "
@@ -293,8 +304,8 @@ class LoadedWeights:
 
 def _check_asked(config, cfg, num_classes, where):
     if cfg is not None and cfg != config["cfg"]:
-        raise WeightsError(f"{where} holds {describe_cfg(config['cfg'])} weights, but configuration "
-                           f"{cfg} was asked ({describe_cfg(cfg)}); ask for {config['cfg']} or "
+        raise WeightsError(f"{where} holds {describe_cfg(config['cfg'])} weights, but "
+                           f"configuration {cfg} was asked ({describe_cfg(cfg)}); ask for {config['cfg']} or "
                            f"leave the configuration out to take the file's")
     if num_classes is not None and num_classes != config["num_classes"]:
         raise WeightsError(f"{where} holds weights for {config['num_classes']} classes (FC3 has "
@@ -396,8 +407,9 @@ def load_model(path, cfg=None, num_classes=None, preset=None):
                     missing and "missing " + ", ".join(file_key(n, layout) for n in missing),
                     wrong and "wrong shapes " + "; ".join(wrong),
                     extra and "unexpected keys " + ", ".join(extra)) if part))
-        for n, p in params.items():
-            reader.read_into(names[n], p.data)
+        file_order = sorted(params, key=lambda n: reader.position(names[n]))
+        for n in file_order:  # sequential reads
+            reader.read_into(names[n], params[n].data)
     finally:
         reader.close()
     train_scale = (reader.meta.get("train") or {}).get("scale")
@@ -483,6 +495,6 @@ def save_weights(model, path, layout="torchvision", preprocess=None, classes=Non
         st_meta = {"format": "np", "minivgg": json.dumps(meta)}
         return atomic_write(path, lambda name: save_file(tensors, name, metadata=st_meta),
                             suffix=".safetensors", by_name=True)
-    torch = _import_torch(path)
+    torch = _import_torch(path, writing=True)
     state = OrderedDict((k, torch.from_numpy(v)) for k, v in tensors.items())
     return atomic_write(path, lambda f: torch.save(state, f), suffix=".pth")
