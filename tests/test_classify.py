@@ -107,7 +107,8 @@ def test_classes_from_a_folder_or_a_file_and_numbered_otherwise(tmp_path):
     (["--weights", "missing.safetensors"], r"weights file '.*missing.safetensors' does not exist"),
     (["--weights", "cut.safetensors"], "truncated or corrupt"),
     (["--cfg", "E"], r"holds VGG-D \(13 convs .*\) weights, but configuration E was asked"),
-    (["--classes", "{d}/two.txt"], "names 2 classes, but the model has 1000 outputs; expected 1000"),
+    (["--classes", "{d}/two.txt"], "names 2 classes, but the model has 1000 outputs; "
+                                   "expected 1000"),
     (["--scales", "16,40"], r"test scale\(s\) Q=\[16\] are smaller than the crop 32"),
     (["--topk", "0"], "--topk must be >= 1, got 0"),
     (["--protocol", "fancy"], "invalid choice: 'fancy'"),

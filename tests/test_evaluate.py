@@ -347,3 +347,17 @@ def test_cli_takes_synthetic_val_settings_from_the_training_recipe(tmp_path):
     assert len(rep.labels) == 5 and rep.rows[0].scales == "36"
     want = SyntheticShapes(5, image_size=36, seed=3, split="val").labels
     assert rep.labels.tolist() == want.tolist()
+
+
+def test_cli_takes_any_weights_file_and_a_preset(tmp_path, capsys):
+    pytest.importorskip("safetensors", reason="the safetensors package is not installed")
+    from minivgg.io import save_weights
+    path = save_weights(tiny(classes=10, dtype=np.float32), tmp_path / "w.safetensors",
+                        classes=list(SyntheticShapes.classes), train_scale=[32, 40],
+                        preprocess=ev.as_preprocess(MEAN))
+    args = ["--checkpoint", str(path), "--data", "synthetic", "--val-size", "4",
+            "--image-size", "36", "--protocol", "single", "--no-progress"]
+    rep = _cli().main(args)
+    assert rep.rows[0].scales == "36" and len(rep.labels) == 4
+    caffe = _cli().main(args + ["--preset", "caffe"])
+    assert not np.allclose(caffe.posteriors[0], rep.posteriors[0])

@@ -4,6 +4,8 @@ Datasets hand out ``(img, label)`` with ``img`` an (H, W, 3) uint8 RGB array;
 transforms (``t(img, rng)``) implement the paper's rescale / crop / flip /
 colour-shift / mean-subtraction recipe; the DataLoader batches the result as
 (N, 3, H, W) float32 and (N,) int64, deterministically from (seed, epoch).
+At test time ``preprocess`` holds the input conventions of minivgg's, torchvision's
+and the paper's Caffe weights, and ``classes`` the ImageNet-1k class names.
 """
 
 from .base import CorruptImageError, Dataset
