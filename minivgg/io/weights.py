@@ -315,16 +315,21 @@ def _check_asked(config, cfg, num_classes, where):
 
 def _model_config(reader, shapes, where):
     """The model keyword arguments: from the shapes, refined by the file's
-    minivgg metadata (exact width multiplier, dropout) where it agrees."""
+    minivgg metadata where it agrees (exact width multiplier, dropout, and the
+    crop, which the shapes give only as 32 x the last feature map's side)."""
     config = infer_config(shapes, where)
     stored = reader.meta.get("model")
     if isinstance(stored, dict):
-        keys = ("cfg", "num_classes", "fc_width", "input_size")
-        if any(stored.get(k) != config[k] for k in keys):
+        keys = ("cfg", "num_classes", "fc_width")
+        crop = stored.get("input_size")
+        side = crop // 32 if isinstance(crop, int) else None
+        if any(stored.get(k) != config[k] for k in keys) or side != config["input_size"] // 32:
+            keys += ("input_size",)
             raise WeightsError(f"{where} is corrupt: its metadata describes "
                                f"{ {k: stored.get(k) for k in keys} } but the arrays are "
                                f"{ {k: config[k] for k in keys} }")
-        config.update({k: stored[k] for k in ("width_mult", "dropout") if k in stored})
+        config.update({k: stored[k] for k in ("input_size", "width_mult", "dropout")
+                       if k in stored})
     return config
 
 
