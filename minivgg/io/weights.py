@@ -24,8 +24,8 @@ model that will receive them; a model is handed back only complete, and
 Why safetensors is read here rather than with ``safetensors.numpy``: that
 API hands out each tensor as a new array, which must then be copied into
 the model; for VGG-16 the FC1 matrix alone is 74% of the file, so the peak is
-about 1.5x the file (2.2x with its default memory-mapped backend, whose pages
-count as resident). Safetensors is a documented, simple format (an 8-byte
+1.49x the file with its pread backend (2.23x with its default memory-mapped
+one, whose pages count as resident). Safetensors is a documented, simple format (an 8-byte
 little-endian header length, a JSON header of dtype, shape and byte offsets
 per tensor, then the raw bytes), so this module parses the header and reads
 each tensor's bytes straight into the parameter that receives it, with no
@@ -38,6 +38,7 @@ scale) travels in the safetensors header's ``__metadata__`` under the key
 "minivgg" (a JSON string) and in a checkpoint's ``__meta__``; ``.pth`` files
 stay plain state dicts, so torchvision loads them as they are.
 """
+import contextlib
 import dataclasses
 import json
 import os
@@ -371,6 +372,28 @@ def _classes(meta, num_classes, where):
     return None
 
 
+@contextlib.contextmanager
+def _small_pages():
+    """Allocate the parameters without NumPy's transparent-huge-page request.
+
+    NumPy asks the kernel for 2 MiB pages (madvise MADV_HUGEPAGE) for large
+    arrays. With Linux's common "defrag=madvise" setting, the first write to
+    such a page may wait for the kernel to compact memory to find one: on a
+    busy machine, loading VGG-16's weights then took anywhere from 0.1 s to
+    6 s, while ordinary pages, as ``open().read()`` uses, take the time of the
+    read every time (docs/benchmarks.md). The setting is restored afterwards;
+    NumPy versions without the switch are left alone.
+    """
+    core = getattr(np, "_core", None) or getattr(np, "core", None)
+    switch = getattr(getattr(core, "multiarray", None), "_set_madvise_hugepage", None)
+    previous = switch(False) if switch is not None else None
+    try:
+        yield
+    finally:
+        if switch is not None:
+            switch(previous)
+
+
 def load_model(path, cfg=None, num_classes=None, preset=None):
     """Build the VGG that a weights file holds and fill it: a LoadedWeights.
 
@@ -399,7 +422,8 @@ def load_model(path, cfg=None, num_classes=None, preset=None):
         _check_asked(config, cfg, num_classes, where)
         preprocess, origin = _preprocess(preset, reader.meta, where)
         classes = _classes(reader.meta, config["num_classes"], where)
-        model = vgg(**config, init=None)
+        with _small_pages():
+            model = vgg(**config, init=None)
         params = OrderedDict(model.named_parameters())
         missing = [n for n in params if n not in shapes]
         wrong = [f"{names[n]}: {shapes[n]}, expected {tuple(p.shape)}" for n, p in params.items()
