@@ -11,6 +11,10 @@ Protocols (see docs/testing_protocols.md):
   multicrop        5x5 grid of crops x 2 flips = 50 crops per scale (§4.3)
   dense+multicrop  the two posteriors averaged (Table 5)
 
+Each model's input is normalised as its file records (the "minivgg" preset,
+the training mean RGB, for minivgg checkpoints; torchvision's for torchvision
+and timm weights); --preset overrides it (see docs/interop.md).
+
 Test scales default per checkpoint to Q = {S-32, S, S+32} (fixed S) or
 {S_min, (S_min+S_max)/2, S_max} (jittered S) (§4.2), or one Q for "single";
 --scales overrides them for every checkpoint. Several checkpoints are also
@@ -31,24 +35,11 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from minivgg.backend import DeviceError, device, set_tf32  # noqa: E402
+from minivgg.data.preprocess import PRESETS  # noqa: E402
 from minivgg.evaluate import (  # noqa: E402
-    PROTOCOLS, EvalNet, check_same_classes, evaluate, format_report)
+    PROTOCOLS, EvalNet, check_same_classes, evaluate, format_report, parse_scales)
 
 DEFAULT_VAL_SIZE, DEFAULT_IMAGE_SIZE, DEFAULT_SEED = 1000, 32, 0
-
-
-def parse_scales(text):
-    """'256,384,512' -> [256, 384, 512]; raises ValueError naming the bad part."""
-    parts = [p.strip() for p in text.split(",")]
-    if not any(parts):
-        raise ValueError(f"--scales {text!r} lists no scale; expected e.g. 224,256,288")
-    out = []
-    for p in parts:
-        if not p.isdigit() or int(p) <= 0:
-            raise ValueError(f"--scales: {p!r} is not a positive integer (in {text!r}); "
-                             f"expected e.g. 224,256,288")
-        out.append(int(p))
-    return out
 
 
 def _data_meta(meta, key):
@@ -86,7 +77,11 @@ def make_parser():
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True,
-                   help="checkpoint file or run directory; several, comma-separated, are fused")
+                   help="checkpoint file or run directory, or any weights file minivgg.io reads "
+                        "(.safetensors, .pth); several, comma-separated, are fused")
+    p.add_argument("--preset", default=None, choices=PRESETS,
+                   help="input preprocessing for every model (default: each file's own; "
+                        "torchvision for files that record none)")
     p.add_argument("--data", default="synthetic",
                    help="synthetic | cifar10:DIR | imagefolder:DIR (default synthetic)")
     p.add_argument("--val-size", type=int, default=None, help="synthetic: number of images")
@@ -126,16 +121,14 @@ def main(argv=None):
         paths = [c.strip() for c in args.checkpoint.split(",") if c.strip()]
         if not paths:
             raise ValueError(f"--checkpoint {args.checkpoint!r} names no checkpoint")
-        nets = [EvalNet.from_checkpoint(path) for path in paths]
+        nets = [EvalNet.from_file(path, preset=args.preset) for path in paths]
         for net in nets:
             net.model.to(dev)
         _disambiguate(nets)
         for net in nets:
             net.scales_for(args.protocol, scales)
         check_same_classes(nets)
-        from minivgg.checkpoint import load_checkpoint
-        first_meta = load_checkpoint(paths[0]).meta
-        dataset = build_dataset(args.data, args, first_meta)
+        dataset = build_dataset(args.data, args, nets[0].weights.meta)
     except (ValueError, FileNotFoundError, DeviceError) as e:
         p.error(str(e))
 

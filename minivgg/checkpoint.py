@@ -6,7 +6,8 @@ file cannot run code):
     model/<param name>        the model's state dict
     optim/velocity/<i>        SGD momentum buffers (absent where None)
     __meta__                  UTF-8 JSON as a uint8 array: model config,
-                              classes, mean RGB, training recipe, epoch,
+                              classes, mean RGB and the input preprocessing
+                              (data.preprocess), training recipe, epoch,
                               step, optimizer scalars, scheduler and RNG
                               states, metrics
 
@@ -44,6 +45,9 @@ def save_checkpoint(path, model, meta, optimizer=None):
         arrays[f"model/{name}"] = arr
     meta = dict(meta)
     meta["format"], meta["version"] = FORMAT, VERSION
+    if "preprocess" not in meta and meta.get("mean_rgb") is not None:
+        from .data.preprocess import preset
+        meta["preprocess"] = preset("minivgg", meta["mean_rgb"]).to_meta()
     meta["model"] = model_config(model)
     meta["model_keys"] = {k: list(v.shape) for k, v in model.state_dict().items()}
     if optimizer is not None:
@@ -54,16 +58,32 @@ def save_checkpoint(path, model, meta, optimizer=None):
             if v is not None:
                 arrays[f"optim/velocity/{i}"] = v
     arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
+    return atomic_write(path, lambda f: np.savez(f, **arrays))
 
+
+def atomic_write(path, write, suffix=".npz", by_name=False):
+    """Call ``write(f)`` on a temporary file beside ``path`` (``write(name)``
+    with ``by_name``, for writers that open the file themselves), flush it to
+    disk, then rename it over ``path``; on any error remove it and re-raise, so
+    ``path`` is either the old file or the complete new one. Returns ``path``."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=directory)
     try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
+        if by_name:
+            os.close(fd)
+            write(tmp)
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        else:
+            with os.fdopen(fd, "wb") as f:
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

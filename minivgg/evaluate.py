@@ -16,6 +16,8 @@ Paper section                          code
 §4.4 ConvNet fusion (Table 6)           ``fuse_posteriors``, ``evaluate([net, net2])``
 top-1 / top-5 error                     ``topk_correct``, ``topk_error``
 whole data sets, tables                 ``EvalNet``, ``evaluate``, ``format_report``
+§2.1 mean subtraction, other weights'   ``normalise``, ``EvalNet.preprocess`` (presets of
+  conventions                            data/preprocess.py), ``EvalNet.from_file``
 
 Every protocol ends in soft-max class posteriors, and everything that is
 combined (flips, crops, scales, protocols, models) is combined by averaging
@@ -46,7 +48,8 @@ from .functional.loss import softmax
 __all__ = [
     "PROTOCOLS", "SCALE_OFFSET", "GRID",
     "test_scales", "single_scale", "default_scales", "check_scales", "check_protocol",
-    "rescale", "normalise", "crop_positions",
+    "parse_scales",
+    "rescale", "normalise", "as_preprocess", "crop_positions",
     "dense_score_map", "pool_score_map", "dense_scores", "multicrop_scores",
     "single_crop_scores", "predict",
     "EvalNet", "check_same_classes", "fuse_posteriors",
@@ -101,6 +104,20 @@ def single_scale(train_scale):
     """§4.1's single test scale: Q = S, or Q = (S_min + S_max) // 2 if jittered."""
     lo, hi = _scale_range(train_scale)
     return (lo + hi) // 2
+
+
+def parse_scales(text):
+    """'256,384,512' -> [256, 384, 512] (the --scales option); ValueError naming the bad part."""
+    parts = [p.strip() for p in text.split(",")]
+    if not any(parts):
+        raise ValueError(f"--scales {text!r} lists no scale; expected e.g. 224,256,288")
+    out = []
+    for p in parts:
+        if not p.isdigit() or int(p) <= 0:
+            raise ValueError(f"--scales: {p!r} is not a positive integer (in {text!r}); "
+                             f"expected e.g. 224,256,288")
+        out.append(int(p))
+    return out
 
 
 def check_protocol(protocol):
@@ -161,12 +178,19 @@ def rescale(img, Q):
 
 
 def normalise(img, mean_rgb):
-    """uint8 RGB -> [0, 1] float minus the training mean RGB, channels first.
+    """uint8 RGB -> the network's input, channels first.
 
-    img (H, W, 3) uint8, mean_rgb (3,) in [0, 1] -> (3, H, W) float32.
+    img (H, W, 3) uint8 -> (3, H, W) float32. mean_rgb: (3,) in [0, 1] (the
+    training mean RGB, subtracted from [0, 1] pixels: the "minivgg" preset of
+    data.preprocess), or a data.preprocess.Preprocess (e.g. "torchvision").
     """
-    from .data.transforms import SubtractMean, ToCHW, ToFloat
-    return ToCHW()(SubtractMean(mean_rgb)(ToFloat()(img)))
+    return as_preprocess(mean_rgb)(img)
+
+
+def as_preprocess(mean_rgb):
+    """A Preprocess as is; 3 numbers -> the "minivgg" preset with that mean."""
+    from .data.preprocess import Preprocess, preset
+    return mean_rgb if isinstance(mean_rgb, Preprocess) else preset("minivgg", mean_rgb)
 
 
 def crop_positions(height, width, crop, grid=GRID):
@@ -418,10 +442,11 @@ def _check_batch_size(batch_size):
 # ---------------------------------------------------------------------------
 
 class EvalNet:
-    """A VGG with what testing needs: its dense twin, mean RGB, classes and
-    training scale.
+    """A VGG with what testing needs: its dense twin, input preprocessing,
+    classes and training scale.
 
-    model: a VGG (input_size = the training crop). mean_rgb: (3,) in [0, 1].
+    model: a VGG (input_size = the training crop). mean_rgb: (3,) in [0, 1]
+    (the "minivgg" preset), or a data.preprocess.Preprocess (any preset).
     train_scale: int S or [S_min, S_max] (None: scales must then be given).
     classes: list of K class names (None: "0".."K-1"). name: a label for
     tables (default "VGG-<cfg>").
@@ -430,9 +455,12 @@ class EvalNet:
     def __init__(self, model, mean_rgb, train_scale=None, classes=None, name=None, path=None):
         self.model = model
         self.dense = model.to_fully_conv()
-        self.mean_rgb = np.asarray(mean_rgb, dtype=np.float64)
-        if self.mean_rgb.shape != (3,):
-            raise ValueError(f"mean_rgb must be 3 numbers (R, G, B) in [0, 1], got {mean_rgb!r}")
+        try:
+            self.preprocess = as_preprocess(mean_rgb)
+        except ValueError as e:
+            raise ValueError(f"mean_rgb must be 3 numbers (R, G, B) in [0, 1] or a Preprocess, "
+                             f"got {mean_rgb!r} ({e})") from None
+        self.mean_rgb = self.preprocess.mean_rgb
         if train_scale is not None:
             _scale_range(train_scale)
         self.train_scale = train_scale
@@ -445,26 +473,34 @@ class EvalNet:
         self.cfg = getattr(model, "cfg", "?")
         self.name = name or f"VGG-{self.cfg}"
         self.path = path
+        self.weights = None  # the minivgg.io.LoadedWeights, for nets made by from_file
+
+    @classmethod
+    def from_file(cls, path, cfg=None, preset=None):
+        """An EvalNet from any weights file minivgg.io reads: a checkpoint
+        (save_checkpoint: meta model, classes, preprocess or mean_rgb,
+        train.scale), a .safetensors, or a torchvision/timm .pth.
+
+        cfg: the configuration the file must hold (None: the file's).
+        preset: "minivgg", "torchvision", "caffe" or a Preprocess, instead of
+        the file's own (torchvision's for files that record none).
+        Raises minivgg.io.WeightsError (a ValueError) naming the file.
+        """
+        from .io import load_model
+        w = load_model(path, cfg=cfg, preset=preset)
+        crop = (w.meta.get("train") or {}).get("crop")
+        if crop is not None and int(crop) != w.model.input_size:
+            warnings.warn(f"checkpoint {w.path!r}: meta train.crop={crop} differs from the "
+                          f"model's input_size={w.model.input_size}; using "
+                          f"{w.model.input_size}", stacklevel=2)
+        net = cls(w.model, w.preprocess, w.train_scale, w.classes, path=w.path)
+        net.weights = w
+        return net
 
     @classmethod
     def from_checkpoint(cls, path):
-        """Load a checkpoint written by save_checkpoint (meta: model, classes,
-        mean_rgb, train.scale)."""
-        from .checkpoint import load_checkpoint
-        ck = load_checkpoint(path)
-        meta = ck.meta
-        if "mean_rgb" not in meta:
-            raise ValueError(f"checkpoint {ck.path!r} has no 'mean_rgb' in its metadata; the "
-                             f"test images must be normalised with the training mean")
-        train = meta.get("train") or {}
-        model = ck.build_model()
-        crop = train.get("crop")
-        if crop is not None and int(crop) != model.input_size:
-            warnings.warn(f"checkpoint {ck.path!r}: meta train.crop={crop} differs from the "
-                          f"model's input_size={model.input_size}; using {model.input_size}",
-                          stacklevel=2)
-        return cls(model, meta["mean_rgb"], train.get("scale"), meta.get("classes"),
-                   path=ck.path)
+        """``from_file`` for a checkpoint written by save_checkpoint."""
+        return cls.from_file(path)
 
     @property
     def train_scale_label(self):
@@ -493,7 +529,7 @@ class EvalNet:
     def _queue(self, crops, dense, idx, protocol, rescaled, grid):
         """Queue image ``idx``'s views; ``rescaled``: {Q: (H', W', 3) uint8}."""
         for q, r in rescaled.items():
-            x = normalise(r, self.mean_rgb)
+            x = self.preprocess(r)
             if protocol == "single":
                 _queue_crops(crops, (idx, "crops"), x, self.crop, 1, False)
             if protocol in ("multicrop", "dense+multicrop"):
@@ -531,7 +567,7 @@ def predict(model, img, protocol, scales, mean_rgb, batch_size=64, grid=GRID):
     """Posteriors of one image for a bare VGG: (K,) float64.
 
     img (H, W, 3) uint8; protocol in PROTOCOLS; scales a list of Q (>= crop);
-    mean_rgb (3,) in [0, 1]. See EvalNet.predict.
+    mean_rgb (3,) in [0, 1] or a Preprocess. See EvalNet.predict.
     """
     return EvalNet(model, mean_rgb).predict(img, protocol, scales, batch_size, grid)
 

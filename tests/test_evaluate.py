@@ -1,7 +1,4 @@
 """Tests of the test protocols (§3.2, §4): minivgg/evaluate.py and examples/evaluate_vgg.py."""
-import importlib.util
-import os
-
 import numpy as np
 import pytest
 
@@ -13,8 +10,9 @@ from minivgg.data import CorruptImageError, SyntheticShapes
 from minivgg.functional.loss import softmax
 from minivgg.models import vgg
 
+from conftest import load_example
+
 MEAN = [0.5, 0.4, 0.3]
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 
 
 def tiny(cfg="A", seed=0, dtype=np.float64, classes=5, input_size=32):
@@ -302,11 +300,7 @@ def test_topk_errors_on_hand_made_posteriors():
 # -- the command-line tool ----------------------------------------------------------
 
 def _cli():
-    spec = importlib.util.spec_from_file_location(
-        "evaluate_vgg", os.path.join(ROOT, "examples", "evaluate_vgg.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_example("evaluate_vgg")
 
 
 @pytest.fixture
@@ -353,3 +347,17 @@ def test_cli_takes_synthetic_val_settings_from_the_training_recipe(tmp_path):
     assert len(rep.labels) == 5 and rep.rows[0].scales == "36"
     want = SyntheticShapes(5, image_size=36, seed=3, split="val").labels
     assert rep.labels.tolist() == want.tolist()
+
+
+def test_cli_takes_any_weights_file_and_a_preset(tmp_path, capsys):
+    pytest.importorskip("safetensors", reason="the safetensors package is not installed")
+    from minivgg.io import save_weights
+    path = save_weights(tiny(classes=10, dtype=np.float32), tmp_path / "w.safetensors",
+                        classes=list(SyntheticShapes.classes), train_scale=[32, 40],
+                        preprocess=ev.as_preprocess(MEAN))
+    args = ["--checkpoint", str(path), "--data", "synthetic", "--val-size", "4",
+            "--image-size", "36", "--protocol", "single", "--no-progress"]
+    rep = _cli().main(args)
+    assert rep.rows[0].scales == "36" and len(rep.labels) == 4
+    caffe = _cli().main(args + ["--preset", "caffe"])
+    assert not np.allclose(caffe.posteriors[0], rep.posteriors[0])

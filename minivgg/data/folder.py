@@ -15,7 +15,7 @@ import numpy as np
 
 from .base import CorruptImageError, Dataset
 
-__all__ = ["ImageFolder", "IMAGE_EXTENSIONS", "load_rgb"]
+__all__ = ["ImageFolder", "IMAGE_EXTENSIONS", "load_rgb", "folder_classes"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -58,6 +58,12 @@ def load_rgb(path):
     return arr
 
 
+def folder_classes(root):
+    """The class names of a data set folder: its sub-directory names, sorted,
+    hidden ones skipped (label = position in the list)."""
+    return sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
+
+
 class ImageFolder(Dataset):
     """Images in ``root/<class_name>/**/<file>``; ``ds[i] -> (img, label)``.
 
@@ -77,10 +83,7 @@ class ImageFolder(Dataset):
         if not os.path.isdir(self.root):
             raise FileNotFoundError(f"ImageFolder: directory {os.path.abspath(self.root)} does not exist")
         exts = tuple(e.lower() for e in extensions)
-        self.classes = sorted(
-            e.name for e in os.scandir(self.root)
-            if e.is_dir() and not e.name.startswith(".")
-        )
+        self.classes = folder_classes(self.root)
         if not self.classes:
             raise ValueError(
                 f"ImageFolder: {os.path.abspath(self.root)} has no class sub-directories; "

@@ -167,6 +167,12 @@ class VGG(Module):
         """The dense-evaluation network of §3.2, sharing this model's weights."""
         return FullyConvVGG(self)
 
+    def export_onnx(self, path, input_size=None):
+        """Write this network as an ONNX model: x (N, 3, S, S) -> logits (N, K),
+        S = input_size (only the model's own crop). See minivgg.io.onnx_export."""
+        from ..io.onnx_export import export_onnx
+        return export_onnx(self, path, input_size)
+
     def summary(self):
         """A printable table: layer, output shape at input_size, parameters."""
         rows = [("layer", "output (C, H, W)", "params")]
@@ -258,6 +264,13 @@ class FullyConvVGG(Module):
                              f"{self.input_size}x{self.input_size} (the training crop), got "
                              f"{x.shape[2]}x{x.shape[3]}")
         return self.classifier(self.features(x))
+
+    def export_onnx(self, path, input_size=None):
+        """Write the dense net as an ONNX model: x (N, 3, H, W) -> scores
+        (N, K, OH, OW); input_size None leaves H and W symbolic, S or (H, W)
+        fixes them. See minivgg.io.onnx_export."""
+        from ..io.onnx_export import export_onnx
+        return export_onnx(self, path, input_size)
 
 
 def vgg(cfg, num_classes=1000, fc_width=4096, input_size=224, **kwargs):
