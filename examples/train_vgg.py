@@ -33,7 +33,7 @@ from minivgg.train import Recipe, Trainer, TrainingDiverged
 D = Recipe()
 
 
-def parse_args(argv=None):
+def make_parser():
     p = argparse.ArgumentParser(
         description="Train VGG (Simonyan & Zisserman 2015) with the paper's recipe.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -128,18 +128,56 @@ def parse_args(argv=None):
                         "during it")
     p.add_argument("--bucket-mb", type=float, default=D.bucket_mb,
                    help="size of the gradient buckets averaged during backward (MiB)")
-    return p.parse_args(argv)
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over in an --out folder that holds another run (its files are "
+                        "replaced); without it such a folder is refused")
+    return p
+
+
+def parse_args(argv=None):
+    return make_parser().parse_args(argv)
+
+
+def given_flags(argv):
+    """The destinations of the options that ``argv`` sets explicitly."""
+    p = make_parser()
+    for action in p._actions:
+        action.default = argparse.SUPPRESS
+    return set(vars(p.parse_args(argv)))
+
+
+def recipe_from_args(args, argv):
+    """The Recipe of this command. With --resume it is the checkpoint's recipe,
+    with the options given on this command line applied on top (the trainer
+    then refuses those that may not change); --lr becomes the rate to continue
+    with."""
+    fields = {f.name for f in dataclasses.fields(Recipe)}
+    values = {k: v for k, v in vars(args).items() if k in fields}
+    values["progress"] = not args.no_progress
+    if args.resume:
+        from minivgg.checkpoint import load_checkpoint
+        saved = (load_checkpoint(args.resume).meta.get("train") or {}).get("recipe") or {}
+        given = given_flags(argv)
+        merged = {k: v for k, v in saved.items() if k in fields}
+        for k in given & fields:
+            merged[k] = values[k]
+        if "no_progress" in given:
+            merged["progress"] = values["progress"]
+        if "lr" in given:  # a manual step of the schedule: continue at this rate
+            merged["lr"] = saved.get("lr", values["lr"])
+            merged["resume_lr"] = values["lr"]
+        values = merged
+    return Recipe(**values)
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
-    fields = {f.name for f in dataclasses.fields(Recipe)}
-    recipe = Recipe(**{k: v for k, v in vars(args).items() if k in fields})
-    recipe.progress = not args.no_progress
     expected = (ValueError, FileNotFoundError, CheckpointError, TrainingDiverged, DeviceError,
                 DistributedError)
     comm = None
     try:
+        recipe = recipe_from_args(args, argv)
         comm = init_distributed(args.distributed, parse_device(args.device)[0])
         trainer = Trainer(recipe, resume=args.resume or None, comm=comm)
         history = trainer.run()
@@ -160,11 +198,13 @@ def main(argv=None):
         comm.abort(1)
     comm.close()
     if history and comm.rank == 0:
-        last = history[-1]
-        print(f"final: val top-1 error {100 * last['val_top1_err']:.2f}%, top-5 error "
-              f"{100 * last['val_top5_err']:.2f}% after {last['epoch']} epochs "
-              f"({sum(h['time_s'] for h in history):.0f} s of training); checkpoint "
-              f"{trainer.checkpoint_path()}")
+        last, best = history[-1], trainer.best
+        print(f"final: last epoch {last['epoch']}: val top-1 error "
+              f"{100 * last['val_top1_err']:.2f}%, top-5 {100 * last['val_top5_err']:.2f}% "
+              f"({trainer.checkpoint_path()}); best epoch {best['epoch']}: top-1 "
+              f"{100 * best['val_top1_err']:.2f}%, top-5 {100 * best['val_top5_err']:.2f}% "
+              f"({trainer.checkpoint_path('best.npz')}); "
+              f"{sum(h['time_s'] for h in history):.0f} s of training")
     return 0
 
 

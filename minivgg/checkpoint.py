@@ -71,6 +71,9 @@ def atomic_write(path, write, suffix=".npz", by_name=False):
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=directory)
     try:
+        # mkstemp makes the file private (0600); give it the mode any new file
+        # gets under the user's umask, as open() would.
+        os.chmod(tmp, 0o666 & ~_umask())
         if by_name:
             os.close(fd)
             write(tmp)
@@ -90,6 +93,12 @@ def atomic_write(path, write, suffix=".npz", by_name=False):
             os.unlink(tmp)
         raise
     return path
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def model_config(model):
@@ -133,6 +142,12 @@ def load_checkpoint(path):
     """Read and validate a checkpoint (file, or directory holding last.npz)."""
     path = resolve_checkpoint_path(path)
     try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+        if magic != b"PK\x03\x04":  # every .npz is a zip archive
+            raise CheckpointError(f"{path!r} is not a minivgg checkpoint: it is not an .npz "
+                                  f"archive (a checkpoint is the last.npz or best.npz that "
+                                  f"train_vgg.py writes)")
         with np.load(path, allow_pickle=False) as z:
             if "__meta__" not in z.files:
                 raise CheckpointError(f"{path!r} is not a minivgg checkpoint (no __meta__ entry)")

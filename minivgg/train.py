@@ -28,10 +28,16 @@ from .backend import DeviceError, as_numpy, device as get_device, parse_device, 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .data.transforms import parse_scale
 from .distributed import GradientSync
-from .threads import cores, set_threads
+from .threads import cores, set_threads, threads
 from .models import CONFIGS, vgg
 from .nn.init import INIT_SCHEMES
 from .optim import SGD, ReduceLROnPlateau
+
+
+#: For messages: the flags of Trainer.MAY_CHANGE_ON_RESUME as the command line spells them.
+RESUMABLE_FLAGS = ("--epochs, --max-steps, --workers, --threads, --micro-batch, --device, "
+                   "--tf32, --distributed, --no-overlap, --bucket-mb, --plot, --no-progress, "
+                   "--strict, --lr (continue with this rate)")
 
 
 class TrainingDiverged(FloatingPointError):
@@ -87,12 +93,27 @@ class Recipe:
     distributed: str = "none"         # none | mpi (CPU processes) | nccl (one GPU per process)
     overlap: bool = True              # average gradient buckets during backward
     bucket_mb: float = 25.0           # size of those buckets
+    overwrite: bool = False           # start over in a folder that holds another run
+    resume_lr: float = 0.0            # >0: the lr to continue with on resume (a manual drop)
 
     def resolved_fc_width(self):
         return self.fc_width or (4096 if self.crop >= 224 else 128)
 
     def validate(self):
         """Reject impossible recipes before any work, saying what to change."""
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, float) and not math.isfinite(v):
+                raise ValueError(f"--{f.name.replace('_', '-')} must be a finite number, got {v}")
+        if not 0 < self.lr <= 10:
+            raise ValueError(f"--lr must be in (0, 10], got {self.lr} (the paper: 0.01)")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"--dropout must be in [0, 1), got {self.dropout}")
+        if self.init_std <= 0:
+            raise ValueError(f"--init-std must be positive, got {self.init_std}")
+        if self.resume_lr < 0:
+            raise ValueError(f"resume_lr must be >= 0 (0: keep the checkpoint's), got "
+                             f"{self.resume_lr}")
         if self.cfg not in CONFIGS:
             raise ValueError(f"unknown config {self.cfg!r}; valid ones are {', '.join(CONFIGS)}")
         if self.init not in INIT_SCHEMES:
@@ -338,6 +359,40 @@ class Trainer:
             if self.resume_ckpt.meta.get("epoch") is None:
                 raise CheckpointError(f"{self.resume_ckpt.path} holds no training state to "
                                       f"resume from")
+            self._check_same_run(self.resume_ckpt)
+        else:
+            self._check_run_folder()
+
+    #: Output files of a run, in its --out folder.
+    RUN_FILES = ("last.npz", "best.npz", "metrics.jsonl", "recipe.json", "curves.png")
+    #: Recipe fields a resumed run may change; the others must be the checkpoint's.
+    MAY_CHANGE_ON_RESUME = ("epochs", "max_steps", "workers", "threads", "micro_batch", "device",
+                            "tf32", "distributed", "overlap", "bucket_mb", "plot", "progress",
+                            "strict", "resume_lr", "out", "overwrite")
+
+    def _check_run_folder(self):
+        """A new run must not mix its files with another run's."""
+        out = self.recipe.out
+        found = [f for f in self.RUN_FILES if os.path.exists(os.path.join(out, f))]
+        if found and not self.recipe.overwrite:
+            raise ValueError(f"{out} already holds a run ({', '.join(found)}); continue it with "
+                             f"--resume {out}, write this one elsewhere with --out DIR, or "
+                             f"replace it with --overwrite")
+
+    def _check_same_run(self, ck):
+        """The recipe of a resumed run must be the checkpoint's, but for the
+        settings that may change (MAY_CHANGE_ON_RESUME)."""
+        saved = (ck.meta.get("train") or {}).get("recipe") or {}
+        for f in dataclasses.fields(self.recipe):
+            if f.name in self.MAY_CHANGE_ON_RESUME or f.name not in saved:
+                continue
+            mine = getattr(self.recipe, f.name)
+            if mine != saved[f.name]:
+                flag = "--" + f.name.replace("_", "-")
+                raise ValueError(f"--resume {ck.path}: {flag} is {mine!r} here but "
+                                 f"{saved[f.name]!r} in the checkpoint; give the same value, or "
+                                 f"none (the checkpoint's is used). Settings that may change on "
+                                 f"resume: {RESUMABLE_FLAGS}")
 
     # -- setup ---------------------------------------------------------------
     def _setup(self):
@@ -361,6 +416,10 @@ class Trainer:
         r = self.recipe
         if self.is_root:
             os.makedirs(r.out, exist_ok=True)
+            if r.overwrite and self.resume_ckpt is None:
+                for f in self.RUN_FILES:  # the run being replaced
+                    if os.path.exists(os.path.join(r.out, f)):
+                        os.unlink(os.path.join(r.out, f))
         self.train_ds, self.val_ds = make_datasets(r)
         self.classes = list(self.train_ds.classes)
         if len(self.train_ds) == 0 or len(self.val_ds) == 0:
@@ -389,6 +448,7 @@ class Trainer:
                                            min_lr=r.min_lr, max_reductions=r.max_lr_drops)
         self.epoch, self.batch, self.global_step = 0, 0, 0
         self.history = []
+        self.best = None  # {"epoch", "val_top1_err", "val_top5_err"} of best.npz
         self.partial = {"loss": 0.0, "correct": 0, "seen": 0, "time": 0.0, "skipped": 0}
         # Dropout masks: one stream per rank, rank 0's being the single-process one.
         mrandom.manual_seed(mrandom.rank_seed(r.seed, self.comm.rank))
@@ -408,10 +468,14 @@ class Trainer:
             self.log(f"note: the checkpoint was written by a run on {ranks} rank(s), this one "
                      f"has {self.comm.size}: weights, momentum, schedule and data position "
                      f"continue exactly; the dropout masks (drawn per rank) differ")
+        if self.recipe.resume_lr:  # a manual step of the schedule
+            self.log(f"lr set to {self.recipe.resume_lr:g} (was {self.optimizer.lr:g})")
+            self.optimizer.lr = self.recipe.resume_lr
         self.epoch, self.batch = ck.meta["epoch"], ck.meta["batch"]
         self.global_step = ck.meta["global_step"]
         self.history = ck.meta.get("history", [])
         self.partial = ck.meta.get("partial", self.partial)
+        self.best = ck.meta.get("best")
         self.log(f"resumed from {ck.path}: epoch {self.epoch + 1}, batch {self.batch}, "
                  f"step {self.global_step}, lr {self.optimizer.lr:g}")
 
@@ -432,8 +496,8 @@ class Trainer:
                                      strict=r.strict, shard=shard)
 
     # -- checkpoints -----------------------------------------------------------
-    def checkpoint_path(self):
-        return os.path.join(self.recipe.out, "last.npz")
+    def checkpoint_path(self, name="last.npz"):
+        return os.path.join(self.recipe.out, name)
 
     def save(self, path=None):
         r = self.recipe
@@ -442,7 +506,7 @@ class Trainer:
                           "recipe": dataclasses.asdict(r)},
                 "epoch": self.epoch, "batch": self.batch, "global_step": self.global_step,
                 "scheduler": self.scheduler.state_dict(), "rng": mrandom.get_state(),
-                "history": self.history, "partial": self.partial,
+                "history": self.history, "partial": self.partial, "best": self.best,
                 "world_size": self.comm.size}
         path = path or self.checkpoint_path()
         if self.is_root:
@@ -489,11 +553,14 @@ class Trainer:
             self.stop_signal = "on another rank"
         if bad_ranks:
             value = bad if bad is not None else "non-finite on another rank"
+            last = self.checkpoint_path()
+            kept = (f"no checkpoint was written after it, so {last} still holds the last good "
+                    f"state" if os.path.exists(last) else
+                    "no checkpoint was written (the run had not finished an epoch)")
             raise TrainingDiverged(
                 f"the loss became {value} at step {self.global_step + 1} (epoch "
-                f"{self.epoch + 1}, batch {self.batch + 1}); no checkpoint was written after "
-                f"it, so {self.checkpoint_path()} still holds the last good state. Lower "
-                f"--lr (now {self.optimizer.lr:g}) or check the data")
+                f"{self.epoch + 1}, batch {self.batch + 1}); {kept}. Lower --lr (now "
+                f"{self.optimizer.lr:g}) or check the data")
         scale = self.comm.size / max(images, 1)
         if r.warmup_steps and self.global_step < r.warmup_steps:
             # Ramp the rate linearly over the first steps; large early steps kill
@@ -506,12 +573,28 @@ class Trainer:
             self.optimizer.step(grad_scale=scale)
         return loss_total / max(images, 1), int(correct), int(images)
 
+    def describe(self):
+        """One line: the model, its size, the data, where it runs, what it writes."""
+        r, m = self.recipe, self.model
+        files = ", ".join(f for f in self.RUN_FILES if f != "curves.png" or r.plot)
+        return (f"VGG-{r.cfg} (widths x{r.width_mult:g}, FC {r.resolved_fc_width()}, "
+                f"{len(self.classes)} classes, {r.crop}x{r.crop} crops): "
+                f"{m.num_parameters():,} parameters | data {r.data}: {len(self.train_ds):,} "
+                f"training and {len(self.val_ds):,} validation images | {self.device}, "
+                f"{self.comm.size} rank(s), {threads()} thread(s) | writing {r.out}/ "
+                f"({files})")
+
     def run(self):
         """Train to the end of the recipe; returns the metrics history."""
         from tqdm import tqdm
         self._setup()
         r = self.recipe
+        self.log(self.describe())
         old = {s: signal.signal(s, self._handle_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        # A diverging run is reported once, by the loss check, not by NumPy's
+        # overflow warnings along the way.
+        errstate = np.errstate(over="ignore", invalid="ignore", divide="ignore")
+        errstate.__enter__()
         try:
             while self.epoch < r.epochs:
                 if r.max_steps and self.global_step >= r.max_steps:
@@ -551,6 +634,7 @@ class Trainer:
                     break
                 self._end_epoch()
         finally:
+            errstate.__exit__(None, None, None)
             for s, h in old.items():
                 signal.signal(s, h)
         if r.plot and self.history:
@@ -585,6 +669,9 @@ class Trainer:
         self.epoch += 1
         self.batch = 0
         self.partial = {"loss": 0.0, "correct": 0, "seen": 0, "time": 0.0, "skipped": 0}
+        if self.best is None or top1 < self.best["val_top1_err"]:
+            self.best = {"epoch": row["epoch"], "val_top1_err": top1, "val_top5_err": top5}
+            self.save(self.checkpoint_path("best.npz"))
         self.save()
         if row["skipped_images"] and self.is_root:
             warnings.warn(f"epoch {row['epoch']}: {row['skipped_images']} unreadable images "
