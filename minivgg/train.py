@@ -586,60 +586,62 @@ class Trainer:
 
     def run(self):
         """Train to the end of the recipe; returns the metrics history."""
-        from tqdm import tqdm
         self._setup()
-        r = self.recipe
         self.log(self.describe())
         old = {s: signal.signal(s, self._handle_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        # A diverging run is reported once, by the loss check, not by NumPy's
-        # overflow warnings along the way.
-        errstate = np.errstate(over="ignore", invalid="ignore", divide="ignore")
-        errstate.__enter__()
         try:
-            while self.epoch < r.epochs:
-                if r.max_steps and self.global_step >= r.max_steps:
-                    break
-                self.train_loader.set_epoch(self.epoch)
-                t0 = time.perf_counter()
-                bar = tqdm(total=len(self.train_loader), initial=self.batch,
-                           desc=f"epoch {self.epoch + 1}/{r.epochs}", unit="batch",
-                           disable=not (r.progress and self.is_root), **_bar_style())
-                p = self.partial
-                for x, y in self.train_loader.iter_from(self.batch):
-                    ts = time.perf_counter()
-                    loss, correct, images = self.train_step(x, y)
-                    self.batch = self.train_loader.position
-                    self.global_step += 1
-                    p["loss"] += loss * images
-                    p["correct"] += correct
-                    p["seen"] += images
-                    bar.update(self.batch - bar.n)
-                    bar.set_postfix(loss=f"{p['loss'] / max(p['seen'], 1):.3f}",
-                                    acc=f"{p['correct'] / max(p['seen'], 1):.3f}",
-                                    img_s=f"{images / (time.perf_counter() - ts):.1f}",
-                                    lr=f"{self.optimizer.lr:g}")
-                    if self.stop_signal is not None or (r.max_steps and
-                                                        self.global_step >= r.max_steps):
-                        break
-                bar.close()
-                p["time"] += time.perf_counter() - t0
-                p["skipped"] += int(self.comm.sum_host([len(self.train_loader.skipped)])[0])
-                if self.stop_signal is not None or self.batch < len(self.train_loader):
-                    path = self.save()
-                    if self.stop_signal is not None:
-                        self.log(f"stopped by signal {self.stop_signal}; state saved to {path}; "
-                                 f"continue with --resume {r.out}")
-                        raise KeyboardInterrupt
-                    self.log(f"stopped at --max-steps {r.max_steps}; state saved to {path}")
-                    break
-                self._end_epoch()
+            # A diverging run is reported once, by the loss check, not by
+            # NumPy's overflow warnings along the way.
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                self._epochs()
         finally:
-            errstate.__exit__(None, None, None)
             for s, h in old.items():
                 signal.signal(s, h)
-        if r.plot and self.history:
+        if self.recipe.plot and self.history:
             self.plot()
         return self.history
+
+    def _epochs(self):
+        """The §3.1 loop: epochs of SGD steps, each ended by validation."""
+        from tqdm import tqdm
+        r = self.recipe
+        while self.epoch < r.epochs:
+            if r.max_steps and self.global_step >= r.max_steps:
+                break
+            self.train_loader.set_epoch(self.epoch)
+            t0 = time.perf_counter()
+            bar = tqdm(total=len(self.train_loader), initial=self.batch,
+                       desc=f"epoch {self.epoch + 1}/{r.epochs}", unit="batch",
+                       disable=not (r.progress and self.is_root), **_bar_style())
+            p = self.partial
+            for x, y in self.train_loader.iter_from(self.batch):
+                ts = time.perf_counter()
+                loss, correct, images = self.train_step(x, y)
+                self.batch = self.train_loader.position
+                self.global_step += 1
+                p["loss"] += loss * images
+                p["correct"] += correct
+                p["seen"] += images
+                bar.update(self.batch - bar.n)
+                bar.set_postfix(loss=f"{p['loss'] / max(p['seen'], 1):.3f}",
+                                acc=f"{p['correct'] / max(p['seen'], 1):.3f}",
+                                img_s=f"{images / (time.perf_counter() - ts):.1f}",
+                                lr=f"{self.optimizer.lr:g}")
+                if self.stop_signal is not None or (r.max_steps and
+                                                    self.global_step >= r.max_steps):
+                    break
+            bar.close()
+            p["time"] += time.perf_counter() - t0
+            p["skipped"] += int(self.comm.sum_host([len(self.train_loader.skipped)])[0])
+            if self.stop_signal is not None or self.batch < len(self.train_loader):
+                path = self.save()
+                if self.stop_signal is not None:
+                    self.log(f"stopped by signal {self.stop_signal}; state saved to {path}; "
+                             f"continue with --resume {r.out}")
+                    raise KeyboardInterrupt
+                self.log(f"stopped at --max-steps {r.max_steps}; state saved to {path}")
+                break
+            self._end_epoch()
 
     def _end_epoch(self):
         r = self.recipe
