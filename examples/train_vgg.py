@@ -115,8 +115,9 @@ def make_parser():
                    help="on a cuda device, let float32 matrix products use TF32 tensor cores "
                         "(faster, 10-bit mantissa inputs); off by default")
     p.add_argument("--threads", type=int, default=D.threads,
-                   help="CPU threads for BLAS and minivgg's copies (0: one per core, divided "
-                        "among the ranks sharing a machine)")
+                   help="CPU threads for BLAS and minivgg's copies; 0: chosen before each "
+                        "epoch from the cores other programs leave free (and divided among "
+                        "the ranks sharing the machine), which keeps a shared machine fast")
     p.add_argument("--dtype", default=D.dtype, choices=["float32", "float64"],
                    help="parameter and activation type (float64: slow, for exact comparisons)")
     p.add_argument("--distributed", default=D.distributed, choices=["none", "mpi", "nccl"],

@@ -1,4 +1,4 @@
-"""How many CPU threads minivgg's work uses.
+"""How many CPU threads minivgg's work uses (``--threads``).
 
 Two kinds of threads do the CPU work of a step: the BLAS library's (the
 GEMMs) and minivgg's own copy threads (im2col's big copies, see
@@ -8,8 +8,18 @@ many threads contend for them and everything slows down far more than the
 share of the cores would explain: ``set_threads(n)`` caps both at ``n``.
 BLAS is capped through threadpoolctl, which works after NumPy is loaded
 (environment variables such as OMP_NUM_THREADS do not).
+
+``--threads 0`` (the default) chooses by itself, before each epoch: from
+how many CPUs other programs kept busy during the previous epoch
+(``OtherWork``), it takes what they left free, at least one thread and at
+most its share of the cores (ranks of one run on one machine split them). A BLAS that keeps
+two threads on two cores that other programs also want spends most of its
+time waiting for the slower thread: on the 2-core development machine, with
+two other busy processes, an epoch took ~10x its idle time with two threads
+and ~2x with one (docs/benchmarks.md).
 """
 import os
+import time
 
 _limit = None      # None: one thread per core
 _blas_limiter = None
@@ -43,3 +53,53 @@ def set_threads(n):
         _blas_limiter = None
     if _limit is not None:
         _blas_limiter = threadpool_limits(limits=_limit, user_api="blas")
+
+
+def _cpu_times():
+    """(busy, total) jiffies of all CPUs from /proc/stat, or None off Linux."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    total = sum(fields[:8])  # guest time is already counted in user
+    return total - idle, total
+
+
+class OtherWork:
+    """How many CPUs other programs kept busy since ``mark()``.
+
+    The machine's busy time (/proc/stat) minus this process's own CPU time,
+    over the wall time since the mark: an average over the whole stretch
+    (an epoch), with no sampling pause and no feedback from this process's
+    own threads.
+    """
+
+    def __init__(self):
+        self.mark()
+
+    def mark(self):
+        self._t0, self._cpu0, self._own0 = time.monotonic(), _cpu_times(), time.process_time()
+
+    def busy_cpus(self, min_seconds=0.05):
+        """CPUs busy with other work since the mark, or None if unknown."""
+        wall = time.monotonic() - self._t0
+        cpu = _cpu_times()
+        if cpu is None or self._cpu0 is None or wall < min_seconds:
+            return None
+        hz = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        machine = (cpu[0] - self._cpu0[0]) / hz
+        own = time.process_time() - self._own0
+        return max(0.0, (machine - own) / wall)
+
+
+def auto_threads(other_work=None, share=1):
+    """Threads for the next stretch of work: the cores other programs left
+    free (``other_work.busy_cpus()``), split among ``share`` processes that
+    run this code on the machine; at least 1, at most cores / share."""
+    limit = max(1, cores() // share)
+    busy = None if other_work is None else other_work.busy_cpus()
+    if busy is None or share > 1:  # ranks of one run count each other as "other work"
+        return limit
+    return max(1, min(limit, int(cores() - busy + 0.5)))

@@ -28,7 +28,7 @@ from .backend import DeviceError, as_numpy, device as get_device, parse_device, 
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .data.transforms import parse_scale
 from .distributed import GradientSync
-from .threads import cores, set_threads, threads
+from .threads import OtherWork, auto_threads, set_threads, threads
 from .models import CONFIGS, vgg
 from .nn.init import INIT_SCHEMES
 from .optim import SGD, ReduceLROnPlateau
@@ -89,7 +89,7 @@ class Recipe:
     device: str = "cpu"               # cpu | cuda | cuda:N | emu (the CUDA kernels on the CPU)
     tf32: bool = False                # allow TF32 tensor-core GEMMs on a cuda device
     dtype: str = "float32"            # float64: for exact equivalence and gradient checks
-    threads: int = 0                  # CPU threads for BLAS and copies; 0: cores / ranks per node
+    threads: int = 0                  # CPU threads for BLAS and copies; 0: what is free, per epoch
     distributed: str = "none"         # none | mpi (CPU processes) | nccl (one GPU per process)
     overlap: bool = True              # average gradient buckets during backward
     bucket_mb: float = 25.0           # size of those buckets
@@ -311,6 +311,7 @@ class Trainer:
         self.log = log if self.is_root else (lambda *a, **k: None)
         self.stop_signal = None
         self.resume_ckpt = None
+        self.other_work = OtherWork()
         self._agree(self._check, resume)
 
     def _agree(self, fn, *args):
@@ -350,10 +351,7 @@ class Trainer:
             dev = f"cuda:{self.comm.device_index}"
         self.device = get_device(dev)  # DeviceError now, before any work
         set_tf32(self.device, recipe.tf32)
-        # Ranks sharing a machine share its cores: one rank's threads must not
-        # take the others' (docs/distributed.md).
-        set_threads(recipe.threads or (max(1, cores() // self.comm.local_size)
-                                       if self.comm.local_size > 1 else 0))
+        self._set_threads()
         if resume:
             self.resume_ckpt = load_checkpoint(resume)
             if self.resume_ckpt.meta.get("epoch") is None:
@@ -393,6 +391,14 @@ class Trainer:
                                  f"{saved[f.name]!r} in the checkpoint; give the same value, or "
                                  f"none (the checkpoint's is used). Settings that may change on "
                                  f"resume: {RESUMABLE_FLAGS}")
+
+    def _set_threads(self):
+        """--threads N, or (0) what other programs left free of this rank's
+        share of the cores since the last call (minivgg/threads.py)."""
+        n = self.recipe.threads or auto_threads(self.other_work, self.comm.local_size)
+        if n != threads():
+            set_threads(n)
+        self.other_work.mark()
 
     # -- setup ---------------------------------------------------------------
     def _setup(self):
@@ -608,6 +614,7 @@ class Trainer:
         while self.epoch < r.epochs:
             if r.max_steps and self.global_step >= r.max_steps:
                 break
+            self._set_threads()  # the machine's other work may have changed
             self.train_loader.set_epoch(self.epoch)
             t0 = time.perf_counter()
             bar = tqdm(total=len(self.train_loader), initial=self.batch,
