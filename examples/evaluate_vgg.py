@@ -2,8 +2,8 @@
 
     python examples/evaluate_vgg.py --checkpoint runs/a/last.npz --data synthetic \\
         --protocol dense+multicrop
-    python examples/evaluate_vgg.py --checkpoint d.npz,e.npz --data imagefolder:/data/val \\
-        --protocol multicrop --scales 256,384,512 --format markdown --output table.md
+    python examples/evaluate_vgg.py --checkpoint d.npz,e.npz --data imagefolder:/data/imagenet \\
+        --split val --protocol multicrop --scales 256,384,512 --format markdown --output table.md
 
 Protocols (see docs/testing_protocols.md):
   single           one centre crop at Q = S (mid-range Q for jittered S), no flip (§4.1)
@@ -25,16 +25,23 @@ Data:
                    defaults are the training run's, from the first checkpoint's
                    meta["train"]["recipe"] or meta["data"], else 1000, 32, 0)
   cifar10:DIR      the CIFAR-10 test batch under DIR/cifar-10-batches-bin
-  imagefolder:DIR  DIR is the validation folder (one sub-folder per class)
+  imagefolder:DIR  DIR is the data set root, as in training: DIR/val/<class>/* (or
+                   --split test: DIR/test/<class>/*); without --split, val/ if it
+                   exists, else test/ (the report names the folder)
+
+--limit N evaluates a class-stratified sample of N images, chosen with
+--limit-seed, and says so; Ctrl-C stops with exit status 130.
 """
 import argparse
 import os
+import signal
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from minivgg.backend import DeviceError, device, set_tf32  # noqa: E402
+from minivgg.data import stratified_subset  # noqa: E402
 from minivgg.data.preprocess import PRESETS  # noqa: E402
 from minivgg.evaluate import (  # noqa: E402
     PROTOCOLS, EvalNet, check_same_classes, evaluate, format_report, parse_scales)
@@ -56,7 +63,7 @@ def _data_meta(meta, key):
 
 def build_dataset(spec, args, first_meta):
     """The evaluation data set named by --data."""
-    from minivgg.data import CIFAR10, ImageFolder, SyntheticShapes
+    from minivgg.data import CIFAR10, ImageFolder, SyntheticShapes, split_folder
     kind, _, path = spec.partition(":")
     if kind == "synthetic":
         if path:
@@ -69,7 +76,10 @@ def build_dataset(spec, args, first_meta):
     if kind in ("cifar10", "imagefolder"):
         if not path:
             raise ValueError(f"--data {kind} needs a directory: --data {kind}:DIR")
-        return CIFAR10(path, train=False) if kind == "cifar10" else ImageFolder(path)
+        if kind == "cifar10":
+            return CIFAR10(path, train=False)
+        folder, _ = split_folder(path, args.split)
+        return ImageFolder(folder)
     raise ValueError(f"unknown --data {spec!r}; expected synthetic, cifar10:DIR or imagefolder:DIR")
 
 
@@ -93,7 +103,13 @@ def make_parser():
                         "from its training scale)")
     p.add_argument("--batch-size", type=int, default=64,
                    help="crops per forward pass (dense inputs: the same number of pixels)")
-    p.add_argument("--limit", type=int, default=None, help="evaluate the first N images only")
+    p.add_argument("--split", default=None, choices=("val", "test", "train"),
+                   help="imagefolder: which split of the data set root (default: val/ if "
+                        "present, else test/)")
+    p.add_argument("--limit", type=int, default=None,
+                   help="evaluate a class-stratified sample of N images (seeded by --limit-seed)"
+                        " instead of all")
+    p.add_argument("--limit-seed", type=int, default=0, help="seed of the --limit sample")
     p.add_argument("--format", default="table", choices=("table", "markdown", "csv"))
     p.add_argument("--output", default=None, help="also write the table to this file")
     p.add_argument("--per-class", action="store_true",
@@ -129,15 +145,27 @@ def main(argv=None):
             net.scales_for(args.protocol, scales)
         check_same_classes(nets)
         dataset = build_dataset(args.data, args, nets[0].weights.meta)
+        if args.limit is not None and args.limit < len(dataset):
+            dataset = stratified_subset(dataset, args.limit, args.limit_seed)
     except (ValueError, FileNotFoundError, DeviceError) as e:
         p.error(str(e))
-
+    where = getattr(getattr(dataset, "dataset", dataset), "root", None)
     t0 = time.perf_counter()
+    old = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops it like Ctrl-C
+    print(f"data: {args.data}" + (f" ({where})" if where else "") +
+          (f", {dataset.note}" if getattr(dataset, "note", "") else f", {len(dataset)} images"),
+          flush=True)
     try:
         report = evaluate(nets, dataset, args.protocol, scales, batch_size=args.batch_size,
-                          limit=args.limit, progress=not args.no_progress)
+                          progress=not args.no_progress)
     except ValueError as e:
         p.error(str(e))
+    except KeyboardInterrupt:
+        print(f"interrupted after {time.perf_counter() - t0:.0f} s; nothing reported (the "
+              f"images seen so far are no fair sample of the set)", file=sys.stderr)
+        raise SystemExit(130) from None
+    finally:
+        signal.signal(signal.SIGTERM, old)
     elapsed = time.perf_counter() - t0
 
     text = format_report(report, args.format)
@@ -157,6 +185,10 @@ def main(argv=None):
             f.write(text)
         print(f"wrote {args.output}")
     return report
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _disambiguate(nets):

@@ -41,11 +41,15 @@ def make_parser():
                    help="VGG configuration of Table 1")
     p.add_argument("--data", default=D.data,
                    help="synthetic (embedded, generated), cifar10:DIR (official binary archive "
-                        "extracted in DIR) or imagefolder:DIR (DIR/train/<class>/*, DIR/val/...)")
+                        "extracted in DIR) or imagefolder:DIR, DIR being the data set root: "
+                        "DIR/train/<class>/* for training, DIR/val/<class>/* (or test/) for "
+                        "validation")
     p.add_argument("--image-size", type=int, default=D.image_size,
                    help="side of the generated synthetic images")
     p.add_argument("--train-size", type=int, default=D.train_size,
-                   help="synthetic images generated for training")
+                   help="synthetic data: training images generated (0: 12,000); a real data set "
+                        "(cifar10, imagefolder): a class-stratified sample of this many training "
+                        "images, chosen with --seed (0: all of them)")
     p.add_argument("--val-size", type=int, default=D.val_size,
                    help="synthetic images generated for validation")
     p.add_argument("--crop", type=int, default=D.crop,

@@ -57,7 +57,8 @@ class Recipe:
     cfg: str = "A"
     data: str = "synthetic"           # synthetic | cifar10:DIR | imagefolder:DIR
     image_size: int = 32              # side of generated synthetic images
-    train_size: int = 12000           # synthetic images in the training split
+    train_size: int = 0               # synthetic: images generated (0: 12,000); real data: a
+                                      # class-stratified sample of this many (0: all)
     val_size: int = 1000              # synthetic images in the validation split
     crop: int = 32                    # paper: 224
     scale: str = "32:40"              # paper: 256, 384 or 256:512
@@ -128,6 +129,8 @@ class Recipe:
                              f"use --crop >= 32")
         if not 0 < self.width_mult <= 4:
             raise ValueError(f"--width-mult must be in (0, 4], got {self.width_mult}")
+        if self.train_size < 0:
+            raise ValueError(f"--train-size must be >= 0 (0: the default), got {self.train_size}")
         for name in ("batch_size", "epochs", "image_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got "
@@ -167,25 +170,35 @@ class Recipe:
                              f"--device cuda, not {self.device!r}")
 
 
+#: Generated training images of the synthetic data when --train-size is 0.
+SYNTHETIC_TRAIN_SIZE = 12000
+
+
 def make_datasets(recipe):
-    """(train, val) datasets for ``recipe.data``."""
-    from .data import CIFAR10, ImageFolder, SyntheticShapes
+    """(train, val) datasets for ``recipe.data``.
+
+    ``imagefolder:DIR`` is the data set root: DIR/train/ for training and
+    DIR/val/ (else DIR/test/) for validation. ``--train-size N`` takes a
+    class-stratified sample of N training images of a real data set (all of
+    them by default); of the synthetic data it generates N (default 12,000).
+    """
+    from .data import CIFAR10, ImageFolder, SyntheticShapes, split_folder, stratified_subset
     kind, _, path = recipe.data.partition(":")
     if kind == "synthetic":
-        return (SyntheticShapes(recipe.train_size, recipe.image_size, recipe.seed, "train"),
+        return (SyntheticShapes(recipe.train_size or SYNTHETIC_TRAIN_SIZE, recipe.image_size,
+                                recipe.seed, "train"),
                 SyntheticShapes(recipe.val_size, recipe.image_size, recipe.seed, "val"))
     if kind == "cifar10":
-        return CIFAR10(path, train=True), CIFAR10(path, train=False)
-    train_dir = os.path.join(path, "train")
-    val_dir = next((os.path.join(path, d) for d in ("val", "test")
-                    if os.path.isdir(os.path.join(path, d))), None)
-    if not os.path.isdir(train_dir) or val_dir is None:
-        raise FileNotFoundError(f"imagefolder:{path} needs {path}/train/<class>/... and "
-                                f"{path}/val/<class>/... (or test/)")
-    train, val = ImageFolder(train_dir), ImageFolder(val_dir)
-    if train.classes != val.classes:
-        raise ValueError(f"class folders differ between {train_dir} and {val_dir}: "
-                         f"{sorted(set(train.classes) ^ set(val.classes))}")
+        train, val = CIFAR10(path, train=True), CIFAR10(path, train=False)
+    else:
+        train_dir, _ = split_folder(path, "train")
+        val_dir, _ = split_folder(path)
+        train, val = ImageFolder(train_dir), ImageFolder(val_dir)
+        if train.classes != val.classes:
+            raise ValueError(f"class folders differ between {train_dir} and {val_dir}: "
+                             f"{sorted(set(train.classes) ^ set(val.classes))}")
+    if recipe.train_size and recipe.train_size < len(train):
+        train = stratified_subset(train, recipe.train_size, recipe.seed)
     return train, val
 
 
@@ -194,7 +207,7 @@ def mean_rgb_cached(recipe, train_ds):
     from .data import compute_mean_rgb
     cache = os.path.join(recipe.out, "mean_rgb.json")
     key = {"data": recipe.data, "n": len(train_ds), "image_size": recipe.image_size,
-           "seed": recipe.seed if recipe.data == "synthetic" else None,
+           "seed": recipe.seed if recipe.data == "synthetic" or recipe.train_size else None,
            "mean_images": recipe.mean_images}
     if os.path.exists(cache):
         try:

@@ -8,10 +8,10 @@ At test time ``preprocess`` holds the input conventions of minivgg's, torchvisio
 and the paper's Caffe weights, and ``classes`` the ImageNet-1k class names.
 """
 
-from .base import CorruptImageError, Dataset
+from .base import CorruptImageError, Dataset, Subset, stratified_subset
 from .cifar import CIFAR10, CIFAR10_MD5, CIFAR10_URL, download_cifar10
 from .classes import IMAGENET_CLASSES_FILE, imagenet_classes, read_class_names
-from .folder import IMAGE_EXTENSIONS, ImageFolder, folder_classes, load_rgb
+from .folder import IMAGE_EXTENSIONS, SPLITS, ImageFolder, folder_classes, load_rgb, split_folder
 from .loader import DataLoader
 from .preprocess import PRESETS, Preprocess, preset
 from .synthetic import SHAPE_CLASSES, SyntheticShapes
@@ -34,6 +34,7 @@ from .transforms import (
 )
 
 __all__ = [
+    "Subset", "stratified_subset", "split_folder", "SPLITS",
     "CorruptImageError", "Dataset",
     "SyntheticShapes", "SHAPE_CLASSES",
     "CIFAR10", "download_cifar10", "CIFAR10_URL", "CIFAR10_MD5",

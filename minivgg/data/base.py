@@ -90,3 +90,50 @@ def check_image(img, where="image"):
     if img.dtype != np.uint8:
         raise ValueError(f"{where}: expected dtype uint8, got {img.dtype}")
     return img
+
+
+class Subset(Dataset):
+    """Images ``indices`` of ``dataset``, in that order, with its classes and labels."""
+
+    def __init__(self, dataset, indices, note=""):
+        self.dataset = dataset
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.classes = list(getattr(dataset, "classes", []))
+        self.labels = np.asarray(dataset.labels)[self.indices]
+        self.note = note  # what the subset is, for reports
+
+    def __len__(self):
+        return len(self.indices)
+
+    def _get(self, i):
+        return self.dataset[int(self.indices[i])]
+
+    def describe(self, i):
+        return self.dataset.describe(int(self.indices[self._index(i)]))
+
+
+def stratified_subset(dataset, n, seed=0):
+    """``n`` images of ``dataset``, each class in its proportion of the whole.
+
+    Every class gets n x (its share), rounded by largest remainders; within a
+    class the images are a seeded random choice. They come back in index
+    order. The first n images of a sorted folder would be one class only.
+    ``dataset.labels`` (every minivgg data set has it) gives the classes
+    without decoding an image. A ``Subset`` whose ``note`` says what it is.
+    """
+    total = len(dataset)
+    if not 1 <= n <= total:
+        raise ValueError(f"a subset of {n} images of a data set of {total}: expected 1..{total}")
+    if n == total:
+        return Subset(dataset, np.arange(total), note="")
+    labels = np.asarray(dataset.labels)
+    classes, counts = np.unique(labels, return_counts=True)
+    exact = counts * (n / total)
+    take = np.floor(exact).astype(np.int64)
+    short = n - int(take.sum())
+    take[np.argsort(-(exact - take), kind="stable")[:short]] += 1
+    rng = np.random.default_rng([seed, 7])  # 7: this use's stream tag
+    chosen = [rng.choice(np.flatnonzero(labels == c), k, replace=False)
+              for c, k in zip(classes, take) if k]
+    return Subset(dataset, np.sort(np.concatenate(chosen)),
+                  note=f"a class-stratified sample of {n} of {total} images (seed {seed})")

@@ -123,3 +123,46 @@ class ImageFolder(Dataset):
 
     def __repr__(self):
         return f"ImageFolder(root={self.root!r}, classes={len(self.classes)}, n={len(self)})"
+
+
+#: The split folders of a data set root, as imagefolder:DIR means it.
+SPLITS = ("train", "val", "test")
+
+
+def split_folder(root, split=None):
+    """The folder of one split of an image data set root (``imagefolder:DIR``).
+
+    ``root`` holds ``train/``, ``val/`` and/or ``test/``, each with one folder
+    per class. ``split`` names one of them; None means the evaluation split:
+    ``val`` if there is one, else ``test``. Returns (path, split). The errors
+    say what was found and what to type instead.
+    """
+    root = os.fspath(root)
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"data directory {root!r} does not exist")
+    present = [s for s in SPLITS if os.path.isdir(os.path.join(root, s))]
+    if not present:
+        subdirs = folder_classes(root)
+        hint = ""
+        if subdirs:
+            parent = os.path.dirname(os.path.abspath(root)) or "/"
+            name = os.path.basename(os.path.abspath(root))
+            hint = (f"; its sub-folders ({', '.join(subdirs[:4])}{', ...' if len(subdirs) > 4 else ''})"
+                    f" look like classes, i.e. {root} is itself one split: use "
+                    f"imagefolder:{parent} --split {name}" if name in SPLITS else
+                    f"; its sub-folders ({', '.join(subdirs[:4])}) look like classes: put them in "
+                    f"{root}/val/ (or train/, test/)")
+        raise FileNotFoundError(f"imagefolder:{root} is the data set root and needs "
+                                f"{root}/train/ and {root}/val/ (or test/), each with one folder "
+                                f"per class{hint}")
+    if split is None:
+        split = "val" if "val" in present else "test" if "test" in present else None
+        if split is None:
+            raise FileNotFoundError(f"imagefolder:{root} has {', '.join(present)}/ but no val/ "
+                                    f"or test/ split to evaluate on")
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
+    if split not in present:
+        raise FileNotFoundError(f"imagefolder:{root} has no {split}/ split (it has "
+                                f"{', '.join(p + '/' for p in present)})")
+    return os.path.join(root, split), split
