@@ -151,11 +151,12 @@ def main(argv=None):
         p.error(str(e))
     where = getattr(getattr(dataset, "dataset", dataset), "root", None)
     t0 = time.perf_counter()
-    old = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops it like Ctrl-C
-    print(f"data: {args.data}" + (f" ({where})" if where else "") +
-          (f", {dataset.note}" if getattr(dataset, "note", "") else f", {len(dataset)} images"),
-          flush=True)
+    old = signal.getsignal(signal.SIGTERM)
     try:
+        signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops it like Ctrl-C
+        print(f"data: {args.data}" + (f" ({where})" if where else "") +
+              (f", {dataset.note}" if getattr(dataset, "note", "") else
+               f", {len(dataset)} images"), flush=True)
         report = evaluate(nets, dataset, args.protocol, scales, batch_size=args.batch_size,
                           progress=not args.no_progress)
     except ValueError as e:
