@@ -87,7 +87,8 @@ MUTATIONS = {
     # -- LRN -----------------------------------------------------------------------
     "alrn_k1": (
         "A-LRN built with k=1",
-        [("minivgg/models/vgg.py", "alpha=1e-4, beta=0.75, k=2.0)", "alpha=1e-4, beta=0.75, k=1.0)")]),
+        [("minivgg/models/vgg.py", "alpha=1e-4, beta=0.75, k=2.0)",
+          "alpha=1e-4, beta=0.75, k=1.0)")]),
     "alrn_size3": (
         "A-LRN built with a window of 3",
         [("minivgg/models/vgg.py", "LocalResponseNorm(size=5,", "LocalResponseNorm(size=3,")]),
@@ -163,10 +164,12 @@ MUTATIONS = {
           "            layers.append(")]),
     "fc_bias_on_fc3": (
         "the fc_bias option also sets FC3's bias",
-        [("minivgg/models/vgg.py", "for idx in (0, 3):  # FC1 and FC2", "for idx in (0, 3, 6):  #")]),
+        [("minivgg/models/vgg.py", "for idx in (0, 3):  # FC1 and FC2",
+          "for idx in (0, 3, 6):  #")]),
     "module_train_not_recursive": (
         "Module.train/eval changes only the top module",
-        [("minivgg/nn/module.py", "for m in self.modules():\n            object.__setattr__(m, \"training\"",
+        [("minivgg/nn/module.py",
+          "for m in self.modules():\n            object.__setattr__(m, \"training\"",
           "for m in [self]:\n            object.__setattr__(m, \"training\"")]),
     # -- SGD, schedule -------------------------------------------------------------------
     "sgd_wd_halved": (
@@ -264,7 +267,8 @@ MUTATIONS = {
         [("minivgg/evaluate.py", "    return (lo + hi) // 2\n", "    return lo\n")]),
     "evaluate_row_top5_off": (
         "the evaluation table's top-5 column computed as top-4",
-        [("minivgg/evaluate.py", "topk_error(p, labels, 1), topk_error(p, labels, topk), len(labels)",
+        [("minivgg/evaluate.py",
+          "topk_error(p, labels, 1), topk_error(p, labels, topk), len(labels)",
           "topk_error(p, labels, 1), topk_error(p, labels, topk - 1), len(labels)")]),
     "fusion_first_model": (
         "fusion keeps the first model's posteriors",
@@ -288,7 +292,8 @@ MUTATIONS = {
           "return img - self.sample_shift(rng).astype(np.float32)")]),
     "rescale_anisotropic": (
         "training rescale squashes the image to S x S",
-        [("minivgg/data/transforms.py", "nh, nw = s, max(1, int(round(w * s / h)))", "nh, nw = s, s")]),
+        [("minivgg/data/transforms.py", "nh, nw = s, max(1, int(round(w * s / h)))",
+          "nh, nw = s, s")]),
     "flip_vertical": (
         "random flip is vertical",
         [("minivgg/data/transforms.py", "return img[:, ::-1] if rng.random() < self.p else img",
@@ -303,7 +308,8 @@ MUTATIONS = {
     "ckpt_steps_forgotten": (
         "checkpoints lose the optimizer's step count",
         [("minivgg/checkpoint.py",
-          "optimizer_state = {k: o[k] for k in (\"lr\", \"momentum\", \"weight_decay\", \"steps\")}",
+          "optimizer_state = {k: o[k] for k in "
+          "(\"lr\", \"momentum\", \"weight_decay\", \"steps\")}",
           "optimizer_state = {k: o[k] for k in (\"lr\", \"momentum\", \"weight_decay\")}\n"
           "                optimizer_state[\"steps\"] = 0")]),
 }
@@ -396,7 +402,8 @@ def main(argv=None):
     survivors, broken = [], []
     with tempfile.TemporaryDirectory(prefix="minivgg-mutants-") as tree:
         copy_tree(tree)
-        rc, failed, secs = run_suite(tree, args.pytest_args, args.first, args.timeout, args.no_torch)
+        run = (args.pytest_args, args.first, args.timeout, args.no_torch)
+        rc, failed, secs = run_suite(tree, *run)
         if rc != 0:
             print(getattr(run_suite, "last_output", "")[-5000:], file=sys.stderr)
             print(f"the unmutated suite fails ({failed}); fix it first", file=sys.stderr)
@@ -411,7 +418,7 @@ def main(argv=None):
                 print(f"{name:<30} DOES NOT APPLY: {e}", flush=True)
                 continue
             try:
-                rc, failed, secs = run_suite(tree, args.pytest_args, args.first, args.timeout, args.no_torch)
+                rc, failed, secs = run_suite(tree, *run)
             finally:
                 restore(tree, originals)
             if rc == 0:
