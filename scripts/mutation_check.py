@@ -1,0 +1,439 @@
+"""Plant known bugs one at a time and check that the test suite catches each.
+
+    python scripts/mutation_check.py                 # every mutation, full suite each
+    python scripts/mutation_check.py --list          # names and descriptions
+    python scripts/mutation_check.py -m pool_pad_zero -m relu_grad_at_zero
+    python scripts/mutation_check.py --first         # stop each run at the first failure
+    python scripts/mutation_check.py --no-torch      # as on a machine without the oracle
+    python scripts/mutation_check.py -- tests/test_modes.py   # pytest arguments after --
+
+Each mutation is a list of (file, old, new) text replacements in the
+project's mechanics (ops, configurations, training recipe, test protocols,
+data transforms, checkpoints). For each one the tracked files of the
+repository are copied to a temporary directory, the replacements are applied
+there (each ``old`` must occur exactly once, so a mutation that no longer
+applies is reported rather than silently skipped), and the suite is run in
+that copy. A mutation is *caught* when the suite fails. The working tree is
+never modified.
+
+This is a development tool, not part of the test run (it takes about half a
+minute per mutation on a 2-core machine). docs/testing.md explains how to add
+a mutation when you add an op or a mechanism.
+"""
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# name -> (description, [(file, old, new), ...])
+MUTATIONS = {
+    # -- convolution -----------------------------------------------------------
+    "conv_dx_unflipped": (
+        "conv input gradient with the kernel not flipped",
+        [("minivgg/functional/conv.py", "w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)",
+          "w[:, :, :, :].transpose(1, 0, 2, 3)")]),
+    "conv_dx_padding": (
+        "conv input gradient padded with P instead of K-1-P",
+        [("minivgg/functional/conv.py", "(kh - 1 - ph, kw - 1 - pw))", "(ph, pw))")]),
+    "conv_bias_grad_mean": (
+        "conv bias gradient averaged instead of summed",
+        [("minivgg/functional/conv.py", "gb = gy2.sum(axis=1)", "gb = gy2.mean(axis=1)")]),
+    "im2col_stride_w": (
+        "im2col steps along W with the H stride",
+        [("minivgg/functional/conv.py", "s_h * sh, s_w * sw))", "s_h * sh, s_w * sh))")]),
+    "col2im_overwrites": (
+        "col2im overwrites overlapping receptive fields instead of adding",
+        [("minivgg/functional/conv.py", "j:j + sw * ow:sw] += col6[:, i, j]",
+          "j:j + sw * ow:sw] = col6[:, i, j]")]),
+    "output_size_ceil": (
+        "sliding-window output size rounded up (ceil mode)",
+        [("minivgg/functional/conv.py", "return (size + 2 * padding - kernel) // stride + 1",
+          "return (size + 2 * padding - kernel + stride - 1) // stride + 1")]),
+    # -- pooling ---------------------------------------------------------------
+    "pool_pad_zero": (
+        "max-pool pads with 0 instead of -inf",
+        [("minivgg/functional/pooling.py", "fill = -xp.inf if", "fill = 0 if")]),
+    "pool_ties_last": (
+        "max-pool gradient goes to the last of tied maxima",
+        [("minivgg/functional/pooling.py",
+          "if s:\n                idx += first.astype(idx.dtype) * idx.dtype.type(s)",
+          "idx[v == y] = s")]),
+    "pool_overlap_overwrites": (
+        "overlapping pooling windows overwrite each other's gradient",
+        [("minivgg/functional/pooling.py", "if overlap:", "if False:")]),
+    # -- ReLU, dropout ---------------------------------------------------------
+    "relu_grad_at_zero": (
+        "ReLU passes the gradient at exactly 0",
+        [("minivgg/functional/activation.py", "self.mask = y > 0", "self.mask = x >= 0")]),
+    "dropout_module_never_drops": (
+        "nn.Dropout never drops in training mode",
+        [("minivgg/nn/layers.py", "return F.dropout(x, self.p, self.training)",
+          "return F.dropout(x, self.p, False)")]),
+    "dropout_scale_1_over_p": (
+        "dropout scales kept units by 1/p instead of 1/(1-p)",
+        [("minivgg/functional/activation.py", "1.0 / (1.0 - self.p)", "1.0 / self.p")]),
+    "dropout_keeps_p": (
+        "dropout keeps a fraction p instead of 1-p",
+        [("minivgg/functional/activation.py", ">= self.p", "< self.p")]),
+    "dropout_backward_unmasked": (
+        "dropout backward ignores the mask",
+        [("minivgg/functional/activation.py", "return gy * self.scale", "return gy")]),
+    # -- LRN -----------------------------------------------------------------------
+    "alrn_k1": (
+        "A-LRN built with k=1",
+        [("minivgg/models/vgg.py", "alpha=1e-4, beta=0.75, k=2.0)",
+          "alpha=1e-4, beta=0.75, k=1.0)")]),
+    "alrn_size3": (
+        "A-LRN built with a window of 3",
+        [("minivgg/models/vgg.py", "LocalResponseNorm(size=5,", "LocalResponseNorm(size=3,")]),
+    "alrn_after_pool": (
+        "A-LRN's LRN placed after the first max-pool",
+        [("minivgg/models/vgg.py", '"A-LRN": [64, LRN, M,', '"A-LRN": [64, M, LRN,')]),
+    "lrn_alpha_mean": (
+        "LRN divides alpha by the window size",
+        [("minivgg/functional/normalization.py", "s *= x.dtype.type(self.alpha)",
+          "s *= x.dtype.type(self.alpha / self.size)")]),
+    "lrn_grad_factor": (
+        "LRN backward drops the factor 2 of d(a^2)",
+        [("minivgg/functional/normalization.py", "dt(2.0 * self.alpha * self.beta)",
+          "dt(self.alpha * self.beta)")]),
+    # -- loss ------------------------------------------------------------------------
+    "ce_sum_not_mean": (
+        "cross-entropy summed over the batch in forward",
+        [("minivgg/functional/loss.py", "return -logp[rows, self.labels].mean()",
+          "return -logp[rows, self.labels].sum()")]),
+    "ce_grad_not_averaged": (
+        "cross-entropy gradient not divided by N",
+        [("minivgg/functional/loss.py", "g *= gy / n", "g *= gy")]),
+    # -- autograd --------------------------------------------------------------------
+    "sum_to_mean": (
+        "broadcast gradients averaged instead of summed",
+        [("minivgg/autograd.py", "y = x.sum(axis=axes, keepdims=True)",
+          "y = x.mean(axis=axes, keepdims=True)")]),
+    "div_grad": (
+        "division's gradient w.r.t. the denominator missing a 1/b",
+        [("minivgg/autograd.py", "-gy * self.a / (self.b * self.b)", "-gy * self.a / self.b")]),
+    "getitem_repeated_overwrite": (
+        "indexing's gradient overwrites repeated indices instead of adding",
+        [("minivgg/autograd.py", "np.add.at(gx, self.index, gy)", "gx[self.index] = gy")]),
+    "sum_axes_reversed": (
+        "sum over several axes re-expands them in the wrong order",
+        [("minivgg/autograd.py", "axes = sorted(a % len(self.in_shape) for a in axes)",
+          "axes = sorted((a % len(self.in_shape) for a in axes), reverse=True)")]),
+    "mean_count_first_axis": (
+        "mean over several axes divides by the first axis only",
+        [("minivgg/autograd.py", "count = int(np.prod([shape[a] for a in axes]))",
+          "count = int(shape[axes[0]])")]),
+    "pow_grad": (
+        "power's gradient uses a**c instead of a**(c-1)",
+        [("minivgg/autograd.py", "return gy * c * self.a ** (c - 1)",
+          "return gy * c * self.a ** c")]),
+    "leaf_grad_not_accumulated": (
+        "a leaf's gradient is overwritten, not accumulated",
+        [("minivgg/autograd.py", "            t.grad = t.grad + g\n", "            t.grad = g\n")]),
+    # -- VGG ---------------------------------------------------------------------------
+    "fc1_conv_hwc": (
+        "dense net's FC1-as-conv weight reshaped in (H, W, C) order",
+        [("minivgg/models/vgg.py", "w = reshape(self.weight, w_shape)",
+          "w = reshape(self.weight, (w_shape[0], w_shape[2], w_shape[3], w_shape[1]))"
+          ".transpose(0, 3, 1, 2)")]),
+    "flatten_channels_last": (
+        "classifier flattens the features channels-last",
+        [("minivgg/models/vgg.py", "h = reshape(h, (h.shape[0], -1))",
+          "h = reshape(h.transpose(0, 2, 3, 1), (h.shape[0], -1))")]),
+    "both_hwc": (
+        "classifier and dense net both channels-last (consistent with each other)",
+        [("minivgg/models/vgg.py", "w = reshape(self.weight, w_shape)",
+          "w = reshape(self.weight, (w_shape[0], w_shape[2], w_shape[3], w_shape[1]))"
+          ".transpose(0, 3, 1, 2)"),
+         ("minivgg/models/vgg.py", "h = reshape(h, (h.shape[0], -1))",
+          "h = reshape(h.transpose(0, 2, 3, 1), (h.shape[0], -1))")]),
+    "c_1x1_is_3x3": (
+        "configuration C's 1x1 convs built as 3x3",
+        [("minivgg/models/vgg.py", "channels, k = item if isinstance(item, tuple) else (item, 3)\n"
+          "            channels = max(1, int(round(channels * width_mult)))\n"
+          "            layers.append(",
+          "channels, k = (item[0], 3) if isinstance(item, tuple) else (item, 3)\n"
+          "            channels = max(1, int(round(channels * width_mult)))\n"
+          "            layers.append(")]),
+    "fc_bias_on_fc3": (
+        "the fc_bias option also sets FC3's bias",
+        [("minivgg/models/vgg.py", "for idx in (0, 3):  # FC1 and FC2",
+          "for idx in (0, 3, 6):  #")]),
+    "module_train_not_recursive": (
+        "Module.train/eval changes only the top module",
+        [("minivgg/nn/module.py",
+          "for m in self.modules():\n            object.__setattr__(m, \"training\"",
+          "for m in [self]:\n            object.__setattr__(m, \"training\"")]),
+    # -- SGD, schedule -------------------------------------------------------------------
+    "sgd_wd_halved": (
+        "SGD with momentum applies half the weight decay",
+        [("minivgg/optim/sgd.py", "xp.multiply(p.data, dt(self.weight_decay), out=tmp)\n"
+          "                        v += tmp",
+          "xp.multiply(p.data, dt(self.weight_decay / 2), out=tmp)\n"
+          "                        v += tmp")]),
+    "sgd_first_velocity_zero": (
+        "SGD's velocity starts at 0 instead of the first gradient",
+        [("minivgg/optim/sgd.py", "v = self.velocity[i] = xp.array(g, copy=True)",
+          "v = self.velocity[i] = xp.zeros_like(g)")]),
+    "sgd_plain_no_wd": (
+        "SGD without momentum ignores weight decay",
+        [("minivgg/optim/sgd.py", "tmp += g\n                        d = tmp",
+          "tmp[...] = g\n                        d = tmp")]),
+    "sched_equal_is_improvement": (
+        "the plateau scheduler counts an unchanged accuracy as an improvement",
+        [("minivgg/optim/scheduler.py", "return value > self.best + self.threshold",
+          "return value > self.best - self.threshold")]),
+    "sched_patience_off_by_one": (
+        "the plateau scheduler drops the rate one epoch early",
+        [("minivgg/optim/scheduler.py", "if self.bad_epochs > self.patience",
+          "if self.bad_epochs >= self.patience")]),
+    "sched_load_loses_patience": (
+        "the scheduler's load_state_dict forgets the patience count",
+        [("minivgg/optim/scheduler.py", "self.bad_epochs = int(state[\"bad_epochs\"])",
+          "self.bad_epochs = 0")]),
+    "sched_load_loses_drops": (
+        "the scheduler's load_state_dict forgets the drops taken",
+        [("minivgg/optim/scheduler.py", "self.reductions = int(state[\"reductions\"])",
+          "self.reductions = 0")]),
+    "train_sched_given_error": (
+        "the trainer gives the scheduler the error instead of the accuracy",
+        [("minivgg/train.py", "self.scheduler.step(1.0 - top1)", "self.scheduler.step(top1)")]),
+    "train_sched_factor": (
+        "the trainer divides the rate by 2 instead of 10",
+        [("minivgg/train.py", "ReduceLROnPlateau(self.optimizer, \"max\", 0.1,",
+          "ReduceLROnPlateau(self.optimizer, \"max\", 0.5,")]),
+    "resume_loses_scheduler": (
+        "resume does not restore the scheduler",
+        [("minivgg/train.py", "self.scheduler.load_state_dict(ck.meta[\"scheduler\"])", "pass")]),
+    "resume_loses_optimizer": (
+        "resume does not restore the momentum buffers",
+        [("minivgg/train.py", "self.optimizer.load_state_dict(ck.optimizer_state)", "pass")]),
+    "resume_loses_rng": (
+        "resume does not restore the dropout generator",
+        [("minivgg/train.py", "mrandom.set_state(ck.meta[\"rng\"])", "pass")]),
+    # -- training loop ------------------------------------------------------------------
+    "val_in_train_mode": (
+        "the training loop validates with dropout on",
+        [("minivgg/train.py", "    model.eval()\n    loss_sum", "    loss_sum")]),
+    "val_mode_not_restored": (
+        "validation leaves the model in eval mode (training continues without dropout)",
+        [("minivgg/train.py", "        model.train(was_training)\n", "        pass\n")]),
+    "val_top5_is_top4": (
+        "the logged validation top-5 is a top-4",
+        [("minivgg/train.py", "c5 += int(topk_correct(scores, y, 5).sum())",
+          "c5 += int(topk_correct(scores, y, 4).sum())")]),
+    "microbatch_unweighted": (
+        "micro-batch losses summed without their share of the batch",
+        [("minivgg/train.py", "(loss * (len(yb) / n)).backward()", "loss.backward()")]),
+    "train_without_augmentation": (
+        "the training loader uses the evaluation pipeline (no crop jitter, flip, colour)",
+        [("minivgg/train.py", "train_transform(r.crop, scale, self.mean_rgb)",
+          "eval_transform(r.crop, scale, self.mean_rgb)")]),
+    "init_from_three_convs": (
+        "init from A copies three conv layers instead of four",
+        [("minivgg/train.py", "if n.startswith(\"conv\")][:4]", "if n.startswith(\"conv\")][:3]")]),
+    # -- test protocols -------------------------------------------------------------------
+    "eval_protocols_train_mode": (
+        "evaluation protocols run the model in training mode (dropout on)",
+        [("minivgg/evaluate.py", "        self.model.eval()\n", "")]),
+    "eval_mode_not_restored": (
+        "evaluation protocols leave the model in eval mode",
+        [("minivgg/evaluate.py", "        for m, mode in self.modes:\n"
+          "            object.__setattr__(m, \"training\", mode)\n",
+          "        pass\n")]),
+    "topk_ties_reversed": (
+        "top-k ties broken towards the higher class index",
+        [("minivgg/evaluate.py", "(cls < y[:, None])", "(cls > y[:, None])")]),
+    "dense_flip_vertical": (
+        "dense evaluation averages with the vertically flipped image",
+        [("minivgg/evaluate.py", "batcher.add(tag, np.ascontiguousarray(x[:, :, ::-1]))",
+          "batcher.add(tag, np.ascontiguousarray(x[:, ::-1, :]))")]),
+    "multicrop_no_flip": (
+        "multi-crop evaluation without the flipped crops",
+        [("minivgg/evaluate.py", "_queue_crops(crops, (idx, \"crops\"), x, self.crop, grid, True)",
+          "_queue_crops(crops, (idx, \"crops\"), x, self.crop, grid, False)")]),
+    "dense_multicrop_halved": (
+        "protocol posteriors divided by 2 whatever the number of parts",
+        [("minivgg/evaluate.py", "return sum(parts) / len(parts)", "return sum(parts) / 2")]),
+    "single_scale_smin": (
+        "single-scale test at S_min instead of the middle of the jitter range",
+        [("minivgg/evaluate.py", "    return (lo + hi) // 2\n", "    return lo\n")]),
+    "evaluate_row_top5_off": (
+        "the evaluation table's top-5 column computed as top-4",
+        [("minivgg/evaluate.py",
+          "topk_error(p, labels, 1), topk_error(p, labels, topk), len(labels)",
+          "topk_error(p, labels, 1), topk_error(p, labels, topk - 1), len(labels)")]),
+    "fusion_first_model": (
+        "fusion keeps the first model's posteriors",
+        [("minivgg/evaluate.py", "return sum(ps) / len(ps)", "return ps[0]")]),
+    "dense_pool_sum": (
+        "dense evaluation sum-pools the score map by default",
+        [("minivgg/evaluate.py", "def _dense_forward(dense, pool):\n    def forward(batch):",
+          "def _dense_forward(dense, pool):\n    pool = \"sum\"\n\n    def forward(batch):")]),
+    # -- data transforms ----------------------------------------------------------------
+    "pca_eigvec_transposed": (
+        "colour shift uses the eigenvector matrix transposed",
+        [("minivgg/data/transforms.py", "return self.eigvec @ (alpha * self.eigval)",
+          "return self.eigvec.T @ (alpha * self.eigval)")]),
+    "pca_sqrt_eigval": (
+        "colour shift scales by sqrt(eigenvalue)",
+        [("minivgg/data/transforms.py", "return self.eigvec @ (alpha * self.eigval)",
+          "return self.eigvec @ (alpha * np.sqrt(self.eigval))")]),
+    "pca_shift_subtracted": (
+        "colour shift subtracted instead of added",
+        [("minivgg/data/transforms.py", "return img + self.sample_shift(rng).astype(np.float32)",
+          "return img - self.sample_shift(rng).astype(np.float32)")]),
+    "rescale_anisotropic": (
+        "training rescale squashes the image to S x S",
+        [("minivgg/data/transforms.py", "nh, nw = s, max(1, int(round(w * s / h)))",
+          "nh, nw = s, s")]),
+    "flip_vertical": (
+        "random flip is vertical",
+        [("minivgg/data/transforms.py", "return img[:, ::-1] if rng.random() < self.p else img",
+          "return img[::-1] if rng.random() < self.p else img")]),
+    "eval_q_smin": (
+        "single-crop validation at S_min instead of the middle scale",
+        [("minivgg/data/transforms.py", "q = (s_min + s_max) // 2", "q = s_min")]),
+    # -- checkpoints ----------------------------------------------------------------------
+    "ckpt_dropout_forgotten": (
+        "checkpoints record dropout 0.5 whatever the model's",
+        [("minivgg/checkpoint.py", "\"dropout\": model.classifier[2].p}", "\"dropout\": 0.5}")]),
+    "ckpt_steps_forgotten": (
+        "checkpoints lose the optimizer's step count",
+        [("minivgg/checkpoint.py",
+          "optimizer_state = {k: o[k] for k in "
+          "(\"lr\", \"momentum\", \"weight_decay\", \"steps\")}",
+          "optimizer_state = {k: o[k] for k in (\"lr\", \"momentum\", \"weight_decay\")}\n"
+          "                optimizer_state[\"steps\"] = 0")]),
+}
+
+
+def tracked_files():
+    out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+                         cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    return [f for f in out.splitlines() if os.path.isfile(os.path.join(ROOT, f))]
+
+
+def copy_tree(dst):
+    for f in tracked_files():
+        os.makedirs(os.path.join(dst, os.path.dirname(f)), exist_ok=True)
+        shutil.copy2(os.path.join(ROOT, f), os.path.join(dst, f))
+
+
+def apply(tree, edits):
+    """Apply the edits in ``tree``; returns {file: original text}."""
+    originals = {}
+    for rel, old, new in edits:
+        path = os.path.join(tree, rel)
+        text = open(path, encoding="utf-8").read()
+        originals.setdefault(rel, text)
+        n = text.count(old)
+        if n != 1:
+            raise ValueError(f"{rel}: the text to replace occurs {n} times (expected once): "
+                             f"{old!r}")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text.replace(old, new))
+    return originals
+
+
+def restore(tree, originals):
+    for rel, text in originals.items():
+        with open(os.path.join(tree, rel), "w", encoding="utf-8") as f:
+            f.write(text)
+
+
+def hide_torch(tree):
+    """A directory whose 'torch' package fails to import (for --no-torch)."""
+    d = os.path.join(tree, ".no-torch")
+    os.makedirs(os.path.join(d, "torch"), exist_ok=True)
+    with open(os.path.join(d, "torch", "__init__.py"), "w") as f:
+        f.write("raise ImportError('PyTorch hidden by scripts/mutation_check.py --no-torch')\n")
+    return d
+
+
+def run_suite(tree, pytest_args, first, timeout, no_torch=False):
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfE"]
+    if first:
+        cmd.append("-x")
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    env.pop("MINIVGG_CI", None)
+    if no_torch:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [hide_torch(tree),
+                                                          env.get("PYTHONPATH")]))
+    t0 = time.perf_counter()
+    try:
+        proc = subprocess.run(cmd + list(pytest_args), cwd=tree, env=env, capture_output=True,
+                              text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None, [f"(timed out after {timeout} s)"], time.perf_counter() - t0
+    failed = re.findall(r"^(?:FAILED|ERROR) (\S+)", proc.stdout, flags=re.M)
+    run_suite.last_output = proc.stdout + proc.stderr
+    return proc.returncode, failed, time.perf_counter() - t0
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-m", "--mutation", action="append", default=[],
+                   help="run only this mutation (repeatable)")
+    p.add_argument("--list", action="store_true", help="list the mutations and exit")
+    p.add_argument("--first", action="store_true", help="stop each suite at its first failure")
+    p.add_argument("--timeout", type=int, default=1200, help="seconds per suite run")
+    p.add_argument("--no-torch", action="store_true",
+                   help="run the suite as on a machine without PyTorch (oracle tests skip)")
+    p.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
+    args = p.parse_args(argv)
+    if args.list:
+        for name, (desc, _) in MUTATIONS.items():
+            print(f"{name:<30} {desc}")
+        return 0
+    unknown = [m for m in args.mutation if m not in MUTATIONS]
+    if unknown:
+        p.error(f"unknown mutation(s) {unknown}; see --list")
+    names = args.mutation or list(MUTATIONS)
+
+    survivors, broken = [], []
+    with tempfile.TemporaryDirectory(prefix="minivgg-mutants-") as tree:
+        copy_tree(tree)
+        run = (args.pytest_args, args.first, args.timeout, args.no_torch)
+        rc, failed, secs = run_suite(tree, *run)
+        if rc != 0:
+            print(getattr(run_suite, "last_output", "")[-5000:], file=sys.stderr)
+            print(f"the unmutated suite fails ({failed}); fix it first", file=sys.stderr)
+            return 2
+        print(f"unmutated suite passes ({secs:.0f} s)", flush=True)
+        for name in names:
+            desc, edits = MUTATIONS[name]
+            try:
+                originals = apply(tree, edits)
+            except ValueError as e:
+                broken.append(name)
+                print(f"{name:<30} DOES NOT APPLY: {e}", flush=True)
+                continue
+            try:
+                rc, failed, secs = run_suite(tree, *run)
+            finally:
+                restore(tree, originals)
+            if rc == 0:
+                survivors.append(name)
+                print(f"{name:<30} SURVIVED  ({desc})", flush=True)
+            else:
+                shown = ", ".join(f.split("tests/", 1)[-1] for f in failed[:4])
+                more = f" (+{len(failed) - 4} more)" if len(failed) > 4 else ""
+                print(f"{name:<30} caught by {len(failed)} test(s) in {secs:.0f} s: "
+                      f"{shown}{more}", flush=True)
+    print(f"\n{len(names) - len(survivors) - len(broken)} of {len(names)} mutations caught"
+          + (f"; survived: {', '.join(survivors)}" if survivors else "")
+          + (f"; not applicable: {', '.join(broken)}" if broken else ""))
+    return 1 if survivors or broken else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
