@@ -5,10 +5,10 @@ import shutil
 import subprocess
 import sys
 
-
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 SAMPLE = '''
+import pytest
 
 def test_passes():
     pass
@@ -22,12 +22,15 @@ def test_gpu_reason():
 '''
 
 OTHER_SKIP = '''
+import pytest
 
 def test_needs_mpi():
     pytest.skip("mpi4py is not installed")
 '''
 
 MODULE_SKIP = '''
+import pytest
+
 pytest.importorskip("a_module_that_does_not_exist_anywhere", reason="the frobnicator is absent")
 
 def test_never_collected():
