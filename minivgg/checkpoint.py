@@ -109,6 +109,22 @@ def resolve_checkpoint_path(path):
     return path
 
 
+def read_meta(path):
+    """Only the JSON metadata of a checkpoint (no weights are read): a dict."""
+    path = resolve_checkpoint_path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "__meta__" not in z.files:
+                raise CheckpointError(f"{path!r} is not a minivgg checkpoint (no __meta__ entry)")
+            return json.loads(bytes(z["__meta__"]).decode("utf-8"))
+    except CheckpointError:
+        raise
+    except (zipfile.BadZipFile, OSError, ValueError, KeyError, EOFError,
+            UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"checkpoint {path!r} is truncated or corrupted "
+                              f"({type(e).__name__}: {e})") from e
+
+
 def load_checkpoint(path):
     """Read and validate a checkpoint (file, or directory holding last.npz)."""
     path = resolve_checkpoint_path(path)

@@ -25,7 +25,7 @@ from . import functional as F
 from . import random as mrandom
 from .autograd import Tensor, no_grad
 from .backend import as_numpy
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, read_meta, save_checkpoint
 from .data.transforms import parse_scale
 from .models import CONFIGS, vgg
 from .nn.init import INIT_SCHEMES
@@ -69,7 +69,7 @@ class Recipe:
     fc_bias: float = 0.1              # initial FC1/FC2 bias (paper: 0)
     dropout: float = 0.3              # paper: 0.5 (slows the start of small nets)
     patience: int = 3
-    min_lr: float = 1e-5
+    min_lr: float = 0.0               # 0: no floor; max_lr_drops bounds the schedule
     max_lr_drops: int = 3             # the paper divided the rate 3 times
     workers: int = 0
     seed: int = 0
@@ -77,6 +77,7 @@ class Recipe:
     plot: bool = False
     strict: bool = False
     mean_images: int = 0              # images read for the mean RGB; 0: all
+    pixel_scale: float = 1.0          # input units: 1 -> [0, 1] minus mean; paper (Caffe): 255
     progress: bool = True
 
     def resolved_fc_width(self):
@@ -273,8 +274,10 @@ class Trainer:
                                  f"{len(ck.meta['classes'])} classes; this run asks for VGG-{r.cfg}"
                                  f" on {len(self.classes)}")
             self.mean_rgb = np.asarray(ck.meta["mean_rgb"], np.float64)
-        else:
-            self.mean_rgb = mean_rgb_cached(r, self.train_ds)
+        else:  # §2.1: one training-set mean for every stage of the S schedule
+            inherited = read_meta(r.init_from).get("mean_rgb") if r.init_from else None
+            self.mean_rgb = (np.asarray(inherited, np.float64) if inherited is not None
+                             else mean_rgb_cached(r, self.train_ds))
         self.model = vgg(r.cfg, num_classes=len(self.classes), fc_width=r.resolved_fc_width(),
                          input_size=r.crop, width_mult=r.width_mult, dropout=r.dropout,
                          init=r.init, init_std=r.init_std, seed=r.seed, fc_bias=r.fc_bias)
@@ -287,11 +290,13 @@ class Trainer:
                                            min_lr=r.min_lr, max_reductions=r.max_lr_drops)
         scale = parse_scale(r.scale)
         self.train_loader = DataLoader(self.train_ds, r.batch_size,
-                                       train_transform(r.crop, scale, self.mean_rgb),
+                                       train_transform(r.crop, scale, self.mean_rgb,
+                                                       pixel_scale=r.pixel_scale),
                                        shuffle=True, seed=r.seed, workers=r.workers,
                                        strict=r.strict)
         self.val_loader = DataLoader(self.val_ds, max(r.batch_size, 64),
-                                     eval_transform(r.crop, scale, self.mean_rgb),
+                                     eval_transform(r.crop, scale, self.mean_rgb,
+                                                    pixel_scale=r.pixel_scale),
                                      shuffle=False, seed=r.seed, workers=r.workers,
                                      strict=r.strict)
         self.epoch, self.batch, self.global_step = 0, 0, 0

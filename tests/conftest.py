@@ -1,4 +1,4 @@
-"""Shared test helpers. Tests generate their own data; none reads ../shared."""
+"""Shared test helpers. Tests generate their own data and read nothing outside the repository."""
 import numpy as np
 import pytest
 
