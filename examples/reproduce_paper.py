@@ -41,9 +41,14 @@ import sys
 import time
 import warnings
 
-import numpy as np
+# Tiny nets multiply small matrices: on a busy 2-core machine one BLAS thread is
+# about twice as fast as two that wait on each other (docs/benchmarks.md).
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 
-ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+import numpy as np  # noqa: E402
+
+ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, ROOT)
 
 from minivgg import train as train_mod  # noqa: E402
@@ -59,35 +64,45 @@ Q_FIXED = [32, 36, 40]
 Q_JITTER = [36, 54, 72]
 Q_SINGLE = {FIXED_S: 36, JITTER_S: 54}
 
-#: Training budgets. "base": nets trained from random weights (A, A-LRN, the Glorot
-#: nets); "deep": nets started from A. Epochs of ``train_size`` images.
+#: Training budgets. "base": nets trained from random weights (A, A-LRN); "deep": nets
+#: started from A, and the Glorot nets, given the same number of steps as a net started
+#: from A. Epochs of ``train_size`` images. ``runs``: the networks trained;
+#: ``fusion``: the two nets whose posteriors are averaged (Table 6). In the quick profile
+#: the patience is as long as the run, so the plateau rule never fires: a drop while a
+#: net still sits at chance (the first epochs of A) stalls it for good (docs/training.md).
+ALL_RUNS = ["A", "A-LRN", "B", "C", "D", "E", "B-glorot", "D-glorot", "E-glorot", "D-jit",
+            "E-jit"]
+QUICK_RUNS = ["A", "A-LRN", "B", "C", "D", "E", "D-glorot", "D-jit"]
 PROFILES = {
-    "quick": dict(width_mult=0.125, fc_width=128, train_size=3200, val_size=500,
-                  eval_images=300, multicrop_images=200, base_epochs=12, deep_epochs=6,
-                  batch_size=64, lr=0.02, patience=1),
-    "full": dict(width_mult=0.25, fc_width=128, train_size=12000, val_size=1000,
-                 eval_images=1000, multicrop_images=500, base_epochs=16, deep_epochs=10,
-                 batch_size=64, lr=0.02, patience=2),
+    "quick": dict(width_mult=0.125, fc_width=128, dropout=0.0, train_size=6400, val_size=400,
+                  eval_images=250, multicrop_images=100, base_epochs=11, deep_epochs=3,
+                  base_patience=11, deep_patience=3, batch_size=64, lr=0.02, runs=QUICK_RUNS,
+                  fusion=("D-jit", "E")),
+    "full": dict(width_mult=0.25, fc_width=128, dropout=0.3, train_size=12000, val_size=1000,
+                 eval_images=1000, multicrop_images=500, base_epochs=16, deep_epochs=8,
+                 base_patience=3, deep_patience=2, batch_size=64, lr=0.02, runs=ALL_RUNS,
+                 fusion=("D-jit", "E-jit")),
     # For the test suite: every step of the pipeline in seconds, nothing learnt.
-    "tiny": dict(width_mult=0.0625, fc_width=8, train_size=24, val_size=12, eval_images=6,
-                 multicrop_images=3, base_epochs=2, deep_epochs=1, batch_size=8, lr=0.01,
-                 patience=0),
+    "tiny": dict(width_mult=0.0625, fc_width=8, dropout=0.0, train_size=16, val_size=8,
+                 eval_images=4, multicrop_images=2, base_epochs=2, deep_epochs=1,
+                 base_patience=0, deep_patience=0, batch_size=8, lr=0.01, runs=QUICK_RUNS,
+                 fusion=("D-jit", "E")),
 }
 
-#: name, configuration, training scale, init, started from, budget
-RUNS = [
-    ("A", "A", FIXED_S, "kaiming", None, "base"),
-    ("A-LRN", "A-LRN", FIXED_S, "kaiming", None, "base"),
-    ("B", "B", FIXED_S, "kaiming", "A", "deep"),
-    ("C", "C", FIXED_S, "kaiming", "A", "deep"),
-    ("D", "D", FIXED_S, "kaiming", "A", "deep"),
-    ("E", "E", FIXED_S, "kaiming", "A", "deep"),
-    ("B-glorot", "B", FIXED_S, "glorot", None, "base"),
-    ("D-glorot", "D", FIXED_S, "glorot", None, "base"),
-    ("E-glorot", "E", FIXED_S, "glorot", None, "base"),
-    ("D-jit", "D", JITTER_S, "kaiming", "A", "deep"),
-    ("E-jit", "E", JITTER_S, "kaiming", "A", "deep"),
-]
+#: name -> (configuration, training scale, init, started from, budget)
+RUNS = {
+    "A": ("A", FIXED_S, "kaiming", None, "base"),
+    "A-LRN": ("A-LRN", FIXED_S, "kaiming", None, "base"),
+    "B": ("B", FIXED_S, "kaiming", "A", "deep"),
+    "C": ("C", FIXED_S, "kaiming", "A", "deep"),
+    "D": ("D", FIXED_S, "kaiming", "A", "deep"),
+    "E": ("E", FIXED_S, "kaiming", "A", "deep"),
+    "B-glorot": ("B", FIXED_S, "glorot", None, "deep"),
+    "D-glorot": ("D", FIXED_S, "glorot", None, "deep"),
+    "E-glorot": ("E", FIXED_S, "glorot", None, "deep"),
+    "D-jit": ("D", JITTER_S, "kaiming", "A", "deep"),
+    "E-jit": ("E", JITTER_S, "kaiming", "A", "deep"),
+}
 
 #: The paper's figures (top-1, top-5 val error, %), transcribed from Tables 3-6
 #: (docs/paper_results.md): single-scale dense (Table 3), multi-scale dense (Table 4),
@@ -150,15 +165,15 @@ _ORIGINAL_MAKE_DATASETS = train_mod.make_datasets
 # Training
 # ---------------------------------------------------------------------------
 
-def recipe_for(run, seed, prof, args, out_dir):
-    name, cfg, scale, init, source, budget = run
+def recipe_for(name, seed, prof, args, out_dir):
+    cfg, scale, init, source, budget = RUNS[name]
     return Recipe(
         cfg=cfg, data=args.data, crop=CROP, scale=scale, batch_size=prof["batch_size"],
         lr=prof["lr"], epochs=prof[f"{budget}_epochs"], init=init,
         init_from=os.path.join(out_dir, source, "last.npz") if source else "",
-        fc_width=prof["fc_width"], width_mult=prof["width_mult"], patience=prof["patience"],
-        train_size=prof["train_size"], val_size=prof["val_size"], seed=seed,
-        out=os.path.join(out_dir, name), progress=False)
+        fc_width=prof["fc_width"], width_mult=prof["width_mult"], dropout=prof["dropout"],
+        patience=prof[f"{budget}_patience"], train_size=prof["train_size"],
+        val_size=prof["val_size"], seed=seed, out=os.path.join(out_dir, name), progress=False)
 
 
 def train_run(recipe, log):
@@ -194,40 +209,47 @@ def read_metrics(run_dir):
 # Evaluation
 # ---------------------------------------------------------------------------
 
-def evaluation_plan(names):
+def evaluation_plan(prof):
     """[(run name, protocol label, protocol, scales, image budget key)]."""
     plan = []
-    for name in names:
-        scale = dict((r[0], r[2]) for r in RUNS)[name]
-        qs = Q_FIXED if scale == FIXED_S else Q_JITTER
-        plan.append((name, "single", "dense", [Q_SINGLE[scale]], "eval_images"))
+    three = set(prof["fusion"]) | {"D-jit", "E-jit"}
+    for name in prof["runs"]:
+        qs = Q_FIXED if RUNS[name][1] == FIXED_S else Q_JITTER
+        plan.append((name, "single", "dense", [Q_SINGLE[RUNS[name][1]]], "eval_images"))
         if name in ("B", "C", "D", "E", "D-jit", "E-jit"):
             plan.append((name, "multi", "dense", qs, "eval_images"))
-        if name in ("D-jit", "E-jit"):
+        if name in three:
             plan.append((name, "dense", "dense", qs, "multicrop_images"))
             plan.append((name, "multicrop", "multicrop", qs, "multicrop_images"))
-            plan.append((name, "dense+multicrop", "dense+multicrop", qs, "multicrop_images"))
     return plan
 
 
-def evaluate_seed(out_dir, val, prof, log):
-    """{(name, label): {"top1", "top5", "images"}} for one seed, fusion included."""
-    nets = {name: EvalNet.from_checkpoint(os.path.join(out_dir, name)) for name, *_ in RUNS}
+def evaluate_seed(out_dir, val, prof):
+    """{(name, label): {"top1", "top5", "images", ...}} for one seed, fusion included.
+
+    "dense+multicrop" is the mean of the dense and the multi-crop posteriors, which
+    is what evaluate(..., "dense+multicrop") computes (tests/test_reproduce_paper.py
+    checks it), without running the 150 crops twice.
+    """
+    nets = {name: EvalNet.from_checkpoint(os.path.join(out_dir, name)) for name in prof["runs"]}
     results, post = {}, {}
-    for name, label, protocol, scales, budget in evaluation_plan([r[0] for r in RUNS]):
+
+    def record(key, p, y, protocol, scales):
+        results[key] = {"top1": 100 * topk_error(p, y, 1), "top5": 100 * topk_error(p, y, 5),
+                        "images": len(y), "protocol": protocol, "scales": scales}
+        post[key] = (p, y)
+
+    for name, label, protocol, scales, budget in evaluation_plan(prof):
         rep = evaluate(nets[name], val, protocol, scales, batch_size=64,
                        limit=min(prof[budget], len(val)), progress=False)
-        row = rep.rows[0]
-        results[(name, label)] = {"top1": 100 * row.top1, "top5": 100 * row.top5,
-                                  "images": row.images, "protocol": protocol,
-                                  "scales": scales}
-        post[(name, label)] = (rep.posteriors[0], rep.labels)
+        record((name, label), rep.posteriors[0], rep.labels, protocol, scales)
+        if label == "multicrop":
+            (pd, y), (pm, _) = post[(name, "dense")], post[(name, "multicrop")]
+            record((name, "dense+multicrop"), (pd + pm) / 2, y, "dense+multicrop", scales)
+    a, b = prof["fusion"]
     for label in ("dense", "multicrop", "dense+multicrop"):
-        (pd, y), (pe, _) = post[("D-jit", label)], post[("E-jit", label)]
-        fused = fuse_posteriors([pd, pe])
-        results[("fusion", label)] = {"top1": 100 * topk_error(fused, y, 1),
-                                      "top5": 100 * topk_error(fused, y, 5),
-                                      "images": len(y), "protocol": label, "scales": Q_JITTER}
+        (pa, y), (pb, _) = post[(a, label)], post[(b, label)]
+        record(("fusion", label), fuse_posteriors([pa, pb]), y, label, "each net's own")
     return results
 
 
@@ -255,11 +277,13 @@ def paper_cells(key):
 
 
 def table(all_results, rows, header_first):
-    """rows: [(first column text, result key, note)] -> Markdown."""
+    """rows: [(first column text, result key)] -> Markdown; rows not measured are left out."""
     lines = [f"| {header_first} | paper top-1 | paper top-5 | minivgg top-1 | minivgg top-5 "
              f"| per seed (top-1) |",
              "| --- | ---: | ---: | ---: | ---: | --- |"]
     for text, key in rows:
+        if key not in all_results[0]:
+            continue
         t1, t5 = per_seed(all_results, key), per_seed(all_results, key, "top5")
         pt1, pt5 = paper_cells(key)
         lines.append(f"| {text} | {pt1} | {pt5} | {cell(t1)} | {cell(t5)} | "
@@ -268,86 +292,92 @@ def table(all_results, rows, header_first):
 
 
 def lower(all_results, a, b):
-    """Mean top-1 of a minus mean top-1 of b, and the seeds where a < b."""
+    """Mean top-1 of a minus mean top-1 of b, and the number of seeds where a < b."""
     ta, tb = per_seed(all_results, a), per_seed(all_results, b)
     return float(np.mean(ta) - np.mean(tb)), sum(x < y for x, y in zip(ta, tb))
 
 
 def verdict(diff_wins, n, want_lower=True, what=""):
+    """'reproduces' (the mean moves the paper's way and every seed agrees), 'partly
+    reproduces' (the mean does, not every seed), 'does not reproduce'."""
     diff, wins = diff_wins
     ok = (diff < 0) if want_lower else (diff >= 0)
     agree = wins if want_lower else n - wins
     word = "reproduces" if ok and agree == n else ("partly reproduces" if ok else
                                                    "does not reproduce")
-    return word, f"{what}: mean difference {diff:+.1f} points top-1, in {agree} of {n} seeds"
+    return word, f"{what}: mean difference {diff:+.1f} points top-1; {agree} of {n} seeds agree"
 
 
-def findings(all_results):
+def findings(all_results, prof):
+    """[(the paper's finding, verdict, measured, why it can differ at this scale)]."""
     n = len(all_results)
     out = []
-    d = lower(all_results, ("A-LRN", "single"), ("A", "single"))
-    out.append(("LRN does not help (A-LRN is not better than A)",
-                *verdict(d, n, want_lower=False, what="A-LRN minus A"),
-                "LRN normalises each activation by its neighbours across channels; with 8 to "
-                "64 channels and 32x32 images it has little to act on, as on ImageNet."))
+
+    def compare(claim, a, b, what, why, want_lower=True):
+        if a in all_results[0] and b in all_results[0]:
+            out.append((claim, *verdict(lower(all_results, a, b), n, want_lower, what), why))
+
+    compare("LRN does not help (A-LRN is not better than A)", ("A-LRN", "single"),
+            ("A", "single"), "A-LRN minus A",
+            "LRN rescales each activation by its neighbours across channels; with 8 to 64 "
+            "channels it has few neighbours to act on.", want_lower=False)
     for deep, layers in (("D", 16), ("E", 19)):
-        d = lower(all_results, (deep, "single"), ("A", "single"))
-        out.append((f"Error falls with depth ({deep}, {layers} layers, better than A, 11; "
-                    f"{deep} started from A)", *verdict(d, n, what=f"{deep} minus A"),
-                    "At 32x32 the receptive fields of the deeper nets are larger than the "
-                    "image (pool5 of D sees 212 pixels), the nets are 8 times narrower than "
-                    "the paper's, and the deeper nets get only a short training on top of "
-                    "A's."))
-    d = lower(all_results, ("D", "single"), ("C", "single"))
-    out.append(("3x3 beats 1x1 in the same places (D better than C)",
-                *verdict(d, n, what="D minus C"),
-                "On 32x32 inputs the last blocks work on 4x4 and 2x2 maps, where the "
-                "spatial context a 3x3 layer adds over a 1x1 layer is small."))
-    d = lower(all_results, ("C", "single"), ("B", "single"))
-    out.append(("1x1 layers' extra non-linearity helps (C better than B)",
-                *verdict(d, n, what="C minus B"),
-                "The difference on ImageNet was 0.6 points top-1, smaller than the spread "
-                "between seeds here."))
-    g = per_seed(all_results, ("D-glorot", "single"))
-    learnt = sum(v < LEARNT for v in g)
-    diff = float(np.mean(g) - np.mean(per_seed(all_results, ("D", "single"))))
-    word = ("reproduces" if learnt == n else "partly reproduces" if learnt else
-            "does not reproduce")
-    out.append(("Deep nets train from Glorot's initialisation without A's layers (D with "
-                f"Glorot learns: below {LEARNT:.0f}% top-1, chance being 90%)", word,
-                f"D with Glorot below {LEARNT:.0f}% in {learnt} of {n} seeds; D with Glorot "
-                f"minus D from A: mean difference {diff:+.1f} points top-1",
-                "Without batch normalisation a plain net first sits at chance while its "
-                "output shrinks to the class prior (docs/training.md); Glorot's scale "
-                "shrinks the signal at every ReLU (docs/why_3x3.md), so a deep net from "
-                "Glorot's start may need more steps than this budget to leave chance."))
-    d = lower(all_results, ("D-jit", "single"), ("D", "single"))
-    out.append(("Scale jittering in training helps (D, S in [36, 72] against S = 36)",
-                *verdict(d, n, what="jittered minus fixed"),
-                "The toy objects vary in size already (25-90% of the image); jittering adds "
-                "scale variation to a problem that has plenty, and costs training speed."))
-    d = lower(all_results, ("D-jit", "multi"), ("D-jit", "single"))
-    out.append(("Several test scales beat one (D jittered, Q = {36, 54, 72} against 54)",
-                *verdict(d, n, what="three Q minus one Q"),
-                "Averaging over scales helps when the net was trained over that range of "
-                "scales, as the jittered nets were."))
-    d = lower(all_results, ("D-jit", "dense+multicrop"), ("D-jit", "dense"))
-    out.append(("Dense and multi-crop together beat dense alone (D jittered)",
-                *verdict(d, n, what="both minus dense"),
-                "At Q = 36 and 54 the dense score map is 1x1: dense evaluation sees the "
-                "whole image once, and multi-crop's 25 windows sample it finely."))
-    d = lower(all_results, ("fusion", "dense+multicrop"), ("D-jit", "dense+multicrop"))
-    out.append(("Fusing D and E beats D alone (dense + multi-crop)",
-                *verdict(d, n, what="fusion minus D"),
-                "Averaging two nets that err on different images lowers the error; the gain "
-                "is largest when both nets are about equally good."))
+        compare(f"Error falls with depth ({deep}, {layers} weight layers, started from A, "
+                f"is better than A, 11)", (deep, "single"), ("A", "single"), f"{deep} minus A",
+                "At 32x32 the receptive fields of the deeper nets are far larger than the "
+                "image (pool5 of D sees 212 pixels), the nets are 8 times narrower than the "
+                "paper's, and the deeper nets train for a short time on top of A's.")
+    compare("3x3 beats 1x1 in the same places (D better than C)", ("D", "single"),
+            ("C", "single"), "D minus C",
+            "On 32x32 inputs blocks 4 and 5 work on 4x4 and 2x2 maps, where the context a "
+            "3x3 layer adds over a 1x1 layer is mostly zero padding.")
+    compare("1x1 layers' extra non-linearity helps (C better than B)", ("C", "single"),
+            ("B", "single"), "C minus B",
+            "On ImageNet the difference was 0.6 points top-1; a difference that small can "
+            "hide in the seed-to-seed spread of a few hundred test images.")
+    if ("D-glorot", "single") in all_results[0]:
+        g = per_seed(all_results, ("D-glorot", "single"))
+        learnt = sum(v < LEARNT for v in g)
+        diff = float(np.mean(g) - np.mean(per_seed(all_results, ("D", "single"))))
+        word = ("reproduces" if learnt == n else "partly reproduces" if learnt else
+                "does not reproduce")
+        out.append((f"Deep nets train from Glorot's initialisation without A's layers (D with "
+                    f"Glorot learns: below {LEARNT:.0f}% top-1, chance being 90%)", word,
+                    f"D with Glorot below {LEARNT:.0f}% in {learnt} of {n} seeds; D with "
+                    f"Glorot minus D from A: mean difference {diff:+.1f} points top-1",
+                    "Here D with Glorot gets the steps D gets after A, not A's steps too. "
+                    "Without batch normalisation a plain net first sits at chance while its "
+                    "output shrinks to the class prior (training.md), and Glorot's scale "
+                    "shrinks the signal at every ReLU (why_3x3.md), so a deep net started "
+                    "from it may need more steps than that to leave chance."))
+    compare("Scale jittering in training helps (D: S in [36, 72] better than S = 36)",
+            ("D-jit", "single"), ("D", "single"), "jittered minus fixed",
+            "The toy objects already vary in size (25-90% of the image); jittering adds "
+            "scale variation to a problem that has plenty, and a net trained on more varied "
+            "inputs can need more steps than the budget gives it.")
+    compare("Several test scales beat one (D jittered: Q = {36, 54, 72} better than 54)",
+            ("D-jit", "multi"), ("D-jit", "single"), "three Q minus one Q",
+            "Averaging over scales helps when the net has learnt the objects at those "
+            "scales; a net far from converged gains less.")
+    compare("Dense and multi-crop together beat dense alone (D jittered)",
+            ("D-jit", "dense+multicrop"), ("D-jit", "dense"), "both minus dense",
+            "At Q = 36 and 54 the dense score map of a 32x32 net has one cell: dense "
+            "evaluation classifies the whole image once, and multi-crop samples it with 25 "
+            "windows, so the two views differ more than on ImageNet's large images.")
+    a, b = prof["fusion"]
+    compare(f"Fusing two nets beats the better one ({a} + {b}, dense + multi-crop)",
+            ("fusion", "dense+multicrop"),
+            min(((a, "dense+multicrop"), (b, "dense+multicrop")),
+                key=lambda k: np.mean(per_seed(all_results, k))),
+            "fusion minus the better net",
+            "Averaging two nets helps when they err on different images and are about "
+            "equally good; a much weaker partner pulls the average towards its errors.")
     return out
 
 
 def machine_line():
     try:
-        load = os.getloadavg()
-        load = ", ".join(f"{v:.2f}" for v in load)
+        load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     except OSError:
         load = "n/a"
     return (f"{platform.machine()} CPU, {os.cpu_count()} logical cores, no GPU; "
@@ -355,122 +385,160 @@ def machine_line():
             f"numpy {np.__version__}"), load
 
 
+def plateau_text(prof):
+    parts = []
+    for budget, who in (("base", "A and A-LRN"), ("deep", "the other nets")):
+        pat, ep = prof[f"{budget}_patience"], prof[f"{budget}_epochs"]
+        parts.append(f"for {who} the plateau rule cannot fire within the run (patience "
+                     f"{pat} >= {ep} epochs)" if pat + 1 >= ep else
+                     f"for {who} the lr is divided by 10 after {pat + 1} epochs without a gain")
+    text = "; ".join(parts) + "."
+    if prof["base_patience"] + 1 >= prof["base_epochs"]:
+        text += (" At this budget a drop while a net still sits at chance stalls it for good "
+                 "(training.md), so the schedule is left out; the learning-rate drops are "
+                 "shown on a longer run in [pictures.md](pictures.md#training-curves-with-the-"
+                 "learning-rate-drops).")
+    return text
+
+
+def jit_label(name):
+    return name.replace("-jit", f", S in [{JITTER_S.replace(':', ', ')}]")
+
+
 def write_doc(path, all_results, histories, meta, fig_paths):
     prof = meta["profile"]
     seeds = meta["seeds"]
     rel = lambda p: os.path.relpath(p, os.path.dirname(os.path.abspath(path)))  # noqa: E731
+    a, b = prof["fusion"]
     L = []
     L.append("# The paper's findings at toy scale\n")
     L.append(f"Written by `{meta['command']}` on {meta['date']}, {meta['wall_min']:.1f} minutes "
              f"of wall time, on the project's machine ({meta['machine']}; load average "
-             f"{meta['load_start']} at the start, {meta['load_end']} at the end, other jobs "
-             f"sharing the two cores). Every minivgg number on this page was measured in that "
-             f"run; every paper number is **transcribed from the paper** (Tables 3-6, "
-             f"ILSVRC-2012 validation set, [paper_results.md](paper_results.md)). They "
-             f"measure different things and are set side by side for their *direction*, not "
-             f"their size: the paper's nets have 133-144 M parameters, were trained for weeks "
-             f"on 1.3 M ImageNet images at 224x224 and tested on 1000 classes; these have "
-             f"{meta['params_range']} parameters, trained for minutes on "
+             f"{meta['load_start']} at the start and {meta['load_end']} at the end: other "
+             f"jobs shared the two cores). Every minivgg number on this page was measured in "
+             f"that run; every paper number is **transcribed from the paper** (Tables 3-6, "
+             f"ILSVRC-2012 validation set, [paper_results.md](paper_results.md)). The two "
+             f"measure different things and are set side by side for the *direction* of each "
+             f"comparison, not its size: the paper's nets have 133-144 M parameters, trained "
+             f"for weeks on 1.3 M ImageNet images at 224x224 and were tested on 1000 classes; "
+             f"these have {meta['params_range']} parameters, trained for minutes on "
              f"{prof['train_size']:,} {meta['data_desc']} at 32x32 and are tested on 10 "
              f"classes (chance: 90% top-1, 50% top-5).\n")
     L.append("## Set-up\n")
-    L.append(f"- Data: `{meta['data']}`: {prof['train_size']:,} training images per seed, "
-             f"validation on {prof['val_size']} images (the plateau rule and the tables), "
-             f"{prof['eval_images']} images for the one- and three-scale dense rows, "
-             f"{prof['multicrop_images']} for the dense / multi-crop / fusion rows.")
-    L.append(f"- Nets: Table 1's configurations at width {prof['width_mult']} "
-             f"(conv widths {', '.join(str(max(1, round(c * prof['width_mult']))) for c in (64, 128, 256, 512))}), "
-             f"FC-{prof['fc_width']}, 10 classes, 32x32 crops.")
-    L.append(f"- Training: the §3.1 recipe with the small profile's values (SGD, momentum "
-             f"0.9, weight decay 5e-4, batch {prof['batch_size']}, lr {prof['lr']}, "
-             f"dropout 0.3, FC bias 0.1, flips and colour shift, lr divided by 10 after "
-             f"{prof['patience'] + 1} epochs without a gain, at most 3 times). "
-             f"A and A-LRN from He (kaiming) initialisation, {prof['base_epochs']} epochs; "
-             f"B-E started from A's conv1_1, conv2_1, conv3_1, conv3_2 and fc6-fc8 (the "
-             f"rest He-initialised) for {prof['deep_epochs']} epochs; the Glorot nets from "
-             f"Glorot's initialisation alone, {prof['base_epochs']} epochs, like A.")
-    L.append(f"- Scales (the paper's divided by 7 = 224/32): fixed S = {FIXED_S} (256), "
-             f"jittered S in [{JITTER_S.replace(':', ', ')}] ([256, 512]); test Q = {Q_SINGLE[FIXED_S]} "
-             f"or {Q_SINGLE[JITTER_S]} for one scale, {Q_FIXED} or {Q_JITTER} for three.")
-    L.append(f"- Seeds: {', '.join(map(str, seeds))} (a seed sets the generated data, the "
-             f"initialisation, the data order, the augmentation and dropout). Each cell is "
-             f"the mean ± the standard deviation over the seeds, in % error.\n")
+    L.append(f"- Data: `{meta['data']}`, {prof['train_size']:,} training and "
+             f"{prof['val_size']} validation images per seed. The plateau rule watches the "
+             f"validation split; the one- and three-scale rows are measured on its first "
+             f"{prof['eval_images']} images, the dense / multi-crop / fusion rows on its first "
+             f"{prof['multicrop_images']} (one image is {100 / prof['eval_images']:.2f} and "
+             f"{100 / prof['multicrop_images']:.2f} points; at 50% error the sampling error "
+             f"of one figure is about ±{100 * (0.25 / prof['eval_images']) ** 0.5:.1f} and "
+             f"±{100 * (0.25 / prof['multicrop_images']) ** 0.5:.1f} points).")
+    widths = ", ".join(str(max(1, round(c * prof["width_mult"]))) for c in (64, 128, 256, 512))
+    L.append(f"- Nets: Table 1's configurations at width {prof['width_mult']} (conv widths "
+             f"{widths}), FC-{prof['fc_width']}, 10 classes, 32x32 crops.")
+    L.append(f"- Training: examples/train_vgg.py's Trainer with the small profile's values "
+             f"(SGD, momentum 0.9, weight decay 5e-4, batch {prof['batch_size']}, lr "
+             f"{prof['lr']}, FC bias 0.1, flips and colour shift), dropout {prof['dropout']}. "
+             f"A and A-LRN from He (kaiming) initialisation, {prof['base_epochs']} epochs "
+             f"({prof['base_epochs'] * prof['train_size'] // prof['batch_size']:,} steps); "
+             f"B-E started from A's conv1_1, conv2_1, conv3_1, conv3_2 and fc6-fc8 (the rest "
+             f"He-initialised) for {prof['deep_epochs']} more epochs "
+             f"({prof['deep_epochs'] * prof['train_size'] // prof['batch_size']:,} steps); the "
+             f"Glorot nets from Glorot's initialisation alone, for the same "
+             f"{prof['deep_epochs']} epochs. " + plateau_text(prof))
+    L.append(f"- Scales (the paper's times 32/224): fixed S = {FIXED_S} (256), jittered S in "
+             f"[{JITTER_S.replace(':', ', ')}] ([256, 512]); test Q = {Q_SINGLE[FIXED_S]} or "
+             f"{Q_SINGLE[JITTER_S]} for one scale, {{{', '.join(map(str, Q_FIXED))}}} or "
+             f"{{{', '.join(map(str, Q_JITTER))}}} for three. Every row is dense evaluation "
+             f"(with the flip) unless it says otherwise, as in the paper's Tables 3 and 4.")
+    L.append(f"- Seeds: {', '.join(map(str, seeds))}; a seed sets the generated data, the "
+             f"initialisation, the data order, the augmentation and dropout. Each minivgg cell "
+             f"is the mean ± the standard deviation over the seeds, in % error.\n")
     L.append("## What reproduces\n")
     L.append("| the paper's finding | here | measured |")
     L.append("| --- | --- | --- |")
-    for claim, word, detail, _ in findings(all_results):
+    found = findings(all_results, prof)
+    for claim, word, detail, _ in found:
         L.append(f"| {claim} | **{word}** | {detail} |")
     L.append("")
-    L.append("Why a finding can fail to show at this scale, finding by finding:\n")
-    for claim, word, _, why in findings(all_results):
-        L.append(f"- *{claim}* ({word}): {why}")
+    L.append("A finding *reproduces* when the mean moves the paper's way and every seed "
+             "agrees, *partly* when the mean does but not every seed. Why a finding can "
+             "come out differently at this scale:\n")
+    for claim, word, _, why in found:
+        L.append(f"- {claim} ({word}): {why}")
     L.append("")
-    L.append("A finding \"reproduces\" when the mean moves the paper's way and every seed "
-             "agrees, \"partly\" when the mean does but some seed does not. With "
-             f"{len(seeds)} seeds and differences of a few points, read the per-seed column "
-             f"before the verdict.\n")
-    L.append("## Depth and initialisation (Table 3, dense evaluation at one Q)\n")
+    L.append("## Depth and initialisation (Table 3: train S fixed, dense at Q = S)\n")
     L.append(table(all_results, [
         ("A, random init", ("A", "single")), ("B, from A", ("B", "single")),
         ("D, from A", ("D", "single")), ("E, from A", ("E", "single")),
         ("B, Glorot, no A", ("B-glorot", "single")), ("D, Glorot, no A", ("D-glorot", "single")),
-        ("E, Glorot, no A", ("E-glorot", "single"))], "ConvNet (train S fixed)"))
-    L.append("\nThe paper gives no error for its Glorot-initialised nets; it reports that "
-             "they trained without A's layers.\n")
+        ("E, Glorot, no A", ("E-glorot", "single"))], "ConvNet"))
+    L.append("\nThe paper gives no error for Glorot-initialised nets; it reports that they "
+             "trained without A's layers.\n")
     L.append("## LRN (Table 3)\n")
     L.append(table(all_results, [("A", ("A", "single")), ("A-LRN", ("A-LRN", "single"))],
                    "ConvNet"))
     L.append("\n## 1x1 against 3x3 (Table 3)\n")
-    L.append(table(all_results, [("B (no third layer)", ("B", "single")),
-                                 ("C (1x1 third layer)", ("C", "single")),
-                                 ("D (3x3 third layer)", ("D", "single"))], "ConvNet"))
-    L.append("\n## Fixed against jittered training scale (Table 3)\n")
+    L.append(table(all_results, [("B (blocks 3-5: two 3x3)", ("B", "single")),
+                                 ("C (+ one 1x1)", ("C", "single")),
+                                 ("D (+ one 3x3)", ("D", "single"))], "ConvNet"))
+    L.append("\n## Fixed against jittered training scale (Table 3, one Q)\n")
     L.append(table(all_results, [
         (f"D, S = {FIXED_S} (paper: 256), Q = {Q_SINGLE[FIXED_S]}", ("D", "single")),
         (f"D, S in [{JITTER_S.replace(':', ', ')}] (paper: [256, 512]), Q = "
          f"{Q_SINGLE[JITTER_S]}", ("D-jit", "single")),
-        (f"E, S = {FIXED_S}", ("E", "single")),
-        (f"E, S in [{JITTER_S.replace(':', ', ')}]", ("E-jit", "single"))], "ConvNet"))
-    L.append("\n## One against three test scales (Tables 3 and 4, dense)\n")
+    ] + ([(f"E, S = {FIXED_S}, Q = {Q_SINGLE[FIXED_S]}", ("E", "single")),
+          (f"E, S in [{JITTER_S.replace(':', ', ')}], Q = {Q_SINGLE[JITTER_S]}",
+           ("E-jit", "single"))] if "E-jit" in prof["runs"] else []), "ConvNet"))
+    L.append("\n## One against three test scales (Tables 3 and 4)\n")
     rows = []
-    for name, s in (("B", FIXED_S), ("C", FIXED_S), ("D", FIXED_S), ("E", FIXED_S),
-                    ("D-jit", JITTER_S), ("E-jit", JITTER_S)):
+    for name in ("B", "C", "D", "E", "D-jit", "E-jit"):
+        if name not in prof["runs"]:
+            continue
+        s = RUNS[name][1]
         qs = Q_FIXED if s == FIXED_S else Q_JITTER
-        lab = name.replace("-jit", f", S in [{JITTER_S.replace(':', ', ')}]")
-        rows += [(f"{lab}: Q = {Q_SINGLE[s]}", (name, "single")),
-                 (f"{lab}: Q = {{{', '.join(map(str, qs))}}}", (name, "multi"))]
+        rows += [(f"{jit_label(name)}: Q = {Q_SINGLE[s]}", (name, "single")),
+                 (f"{jit_label(name)}: Q = {{{', '.join(map(str, qs))}}}", (name, "multi"))]
     L.append(table(all_results, rows, "ConvNet, test Q"))
-    L.append("\n## Dense, multi-crop, both (Table 5, Q = {36, 54, 72})\n")
+    L.append("\n## Dense, multi-crop, both (Table 5)\n")
+    rows = []
+    for name in dict.fromkeys(("D-jit", "E-jit", a, b)):
+        if name in prof["runs"]:
+            s = RUNS[name][1]
+            qs = ", ".join(map(str, Q_FIXED if s == FIXED_S else Q_JITTER))
+            rows += [(f"{jit_label(name)}, Q = {{{qs}}}, dense", (name, "dense")),
+                     (f"{jit_label(name)}, multi-crop (150 crops)", (name, "multicrop")),
+                     (f"{jit_label(name)}, dense + multi-crop", (name, "dense+multicrop"))]
+    L.append(table(all_results, rows, "ConvNet, protocol"))
+    L.append("\nThe paper's figures are for S in [256, 512], Q = {256, 384, 512}; it has no "
+             "such row for a net trained at a fixed S.\n")
+    L.append(f"## Fusion of two nets (Table 6)\n")
     L.append(table(all_results, [
-        ("D jittered, dense", ("D-jit", "dense")),
-        ("D jittered, multi-crop (150 crops)", ("D-jit", "multicrop")),
-        ("D jittered, dense + multi-crop", ("D-jit", "dense+multicrop")),
-        ("E jittered, dense", ("E-jit", "dense")),
-        ("E jittered, multi-crop", ("E-jit", "multicrop")),
-        ("E jittered, dense + multi-crop", ("E-jit", "dense+multicrop"))], "ConvNet, protocol"))
-    L.append("\n## Fusion of two nets (Table 6: D and E, S in [256, 512])\n")
-    L.append(table(all_results, [
-        ("D + E jittered, dense", ("fusion", "dense")),
-        ("D + E jittered, multi-crop", ("fusion", "multicrop")),
-        ("D + E jittered, dense + multi-crop", ("fusion", "dense+multicrop"))], "nets, protocol"))
-    L.append("")
+        (f"{jit_label(a)} + {jit_label(b)}, dense", ("fusion", "dense")),
+        (f"{jit_label(a)} + {jit_label(b)}, multi-crop", ("fusion", "multicrop")),
+        (f"{jit_label(a)} + {jit_label(b)}, dense + multi-crop", ("fusion", "dense+multicrop"))],
+        "nets, protocol"))
+    L.append("\nThe paper's figures fuse D and E, both trained with S in [256, 512] and tested "
+             "at Q = {256, 384, 512}; here each net is tested at its own scales.\n")
     L.append("## Figures\n")
-    L.append(f"![errors against the paper's]({rel(fig_paths['bars'])})\n")
-    L.append("*Top-1 error of each comparison, minivgg (mean and spread over seeds) beside "
-             "the paper's figure (its own scale). Drawn by "
-             "`python scripts/make_reproduction_figures.py` from "
-             f"`{rel(meta['results_json'])}`.*\n")
+    L.append(f"![errors beside the paper's]({rel(fig_paths['bars'])})\n")
+    L.append("*Top-1 error of each comparison, minivgg's mean and spread over the seeds "
+             "beside the paper's figure (on its own axis). Drawn by "
+             f"`python scripts/make_reproduction_figures.py {meta['results_json_from_root']}`"
+             f" (or `python examples/reproduce_paper.py --from-results "
+             f"{meta['results_json_from_root']}`, which also rewrites this page).*\n")
     L.append(f"![training curves]({rel(fig_paths['curves'])})\n")
-    L.append(f"*Training curves of seed {seeds[0]}: A from random weights, D started from A, "
-             "D from Glorot's initialisation, D with scale jittering. Dotted lines: the plateau "
-             "rule divided the learning rate by 10 after that epoch (`scripts/"
-             "plot_training_curves.py` draws any run directories this way).*\n")
+    L.append(f"*Seed {seeds[0]}: training loss and validation top-1 error (single centre crop, "
+             "the measure the plateau rule watches) per epoch. The nets started from A are "
+             "drawn from A's last epoch on; D with Glorot starts at epoch 1 with the same "
+             "number of epochs. `scripts/plot_training_curves.py` draws any run directories "
+             "this way, with the learning-rate drops marked.*\n")
     L.append("## Time\n")
-    L.append("| run | training time per seed (s, mean) |")
+    L.append("| net | training time per seed (s, mean; validation not included) |")
     L.append("| --- | ---: |")
-    for name, *_ in RUNS:
-        ts = [histories[s][name]["train_s"] for s in seeds if histories[s][name]["train_s"]]
-        L.append(f"| {name} | {np.mean(ts):.0f} |" if ts else f"| {name} | (reused) |")
+    for name in prof["runs"]:
+        ts = [sum(r["time_s"] for r in histories[s][name]["history"]) for s in seeds]
+        L.append(f"| {name} | {np.mean(ts):.0f} |")
     L.append(f"\nEvaluation: {meta['eval_s']:.0f} s in all. Whole command: "
              f"{meta['wall_min']:.1f} minutes.\n")
     with open(path, "w", encoding="utf-8") as f:
@@ -509,6 +577,9 @@ def main(argv=None):
     p.add_argument("--img-dir", default=None,
                    help="where the figures go (default: docs/img for the embedded data, "
                         "OUT otherwise)")
+    p.add_argument("--from-results", default=None, metavar="JSON",
+                   help="train and measure nothing: rewrite the document and the figures "
+                        "from the results JSON of an earlier run")
     args = p.parse_args(argv)
     if args.seeds < 1:
         p.error("--seeds must be >= 1")
@@ -522,6 +593,18 @@ def main(argv=None):
                                     os.path.splitext(doc)[0] + "_results.json")
     img_dir = args.img_dir or (os.path.join(ROOT, "docs", "img") if synthetic and not args.doc
                                else os.path.dirname(os.path.abspath(doc)))
+    if args.from_results:
+        with open(args.from_results, encoding="utf-8") as f:
+            dump = json.load(f)
+        meta = dump["meta"]
+        meta["results_json_from_root"] = os.path.relpath(args.from_results)
+        all_results = [{tuple(k.split("|")): v for k, v in r.items()} for r in dump["results"]]
+        histories = {int(s): {n: {"history": h} for n, h in hs.items()}
+                     for s, hs in dump["histories"].items()}
+        figs = load_figure_module().make_figures(args.from_results, img_dir)
+        write_doc(doc, all_results, histories, meta, figs)
+        print(f"wrote {doc} and {', '.join(figs.values())} from {args.from_results}")
+        return 0
     machine, load_start = machine_line()
     t_start = time.perf_counter()
     log = lambda *a: print(*a, flush=True)  # noqa: E731
@@ -531,16 +614,16 @@ def main(argv=None):
     try:
         for seed in seeds:
             out_dir = os.path.join(out_root, f"seed{seed}")
-            log(f"seed {seed}: training {len(RUNS)} nets in {out_dir}")
+            log(f"seed {seed}: training {len(prof['runs'])} nets in {out_dir}")
             histories[seed] = {}
-            for run in RUNS:
-                r = recipe_for(run, seed, prof, args, out_dir)
+            for name in prof["runs"]:
+                r = recipe_for(name, seed, prof, args, out_dir)
                 hist, dt = train_run(r, log)
-                histories[seed][run[0]] = {"history": hist, "train_s": dt, "out": r.out}
+                histories[seed][name] = {"history": hist, "train_s": dt, "out": r.out}
             t0 = time.perf_counter()
             val = _DATA[(args.data, prof["train_size"], prof["val_size"], Recipe.image_size,
                          seed)][1]
-            all_results.append(evaluate_seed(out_dir, val, prof, log))
+            all_results.append(evaluate_seed(out_dir, val, prof))
             eval_s += time.perf_counter() - t0
             log(f"seed {seed}: evaluated in {time.perf_counter() - t0:.0f} s")
     finally:
@@ -560,6 +643,9 @@ def main(argv=None):
         "wall_min": (time.perf_counter() - t_start) / 60,
     }
     os.makedirs(os.path.dirname(os.path.abspath(results_json)), exist_ok=True)
+    os.makedirs(os.path.dirname(os.path.abspath(doc)), exist_ok=True)
+    meta["results_json"] = os.path.relpath(results_json, os.path.dirname(os.path.abspath(doc)))
+    meta["results_json_from_root"] = os.path.relpath(results_json, os.getcwd())
     dump = {"meta": meta, "paper": {f"{k[0]}|{k[1]}": v for k, v in PAPER.items()},
             "results": [{f"{k[0]}|{k[1]}": v for k, v in res.items()} for res in all_results],
             "histories": {str(s): {n: h["history"] for n, h in hs.items()}
@@ -569,8 +655,9 @@ def main(argv=None):
     with open(results_json, "w", encoding="utf-8") as f:
         json.dump(dump, f, indent=1)
     figs = load_figure_module().make_figures(results_json, img_dir)
-    os.makedirs(os.path.dirname(os.path.abspath(doc)), exist_ok=True)
-    meta["wall_min"] = (time.perf_counter() - t_start) / 60
+    meta["wall_min"] = (time.perf_counter() - t_start) / 60  # figures included
+    with open(results_json, "w", encoding="utf-8") as f:
+        json.dump(dump, f, indent=1)
     write_doc(doc, all_results, histories, meta, figs)
     log(f"wrote {doc}, {results_json} and {', '.join(figs.values())} "
         f"({meta['wall_min']:.1f} min)")

@@ -29,11 +29,12 @@ ROWS = [
     ("D, 3 test Q", "D|multi"), ("D jit., 3 test Q", "D-jit|multi"),
     ("D jit., dense", "D-jit|dense"), ("D jit., multi-crop", "D-jit|multicrop"),
     ("D jit., both", "D-jit|dense+multicrop"),
-    ("D+E fused, both", "fusion|dense+multicrop"),
+    ("two nets fused, both", "fusion|dense+multicrop"),
 ]
 
 CURVES = [("A (random init)", "A"), ("D from A", "D"), ("D Glorot", "D-glorot"),
           ("D from A, jittered S", "D-jit")]
+FROM_A = {"B", "C", "D", "E", "D-jit", "E-jit"}
 
 
 def _plot_training_curves():
@@ -54,25 +55,27 @@ def make_figures(results_json, img_dir):
     results, paper = data["results"], data["paper"]
     os.makedirs(img_dir, exist_ok=True)
 
-    labels = [lab for lab, _ in ROWS]
-    y = np.arange(len(ROWS))[::-1]
-    ours = np.array([[r[key]["top1"] for r in results] for _, key in ROWS])
+    rows = [(lab, key) for lab, key in ROWS if key in results[0]]
+    labels = [lab for lab, _ in rows]
+    y = np.arange(len(rows))[::-1]
+    ours = np.array([[r[key]["top1"] for r in results] for _, key in rows])
     mean = ours.mean(1)
-    spread = ours.std(1, ddof=1) if ours.shape[1] > 1 else np.zeros(len(ROWS))
-    theirs = np.array([paper[key][0] if key in paper else np.nan for _, key in ROWS])
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 6), sharey=True)
-    a.barh(y, theirs, color="#9ecae1")
+    spread = ours.std(1, ddof=1) if ours.shape[1] > 1 else np.zeros(len(rows))
+    theirs = np.array([paper[key][0] if key in paper else np.nan for _, key in rows])
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 6), sharey=True,
+                               gridspec_kw={"width_ratios": [1, 1.4]})
+    a.barh(y, np.nan_to_num(theirs, nan=0.0), color="#9ecae1")
     for yi, v in zip(y, theirs):
-        a.text(v if v == v else 0, yi, f" {v:.1f}" if v == v else "  not reported",
+        a.text(v if v == v else 20.2, yi, f" {v:.1f}" if v == v else "not reported",
                va="center", fontsize=7)
     a.set_xlim(20, 31)
-    a.set_title("the paper (ImageNet, 1000 classes), top-1 val error %", fontsize=9)
+    a.set_title("the paper: ImageNet, 1000 classes\ntop-1 val error (%)", fontsize=9)
     b.barh(y, mean, xerr=spread, color="#fdae6b", capsize=3)
     for yi, m_, s_ in zip(y, mean, spread):
         b.text(m_ + s_, yi, f" {m_:.1f}", va="center", fontsize=7)
     b.axvline(90, color="grey", ls=":", lw=1)
-    b.set_title(f"minivgg ({data['meta']['data']}, 10 classes), top-1 error %, "
-                f"mean ± sd of {len(results)} seeds", fontsize=9)
+    b.set_title(f"minivgg: {data['meta']['data']} data, 10 classes\ntop-1 error (%), mean "
+                f"± sd of {len(results)} seeds", fontsize=9)
     b.set_xlim(0, 100)
     a.set_yticks(y)
     a.set_yticklabels(labels, fontsize=8)
@@ -85,7 +88,14 @@ def make_figures(results_json, img_dir):
 
     first = sorted(data["histories"], key=int)[0]
     hist = data["histories"][first]
-    runs = [(lab, hist[name]) for lab, name in CURVES if hist.get(name)]
+    runs = []
+    for lab, name in CURVES:
+        rows = hist.get(name)
+        if not rows:
+            continue
+        # Nets started from A continue where A stopped: shift their epochs by A's.
+        shift = len(hist["A"]) if name in FROM_A else 0
+        runs.append((lab, [dict(r, epoch=r["epoch"] + shift) for r in rows]))
     curves = _plot_training_curves().plot_runs(
         runs, os.path.join(img_dir, "reproduction_curves.png"),
         title=f"seed {first}: validation top-1 error (single crop) and training loss per "

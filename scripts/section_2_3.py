@@ -2,7 +2,7 @@
 
 Prints the numbers quoted in docs/why_3x3.md and draws its figures:
 
-    python scripts/section_2_3.py                 # every part (about 10 minutes here)
+    python scripts/section_2_3.py                 # every part (about 15 minutes here)
     python scripts/section_2_3.py --part rf       # one part: rf, params, onebyone, init, train
 
 Parts:
@@ -22,7 +22,12 @@ import os
 import sys
 import time
 
-import numpy as np
+# Small matrices: one BLAS thread beats two that wait on each other on a busy 2-core
+# machine (docs/benchmarks.md).
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
@@ -269,7 +274,7 @@ class SmallNet(Module):
     """Three stages, each (7x7 | three 3x3 [+ReLUs]) -> ReLU -> 2x2 max-pool,
     then FC-10 on the 4x4 map of a 32x32 input."""
 
-    def __init__(self, kind, widths=(16, 32, 64), seed=0):
+    def __init__(self, kind, widths=(8, 16, 32), seed=0):
         super().__init__()
         layers, c = [], 3
         for w in widths:
@@ -301,7 +306,7 @@ def part_train(args):
     from minivgg.data import train_transform
     from minivgg.optim import SGD
     train = SyntheticShapes(args.train_size, 32, seed=0, split="train", cache=True)
-    val = SyntheticShapes(1000, 32, seed=0, split="val", cache=True)
+    val = SyntheticShapes(500, 32, seed=0, split="val", cache=True)
     mean = compute_mean_rgb(train, progress=False)
     kinds = ["7x7", "3x3", "3x3-linear"]
     labels = {"7x7": "one 7x7 + ReLU", "3x3": "three 3x3, ReLU after each",
@@ -372,11 +377,11 @@ def main(argv=None):
     p.add_argument("--part", default="all", choices=["all"] + list(PARTS))
     p.add_argument("--rf-images", type=int, default=32,
                    help="rf: random inputs whose gradient supports are united for VGG-D")
-    p.add_argument("--steps", type=int, default=1500, help="train: SGD steps per net")
-    p.add_argument("--eval-every", type=int, default=250, help="train: steps between evaluations")
+    p.add_argument("--steps", type=int, default=1200, help="train: SGD steps per net")
+    p.add_argument("--eval-every", type=int, default=200, help="train: steps between evaluations")
     p.add_argument("--seeds", type=int, default=2, help="train: seeds per variant")
     p.add_argument("--lr", type=float, default=0.01, help="train: learning rate")
-    p.add_argument("--train-size", type=int, default=12000, help="train: SyntheticShapes images")
+    p.add_argument("--train-size", type=int, default=6400, help="train: SyntheticShapes images")
     args = p.parse_args(argv)
     for name, fn in PARTS.items():
         if args.part in ("all", name):
