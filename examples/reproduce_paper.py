@@ -323,7 +323,7 @@ def findings(all_results, prof):
             f"LRN rescales each activation by its neighbours across channels; with "
             f"{max(1, round(64 * prof['width_mult']))} to {max(1, round(512 * prof['width_mult']))}"
             f" channels (the paper's nets: 64 to 512) it has fewer neighbours to act on, and a "
-            f"difference of a few points is within the spread of A's seeds here.",
+            f"difference of a few points can hide in the spread between seeds.",
             want_lower=False)
     for deep, layers in (("D", 16), ("E", 19)):
         compare(f"Error falls with depth ({deep}, {layers} weight layers, started from A, "
