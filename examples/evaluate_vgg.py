@@ -6,8 +6,9 @@
         --split val --protocol multicrop --scales 256,384,512 --format markdown --output table.md
 
 Protocols (see docs/testing_protocols.md):
-  single           one centre crop at Q = S (mid-range Q for jittered S), no flip (§4.1)
-  dense            fully-convolutional net over the whole image + flip (§3.2)
+  single           one centre crop at Q = S (mid-range Q for jittered S), no flip: a quick
+                   check, not a paper protocol (Table 3 is dense at one Q: --scales Q)
+  dense            fully-convolutional net over the whole image + flip (§3.2; Tables 3-5)
   multicrop        5x5 grid of crops x 2 flips = 50 crops per scale (§4.3)
   dense+multicrop  the two posteriors averaged (Table 5)
 

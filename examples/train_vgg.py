@@ -6,37 +6,47 @@ shapes data and finishes in minutes on a laptop CPU:
 
     python examples/train_vgg.py --cfg A
 
-The paper's ImageNet schedule (see docs/training.md):
+The paper's ImageNet recipe is one switch away (--profile paper: crop 224,
+batch 256, lr 1e-2, dropout 0.5, N(0, 0.01^2) init, full widths, FC-4096,
+0-255 pixel units, 74 epochs); the first stage of its schedule, the other
+stages in docs/training.md:
 
-    python examples/train_vgg.py --cfg A --data imagefolder:/data/imagenet \\
-        --crop 224 --scale 256 --batch-size 256 --micro-batch 32 --init gauss \\
-        --epochs 74 --out runs/A-s256
+    python examples/train_vgg.py --profile paper --cfg A --data imagefolder:/data/imagenet \\
+        --scale 256 --out runs/A-s256
 
 Data parallelism (§3.3, docs/distributed.md): N processes, each with 1/N of
 every batch, gradients averaged before each update:
 
     mpiexec -n 2 python examples/train_vgg.py --cfg A --distributed mpi
-    mpiexec -n 4 python examples/train_vgg.py --cfg D --device cuda --distributed nccl
+    mpiexec -n 4 python examples/train_vgg.py --profile paper --cfg D --device cuda \\
+        --distributed nccl --data imagefolder:/data/imagenet --init-from runs/A-s256/best.npz
 """
 import argparse
 import dataclasses
 import sys
-
 import traceback
 
 from minivgg.backend import DeviceError, parse_device
 from minivgg.checkpoint import CheckpointError
 from minivgg.distributed import DistributedError, env_rank, init as init_distributed
 from minivgg.models import CONFIGS
+from minivgg.profiles import PROFILES, profile_recipe
 from minivgg.train import Recipe, Trainer, TrainingDiverged
 
 D = Recipe()
 
 
-def make_parser():
+def make_parser(argv=None):
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--profile", default="small", choices=list(PROFILES))
+    D = profile_recipe(pre.parse_known_args(argv)[0].profile)  # this profile's defaults
     p = argparse.ArgumentParser(
         description="Train VGG (Simonyan & Zisserman 2015) with the paper's recipe.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--profile", default="small", choices=list(PROFILES),
+                   help="defaults to start from: small (a quarter-width net on 32x32 crops, "
+                        "minutes on a CPU) or paper (§3.1's values; see minivgg/profiles.py); "
+                        "flags given here override them")
     p.add_argument("--cfg", default=D.cfg, choices=list(CONFIGS),
                    help="VGG configuration of Table 1")
     p.add_argument("--data", default=D.data,
@@ -93,8 +103,11 @@ def make_parser():
                         "their ReLUs alive early in training, as AlexNet's bias of 1 did)")
     p.add_argument("--dropout", type=float, default=D.dropout, help="dropout ratio on FC1, FC2")
     p.add_argument("--patience", type=int, default=D.patience,
-                   help="epochs without validation-accuracy gain before the lr is divided by 10")
-    p.add_argument("--min-lr", type=float, default=D.min_lr, help="the lr never drops below this")
+                   help="epochs without a validation-accuracy gain that are tolerated: the lr "
+                        "is divided by 10 after PATIENCE + 1 such epochs in a row")
+    p.add_argument("--min-lr", type=float, default=D.min_lr,
+                   help="the lr never drops below this (0: no floor, --max-lr-drops alone "
+                        "ends the schedule)")
     p.add_argument("--max-lr-drops", type=int, default=D.max_lr_drops,
                    help="divide the lr at most this many times (the paper: 3)")
     p.add_argument("--resume", default="",
@@ -110,6 +123,9 @@ def make_parser():
                    help="stop on an unreadable image instead of skipping it with a warning")
     p.add_argument("--mean-images", type=int, default=D.mean_images,
                    help="images read to compute the mean RGB (0: the whole training set)")
+    p.add_argument("--pixel-scale", type=float, default=D.pixel_scale,
+                   help="input units: the mean-subtracted [0, 1] image is multiplied by this "
+                        "(1: [0, 1] units; 255: the 0-255 units of the paper's Caffe nets)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.add_argument("--device", default=D.device,
                    help="cpu (NumPy), cuda or cuda:N (CuPy and minivgg's CUDA kernels; pip "
@@ -140,12 +156,12 @@ def make_parser():
 
 
 def parse_args(argv=None):
-    return make_parser().parse_args(argv)
+    return make_parser(argv).parse_args(argv)
 
 
 def given_flags(argv):
     """The destinations of the options that ``argv`` sets explicitly."""
-    p = make_parser()
+    p = make_parser(argv)
     for action in p._actions:
         action.default = argparse.SUPPRESS
     return set(vars(p.parse_args(argv)))

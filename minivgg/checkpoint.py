@@ -47,7 +47,9 @@ def save_checkpoint(path, model, meta, optimizer=None):
     meta["format"], meta["version"] = FORMAT, VERSION
     if "preprocess" not in meta and meta.get("mean_rgb") is not None:
         from .data.preprocess import preset
-        meta["preprocess"] = preset("minivgg", meta["mean_rgb"]).to_meta()
+        recipe = (meta.get("train") or {}).get("recipe") or {}
+        meta["preprocess"] = preset("minivgg", meta["mean_rgb"],
+                                    recipe.get("pixel_scale", 1.0)).to_meta()
     meta["model"] = model_config(model)
     meta["model_keys"] = {k: list(v.shape) for k, v in model.state_dict().items()}
     if optimizer is not None:
@@ -136,6 +138,22 @@ def resolve_checkpoint_path(path):
     if not os.path.exists(path):
         raise CheckpointError(f"checkpoint {path!r} does not exist")
     return path
+
+
+def read_meta(path):
+    """Only the JSON metadata of a checkpoint (no weights are read): a dict."""
+    path = resolve_checkpoint_path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "__meta__" not in z.files:
+                raise CheckpointError(f"{path!r} is not a minivgg checkpoint (no __meta__ entry)")
+            return json.loads(bytes(z["__meta__"]).decode("utf-8"))
+    except CheckpointError:
+        raise
+    except (zipfile.BadZipFile, OSError, ValueError, KeyError, EOFError,
+            UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"checkpoint {path!r} is truncated or corrupted "
+                              f"({type(e).__name__}: {e})") from e
 
 
 def load_checkpoint(path):

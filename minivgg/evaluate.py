@@ -10,7 +10,8 @@ Paper section                          code
 §3.2 FC layers as convolutions          ``VGG.to_fully_conv()`` (models/vgg.py)
 §3.2 dense evaluation (+ flip)          ``dense_score_map``, ``dense_scores``
 §3.2/§4.3 multi-crop, 5x5 grid x flips  ``crop_positions``, ``multicrop_scores``
-§4.1 single scale (centre crop here)    ``single_crop_scores``, ``single_scale``
+§4.1 single test scale Q (Table 3)      ``single_scale``; Table 3 is dense at that one Q
+(a quick check, not in the paper)       ``single_crop_scores``: one centre crop
 §4.2 multi-scale test, Q per S          ``test_scales``, ``check_scales``, ``predict``
 §4.3 dense + multi-crop (Table 5)       ``predict(..., "dense+multicrop")``
 §4.4 ConvNet fusion (Table 6)           ``fuse_posteriors``, ``evaluate([net, net2])``
@@ -177,20 +178,23 @@ def rescale(img, Q):
     return RescaleShorter(int(Q))(img)
 
 
-def normalise(img, mean_rgb):
+def normalise(img, mean_rgb, pixel_scale=1.0):
     """uint8 RGB -> the network's input, channels first.
 
     img (H, W, 3) uint8 -> (3, H, W) float32. mean_rgb: (3,) in [0, 1] (the
     training mean RGB, subtracted from [0, 1] pixels: the "minivgg" preset of
     data.preprocess), or a data.preprocess.Preprocess (e.g. "torchvision").
     """
-    return as_preprocess(mean_rgb)(img)
+    return as_preprocess(mean_rgb, pixel_scale)(img)
 
 
-def as_preprocess(mean_rgb):
-    """A Preprocess as is; 3 numbers -> the "minivgg" preset with that mean."""
+def as_preprocess(mean_rgb, pixel_scale=1.0):
+    """A Preprocess as is; 3 numbers -> the "minivgg" preset with that mean
+    (times ``pixel_scale``: 255 for a model trained in the paper's 0-255 units)."""
     from .data.preprocess import Preprocess, preset
-    return mean_rgb if isinstance(mean_rgb, Preprocess) else preset("minivgg", mean_rgb)
+    if isinstance(mean_rgb, Preprocess):
+        return mean_rgb
+    return preset("minivgg", mean_rgb, pixel_scale=pixel_scale)
 
 
 def crop_positions(height, width, crop, grid=GRID):
@@ -357,7 +361,7 @@ def _crop_size(model):
     return int(crop)
 
 
-def dense_score_map(model, img, Q, mean_rgb):
+def dense_score_map(model, img, Q, mean_rgb, pixel_scale=1.0):
     """The class score map of the dense network on the whole image (§3.2).
 
     model: a VGG (converted with to_fully_conv(), weights shared) or a
@@ -368,13 +372,13 @@ def dense_score_map(model, img, Q, mean_rgb):
     """
     dense = _fully_conv(model)
     check_scales([Q], _crop_size(dense), "dense_score_map")
-    x = normalise(rescale(img, Q), mean_rgb)
+    x = normalise(rescale(img, Q), mean_rgb, pixel_scale)
     with _EvalMode(dense), no_grad():
         out = dense(_to_input(x[None], dense))
     return np.asarray(as_numpy(out.data)[0], dtype=np.float64)
 
 
-def dense_scores(model, img, Q, mean_rgb, flip=True, pool="mean"):
+def dense_scores(model, img, Q, mean_rgb, flip=True, pool="mean", pixel_scale=1.0):
     """Dense evaluation at one scale (§3.2): (K,) float64 soft-max posteriors.
 
     img (H, W, 3) uint8 is rescaled to shorter side Q (no crop) and passed
@@ -395,7 +399,7 @@ def dense_scores(model, img, Q, mean_rgb, flip=True, pool="mean"):
     """
     dense = _fully_conv(model)
     check_scales([Q], _crop_size(dense), "dense_scores")
-    x = normalise(rescale(img, Q), mean_rgb)
+    x = normalise(rescale(img, Q), mean_rgb, pixel_scale)
     b = _Batcher(_dense_forward(dense, pool), max_pixels=2 * x.shape[1] * x.shape[2])
     with _EvalMode(dense):
         _queue_dense(b, 0, x, flip)
@@ -403,7 +407,8 @@ def dense_scores(model, img, Q, mean_rgb, flip=True, pool="mean"):
     return b.pop(0)
 
 
-def multicrop_scores(model, img, Q, mean_rgb, grid=GRID, flip=True, batch_size=64):
+def multicrop_scores(model, img, Q, mean_rgb, grid=GRID, flip=True, batch_size=64,
+                     pixel_scale=1.0):
     """Multi-crop evaluation at one scale (§4.3): (K,) float64 posteriors.
 
     img (H, W, 3) uint8 is rescaled to shorter side Q; grid x grid crops of
@@ -416,7 +421,7 @@ def multicrop_scores(model, img, Q, mean_rgb, grid=GRID, flip=True, batch_size=6
     crop = _crop_size(model)
     check_scales([Q], crop, "multicrop_scores")
     _check_batch_size(batch_size)
-    x = normalise(rescale(img, Q), mean_rgb)
+    x = normalise(rescale(img, Q), mean_rgb, pixel_scale)
     b = _Batcher(_crop_forward(model), max_pixels=batch_size * crop * crop)
     with _EvalMode(model):
         _queue_crops(b, 0, x, crop, grid, flip)
@@ -424,12 +429,13 @@ def multicrop_scores(model, img, Q, mean_rgb, grid=GRID, flip=True, batch_size=6
     return b.pop(0)
 
 
-def single_crop_scores(model, img, Q, mean_rgb):
+def single_crop_scores(model, img, Q, mean_rgb, pixel_scale=1.0):
     """One centre crop at scale Q, no flip (§4.1 single-scale): (K,) posteriors.
 
     At Q = crop on a square image this is exactly softmax(model(x)).
     """
-    return multicrop_scores(model, img, Q, mean_rgb, grid=1, flip=False, batch_size=1)
+    return multicrop_scores(model, img, Q, mean_rgb, grid=1, flip=False, batch_size=1,
+                            pixel_scale=pixel_scale)
 
 
 def _check_batch_size(batch_size):
@@ -449,18 +455,23 @@ class EvalNet:
     (the "minivgg" preset), or a data.preprocess.Preprocess (any preset).
     train_scale: int S or [S_min, S_max] (None: scales must then be given).
     classes: list of K class names (None: "0".."K-1"). name: a label for
-    tables (default "VGG-<cfg>").
+    tables (default "VGG-<cfg>"). pixel_scale: the input units the model was
+    trained in (1: [0, 1] minus the mean; 255: the paper's 0-255 units).
     """
 
-    def __init__(self, model, mean_rgb, train_scale=None, classes=None, name=None, path=None):
+    def __init__(self, model, mean_rgb, train_scale=None, classes=None, name=None, path=None,
+                 pixel_scale=1.0):
         self.model = model
         self.dense = model.to_fully_conv()
         try:
-            self.preprocess = as_preprocess(mean_rgb)
+            self.preprocess = as_preprocess(mean_rgb, pixel_scale)
         except ValueError as e:
             raise ValueError(f"mean_rgb must be 3 numbers (R, G, B) in [0, 1] or a Preprocess, "
                              f"got {mean_rgb!r} ({e})") from None
         self.mean_rgb = self.preprocess.mean_rgb
+        # The input units of a minivgg-trained model (1: [0, 1] minus the mean;
+        # 255: the paper's 0-255 units), as its preprocessing records them.
+        self.pixel_scale = self.preprocess.scale * 255.0
         if train_scale is not None:
             _scale_range(train_scale)
         self.train_scale = train_scale
@@ -563,13 +574,14 @@ class EvalNet:
         return self._collect(crops, dense, 0, protocol)
 
 
-def predict(model, img, protocol, scales, mean_rgb, batch_size=64, grid=GRID):
+def predict(model, img, protocol, scales, mean_rgb, batch_size=64, grid=GRID, pixel_scale=1.0):
     """Posteriors of one image for a bare VGG: (K,) float64.
 
     img (H, W, 3) uint8; protocol in PROTOCOLS; scales a list of Q (>= crop);
     mean_rgb (3,) in [0, 1] or a Preprocess. See EvalNet.predict.
     """
-    return EvalNet(model, mean_rgb).predict(img, protocol, scales, batch_size, grid)
+    return EvalNet(model, mean_rgb, pixel_scale=pixel_scale).predict(img, protocol, scales,
+                                                                     batch_size, grid)
 
 
 # ---------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Finite-difference gradient checking.
 
 Every op of the paper's network is verified by comparing its hand-written
-backward with centred differences in float64 (DESIGN.md section 5).
+backward with centred differences in float64 (docs/architecture.md, tests/test_functional.py).
 """
 import numpy as np
 

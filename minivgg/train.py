@@ -25,7 +25,7 @@ from . import functional as F
 from . import random as mrandom
 from .autograd import Tensor, no_grad
 from .backend import DeviceError, as_numpy, device as get_device, parse_device, set_tf32
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, read_meta, save_checkpoint
 from .data.transforms import parse_scale
 from .distributed import GradientSync
 from .threads import OtherWork, auto_threads, set_threads, threads
@@ -78,7 +78,7 @@ class Recipe:
     fc_bias: float = 0.1              # initial FC1/FC2 bias (paper: 0)
     dropout: float = 0.3              # paper: 0.5 (slows the start of small nets)
     patience: int = 3
-    min_lr: float = 1e-5
+    min_lr: float = 0.0               # 0: no floor; max_lr_drops bounds the schedule
     max_lr_drops: int = 3             # the paper divided the rate 3 times
     workers: int = 0
     seed: int = 0
@@ -86,6 +86,7 @@ class Recipe:
     plot: bool = False
     strict: bool = False
     mean_images: int = 0              # images read for the mean RGB; 0: all
+    pixel_scale: float = 1.0          # input units: 1 -> [0, 1] minus mean; paper (Caffe): 255
     progress: bool = True
     device: str = "cpu"               # cpu | cuda | cuda:N | emu (the CUDA kernels on the CPU)
     tf32: bool = False                # allow TF32 tensor-core GEMMs on a cuda device
@@ -451,8 +452,12 @@ class Trainer:
                                  f"{len(ck.meta['classes'])} classes; this run asks for VGG-{r.cfg}"
                                  f" on {len(self.classes)}")
             self.mean_rgb = np.asarray(ck.meta["mean_rgb"], np.float64)
-        else:
-            self.mean_rgb = mean_rgb_cached(r, self.train_ds) if self.is_root else None
+        else:  # §2.1: one training-set mean for every stage of the S schedule
+            inherited = read_meta(r.init_from).get("mean_rgb") if r.init_from else None
+            if inherited is not None:
+                self.mean_rgb = np.asarray(inherited, np.float64)
+            else:  # rank 0 computes (or finds) it; the others receive it in _setup
+                self.mean_rgb = mean_rgb_cached(r, self.train_ds) if self.is_root else None
         self.model = vgg(r.cfg, num_classes=len(self.classes), fc_width=r.resolved_fc_width(),
                          input_size=r.crop, width_mult=r.width_mult, dropout=r.dropout,
                          init=r.init, init_std=r.init_std, seed=r.seed, fc_bias=r.fc_bias,
@@ -505,12 +510,14 @@ class Trainer:
         scale = parse_scale(r.scale)
         shard = (comm.rank, comm.size)
         self.train_loader = DataLoader(self.train_ds, r.batch_size,
-                                       train_transform(r.crop, scale, self.mean_rgb),
+                                       train_transform(r.crop, scale, self.mean_rgb,
+                                                       pixel_scale=r.pixel_scale),
                                        shuffle=True, seed=r.seed, workers=r.workers,
                                        strict=r.strict, shard=shard)
         val_batch = -(-max(r.batch_size, 64) // comm.size) * comm.size
         self.val_loader = DataLoader(self.val_ds, val_batch,
-                                     eval_transform(r.crop, scale, self.mean_rgb),
+                                     eval_transform(r.crop, scale, self.mean_rgb,
+                                                    pixel_scale=r.pixel_scale),
                                      shuffle=False, seed=r.seed, workers=r.workers,
                                      strict=r.strict, shard=shard)
 

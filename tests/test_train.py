@@ -14,6 +14,9 @@ from minivgg.models import vgg
 from minivgg.train import Recipe, Trainer, TrainingDiverged, init_from_checkpoint, parse_scale
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Scripts run in a subprocess import this checkout's minivgg, whatever is installed.
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT] + [p for p in os.environ.get(
+    "PYTHONPATH", "").split(os.pathsep) if p])}
 
 
 def tiny_recipe(out, **kw):
@@ -226,14 +229,14 @@ def test_plot_and_metrics_files(tmp_path):
 def test_cli_help_documents_every_flag_and_errors_cleanly(tmp_path):
     script = os.path.join(ROOT, "examples", "train_vgg.py")
     out = subprocess.run([sys.executable, script, "--help"], capture_output=True, text=True,
-                         check=True).stdout
+                         check=True, env=ENV).stdout
     for flag in ("--cfg", "--data", "--crop", "--scale", "--batch-size", "--micro-batch", "--lr",
                  "--momentum", "--weight-decay", "--epochs", "--max-steps", "--init",
                  "--init-std", "--init-from", "--resume", "--workers", "--seed", "--out",
                  "--plot", "--strict", "--train-size", "--val-size"):
         assert flag in out
     bad = subprocess.run([sys.executable, script, "--crop", "64", "--scale", "48", "--out",
-                          str(tmp_path / "c")], capture_output=True, text=True)
+                          str(tmp_path / "c")], capture_output=True, text=True, env=ENV)
     assert bad.returncode == 2 and "crop 64 is larger" in bad.stderr
 
 

@@ -101,11 +101,13 @@ class Preprocess:
                 f"mean={np.round(self.mean, 4).tolist()}, std={np.round(self.std, 4).tolist()})")
 
 
-def preset(name, mean_rgb=None):
+def preset(name, mean_rgb=None, pixel_scale=1.0):
     """The Preprocess called ``name`` (one of PRESETS).
 
-    "minivgg" needs ``mean_rgb``, the training set's mean (R, G, B) in [0, 1];
-    the other two have fixed constants and refuse one.
+    "minivgg" needs ``mean_rgb``, the training set's mean (R, G, B) in [0, 1],
+    and takes the ``pixel_scale`` the model was trained with (the mean-free
+    [0, 1] image times it: 255 for the paper's 0-255 units, ``--pixel-scale``);
+    the other two have fixed constants and refuse both.
     """
     if name == "minivgg":
         if mean_rgb is None:
@@ -115,12 +117,16 @@ def preset(name, mean_rgb=None):
         if np.any(m < 0) or np.any(m > 1):
             raise ValueError(f"preset 'minivgg': mean_rgb must be in [0, 1] units, got "
                              f"{m.tolist()} (divide 0-255 values by 255)")
-        return Preprocess("minivgg", m)
+        if not (np.isfinite(pixel_scale) and pixel_scale > 0):
+            raise ValueError(f"preset 'minivgg': pixel_scale must be positive, got {pixel_scale}")
+        # (img / 255 - mean) * s = img * (s / 255) - mean * s
+        return Preprocess("minivgg", m * pixel_scale, scale=pixel_scale / 255.0)
     if name not in PRESETS:
         raise ValueError(f"unknown preprocessing preset {name!r}; expected one of "
                          f"{', '.join(PRESETS)}")
-    if mean_rgb is not None:
-        raise ValueError(f"preset {name!r} has fixed constants; mean_rgb is only for 'minivgg'")
+    if mean_rgb is not None or pixel_scale != 1.0:
+        raise ValueError(f"preset {name!r} has fixed constants; mean_rgb and pixel_scale are "
+                         f"only for 'minivgg'")
     if name == "torchvision":
         return Preprocess("torchvision", TORCHVISION_MEAN, TORCHVISION_STD)
     return Preprocess("caffe", CAFFE_MEAN_BGR, scale=1.0, channels="BGR")

@@ -15,7 +15,14 @@ the generator the loader derives from (seed, epoch, index).  The pipeline is:
 
     HWC uint8 --RescaleShorter--> RandomCrop --> RandomHorizontalFlip
       --ToFloat--> HWC float32 in [0, 1] --PCAColourShift--> SubtractMean
-      --ToCHW--> CHW float32 (C=3)
+      [--ScalePixels(255)-->] --ToCHW--> CHW float32 (C=3)
+
+Pixel units.  minivgg feeds the network [0, 1] units minus the mean by
+default.  The paper's Caffe networks read 0-255 pixel values minus the mean
+RGB; ``pixel_scale=255`` (``--pixel-scale 255``, part of ``--profile
+paper``) multiplies the mean-subtracted image by 255 to give exactly that.
+The unit matters for a fixed-std initialisation such as N(0, 0.01^2): the
+first layer's outputs are 255 times larger in 0-255 units.
 """
 
 import numbers
@@ -27,12 +34,16 @@ from .base import CorruptImageError, check_image
 
 __all__ = [
     "Compose", "RescaleShorter", "RandomCrop", "CenterCrop", "RandomHorizontalFlip",
-    "ToFloat", "PCAColourShift", "SubtractMean", "ToCHW",
+    "ToFloat", "PCAColourShift", "SubtractMean", "ScalePixels", "ToCHW",
     "compute_mean_rgb", "train_transform", "eval_transform",
     "PCA_EIGVAL", "PCA_EIGVEC",
 ]
 
-# AlexNet's ImageNet RGB covariance, in [0, 1] pixel units (DESIGN.md §1).
+# The eigen-decomposition of the RGB covariance of ImageNet training pixels used
+# for AlexNet's colour augmentation (Krizhevsky et al. 2012 §4.1), as open
+# reimplementations of that augmentation use it, in [0, 1] pixel units: the
+# eigenvalues, and the eigenvectors as the *columns* of PCA_EIGVEC (column i
+# belongs to PCA_EIGVAL[i]).
 PCA_EIGVAL = np.array([0.2175, 0.0188, 0.0045])
 PCA_EIGVEC = np.array([
     [-0.5675, 0.7192, 0.4009],
@@ -234,7 +245,7 @@ class PCAColourShift:
     ``shift = eigvec @ (alpha * eigval)``, ``alpha ~ N(0, alphastd^2)``, 3
     values, where eigval/eigvec are the eigen-decomposition of the RGB
     covariance of ImageNet pixels in [0, 1] units (PCA_EIGVAL, PCA_EIGVEC:
-    eigenvectors are the rows listed in DESIGN.md, used as columns here, so
+    eigenvectors are the columns of PCA_EIGVEC, so
     ``eigvec @ diag(eigval) @ eigvec.T`` is the covariance).  The result is
     not clipped, as in the reference Lua/Caffe code.
 
@@ -288,6 +299,28 @@ class SubtractMean:
 
     def __repr__(self):
         return f"SubtractMean({np.round(self.mean_rgb, 4).tolist()})"
+
+
+class ScalePixels:
+    """Multiply a (mean-subtracted) float image by ``scale``: 255 turns [0, 1]
+    units into the 0-255 units of the paper's Caffe models.
+
+    In: (H, W, 3) float32.  Out: same shape, float32, a new array.
+    """
+
+    def __init__(self, scale):
+        if not (isinstance(scale, numbers.Real) and scale > 0 and np.isfinite(scale)):
+            raise ValueError(f"pixel scale must be a positive number (1: [0, 1] units, 255: "
+                             f"0-255 units), got {scale!r}")
+        self.scale = float(scale)
+        self._scale32 = np.float32(scale)
+
+    def __call__(self, img, rng=None):
+        _check_float_hwc(img, "ScalePixels")
+        return img * self._scale32
+
+    def __repr__(self):
+        return f"ScalePixels({self.scale:g})"
 
 
 class ToCHW:
@@ -354,12 +387,17 @@ def _check_recipe(crop, s_min, who):
         )
 
 
-def train_transform(crop, scale, mean_rgb, colour=True, flip=True):
+def _pixel_steps(pixel_scale):
+    return [] if pixel_scale == 1 else [ScalePixels(pixel_scale)]
+
+
+def train_transform(crop, scale, mean_rgb, colour=True, flip=True, pixel_scale=1.0):
     """The §3.1 training pipeline as a Compose.
 
     rescale (shorter side S, fixed int or jittered (S_min, S_max)) -> random
     crop x crop -> random horizontal flip (if ``flip``) -> [0, 1] float ->
-    PCA colour shift (if ``colour``) -> subtract ``mean_rgb`` -> CHW.
+    PCA colour shift (if ``colour``) -> subtract ``mean_rgb`` -> times
+    ``pixel_scale`` (255: the paper's 0-255 units) -> CHW.
 
     In: (H, W, 3) uint8.  Out: (3, crop, crop) float32.
     """
@@ -372,11 +410,11 @@ def train_transform(crop, scale, mean_rgb, colour=True, flip=True):
     steps.append(ToFloat())
     if colour:
         steps.append(PCAColourShift())
-    steps += [SubtractMean(mean_rgb), ToCHW()]
+    steps += [SubtractMean(mean_rgb)] + _pixel_steps(pixel_scale) + [ToCHW()]
     return Compose(steps)
 
 
-def eval_transform(crop, scale, mean_rgb):
+def eval_transform(crop, scale, mean_rgb, pixel_scale=1.0):
     """Single-crop evaluation pipeline: rescale to Q, centre crop, normalise.
 
     Q = S for a fixed training scale, the midpoint (S_min + S_max) // 2
@@ -388,4 +426,5 @@ def eval_transform(crop, scale, mean_rgb):
     s_min, s_max = parse_scale(scale)
     _check_recipe(crop, s_min, "eval_transform")
     q = (s_min + s_max) // 2
-    return Compose([RescaleShorter(q), CenterCrop(crop), ToFloat(), SubtractMean(mean_rgb), ToCHW()])
+    return Compose([RescaleShorter(q), CenterCrop(crop), ToFloat(), SubtractMean(mean_rgb)]
+                   + _pixel_steps(pixel_scale) + [ToCHW()])

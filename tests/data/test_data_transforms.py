@@ -176,7 +176,7 @@ def test_pca_shift_statistics():
     assert PCAColourShift(0.0).sample_shift(g).tolist() == [0, 0, 0]
 
 
-def test_pca_constants_are_the_design_ones():
+def test_pca_constants_are_the_imagenet_ones():
     np.testing.assert_array_equal(PCA_EIGVAL, [0.2175, 0.0188, 0.0045])
     np.testing.assert_array_equal(PCA_EIGVEC[0], [-0.5675, 0.7192, 0.4009])
     np.testing.assert_array_equal(PCA_EIGVEC[2], [-0.5836, -0.6948, 0.4203])

@@ -1,0 +1,300 @@
+"""Layer-by-layer numbers of the VGG configurations (Table 1, Table 2, §2.3).
+
+    python -m minivgg.summary --cfg D                      # VGG-16 at 224, 1000 classes
+    python -m minivgg.summary --cfg A --input 32 --classes 10 --width-mult 0.25 --fc-width 128
+    python -m minivgg.summary --all --format markdown      # Table 1, six columns side by side
+
+One row per layer, in Table 1's notation ("conv3-64" is a 3x3 convolution
+with 64 output channels, "conv1-256" configuration C's 1x1 convolution,
+"LRN" local response normalisation, "FC-4096" a fully connected layer),
+with:
+
+- the paper's name for the layer: conv{block}_{i} (§3.1 "the first four
+  convolutional layers"), pool{block}, fc6, fc7, fc8;
+- the output shape, channels first;
+- parameters (weights and biases); the totals are Table 2's;
+- multiply-adds of one forward pass on one image (a k x k convolution from C
+  to K channels on an H x W output: H*W*K*C*k*k; a layer from F_in to F_out
+  units: F_in*F_out; bias additions, ReLU, pooling, LRN and soft-max are
+  cheap element-wise work and not counted);
+- the receptive field: the side of the input window one output value
+  depends on (a k x k convolution widens it by (k - 1) * j pixels, a 2x2
+  pooling by j and doubles the step j between neighbouring outputs; fc6,
+  a 7x7 window of pool5 when the FCs are seen as convolutions, as in §3.2,
+  sees more than a whole 224 crop, padding included);
+- activation memory for training with a batch of one image: each row's
+  output in float32, kept from the forward pass for the backward pass, plus
+  its gradient of the same size during the backward pass (ReLU counted in
+  place inside its conv or FC row; dropout masks and parameters not counted).
+  It is a model of the memory, not a measurement of minivgg's allocator.
+
+Everything is computed from ``models.vgg.CONFIGS`` without building a
+network, so VGG-E at 224 costs nothing to summarise.
+"""
+import argparse
+import dataclasses
+import sys
+
+from .models.vgg import CONFIGS, DEPTHS, LRN, M, NUM_POOLS
+
+__all__ = ["LayerRow", "TABLE2_MILLIONS", "layer_rows", "totals", "format_rows",
+           "format_all", "main"]
+
+#: Table 2: "Number of parameters (in millions)".
+TABLE2_MILLIONS = {"A": 133, "A-LRN": 133, "B": 133, "C": 134, "D": 138, "E": 144}
+
+#: The column Table 1 compares each configuration with (its new layers are bold).
+_PREVIOUS = {"A-LRN": "A", "B": "A", "C": "B", "D": "C", "E": "D"}
+
+BYTES_PER_VALUE = 4  # float32
+
+
+@dataclasses.dataclass
+class LayerRow:
+    """One layer of a VGG configuration."""
+    notation: str      # Table 1: conv3-64, conv1-256, LRN, maxpool, FC-4096, soft-max
+    name: str          # the paper's: conv1_1, pool1, lrn1, fc6, soft-max
+    block: int         # 1-5 for the conv stack, 6 for the classifier
+    shape: tuple       # output (C, H, W) or (F,)
+    params: int
+    mult_adds: int
+    receptive_field: int   # input pixels on a side; 0 where not meaningful (soft-max)
+    step: int              # input pixels between neighbouring outputs
+
+    @property
+    def values(self):
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+    @property
+    def train_bytes(self):
+        """Forward value and backward gradient of the output, float32, batch 1."""
+        return 2 * BYTES_PER_VALUE * self.values
+
+
+def _check(cfg, input_size, num_classes, width_mult, fc_width):
+    if cfg not in CONFIGS:
+        raise ValueError(f"unknown VGG configuration {cfg!r}; valid ones are "
+                         f"{', '.join(CONFIGS)}")
+    if input_size < 2 ** NUM_POOLS:
+        raise ValueError(f"input {input_size} is too small for VGG's {NUM_POOLS} poolings; "
+                         f"use at least {2 ** NUM_POOLS}")
+    if num_classes < 1 or fc_width < 1 or not width_mult > 0:
+        raise ValueError(f"classes, FC width and width multiplier must be positive, got "
+                         f"{num_classes}, {fc_width}, {width_mult}")
+
+
+def layer_rows(cfg, input_size=224, num_classes=1000, width_mult=1.0, fc_width=4096):
+    """The rows of configuration ``cfg`` for an input_size x input_size RGB image.
+
+    Channel counts are scaled as ``VGG(width_mult=...)`` scales them, so the
+    rows match the minivgg model built with the same arguments.
+    Returns a list of LayerRow, input image excluded, soft-max last.
+    """
+    _check(cfg, input_size, num_classes, width_mult, fc_width)
+    rows = []
+    c, s = 3, input_size
+    rf, step = 1, 1
+    block, i = 1, 0
+    for item in CONFIGS[cfg]:
+        if item == M:
+            s //= 2
+            rf += step
+            step *= 2
+            rows.append(LayerRow("maxpool", f"pool{block}", block, (c, s, s), 0, 0, rf, step))
+            block, i = block + 1, 0
+        elif item == LRN:
+            rows.append(LayerRow("LRN", f"lrn{block}", block, (c, s, s), 0, 0, rf, step))
+        else:
+            k_out, k = item if isinstance(item, tuple) else (item, 3)
+            k_scaled = max(1, int(round(k_out * width_mult)))
+            rf += (k - 1) * step
+            i += 1
+            params = k_scaled * c * k * k + k_scaled
+            macs = s * s * k_scaled * c * k * k
+            rows.append(LayerRow(f"conv{k}-{k_scaled}", f"conv{block}_{i}", block,
+                                 (k_scaled, s, s), params, macs, rf, step))
+            c = k_scaled
+    # The classifier: fc6 reads the whole s x s x c map (a 7x7 window at 224).
+    rf += (s - 1) * step
+    f_in = c * s * s
+    for name, f_out in (("fc6", fc_width), ("fc7", fc_width), ("fc8", num_classes)):
+        rows.append(LayerRow(f"FC-{f_out}", name, 6, (f_out,), f_in * f_out + f_out,
+                             f_in * f_out, rf, step))
+        f_in = f_out
+    rows.append(LayerRow("soft-max", "soft-max", 6, (num_classes,), 0, 0, 0, 0))
+    return rows
+
+
+def totals(rows):
+    """{'params', 'mult_adds', 'values', 'train_bytes', 'weight_layers'} summed over rows."""
+    return {"params": sum(r.params for r in rows),
+            "mult_adds": sum(r.mult_adds for r in rows),
+            "values": sum(r.values for r in rows),
+            "train_bytes": sum(r.train_bytes for r in rows),
+            "weight_layers": sum(r.params > 0 for r in rows)}
+
+
+def _shape(shape):
+    return "x".join(str(v) for v in shape)
+
+
+def _mib(nbytes):
+    return f"{nbytes / 2 ** 20:.2f}"
+
+
+def _si(n, unit=""):
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if n >= div:
+            return f"{n / div:.2f} {suffix}{unit}"
+    return f"{n} {unit}".rstrip()
+
+
+def _render(header, body, fmt, right=()):
+    if fmt == "csv":
+        import csv
+        import io
+        out = io.StringIO()
+        w = csv.writer(out, lineterminator="\n")
+        w.writerow(header)
+        w.writerows(body)
+        return out.getvalue()
+    if fmt == "markdown":
+        lines = ["| " + " | ".join(header) + " |",
+                 "|" + "|".join("---:" if j in right else "---" for j in range(len(header)))
+                 + "|"]
+        lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in body]
+        return "\n".join(lines) + "\n"
+    if fmt != "text":
+        raise ValueError(f"unknown format {fmt!r}; expected text, markdown or csv")
+    widths = [max(len(str(r[j])) for r in [header] + body) for j in range(len(header))]
+    lines = []
+    for row in [header, ["-" * w for w in widths]] + body:
+        lines.append("  ".join(str(v).rjust(w) if j in right else str(v).ljust(w)
+                               for j, (v, w) in enumerate(zip(row, widths))).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def format_rows(cfg, rows, fmt="text", input_size=224):
+    """One configuration, one row per layer, a totals row; ``fmt``: text, markdown, csv."""
+    csv_fmt = fmt == "csv"
+    header = ["Table 1", "layer", "output", "params", "mult-adds", "receptive field",
+              "train act. MiB" if not csv_fmt else "train act. bytes"]
+    body = [["image", "input", _shape((3, input_size, input_size)), 0, 0, 1,
+             2 * BYTES_PER_VALUE * 3 * input_size * input_size]]
+    for r in rows:
+        rf = r.receptive_field or ""
+        if r.name == "fc6" and r.receptive_field > input_size:
+            rf = f"{r.receptive_field} (> the {input_size} input)"
+        body.append([r.notation, r.name, _shape(r.shape), r.params, r.mult_adds, rf,
+                     r.train_bytes])
+    t = totals(rows)
+    t_bytes = t["train_bytes"] + body[0][6]
+    body.append(["total", f"{t['weight_layers']} weight layers", "", t["params"],
+                 t["mult_adds"], "", t_bytes])
+    if not csv_fmt:
+        for row in body:
+            row[3] = f"{row[3]:,}"
+            row[4] = f"{row[4]:,}"
+            row[6] = _mib(row[6])
+    text = _render(header, body, fmt, right=(3, 4, 5, 6))
+    if not csv_fmt:
+        note = (f"VGG-{cfg}: {t['params']:,} parameters ({t['params'] / 1e6:.1f} M"
+                + (f"; Table 2: {TABLE2_MILLIONS[cfg]} M" if cfg in TABLE2_MILLIONS else "")
+                + f"), {_si(t['mult_adds'])} multiply-adds per {input_size}x{input_size} "
+                f"image (forward), {_mib(t_bytes)} MiB of activations and their gradients "
+                f"for one training image.")
+        text += "\n" + note + "\n"
+    return text
+
+
+def _block_items(cfg):
+    """CONFIGS[cfg] split into the five blocks, max-pools removed."""
+    blocks, cur = [], []
+    for item in CONFIGS[cfg]:
+        if item == M:
+            blocks.append(cur)
+            cur = []
+        else:
+            cur.append(item)
+    return blocks
+
+
+def _notation(item, width_mult):
+    if item == LRN:
+        return "LRN"
+    k_out, k = item if isinstance(item, tuple) else (item, 3)
+    return f"conv{k}-{max(1, int(round(k_out * width_mult)))}"
+
+
+def format_all(fmt="text", input_size=224, num_classes=1000, width_mult=1.0, fc_width=4096):
+    """Table 1: the six configurations side by side, block by block, with
+    Table 2's parameter counts and the multiply-adds below. In markdown the
+    layers a column adds to the one Table 1 compares it with are bold."""
+    cfgs = list(CONFIGS)
+    blocks = {c: _block_items(c) for c in cfgs}
+    header = [f"{c} ({DEPTHS[c]} weight layers)" for c in cfgs]
+    body = [[f"input ({input_size}x{input_size} RGB image)"] * len(cfgs)]
+    for b in range(NUM_POOLS):
+        height = max(len(blocks[c][b]) for c in cfgs)
+        for row in range(height):
+            cells = []
+            for c in cfgs:
+                items = blocks[c][b]
+                if row >= len(items):
+                    cells.append("")
+                    continue
+                text = _notation(items[row], width_mult)
+                prev = blocks[_PREVIOUS[c]][b] if c in _PREVIOUS else None
+                new = prev is not None and (row >= len(prev) or prev[row] != items[row])
+                cells.append(f"**{text}**" if new and fmt == "markdown" else text)
+            body.append(cells)
+        body.append(["maxpool"] * len(cfgs))
+    for f in (fc_width, fc_width, num_classes):
+        body.append([f"FC-{f}"] * len(cfgs))
+    body.append(["soft-max"] * len(cfgs))
+    t = {c: totals(layer_rows(c, input_size, num_classes, width_mult, fc_width)) for c in cfgs}
+    body.append([f"{t[c]['params'] / 1e6:.1f} M params" for c in cfgs])
+    if (input_size, num_classes, width_mult, fc_width) == (224, 1000, 1.0, 4096):
+        body.append([f"(Table 2: {TABLE2_MILLIONS[c]} M)" for c in cfgs])
+    body.append([f"{_si(t[c]['mult_adds'])} mult-adds" for c in cfgs])
+    return _render(header, body, fmt)
+
+
+def make_parser():
+    p = argparse.ArgumentParser(
+        prog="python -m minivgg.summary",
+        description="Layer-by-layer parameters, multiply-adds, receptive fields and "
+                    "activation memory of a VGG configuration (Table 1, Table 2).")
+    p.add_argument("--cfg", default="D", choices=list(CONFIGS), help="Table 1 column")
+    p.add_argument("--all", action="store_true",
+                   help="print the six configurations side by side, as Table 1 does")
+    p.add_argument("--input", type=int, default=224, help="input side in pixels (paper: 224)")
+    p.add_argument("--classes", type=int, default=1000, help="output classes (paper: 1000)")
+    p.add_argument("--width-mult", type=float, default=1.0,
+                   help="scale every conv's channels, as train_vgg.py --width-mult does")
+    p.add_argument("--fc-width", type=int, default=4096, help="width of fc6 and fc7")
+    p.add_argument("--format", default="text", choices=("text", "markdown", "csv"))
+    return p
+
+
+def main(argv=None):
+    args = make_parser().parse_args(argv)
+    try:
+        if args.all:
+            out = format_all(args.format, args.input, args.classes, args.width_mult,
+                             args.fc_width)
+        else:
+            rows = layer_rows(args.cfg, args.input, args.classes, args.width_mult, args.fc_width)
+            out = format_rows(args.cfg, rows, args.format, args.input)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    sys.stdout.write(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
