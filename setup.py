@@ -35,5 +35,10 @@ setup(
         # mpiexec from the mpich wheel: no system MPI needed.
         "dist": ["mpi4py>=3.1", "mpich; platform_system != 'Windows'"],
     },
-    entry_points={},
+    entry_points={"console_scripts": [
+        "minivgg-train = minivgg.cli.train:console",
+        "minivgg-evaluate = minivgg.cli.evaluate:console",
+        "minivgg-classify = minivgg.cli.classify:console",
+        "minivgg-summary = minivgg.summary:main",
+    ]},
 )

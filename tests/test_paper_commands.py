@@ -32,6 +32,7 @@ def documented_commands(script):
     Markdown and example docstrings, continuation lines joined."""
     files = [os.path.join(ROOT, "README.md")] + sorted(glob.glob(os.path.join(ROOT, "docs", "*.md")))
     files += sorted(glob.glob(os.path.join(ROOT, "examples", "*.py")))
+    files += sorted(glob.glob(os.path.join(ROOT, "minivgg", "cli", "*.py")))
     found = []
     for path in files:
         with open(path, encoding="utf-8") as f:
@@ -61,7 +62,7 @@ def recipe_of(argv):
 
 def test_the_docs_hold_imagenet_commands_for_every_stage():
     where = {f for f, _ in TRAIN_COMMANDS}
-    assert {"docs/training.md", "docs/paper_results.md", "examples/train_vgg.py"} <= where
+    assert {"docs/training.md", "docs/paper_results.md", "minivgg/cli/train.py"} <= where
     scales = {recipe_of(a).scale for _, a in TRAIN_COMMANDS}
     assert scales == {"256", "384", "256:512"}
 

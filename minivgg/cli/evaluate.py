@@ -1,0 +1,209 @@
+"""Evaluate trained VGG checkpoints with the paper's test protocols (§3.2, §4).
+
+    python examples/evaluate_vgg.py --checkpoint runs/a/last.npz --data synthetic \\
+        --protocol dense+multicrop
+    python examples/evaluate_vgg.py --checkpoint d.npz,e.npz --data imagefolder:/data/imagenet \\
+        --split val --protocol multicrop --scales 256,384,512 --format markdown --output table.md
+
+Protocols (see docs/testing_protocols.md):
+  single           one centre crop at Q = S (mid-range Q for jittered S), no flip: a quick
+                   check, not a paper protocol (Table 3 is dense at one Q: --scales Q)
+  dense            fully-convolutional net over the whole image + flip (§3.2; Tables 3-5)
+  multicrop        5x5 grid of crops x 2 flips = 50 crops per scale (§4.3)
+  dense+multicrop  the two posteriors averaged (Table 5)
+
+Each model's input is normalised as its file records (the "minivgg" preset,
+the training mean RGB, for minivgg checkpoints; torchvision's for torchvision
+and timm weights); --preset overrides it (see docs/interop.md).
+
+Test scales default per checkpoint to Q = {S-32, S, S+32} (fixed S) or
+{S_min, (S_min+S_max)/2, S_max} (jittered S) (§4.2), or one Q for "single";
+--scales overrides them for every checkpoint. Several checkpoints are also
+fused (posteriors averaged, §4.4, Table 6).
+
+Data:
+  synthetic        SyntheticShapes split "val" (--val-size, --image-size, --seed; the
+                   defaults are the training run's, from the first checkpoint's
+                   meta["train"]["recipe"] or meta["data"], else 1000, 32, 0)
+  cifar10:DIR      the CIFAR-10 test batch under DIR/cifar-10-batches-bin
+  imagefolder:DIR  DIR is the data set root, as in training: DIR/val/<class>/* (or
+                   --split test: DIR/test/<class>/*); without --split, val/ if it
+                   exists, else test/ (the report names the folder)
+
+--limit N evaluates a class-stratified sample of N images, chosen with
+--limit-seed, and says so; Ctrl-C stops with exit status 130.
+"""
+import argparse
+import os
+import signal
+import sys
+import time
+
+from minivgg.backend import DeviceError, device, set_tf32
+from minivgg.data import stratified_subset
+from minivgg.data.preprocess import PRESETS
+from minivgg.evaluate import (
+    PROTOCOLS, EvalNet, check_same_classes, evaluate, format_report, parse_scales)
+
+DEFAULT_VAL_SIZE, DEFAULT_IMAGE_SIZE, DEFAULT_SEED = 1000, 32, 0
+
+
+def _data_meta(meta, key):
+    """A synthetic-data setting recorded at training: meta["train"]["recipe"]
+    (minivgg.train) or meta["data"]; None if absent."""
+    recipe = (meta.get("train") or {}).get("recipe")
+    for source in (recipe, meta.get("data")):
+        if isinstance(source, dict) and source.get(key) is not None:
+            if source is recipe and str(source.get("data", "synthetic")) != "synthetic":
+                continue
+            return source[key]
+    return None
+
+
+def build_dataset(spec, args, first_meta):
+    """The evaluation data set named by --data."""
+    from minivgg.data import CIFAR10, ImageFolder, SyntheticShapes, split_folder
+    kind, _, path = spec.partition(":")
+    if kind == "synthetic":
+        if path:
+            raise ValueError(f"--data synthetic takes no directory, got {spec!r}")
+        n = args.val_size or _data_meta(first_meta, "val_size") or DEFAULT_VAL_SIZE
+        size = args.image_size or _data_meta(first_meta, "image_size") or DEFAULT_IMAGE_SIZE
+        seed = args.seed if args.seed is not None else _data_meta(first_meta, "seed")
+        seed = DEFAULT_SEED if seed is None else seed
+        return SyntheticShapes(int(n), image_size=int(size), seed=int(seed), split="val")
+    if kind in ("cifar10", "imagefolder"):
+        if not path:
+            raise ValueError(f"--data {kind} needs a directory: --data {kind}:DIR")
+        if kind == "cifar10":
+            return CIFAR10(path, train=False)
+        folder, _ = split_folder(path, args.split)
+        return ImageFolder(folder)
+    raise ValueError(f"unknown --data {spec!r}; expected synthetic, cifar10:DIR or imagefolder:DIR")
+
+
+def make_parser():
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--checkpoint", required=True,
+                   help="checkpoint file or run directory, or any weights file minivgg.io reads "
+                        "(.safetensors, .pth); several, comma-separated, are fused")
+    p.add_argument("--preset", default=None, choices=PRESETS,
+                   help="input preprocessing for every model (default: each file's own; "
+                        "torchvision for files that record none)")
+    p.add_argument("--data", default="synthetic",
+                   help="synthetic | cifar10:DIR | imagefolder:DIR (default synthetic)")
+    p.add_argument("--val-size", type=int, default=None, help="synthetic: number of images")
+    p.add_argument("--image-size", type=int, default=None, help="synthetic: image side")
+    p.add_argument("--seed", type=int, default=None, help="synthetic: data set seed")
+    p.add_argument("--protocol", default="dense", choices=PROTOCOLS)
+    p.add_argument("--scales", default=None,
+                   help="test scales Q1,Q2,... for every checkpoint (default: per checkpoint "
+                        "from its training scale)")
+    p.add_argument("--batch-size", type=int, default=64,
+                   help="crops per forward pass (dense inputs: the same number of pixels)")
+    p.add_argument("--split", default=None, choices=("val", "test", "train"),
+                   help="imagefolder: which split of the data set root (default: val/ if "
+                        "present, else test/)")
+    p.add_argument("--limit", type=int, default=None,
+                   help="evaluate a class-stratified sample of N images (seeded by --limit-seed)"
+                        " instead of all")
+    p.add_argument("--limit-seed", type=int, default=0, help="seed of the --limit sample")
+    p.add_argument("--format", default="table", choices=("table", "markdown", "csv"))
+    p.add_argument("--output", default=None, help="also write the table to this file")
+    p.add_argument("--per-class", action="store_true",
+                   help="print per-class accuracy of the final (fused) posteriors")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--device", default="cpu",
+                   help="cpu, cuda, cuda:N or emu (the CUDA kernels run on the CPU)")
+    p.add_argument("--tf32", action="store_true",
+                   help="on a cuda device, allow TF32 tensor-core matrix products")
+    return p
+
+
+def main(argv=None):
+    p = make_parser()
+    args = p.parse_args(argv)
+    # Everything that can be wrong with the request is checked before any image is read.
+    try:
+        if args.batch_size < 1:
+            raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+        if args.limit is not None and args.limit < 1:
+            raise ValueError(f"--limit must be >= 1, got {args.limit}")
+        dev = device(args.device)  # a missing GPU is reported before anything is loaded
+        set_tf32(dev, args.tf32)
+        scales = parse_scales(args.scales) if args.scales is not None else None
+        paths = [c.strip() for c in args.checkpoint.split(",") if c.strip()]
+        if not paths:
+            raise ValueError(f"--checkpoint {args.checkpoint!r} names no checkpoint")
+        nets = [EvalNet.from_file(path, preset=args.preset) for path in paths]
+        for net in nets:
+            net.model.to(dev)
+        _disambiguate(nets)
+        for net in nets:
+            net.scales_for(args.protocol, scales)
+        check_same_classes(nets)
+        dataset = build_dataset(args.data, args, nets[0].weights.meta)
+        if args.limit is not None and args.limit < len(dataset):
+            dataset = stratified_subset(dataset, args.limit, args.limit_seed)
+    except (ValueError, FileNotFoundError, DeviceError) as e:
+        p.error(str(e))
+    where = getattr(getattr(dataset, "dataset", dataset), "root", None)
+    t0 = time.perf_counter()
+    old = signal.getsignal(signal.SIGTERM)
+    try:
+        signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops it like Ctrl-C
+        print(f"data: {args.data}" + (f" ({where})" if where else "") +
+              (f", {dataset.note}" if getattr(dataset, "note", "") else
+               f", {len(dataset)} images"), flush=True)
+        report = evaluate(nets, dataset, args.protocol, scales, batch_size=args.batch_size,
+                          progress=not args.no_progress)
+    except ValueError as e:
+        p.error(str(e))
+    except KeyboardInterrupt:
+        print(f"interrupted after {time.perf_counter() - t0:.0f} s; nothing reported (the "
+              f"images seen so far are no fair sample of the set)", file=sys.stderr)
+        raise SystemExit(130) from None
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    elapsed = time.perf_counter() - t0
+
+    text = format_report(report, args.format)
+    n = len(report.labels)
+    summary = (f"{n} image(s) evaluated in {elapsed:.1f} s ({n / max(elapsed, 1e-9):.1f} img/s), "
+               f"{len(report.skipped)} skipped as unreadable")
+    print(text, end="")
+    if args.per_class:
+        acc = report.per_class_accuracy()
+        print("\nper-class accuracy (%):")
+        for name, a in zip(report.classes, acc):
+            print(f"  {name:<20} {'n/a' if a != a else f'{100 * a:6.2f}'}")
+    print(summary)
+    if args.output:
+        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(text)
+        print(f"wrote {args.output}")
+    return report
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _disambiguate(nets):
+    """Name models 'VGG-D', or 'VGG-D (file)' when two share config and scale."""
+    keys = [(n.name, n.train_scale_label) for n in nets]
+    for n, key in zip(nets, keys):
+        if keys.count(key) > 1 and n.path:
+            n.name = f"{n.name} ({os.path.relpath(n.path)})"
+
+
+def console(argv=None):
+    """The ``minivgg-evaluate`` command: main(), then exit status 0 (errors exit 2 inside)."""
+    main(argv)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(console())

@@ -1,0 +1,47 @@
+"""The programs as commands: `python -m minivgg COMMAND` and the console
+scripts setup.py installs (minivgg-train, minivgg-evaluate, ...) run the same
+functions as the scripts in examples/."""
+import os
+import re
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "minivgg", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, PYTHONPATH=ROOT))
+
+
+def test_python_m_minivgg_lists_and_runs_its_commands(tmp_path):
+    res = run()
+    assert res.returncode == 2 and "train" in res.stdout and "evaluate" in res.stdout
+    assert run("--help").returncode == 0
+    res = run("frobnicate")
+    assert res.returncode == 2 and "unknown command 'frobnicate'" in res.stderr
+    for cmd in ("train", "evaluate", "classify"):
+        res = run(cmd, "--help")
+        assert res.returncode == 0 and "usage: python -m minivgg " + cmd in res.stdout, cmd
+    res = run("summary", "--cfg", "A", "--format", "csv")
+    assert res.returncode == 0 and "conv3_1" in res.stdout
+    out = tmp_path / "r"
+    res = run("train", "--width-mult", "0.125", "--fc-width", "16", "--train-size", "16",
+              "--val-size", "8", "--batch-size", "8", "--epochs", "1", "--no-progress",
+              "--out", str(out))
+    assert res.returncode == 0, res.stderr[-2000:]
+    res = run("evaluate", "--checkpoint", str(out), "--no-progress", "--limit", "4")
+    assert res.returncode == 0 and "top-1 err" in res.stdout
+
+
+def test_setup_installs_the_console_commands():
+    with open(os.path.join(ROOT, "setup.py"), encoding="utf-8") as f:
+        text = f.read()
+    scripts = dict(re.findall(r'"(minivgg-\w+) = ([\w.:]+)"', text))
+    assert set(scripts) == {"minivgg-train", "minivgg-evaluate", "minivgg-classify",
+                            "minivgg-summary"}
+    import importlib
+    for target in scripts.values():
+        module, func = target.split(":")
+        assert callable(getattr(importlib.import_module(module), func)), target
