@@ -6,8 +6,6 @@ the same results whatever mode the model was left in, and hand the model
 back in the mode it came in (every submodule). The models here have wide
 FC layers, dropout 0.5 and positive FC biases, so dropout visibly changes
 their outputs (checked first: the other tests have teeth)."""
-import importlib.util
-import os
 
 import numpy as np
 import pytest
@@ -22,7 +20,6 @@ from minivgg.models import vgg
 from minivgg.train import Recipe, Trainer, evaluate_loader
 
 MEAN = [0.5, 0.4, 0.3]
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROTOCOLS = ["single", "dense", "multicrop", "dense+multicrop"]
 GRID = 2  # 2x2 crops x 2 flips per scale: the mode logic is the same as for 5x5, and faster
 
@@ -195,11 +192,8 @@ def test_training_loops_validation_is_in_eval_mode_and_training_resumes_with_dro
 
 
 def _cli():
-    spec = importlib.util.spec_from_file_location(
-        "evaluate_vgg", os.path.join(ROOT, "examples", "evaluate_vgg.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    from conftest import load_example
+    return load_example("evaluate_vgg")
 
 
 @pytest.mark.parametrize("protocol", ["single", "dense"])

@@ -2,7 +2,6 @@
 and the §3.1 details the issue tracker found wrong stay fixed: the paper
 profile, pixel units, the lr floor, the patience, the inherited mean RGB."""
 import glob
-import importlib.util
 import os
 import re
 import shlex
@@ -16,15 +15,9 @@ from minivgg.optim import SGD, ReduceLROnPlateau
 from minivgg.profiles import PAPER, profile_recipe
 from minivgg.train import Recipe, Trainer
 
+from conftest import load_example
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def load_example(name):
-    spec = importlib.util.spec_from_file_location(f"{name}_under_test",
-                                                  os.path.join(ROOT, "examples", f"{name}.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def documented_commands(script):

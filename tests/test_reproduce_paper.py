@@ -1,19 +1,13 @@
 """examples/reproduce_paper.py end to end, at the tiny profile: every network of
 every comparison trained, evaluated with each protocol, fused, tabulated beside
 the paper's figures, plotted; a second call reuses the trained runs."""
-import importlib.util
 import json
-import os
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from conftest import load_example
 
 
 def load():
-    spec = importlib.util.spec_from_file_location(
-        "reproduce_paper_under_test", os.path.join(ROOT, "examples", "reproduce_paper.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_example("reproduce_paper")
 
 
 def test_tiny_reproduction_end_to_end(tmp_path, capsys):

@@ -8,7 +8,9 @@ emulator. ``minivgg.cuda.ops`` holds the op code that both share.
     nvrtc.py         compile-only checks (registers, spills) that need no GPU
     ops.py           what each op launches, with which grid, arguments and outputs
 """
-from .launch import BLOCK, KernelArgumentError, KernelLibrary  # noqa: F401
+from .launch import BLOCK, KernelArgumentError, KernelLibrary
+
+__all__ = ["BLOCK", "KernelArgumentError", "KernelLibrary", "kernel_library"]
 
 
 def kernel_library(device):

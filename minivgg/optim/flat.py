@@ -21,8 +21,6 @@ If a parameter's ``data`` is rebound (``model.to("cuda")``), the buffers
 are stale; ``is_current()`` tells, and the optimizer rebuilds them on the
 parameters' new device.
 """
-import numpy as np
-
 from ..autograd import common_device
 
 
