@@ -31,7 +31,7 @@ ITERATIONS = 370_000
 BATCH = 256
 
 
-def step_time(cfg, batch, repeats):
+def step_time(cfg, batch, repeats, warmup):
     model = vgg(cfg, num_classes=1000, input_size=224, init="gauss", seed=0)
     opt = SGD(model.parameters(), 0.01, 0.9, 5e-4)
     rng = np.random.default_rng(0)
@@ -42,7 +42,8 @@ def step_time(cfg, batch, repeats):
         opt.zero_grad()
         F.softmax_cross_entropy(model(x), y).backward()
         opt.step()
-    step()  # warm-up: first-touch allocations
+    for _ in range(warmup):  # first-touch allocations, caches
+        step()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -56,13 +57,14 @@ def main(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cfg", default="A,D", help="configurations, comma-separated")
     p.add_argument("--batch", type=int, default=4, help="images per timed step")
-    p.add_argument("--repeats", type=int, default=2, help="timed steps (the best counts)")
+    p.add_argument("--repeats", type=int, default=3, help="timed steps (the best counts)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     p.add_argument("--write-md", default=None, help="replace this section of a Markdown file")
     args = p.parse_args(argv)
     info, load0 = machine(load=False), load_average()
     rows = []
     for cfg in args.cfg.split(","):
-        t = step_time(cfg, args.batch, args.repeats)
+        t = step_time(cfg, args.batch, args.repeats, args.warmup)
         per_image = t / args.batch
         macs = totals(layer_rows(cfg))["mult_adds"]
         gflops = 3 * 2 * macs / per_image / 1e9  # backward ~ twice the forward
@@ -81,7 +83,8 @@ def main(argv=None):
         "",
         f"One training step (forward, backward, SGD with momentum 0.9 and weight decay) of the "
         f"paper-size net: 224x224 input, the paper's widths, FC-4096, 1000 classes, float32, "
-        f"batch {args.batch} (best of {args.repeats} after a warm-up). The paper's schedule is "
+        f"batch {args.batch} (best of {args.repeats} after {args.warmup} untimed steps). Step "
+        f"times moved by up to 20% between runs on the shared machine. The paper's schedule is "
         f"{ITERATIONS:,} iterations of {BATCH} images (74 epochs of ILSVRC-2012) per net; its batch "
         f"of {BATCH} is {BATCH // args.batch} such steps accumulated (`--micro-batch "
         f"{args.batch}`), so the time per image scales. GFLOP/s counts 3 x 2 x the forward "

@@ -63,3 +63,18 @@ def test_dense_plus_multicrop_row_is_the_protocols_average(tmp_path):
          for proto in ("dense", "multicrop", "dense+multicrop")}
     np.testing.assert_allclose((p["dense"] + p["multicrop"]) / 2, p["dense+multicrop"],
                                rtol=1e-12, atol=1e-15)
+
+
+def test_full_profile_plan_covers_every_comparison():
+    rp = load()
+    full = rp.PROFILES["full"]
+    assert set(full["runs"]) == set(rp.RUNS) and tuple(full["fusion"]) == ("D-jit", "E-jit")
+    plan = {(name, label) for name, label, *_ in rp.evaluation_plan(full)}
+    for name in ("D-jit", "E-jit"):
+        assert {(name, "single"), (name, "multi"), (name, "dense"), (name, "multicrop")} <= plan
+    assert ("E-glorot", "single") in plan and ("B-glorot", "multi") not in plan
+    # Every run started from A names a run that is trained before it.
+    for prof in rp.PROFILES.values():
+        for i, name in enumerate(prof["runs"]):
+            source = rp.RUNS[name][3]
+            assert source is None or source in prof["runs"][:i]
