@@ -10,9 +10,11 @@ BLAS is capped through threadpoolctl, which works after NumPy is loaded
 (environment variables such as OMP_NUM_THREADS do not).
 """
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 _limit = None      # None: one thread per core
 _blas_limiter = None
+_pool = None
 
 
 def cores():
@@ -26,6 +28,16 @@ def cores():
 def threads():
     """The number of threads minivgg's CPU work may use now."""
     return _limit or cores()
+
+
+def pool():
+    """The shared pool of ``threads()`` worker threads for minivgg's own CPU
+    work (big copies, Winograd transforms); rebuilt when the count changes."""
+    global _pool
+    n = threads()
+    if _pool is None or _pool._max_workers != n:
+        _pool = ThreadPoolExecutor(n, thread_name_prefix="minivgg")
+    return _pool
 
 
 def set_threads(n):
