@@ -19,12 +19,15 @@ CASES = [
 ]
 
 
-@pytest.fixture
-def small_blocks(monkeypatch):
-    """Blocks of one tile row and threaded transforms, even for tiny cases."""
-    monkeypatch.setattr(W, "BLOCK_ELEMENTS", 1)
-    monkeypatch.setattr(W, "MIN_BLOCK_TILES", 1)
-    monkeypatch.setattr(W, "_PARALLEL_MIN", 1)
+@pytest.fixture(params=["whole", "small"])
+def tiling(request, monkeypatch):
+    """Blocks as large as they come, and the smallest blocks (one tile row of
+    one image) with threaded transforms, even for tiny cases."""
+    if request.param == "small":
+        monkeypatch.setattr(W, "BLOCK_ELEMENTS", 1)
+        monkeypatch.setattr(W, "MIN_BLOCK_TILES", 1)
+        monkeypatch.setattr(W, "_PARALLEL_MIN", 1)
+    return request.param
 
 
 def test_applies_only_to_3x3_stride_1_with_whole_tiles():
@@ -57,21 +60,21 @@ def test_weight_transform_and_its_adjoint(rng):
     assert np.isclose(np.sum(u * du), np.sum(w * W.weight_transform_adjoint(du)), rtol=1e-12)
 
 
-def test_parity_planes(rng):
+@pytest.mark.parametrize("row0,rows", [(0, 4), (1, 2), (3, 2)])
+def test_parity_planes(rng, row0, rows):
     x = rng.standard_normal((2, 3, 5, 6))
-    p = W.to_planes(x, 1, 2, 4, 6)
-    xpad = np.zeros((2, 3, 8, 12))
+    p = W.to_planes(x, 1, 2, rows, 6, row0=row0)
+    assert p.shape == (3, 2, 2, rows, 6, 2)
+    xpad = np.zeros((2, 3, 14, 12))
     xpad[:, :, 1:6, 2:8] = x
     for i in (0, 1):
         for j in (0, 1):
-            np.testing.assert_array_equal(p[:, :, i, j], xpad[:, :, i::2, j::2].transpose(1, 0, 2, 3))
+            expected = xpad[:, :, 2 * row0 + i::2, j::2][:, :, :rows].transpose(1, 0, 2, 3)
+            np.testing.assert_array_equal(p[:, i, j].transpose(0, 3, 1, 2), expected)
 
 
-@pytest.mark.parametrize("blocks", ["whole", "small"])
 @pytest.mark.parametrize("xs,k,pad", CASES)
-def test_conv3x3_matches_reference(rng, request, blocks, xs, k, pad):
-    if blocks == "small":
-        request.getfixturevalue("small_blocks")
+def test_conv3x3_matches_reference(rng, tiling, xs, k, pad):
     x = rng.standard_normal(xs)
     w, b = rng.standard_normal((k, xs[1], 3, 3)), rng.standard_normal(k)
     assert W.applies(x.shape, w.shape, (1, 1), pad)
@@ -86,11 +89,8 @@ def test_conv3x3_matches_reference(rng, request, blocks, xs, k, pad):
                                F.conv2d_reference(x, w, None, 1, pad), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("blocks", ["whole", "small"])
 @pytest.mark.parametrize("xs,k,pad", CASES)
-def test_weight_grad_matches_im2col(rng, request, blocks, xs, k, pad):
-    if blocks == "small":
-        request.getfixturevalue("small_blocks")
+def test_weight_grad_matches_im2col(rng, tiling, xs, k, pad):
     x, w = rng.standard_normal(xs), rng.standard_normal((k, xs[1], 3, 3))
     y = F.conv2d_reference(x, w, None, 1, pad)
     gy = rng.standard_normal(y.shape)
@@ -102,7 +102,7 @@ def test_weight_grad_matches_im2col(rng, request, blocks, xs, k, pad):
 
 @pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("xs,k,pad", CASES[:4])
-def test_conv2d_through_winograd_gradcheck(rng, monkeypatch, xs, k, pad, relu):
+def test_conv2d_through_winograd_gradcheck(rng, monkeypatch, tiling, xs, k, pad, relu):
     """Forward, dX (the flipped-kernel convolution) and dW all through Winograd, float64."""
     monkeypatch.setattr(conv_mod, "WINOGRAD", "always")
     calls = []

@@ -24,16 +24,16 @@ additions (no per-tile loop) over cache-sized blocks of tiles, so each
 block is transformed, multiplied and transformed back while it is still in
 cache.
 
-Layout. The input is first copied once into "parity planes": the padded
-image split into its 4 sub-images of even/odd rows and even/odd columns,
-P[i, j][t, s] = xpad[2t + i, 2s + j], each (TY + 1, TX + 1). Element (i, j)
-of tile (t, s) is then P[i % 2, j % 2][t + i // 2, s + j // 2]: a shifted
-window of one plane. Taking each plane's rows whole, as a flat run of
-NR * (TX + 1) numbers, makes a shift by one tile column a shift by one
-element, so every addition of the transforms runs over one long contiguous
-stretch (NumPy is 3-4x slower on the short rows of a strided view). The
-price is one extra tile per row, s = TX, whose values are garbage: the
-GEMMs carry it (1/TX more work) and the output transform drops it.
+Layout. Each block's input is first copied into "parity planes": the
+padded image split into its 4 sub-images of even/odd rows and even/odd
+columns, P[i, j][t, s] = xpad[2t + i, 2s + j], with the batch last:
+(TY + 1, TX + 1, N) each. Element (i, j) of tile (t, s) is then
+P[i % 2, j % 2][t + i // 2, s + j // 2]: a shifted window of one plane,
+whose rows are runs of TX * N contiguous numbers. Every addition of the
+transforms thus runs over long contiguous stretches (NumPy is 3-4x slower
+on the short rows of a strided view, and tiles never need a copy of their
+own), at the price of a transposing copy into the planes and one out of
+the output tiles.
 
 Backward, exact for the algorithm above:
 
@@ -107,107 +107,120 @@ def _split(fn, total, size):
         j.result()
 
 
-def to_planes(x, ph, pw, rows, cols):
-    """x (N, C, H, W) -> P (C, N, 2, 2, ROWS, COLS), the parity planes of x
-    zero-padded by (PH, PW): P[c, n, i, j, t, s] = xpad[n, c, 2t + i, 2s + j],
-    zero wherever that falls outside x."""
+def _span(t0, count, parity, pad, size):
+    """Plane positions t0..t0+count of one parity hold xpad[2t + parity], x
+    index 2t + parity - pad; return (first local position inside x, how many,
+    first x index)."""
+    lo = max(t0, -(-(pad - parity) // 2))
+    hi = min(t0 + count, (size - 1 + pad - parity) // 2 + 1)
+    return lo - t0, max(0, hi - lo), 2 * lo + parity - pad
+
+
+def to_planes(x, ph, pw, rows, cols, row0=0):
+    """x (N, C, H, W) -> P (C, 2, 2, ROWS, COLS, N), the parity planes of x
+    zero-padded by (PH, PW), plane rows row0..row0+ROWS:
+    P[c, i, j, t, s, n] = xpad[n, c, 2(row0 + t) + i, 2s + j], zero wherever
+    that falls outside x."""
     n, c, h, w = x.shape
-    buf = np.empty((c, n, 2, 2, rows, cols), dtype=x.dtype)
+    buf = np.empty((c, 2, 2, rows, cols, n), dtype=x.dtype)
+    planes = buf.transpose(0, 5, 1, 2, 3, 4)      # indexed as (C, N, 2, 2, ROWS, COLS)
     xc = x.transpose(1, 0, 2, 3)
 
     def fill(a, b):
         for i in (0, 1):
-            r_first = (i - ph) % 2                       # first row of x in plane row-parity i
-            t0 = (r_first + ph - i) // 2
-            nr = max(0, min(len(range(r_first, h, 2)), rows - t0))
+            t0, nr, r = _span(row0, rows, i, ph, h)
             for j in (0, 1):
-                c_first = (j - pw) % 2
-                s0 = (c_first + pw - j) // 2
-                nc = max(0, min(len(range(c_first, w, 2)), cols - s0))
-                plane = buf[a:b, :, i, j]
+                s0, nc, q = _span(0, cols, j, pw, w)
+                plane = planes[a:b, :, i, j]
                 plane[:, :, :t0] = 0
                 plane[:, :, t0 + nr:] = 0
                 plane[:, :, t0:t0 + nr, :s0] = 0
                 plane[:, :, t0:t0 + nr, s0 + nc:] = 0
-                plane[:, :, t0:t0 + nr, s0:s0 + nc] = \
-                    xc[a:b, :, r_first:r_first + 2 * nr:2, c_first:c_first + 2 * nc:2]
+                plane[:, :, t0:t0 + nr, s0:s0 + nc] = xc[a:b, :, r:r + 2 * nr:2, q:q + 2 * nc:2]
     _split(fill, c, buf.size)
     return buf
 
 
-def _input_tiles(planes, i0, i1, r0, r1, out, a, b):
-    """out (16, C, NI, L) channels a..b = B^T d B of the tiles in rows r0..r1
-    of images i0..i1, L = NR * (TX + 1) tiles per image (the last of each
-    row garbage); planes (C, N, 2, 2, TY + 1, TX + 1) from to_planes."""
-    ni, length = i1 - i0, out.shape[-1]
-    cb = b - a
-    u = np.empty((4, 2, cb, ni, length + 1), dtype=planes.dtype)
-    u[..., length] = 0          # read only by the garbage tile of the last row
-    for j in (0, 1):            # rows, B^T d, on each column parity j
-        d = [planes[a:b, i0:i1, i % 2, j, r0 + i // 2:r1 + i // 2].reshape(cb, ni, length)
-             for i in range(4)]
-        np.subtract(d[0], d[2], out=u[0, j, ..., :length])
-        np.add(d[1], d[2], out=u[1, j, ..., :length])
-        np.subtract(d[2], d[1], out=u[2, j, ..., :length])
-        np.subtract(d[1], d[3], out=u[3, j, ..., :length])
+# The transforms along one axis, on lists of arrays (views) that hold tile
+# positions 0..3 (or 0..1) for many tiles at once.
+
+def _bt(d, out):
+    """B^T along the list d[0..3] into out[0..3]: d0 - d2, d1 + d2, d2 - d1, d1 - d3."""
+    np.subtract(d[0], d[2], out=out[0])
+    np.add(d[1], d[2], out=out[1])
+    np.subtract(d[2], d[1], out=out[2])
+    np.subtract(d[1], d[3], out=out[3])
+
+
+def _at(m, out0, out1):
+    """A^T along the list m[0..3]: out0 = m0 + m1 + m2, out1 = m1 - m2 - m3."""
+    np.add(m[0], m[1], out=out0)
+    out0 += m[2]
+    np.subtract(m[1], m[2], out=out1)
+    out1 -= m[3]
+
+
+def _a(e, f, out):
+    """A along the pair (e, f) into out[0..3]: e, e + f, e - f, -f."""
+    np.copyto(out[0], e)
+    np.add(e, f, out=out[1])
+    np.subtract(e, f, out=out[2])
+    np.negative(f, out=out[3])
+
+
+#: Tiles per block are chosen so that a block's transformed input and output,
+#: 16 * (C + K) * tiles elements, stay near this size (float32: 8 MiB), but
+#: at least MIN_BLOCK_TILES: below that the 16 GEMMs run well below BLAS's
+#: rate (measured: K = C = 512 at 126 tiles, 180 GFLOP/s; at 256, 220).
+BLOCK_ELEMENTS = 1 << 21
+MIN_BLOCK_TILES = 256
+
+
+def _blocks(n, ty, tx, per_tile):
+    """(i0, i1, r0, r1): images i0..i1 and tile rows r0..r1 of each block,
+    whole images when one fits, else bands of tile rows of one image."""
+    tiles = max(BLOCK_ELEMENTS // per_tile, MIN_BLOCK_TILES)
+    if ty * tx <= tiles:
+        step = tiles // (ty * tx)
+        return [(i, min(n, i + step), 0, ty) for i in range(0, n, step)]
+    rows = max(1, tiles // tx)
+    return [(i, i + 1, r, min(ty, r + rows)) for i in range(n) for r in range(0, ty, rows)]
+
+
+def _input_tiles(planes, out, a, b):
+    """out (16, C, NR, TX, NI)[:, a:b] = B^T d B of every tile of the planes
+    (C, 2, 2, NR + 1, TX + 1, NI)."""
+    nr, tx = out.shape[2:4]
+    u = np.empty((4, 2, b - a) + planes.shape[3:], dtype=planes.dtype)[:, :, :, :nr]
+    for j in (0, 1):            # rows, of each column parity j
+        _bt([planes[a:b, i % 2, j, i // 2:i // 2 + nr] for i in range(4)],
+            [u[i, j] for i in range(4)])
     o = out[:, a:b]
-    for i in range(4):          # columns, (B^T d) B: column k of a tile is parity k % 2, shift k // 2
-        c0, c1 = u[i, 0, ..., :length], u[i, 1, ..., :length]
-        c2, c3 = u[i, 0, ..., 1:], u[i, 1, ..., 1:]
-        np.subtract(c0, c2, out=o[4 * i])
-        np.add(c1, c2, out=o[4 * i + 1])
-        np.subtract(c2, c1, out=o[4 * i + 2])
-        np.subtract(c1, c3, out=o[4 * i + 3])
+    for i in range(4):          # columns: column k of a tile is parity k % 2, shift k // 2
+        _bt([u[i, k % 2, :, :, k // 2:k // 2 + tx] for k in range(4)], o[4 * i:4 * i + 4])
 
 
-def _output_tiles(m, y, i0, i1, r0, r1, bias, relu, a, b):
-    """y[a:b, i0:i1, 2r0:2r1] (K, NI, 2NR, OW) = A^T m A (+ bias, then ReLU)
-    for output channels a..b; m (16, K, NI, L) as from _input_tiles."""
+def _output_tiles(m, y, blk, bias, relu, a, b):
+    """y[a:b, i0:i1, 2r0:2r1] = A^T m A (+ bias, then ReLU) for output
+    channels a..b; m (16, K, NR, TX, NI) a block's tiles."""
     mk = m[:, a:b]
     p = np.empty((8,) + mk.shape[1:], dtype=m.dtype)   # p[4i + j] = (A^T m)[i, j]
     for j in range(4):
-        np.add(mk[j], mk[4 + j], out=p[j])
-        p[j] += mk[8 + j]
-        np.subtract(mk[4 + j], mk[8 + j], out=p[4 + j])
-        p[4 + j] -= mk[12 + j]
+        _at(mk[j::4], p[j], p[4 + j])
     if bias is not None:        # column 1 enters both outputs of a row exactly once
-        p[1] += bias[a:b, None, None]
-        p[5] += bias[a:b, None, None]
-    kb, ni, nr = b - a, i1 - i0, r1 - r0
-    tx = y.shape[3] // 2
-    t = np.empty(mk.shape[1:], dtype=m.dtype)
-    tiles = t.reshape(kb, ni, nr, tx + 1)[..., :tx]
+        p[1] += bias[a:b, None, None, None]
+        p[5] += bias[a:b, None, None, None]
+    i0, i1, r0, r1 = blk
+    t = np.empty((2,) + mk.shape[1:], dtype=m.dtype)
     for i in range(2):
-        q = p[4 * i:4 * i + 4]
+        _at(p[4 * i:4 * i + 4], t[0], t[1])
         for j in range(2):
-            if j == 0:
-                np.add(q[0], q[1], out=t)
-                t += q[2]
-            else:
-                np.subtract(q[1], q[2], out=t)
-                t -= q[3]
             dst = y[a:b, i0:i1, 2 * r0 + i:2 * r1:2, j::2]
+            tiles = t[j].transpose(0, 3, 1, 2)          # (K, NI, NR, TX)
             if relu:
                 np.maximum(tiles, 0, out=dst)
             else:
                 np.copyto(dst, tiles)
-
-
-#: At least this many tiles per block: below it the 16 GEMMs run well below
-#: BLAS's rate (measured: K = C = 512 at 126 tiles, 180 GFLOP/s; at 256, 220).
-MIN_BLOCK_TILES = 256
-
-
-def _blocks(n, ty, txe, per_tile):
-    """(i0, i1, r0, r1): images i0..i1, tile rows r0..r1, about
-    max(BLOCK_ELEMENTS / per_tile, MIN_BLOCK_TILES) tiles each (whole images
-    when they fit); TXE tiles per row."""
-    tiles = max(BLOCK_ELEMENTS // per_tile, MIN_BLOCK_TILES)
-    rows = max(1, tiles // txe)
-    if rows >= ty:
-        step = rows // ty
-        return [(i, min(n, i + step), 0, ty) for i in range(0, n, step)]
-    return [(i, i + 1, r, min(ty, r + rows)) for i in range(n) for r in range(0, ty, rows)]
 
 
 def conv3x3(x, w, padding=(1, 1), b=None, relu=False):
@@ -218,46 +231,38 @@ def conv3x3(x, w, padding=(1, 1), b=None, relu=False):
     k = w.shape[0]
     ph, pw = padding
     oh, ow = h + 2 * ph - 2, wd + 2 * pw - 2
-    ty, tx = oh // 2, ow // 2
+    tx = ow // 2
     dtype = np.result_type(x.dtype, w.dtype)
+    x = x.astype(dtype, copy=False)
     u = weight_transform(w.astype(dtype, copy=False))
-    planes = to_planes(x.astype(dtype, copy=False), ph, pw, ty + 1, tx + 1)
     y = np.empty((k, n, oh, ow), dtype=dtype)
     bias = None if b is None else b.astype(dtype, copy=False)
-    for i0, i1, r0, r1 in _blocks(n, ty, tx + 1, 16 * (c + k)):
-        shape = (i1 - i0, (r1 - r0) * (tx + 1))
+    for blk in _blocks(n, oh // 2, tx, 16 * (c + k)):
+        i0, i1, r0, r1 = blk
+        planes = to_planes(x[i0:i1], ph, pw, r1 - r0 + 1, tx + 1, row0=r0)
+        shape = (r1 - r0, tx, i1 - i0)
         v = np.empty((16, c) + shape, dtype=dtype)
-        _split(lambda a, z: _input_tiles(planes, i0, i1, r0, r1, v, a, z), c, v.size)
+        _split(lambda a, z: _input_tiles(planes, v, a, z), c, v.size)
         m = np.matmul(u, v.reshape(16, c, -1)).reshape((16, k) + shape)
-        _split(lambda a, z: _output_tiles(m, y, i0, i1, r0, r1, bias, relu, a, z), k, m.size)
+        _split(lambda a, z: _output_tiles(m, y, blk, bias, relu, a, z), k, m.size)
     return y
 
 
-def _grad_tiles(gplanes, i0, i1, r0, r1, out, a, z):
-    """out (16, K, NI, L) channels a..z = A dY A^T per 2x2 tile of gy, from
-    gplanes (K, N, 2, 2, TY, TX + 1), the parity planes of gy (its column
-    s = TX zero, so the garbage tiles get a zero gradient)."""
-    ni, length = i1 - i0, out.shape[-1]
-    kb = z - a
-    g = [[gplanes[a:z, i0:i1, i, j, r0:r1].reshape(kb, ni, length) for j in (0, 1)]
-         for i in (0, 1)]
+def _grad_tiles(gplanes, out, a, z):
+    """out (16, K, NR, TX, NI)[:, a:z] = A dY A^T per 2x2 tile of gy, from
+    its parity planes gplanes (K, 2, 2, NR, TX, NI)."""
+    g = gplanes[a:z]
     o = out[:, a:z]
     # Rows of A dY: g0, g0 + g1, g0 - g1, -g1 (for each column parity j).
-    s = np.empty((2, 2, kb, ni, length), dtype=gplanes.dtype)
+    s = np.empty((2, 2) + o.shape[1:], dtype=out.dtype)
     for j in (0, 1):
-        np.add(g[0][j], g[1][j], out=s[0, j])
-        np.subtract(g[0][j], g[1][j], out=s[1, j])
-    for i, (e, f) in enumerate(((g[0][0], g[0][1]), (s[0, 0], s[0, 1]), (s[1, 0], s[1, 1]))):
-        np.copyto(o[4 * i], e)                 # columns: e, e + f, e - f, -f
-        np.add(e, f, out=o[4 * i + 1])
-        np.subtract(e, f, out=o[4 * i + 2])
-        np.negative(f, out=o[4 * i + 3])
-    e, f = g[1][0], g[1][1]                    # row 3 is -g1
-    np.negative(e, out=o[12])
-    np.add(e, f, out=o[13])
-    np.negative(o[13], out=o[13])
-    np.subtract(f, e, out=o[14])
-    np.copyto(o[15], f)
+        np.add(g[:, 0, j], g[:, 1, j], out=s[0, j])
+        np.subtract(g[:, 0, j], g[:, 1, j], out=s[1, j])
+    _a(g[:, 0, 0], g[:, 0, 1], o[0:4])
+    _a(s[0, 0], s[0, 1], o[4:8])
+    _a(s[1, 0], s[1, 1], o[8:12])
+    _a(g[:, 1, 0], g[:, 1, 1], o[12:16])   # row 3 is -g1: negate it
+    np.negative(o[12:16], out=o[12:16])
 
 
 def weight_grad(x, gy, padding=(1, 1)):
@@ -266,18 +271,20 @@ def weight_grad(x, gy, padding=(1, 1)):
     k = gy.shape[0]
     ph, pw = padding
     oh, ow = gy.shape[2:]
-    ty, tx = oh // 2, ow // 2
+    tx = ow // 2
     dtype = np.result_type(x.dtype, gy.dtype)
-    planes = to_planes(x.astype(dtype, copy=False), ph, pw, ty + 1, tx + 1)
-    gplanes = to_planes(gy.astype(dtype, copy=False).transpose(1, 0, 2, 3), 0, 0, ty, tx + 1)
+    x = x.astype(dtype, copy=False)
+    gy = gy.astype(dtype, copy=False).transpose(1, 0, 2, 3)
     du = np.zeros((16, k, c), dtype=dtype)
     part = np.empty_like(du)
-    for i0, i1, r0, r1 in _blocks(n, ty, tx + 1, 16 * (c + k)):
-        shape = (i1 - i0, (r1 - r0) * (tx + 1))
+    for i0, i1, r0, r1 in _blocks(n, oh // 2, tx, 16 * (c + k)):
+        planes = to_planes(x[i0:i1], ph, pw, r1 - r0 + 1, tx + 1, row0=r0)
+        gplanes = to_planes(gy[i0:i1], 0, 0, r1 - r0, tx, row0=r0)
+        shape = (r1 - r0, tx, i1 - i0)
         v = np.empty((16, c) + shape, dtype=dtype)
-        _split(lambda a, z: _input_tiles(planes, i0, i1, r0, r1, v, a, z), c, v.size)
+        _split(lambda a, z: _input_tiles(planes, v, a, z), c, v.size)
         dm = np.empty((16, k) + shape, dtype=dtype)
-        _split(lambda a, z: _grad_tiles(gplanes, i0, i1, r0, r1, dm, a, z), k, dm.size)
+        _split(lambda a, z: _grad_tiles(gplanes, dm, a, z), k, dm.size)
         np.matmul(dm.reshape(16, k, -1), v.reshape(16, c, -1).transpose(0, 2, 1), out=part)
         du += part
     return weight_transform_adjoint(du)
