@@ -60,6 +60,13 @@ def test_weight_transform_and_its_adjoint(rng):
     assert np.isclose(np.sum(u * du), np.sum(w * W.weight_transform_adjoint(du)), rtol=1e-12)
 
 
+def test_flipped_weight_transform(rng):
+    w = rng.standard_normal((3, 2, 3, 3))
+    w_t = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
+    np.testing.assert_allclose(W.flipped_weight_transform(w), W.weight_transform(w_t),
+                               rtol=1e-13, atol=1e-13)
+
+
 @pytest.mark.parametrize("row0,rows", [(0, 4), (1, 2), (3, 2)])
 def test_parity_planes(rng, row0, rows):
     x = rng.standard_normal((2, 3, 5, 6))

@@ -297,7 +297,8 @@ class Conv2d(Function):
                 w_t = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (C, K, KH, KW)
                 pad_t = (kh - 1 - ph, kw - 1 - pw)
                 if _use_winograd(dev, gy.shape, w_t.shape, (1, 1), pad_t):
-                    gx = winograd.conv3x3(gy, w_t, pad_t).transpose(1, 0, 2, 3)
+                    u_t = winograd.flipped_weight_transform(w)
+                    gx = winograd.conv3x3(gy, None, pad_t, u=u_t).transpose(1, 0, 2, 3)
                 else:
                     g2, _ = _conv_gemm(dev, gy, w_t, (1, 1), pad_t)
                     gx = g2.reshape(c, x.shape[0], x.shape[2], x.shape[3]).transpose(1, 0, 2, 3)

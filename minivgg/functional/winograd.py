@@ -81,18 +81,30 @@ def applies(x_shape, w_shape, stride, padding):
 def weight_transform(w):
     """U = G w G^T per filter: w (K, C, 3, 3) -> U (16, K, C), U[4a + b] = (G w G^T)[a, b].
 
-    One product with the 16x9 matrix kron(G, G) on the (9, K*C) filter taps.
+    One product of the 16x9 matrix kron(G, G) with the filter taps, read in
+    place as a transposed (9, K*C) operand.
     """
     k, c = w.shape[:2]
-    taps = np.ascontiguousarray(w.reshape(k * c, 9).T)           # (9, K*C)
-    return (np.kron(G, G).astype(w.dtype) @ taps).reshape(16, k, c)
+    taps = w.reshape(k * c, 9)
+    return (np.kron(G, G).astype(w.dtype) @ taps.T).reshape(16, k, c)
+
+
+#: U of the flipped kernel: G reverses into itself with rows 0 and 3 swapped,
+#: so G rot180(g) G^T = (G g G^T)[s][:, s] with s = (3, 1, 2, 0).
+_FLIP = [4 * a + b for a in (3, 1, 2, 0) for b in (3, 1, 2, 0)]
+
+
+def flipped_weight_transform(w):
+    """U of the kernel of dX = conv(gy, rot180(w) with K and C swapped):
+    w (K, C, 3, 3) -> (16, C, K), from weight_transform(w) by permuting the
+    16 positions (a copy) and transposing each matrix (a view)."""
+    return weight_transform(w)[_FLIP].transpose(0, 2, 1)
 
 
 def weight_transform_adjoint(du):
     """dW = G^T dU G: dU (16, K, C) -> dW (K, C, 3, 3); the adjoint of weight_transform."""
     _, k, c = du.shape
-    taps = np.kron(G, G).T.astype(du.dtype) @ du.reshape(16, k * c)   # (9, K*C)
-    return np.ascontiguousarray(taps.T).reshape(k, c, 3, 3)
+    return (du.reshape(16, k * c).T @ np.kron(G, G).astype(du.dtype)).reshape(k, c, 3, 3)
 
 
 def _split(fn, total, size):
@@ -223,18 +235,20 @@ def _output_tiles(m, y, blk, bias, relu, a, b):
                 np.copyto(dst, tiles)
 
 
-def conv3x3(x, w, padding=(1, 1), b=None, relu=False):
+def conv3x3(x, w, padding=(1, 1), b=None, relu=False, u=None):
     """Winograd convolution: x (N, C, H, W), w (K, C, 3, 3), b (K,) or None
     -> y (K, N, OH, OW) (channel-major; view it as (N, K, OH, OW) with
-    transpose(1, 0, 2, 3)), max(y, 0) if ``relu``. Needs applies(...)."""
+    transpose(1, 0, 2, 3)), max(y, 0) if ``relu``. Needs applies(...).
+    ``u`` (16, K, C): the transformed filters, when already at hand (then
+    ``w`` may be None)."""
     n, c, h, wd = x.shape
-    k = w.shape[0]
+    k = w.shape[0] if u is None else u.shape[1]
     ph, pw = padding
     oh, ow = h + 2 * ph - 2, wd + 2 * pw - 2
     tx = ow // 2
-    dtype = np.result_type(x.dtype, w.dtype)
+    dtype = np.result_type(x.dtype, (w if u is None else u).dtype)
     x = x.astype(dtype, copy=False)
-    u = weight_transform(w.astype(dtype, copy=False))
+    u = weight_transform(w.astype(dtype, copy=False)) if u is None else u.astype(dtype, copy=False)
     y = np.empty((k, n, oh, ow), dtype=dtype)
     bias = None if b is None else b.astype(dtype, copy=False)
     for blk in _blocks(n, oh // 2, tx, 16 * (c + k)):
