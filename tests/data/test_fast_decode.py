@@ -159,7 +159,8 @@ def test_loader_reads_files_through_the_transform(tmp_path, monkeypatch):
         list(DataLoader(ds, 4, tf, seed=3, strict=True))
     # The same batches, within the rounding above, as from the decoded arrays.
     monkeypatch.undo()
-    plain = list(DataLoader(ds, 4, lambda img, rng: tf(img, rng), seed=3))
+    with pytest.warns(UserWarning, match="bad.jpg"):
+        plain = list(DataLoader(ds, 4, lambda img, rng: tf(img, rng), seed=3))
     for (a, ya), (b, yb) in zip(batches, plain):
         np.testing.assert_array_equal(ya, yb)
         np.testing.assert_allclose(a, b, rtol=0, atol=2.01 / 255)
