@@ -50,6 +50,7 @@ the CPU (NumPy) path uses this module; see functional/conv.py for when.
 Shape letters: N, C, H, W, K, OH, OW as in functional/__init__.py;
 T tiles, TY x TX tiles per image (TY = OH/2, TX = OW/2).
 """
+import math
 import threading
 
 import numpy as np
@@ -122,7 +123,7 @@ def scratch(key, shape, dtype):
     to the largest block seen, a few tens of MB.
     """
     bufs = _SCRATCH.__dict__.setdefault("bufs", {})
-    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    nbytes = math.prod(shape) * np.dtype(dtype).itemsize
     buf = bufs.get(key)
     if buf is None or buf.nbytes < nbytes:
         buf = bufs[key] = np.empty(nbytes, dtype=np.uint8)
