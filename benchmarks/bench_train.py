@@ -122,6 +122,75 @@ def train_step_case(torch, size, batch, repeats, fc_width=4096, cfg="A"):
     return interleaved_best_cpu([ours, theirs], repeats)
 
 
+def _with_winograd(mode, fn):
+    import minivgg.functional.conv as conv
+
+    def run():
+        old = conv.WINOGRAD
+        conv.WINOGRAD = mode
+        try:
+            fn()
+        finally:
+            conv.WINOGRAD = old
+    return run
+
+
+def winograd_ablation(a, out, lines):
+    """Winograd's payoff: the same layers and steps with conv.WINOGRAD "never"
+    (im2col + GEMM) and "auto", interleaved in one run."""
+    rng = np.random.default_rng(0)
+    load_before = load_average()
+    layers = [(c, k, h, a.batch_224) for c, k, h in VGG_D_CONVS[1:]] + \
+        [(64, 128, 16, 64), (128, 256, 8, 64), (256, 256, 8, 64), (512, 512, 4, 64),
+         (512, 512, 2, 64)]
+    out("| layer (C -> K, H=W, batch) | im2col ms | Winograd ms | speed-up |")
+    out("| --- | ---: | ---: | ---: |")
+    for c, k, h, n in layers:
+        x = rng.standard_normal((n, c, h, h), dtype=np.float32)
+        w = rng.standard_normal((k, c, 3, 3), dtype=np.float32) * 0.05
+        b = np.zeros(k, np.float32)
+        gy = rng.standard_normal((n, k, h, h), dtype=np.float32)
+
+        def layer():
+            ts = [Tensor(x, requires_grad=True), Tensor(w, requires_grad=True),
+                  Tensor(b, requires_grad=True)]
+            F.conv2d(*ts, 1, 1, relu=True).backward(gy)
+        wall, cpu = interleaved_best_cpu([_with_winograd("never", layer),
+                                          _with_winograd("auto", layer)], a.repeats)
+        t = cpu if a.threads == 1 else wall
+        out(f"| {c} -> {k}, {h}, {n} | {1e3 * t[0]:.0f} | {1e3 * t[1]:.0f} | "
+            f"{t[0] / t[1]:.2f} |")
+    out()
+    out("| VGG-A step | im2col s | Winograd s | speed-up |")
+    out("| --- | ---: | ---: | ---: |")
+    for size, batch in ((32, 64), (224, 8)):
+        model = vgg("A", num_classes=10, input_size=size, fc_width=4096, init="kaiming", seed=0)
+        opt = SGD(model.parameters(), 1e-4, 0.9, 5e-4)
+        x = rng.standard_normal((batch, 3, size, size), dtype=np.float32)
+        y = rng.integers(0, 10, batch)
+
+        def step():
+            loss = F.softmax_cross_entropy(model(Tensor(x)), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        wall, cpu = interleaved_best_cpu([_with_winograd("never", step),
+                                          _with_winograd("auto", step)], a.repeats)
+        t = cpu if a.threads == 1 else wall
+        out(f"| {size}x{size}, batch {batch} | {t[0]:.3f} | {t[1]:.3f} | {t[0] / t[1]:.2f} |")
+    if a.write_md:
+        clock = "CPU time of the process (one thread)" if a.threads == 1 else "wall time"
+        text = (f"Measured by `benchmarks/bench_train.py --winograd-ablation` on {today()}; "
+                f"machine: {machine(load=False)}; {blas_line()}; threads: {a.threads}; load "
+                f"average before the run {load_before}, after {load_average()}.\n\n"
+                f"Command: `{command_line()}`\n\nconv2d 3x3 pad 1 + ReLU forward + backward, "
+                f"and whole VGG-A training steps, with the CPU path's convolutions as im2col + "
+                f"GEMM (conv.WINOGRAD = \"never\") and as chosen by default (\"auto\": "
+                f"Winograd F(2x2, 3x3) where both channel counts are at least 64), best of "
+                f"{a.repeats} interleaved runs by {clock}.\n\n" + "\n".join(lines))
+        write_section(a.write_md, "Winograd against im2col (CPU)", text)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -133,6 +202,8 @@ def main(argv=None):
                    help="threads for BLAS, minivgg and PyTorch alike (default: one per core)")
     p.add_argument("--only-steps", action="store_true",
                    help="skip GEMM and per-layer conv timings (quick check of the step ratio)")
+    p.add_argument("--winograd-ablation", action="store_true",
+                   help="instead: im2col + GEMM against Winograd, per layer and per step")
     p.add_argument("--write-md", metavar="PATH", help="write the results into PATH's section")
     p.add_argument("--section", default="Training speed against PyTorch (CPU)",
                    help="the section of --write-md to write")
@@ -152,6 +223,8 @@ def main(argv=None):
         print(s, flush=True)
         lines.append(s)
 
+    if a.winograd_ablation:
+        return winograd_ablation(a, out, lines)
     cases = [("A", 32, 64)] + ([("A", 224, 8), ("D", 224, 4)] if a.include_224 else [])
     # With one thread the CPU time of the process is what a call costs a core,
     # whatever else the shared machine runs; the targets are read from it.
