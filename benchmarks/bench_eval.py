@@ -117,8 +117,9 @@ def full_size(a):
     inputs = [("multi-crop views", rng.standard_normal((a.crops, 3, 224, 224)).astype(np.float32),
                lambda x: model(minivgg.Tensor(x)), twin)]
     for q in a.dense_q:
-        inputs.append((f"dense input, Q = {q}", rng.standard_normal((1, 3, q, q)).astype(np.float32),
-                       lambda x: net.dense(minivgg.Tensor(x)), tw_dense))
+        x = rng.standard_normal((1, 3, q, q)).astype(np.float32)
+        inputs.append((f"dense input, Q = {q}", x, lambda x: net.dense(minivgg.Tensor(x)),
+                       tw_dense))
     cpu = threads == 1
     rows = []
     with minivgg.no_grad(), torch.no_grad():

@@ -51,7 +51,8 @@ def dezero_step():
                     c = v
                 else:
                     self.convs.append("M")
-            self.fc1, self.fc2 = L.Linear(FC, in_size=c * (SIZE // 32) ** 2), L.Linear(FC, in_size=FC)
+            self.fc1 = L.Linear(FC, in_size=c * (SIZE // 32) ** 2)
+            self.fc2 = L.Linear(FC, in_size=FC)
             self.fc3 = L.Linear(CLASSES, in_size=FC)
 
         def forward(self, x):

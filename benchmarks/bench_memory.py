@@ -102,8 +102,8 @@ def rss(a):
              f"steps (VmHWM, reset just before them).", "",
              "| framework | resident before MiB | peak during the steps MiB | growth MiB |",
              "| --- | ---: | ---: | ---: |",
-             f"| minivgg | {mv['before']:.0f} | {mv['peak']:.0f} | {mv['peak'] - mv['before']:.0f} |",
-             f"| PyTorch | {th['before']:.0f} | {th['peak']:.0f} | {th['peak'] - th['before']:.0f} |",
+             *[f"| {name} | {r['before']:.0f} | {r['peak']:.0f} | {r['peak'] - r['before']:.0f} |"
+               for name, r in (("minivgg", mv), ("PyTorch", th))],
              "", f"Peak ratio minivgg / PyTorch: {mv['peak'] / th['peak']:.2f}; growth ratio: "
              f"{(mv['peak'] - mv['before']) / (th['peak'] - th['before']):.2f}."]
     text = "\n".join(lines)
