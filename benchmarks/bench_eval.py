@@ -12,6 +12,13 @@ inputs.
 
 Only the "## Evaluation protocols" section of the markdown file is written
 (replaced if present, appended otherwise).
+
+``--full-size`` instead compares the forward pass of the paper's networks
+(full width, 224x224 training crop, 1000 classes) with PyTorch's in the same
+run: a batch of multi-crop views (224x224 crops) and one dense input (the
+fully-convolutional net on a Q x Q image), interleaved, best of
+``--repeats``; with one thread also by CPU time. It writes the section
+"Evaluation forward at full size".
 """
 import argparse
 import importlib.util
@@ -23,8 +30,8 @@ import tracemalloc
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import (best_time, command_line, load_average, machine, today,  # noqa: E402
-                    write_section)
+from common import (best_time, command_line, interleaved_best_cpu, load_average,  # noqa: E402
+                    machine, today, write_section)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
@@ -52,6 +59,14 @@ def parse():
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--no-torch", action="store_true")
     p.add_argument("--write-md", default=None)
+    p.add_argument("--full-size", action="store_true",
+                   help="compare the forward pass of the full-size network with PyTorch's")
+    p.add_argument("--crops", type=int, default=16, help="--full-size: crops per forward pass")
+    p.add_argument("--dense-q", type=int, nargs="+", default=[256, 384],
+                   help="--full-size: dense input sizes")
+    p.add_argument("--repeats", type=int, default=3, help="--full-size: timed runs")
+    p.add_argument("--threads", type=int, default=None,
+                   help="--full-size: threads for BLAS, minivgg and PyTorch (default: all)")
     return p.parse_args()
 
 
@@ -86,8 +101,67 @@ def throughput(fn, x, reps=5):
     return reps * x.shape[0] / (time.perf_counter() - t)
 
 
+def full_size(a):
+    """Forward throughput of the full-size network against PyTorch's."""
+    import torch
+    from minivgg.threads import set_threads
+    threads = a.threads or os.cpu_count()
+    set_threads(threads)
+    torch.set_num_threads(threads)
+    load_before = load_average()
+    model = vgg(a.cfg, num_classes=1000, input_size=224, init="kaiming", seed=0).eval()
+    net = ev.EvalNet(model, MEAN)
+    twin = torch_twin(model)
+    tw_dense = torch_dense(twin, model)
+    rng = np.random.default_rng(0)
+    inputs = [("multi-crop views", rng.standard_normal((a.crops, 3, 224, 224)).astype(np.float32),
+               lambda x: model(minivgg.Tensor(x)), twin)]
+    for q in a.dense_q:
+        x = rng.standard_normal((1, 3, q, q)).astype(np.float32)
+        inputs.append((f"dense input, Q = {q}", x, lambda x: net.dense(minivgg.Tensor(x)),
+                       tw_dense))
+    cpu = threads == 1
+    rows = []
+    with minivgg.no_grad(), torch.no_grad():
+        for name, x, ours, theirs in inputs:
+            tx = torch.from_numpy(x)
+            diff = float(np.abs(np.asarray(ours(x).data) - theirs(tx).numpy()).max())
+            wall, cput = interleaved_best_cpu([lambda: ours(x), lambda: theirs(tx)], a.repeats)
+            rows.append((name, "x".join(map(str, x.shape)), wall, cput, diff))
+            print(f"{name}: minivgg {len(x) / wall[0]:.2f} img/s, torch {len(x) / wall[1]:.2f} "
+                  f"img/s (wall ratio {wall[1] / wall[0]:.2f}, CPU ratio {cput[1] / cput[0]:.2f})",
+                  flush=True)
+    extra = " | CPU minivgg img/s | CPU PyTorch img/s | CPU minivgg / PyTorch" if cpu else ""
+    lines = [f"Measured by `benchmarks/bench_eval.py --full-size` on {today()}; machine: "
+             f"{machine(load=False)}; threads: {threads} for BLAS, minivgg and PyTorch; load "
+             f"average before the run {load_before}, after {load_average()}.", "",
+             f"Command: `{command_line()}`", "",
+             f"VGG-{a.cfg} at full width (FC 4096, 1000 classes, random weights), forward pass "
+             f"only (no_grad), the same inputs and weights in both; best of {a.repeats} "
+             f"interleaved runs after a warm-up. The dense input goes through the "
+             f"fully-convolutional net of §3.2 (FC layers as convolutions). Images/s counts "
+             f"crops, or dense inputs; above 1, minivgg is faster."
+             + (" With one thread, the CPU time of the process is what a pass costs a core "
+                "whatever else the shared machine runs." if cpu else ""), "",
+             f"| input | shape | minivgg img/s | PyTorch img/s | minivgg / PyTorch{extra} | "
+             f"max abs diff |",
+             "|---|---|---:|---:|---:|" + ("---:|---:|---:|" if cpu else "") + "---:|"]
+    for name, shape, wall, cput, diff in rows:
+        n = int(shape.split("x")[0])
+        cols = (f" | {n / cput[0]:.2f} | {n / cput[1]:.2f} | {cput[1] / cput[0]:.2f}"
+                if cpu else "")
+        lines.append(f"| {name} | {shape} | {n / wall[0]:.2f} | {n / wall[1]:.2f} | "
+                     f"{wall[1] / wall[0]:.2f}{cols} | {diff:.1e} |")
+    text = "\n".join(lines)
+    print(text)
+    if a.write_md:
+        write_section(a.write_md, "Evaluation forward at full size", text)
+
+
 def main():
     a = parse()
+    if a.full_size:
+        return full_size(a)
     scales = [int(s) for s in a.scales.split(",")]
     model = vgg(a.cfg, num_classes=10, input_size=a.input_size, fc_width=a.fc_width,
                 width_mult=a.width_mult, init="kaiming", seed=0).eval()

@@ -1,6 +1,6 @@
 """Data-loader throughput: images/s decoded + augmented (§3.1 pipeline) per worker count.
 
-Two workloads:
+Three workloads:
   (a) SyntheticShapes 32x32 (rendered lazily) with the training transform
       scaled down from the paper's (crop 28, S ~ U[32, 64], i.e. the same
       224 : 256 : 512 ratios), flip, PCA colour shift, mean subtraction;
@@ -8,7 +8,18 @@ Two workloads:
       random 224x224 crop, flip, colour shift, mean.  ``--imagefolder DIR``
       uses your own (e.g. an ImageNet subset); otherwise ~500 smooth random
       500x375 JPEGs (about the size of an ImageNet photo) are made in a
-      temporary folder.
+      temporary folder;
+  (c) an ImageNet-like mix of stored sizes, from 75x56 to 2400x1600 (MIX),
+      generated the same way.
+
+For (b) and (c) the loader's path for image files (ImageFolder.open_file:
+only the crop is resampled, large JPEGs decoded at a reduced scale, the
+float steps fused) is compared with the path before it (decoded arrays,
+every step on its own), and, image by image in one process with the
+contestants interleaved, with the steps torchvision's ImageFolder would run
+(Pillow decode, Resize, RandomCrop, flip, ToTensor, Normalize) re-enacted
+with Pillow and PyTorch, since torchvision itself does not import beside
+torch 2.13.0+cpu (docs/benchmarks.md).
 
 The consumer does nothing but receive batches, so the figures are the
 loader's ceiling.  No timing is asserted anywhere; see docs/benchmarks.md.
@@ -35,22 +46,89 @@ from minivgg.data import DataLoader, ImageFolder, SyntheticShapes, train_transfo
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 
 
-def make_jpeg_folder(root, count, seed=0):
-    """Write ``count`` smooth random 500x375 JPEGs in 10 class folders; returns mean file size (bytes)."""
+# Stored sizes (width, height) of the generated ImageNet-like mix and their
+# shares: most photos near 500x375, a tail of small and of large ones.
+MIX = [((500, 375), 0.45), ((375, 500), 0.15), ((500, 333), 0.10), ((640, 480), 0.08),
+       ((1024, 768), 0.06), ((300, 225), 0.05), ((1600, 1200), 0.04), ((150, 112), 0.03),
+       ((2400, 1600), 0.02), ((75, 56), 0.02)]
+
+
+def make_jpeg_folder(root, count, seed=0, sizes=None):
+    """Write ``count`` smooth random JPEGs in 10 class folders, 500x375 or
+    drawn from ``sizes`` [((w, h), share)]; returns mean file size (bytes)."""
     rng = np.random.default_rng(seed)
-    sizes = []
+    nbytes = []
     for i in range(count):
         d = os.path.join(root, f"class{i % 10}")
         os.makedirs(d, exist_ok=True)
+        w, h = (500, 375) if sizes is None else \
+            sizes[rng.choice(len(sizes), p=[p for _, p in sizes])][0]
         # Low-frequency colour field plus mild noise: compresses like a photo,
         # unlike white noise, which would make decoding unrealistically slow.
         coarse = Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8))
-        img = np.asarray(coarse.resize((500, 375), Image.BICUBIC), dtype=np.float32)
+        img = np.asarray(coarse.resize((w, h), Image.BICUBIC), dtype=np.float32)
         img += rng.normal(0, 6, img.shape)
         path = os.path.join(d, f"{i:05d}.jpg")
         Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path, quality=90)
-        sizes.append(os.path.getsize(path))
-    return float(np.mean(sizes))
+        nbytes.append(os.path.getsize(path))
+    return float(np.mean(nbytes))
+
+
+class StepByStep:
+    """A Compose run as before the loader's file path: on decoded arrays
+    (``ds[i]``), every step on its own (no ``reads_files``)."""
+
+    def __init__(self, compose):
+        self.steps = compose.transforms
+
+    def __call__(self, img, rng):
+        for t in self.steps:
+            img = t(img, rng)
+        return img
+
+
+def torchvision_steps(path, rng, s_range, crop, mean, std, torch):
+    """What torchvision's ImageFolder + Resize(S) + RandomCrop + RandomHorizontalFlip
+    + ToTensor + Normalize do to one file, re-enacted with Pillow and PyTorch."""
+    with open(path, "rb") as f:
+        im = Image.open(f).convert("RGB")              # torchvision's default_loader
+    s = int(rng.integers(s_range[0], s_range[1] + 1))
+    w, h = im.size
+    size = (s, int(s * w / h)) if h <= w else (int(s * h / w), s)
+    im = im.resize((size[1], size[0]), Image.BILINEAR)  # Resize on a PIL image
+    y, x = int(rng.integers(0, size[0] - crop + 1)), int(rng.integers(0, size[1] - crop + 1))
+    im = im.crop((x, y, x + crop, y + crop))
+    if rng.random() < 0.5:
+        im = im.transpose(Image.FLIP_LEFT_RIGHT)
+    t = torch.from_numpy(np.array(im, np.uint8, copy=True)).permute(2, 0, 1).float().div(255)
+    return (t - mean) / std
+
+
+def compare_pipelines(ds, images, rounds):
+    """Images/s of three ways to make one training crop, one process, interleaved."""
+    tf = train_transform(224, (256, 512), IMAGENET_MEAN)
+    old = StepByStep(tf)
+    try:
+        import torch
+        mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+        std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+    except ImportError:
+        torch = None
+    n = min(images, len(ds))
+    runs = {"file path (open_file, crop-only resample, reduced-scale decode, fused floats)":
+            lambda i, r: tf(ds.open_file(i)[0], r),
+            "decoded arrays, step by step (before)": lambda i, r: old(ds[i][0], r)}
+    if torch is not None:
+        runs["torchvision's steps re-enacted (Pillow + PyTorch)"] = \
+            lambda i, r: torchvision_steps(ds.samples[i][0], r, (256, 512), 224, mean, std, torch)
+    best = {k: float("inf") for k in runs}
+    for _ in range(rounds):
+        for name, fn in runs.items():
+            t0 = time.perf_counter()
+            for i in range(n):
+                fn(i, np.random.default_rng(i))
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return [(name, n / sec) for name, sec in best.items()]
 
 
 def measure(dataset, transform, batch_size, workers, max_images):
@@ -78,6 +156,11 @@ def main(argv=None):
     p.add_argument("--jpeg-images", type=int, default=256, help="images timed per run (b)")
     p.add_argument("--jpeg-batch", type=int, default=32)
     p.add_argument("--skip-jpeg", action="store_true")
+    p.add_argument("--mix-count", type=int, default=0,
+                   help="JPEGs of the ImageNet-like mix (c) to generate (0: skip (c))")
+    p.add_argument("--mix-images", type=int, default=128, help="images timed per run (c)")
+    p.add_argument("--compare-images", type=int, default=64,
+                   help="images per round of the one-process pipeline comparison")
     p.add_argument("--write-md", metavar="PATH", help="write the results into PATH's '## Data loader' section")
     a = p.parse_args(argv)
 
@@ -98,7 +181,8 @@ def main(argv=None):
     run("SyntheticShapes 32x32, crop 28, S~U[32,64]", syn,
         train_transform(28, (32, 64), [0.5, 0.5, 0.5]), a.synthetic_batch, a.synthetic_images)
 
-    jpeg_note = ""
+    jpeg_note = mix_note = ""
+    compared = []
     if not a.skip_jpeg:
         with tempfile.TemporaryDirectory() as tmp:
             root = a.imagefolder
@@ -113,8 +197,28 @@ def main(argv=None):
                 jpeg_note = f"(b) uses the folder {root}."
                 name = f"{os.path.basename(os.path.normpath(root))}, crop 224, S~U[256,512]"
             ds = ImageFolder(root)
-            run(name, ds, train_transform(224, (256, 512), IMAGENET_MEAN), a.jpeg_batch,
+            tf = train_transform(224, (256, 512), IMAGENET_MEAN)
+            run(name, ds, tf, a.jpeg_batch, min(a.jpeg_images, len(ds)))
+            run(name + ", before (arrays, step by step)", ds, StepByStep(tf), a.jpeg_batch,
                 min(a.jpeg_images, len(ds)))
+            if a.compare_images:
+                compared.append((name, compare_pipelines(ds, a.compare_images, 3)))
+    if a.mix_count:
+        with tempfile.TemporaryDirectory() as root:
+            t0 = time.perf_counter()
+            avg = make_jpeg_folder(root, a.mix_count, seed=1, sizes=MIX)
+            mix_note = (f"(c) uses {a.mix_count} generated JPEGs of the sizes and shares in "
+                        f"MIX ({', '.join(f'{w}x{h} {p:.0%}' for (w, h), p in MIX)}; quality 90, "
+                        f"{avg / 1024:.0f} KiB on average, made in "
+                        f"{time.perf_counter() - t0:.1f} s).")
+            name = "ImageNet-like mix 75x56..2400x1600, crop 224, S~U[256,512]"
+            ds = ImageFolder(root)
+            tf = train_transform(224, (256, 512), IMAGENET_MEAN)
+            run(name, ds, tf, a.jpeg_batch, min(a.mix_images, len(ds)))
+            run(name + ", before (arrays, step by step)", ds, StepByStep(tf), a.jpeg_batch,
+                min(a.mix_images, len(ds)))
+            if a.compare_images:
+                compared.append((name, compare_pipelines(ds, a.compare_images, 3)))
 
     if a.write_md:
         cmd = command_line([os.path.relpath(__file__)]
@@ -135,6 +239,14 @@ def main(argv=None):
             "| --- | ---: | ---: | ---: | ---: | ---: |",
         ]
         lines += [f"| {n} | {w} | {b} | {s} | {ips:.1f} | {ipw:.1f} |" for n, w, b, s, ips, ipw in rows]
+        if mix_note:
+            lines += ["", mix_note]
+        for name, res in compared:
+            first = res[0][1]
+            lines += ["", f"One process, no loader, best of 3 interleaved rounds of "
+                          f"{a.compare_images} images: {name}.", "",
+                      "| pipeline | images/s | file path's speed-up |", "| --- | ---: | ---: |"]
+            lines += [f"| {p} | {ips:.1f} | {first / ips:.2f} |" for p, ips in res]
         write_section(a.write_md, "Data loader", "\n".join(lines))
         print(f"wrote the 'Data loader' section of {a.write_md}")
 

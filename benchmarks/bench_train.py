@@ -1,15 +1,19 @@
 """Speed against PyTorch on the same machine, in the same run.
 
 1. The ceiling: float32 GEMM GFLOP/s of numpy (our BLAS) and of PyTorch.
-2. conv2d forward + backward at every distinct conv shape of VGG-A at
-   224x224, batch 8: time, GFLOP/s, fraction of the GEMM ceiling, ratio.
-3. A whole VGG-A training step (forward, backward, SGD update) at 32x32,
-   batch 64, 10 classes, the paper's FC width 4096; optionally at 224x224,
-   batch 8 (--include-224).
+2. conv2d + ReLU forward + backward at every distinct 3x3 conv shape of
+   VGG-D (a superset of VGG-A's) at 224x224, batch 8: time, the algorithm
+   the CPU path chose, GFLOP/s counted as a direct convolution would
+   (2*K*C*9 per output pixel; Winograd does fewer multiplications, so this
+   is its effective rate), fraction of numpy's GEMM rate, ratio.
+3. Whole training steps (forward, backward, SGD update; 10 classes, the
+   paper's FC width 4096): VGG-A at 32x32, batch 64; with --include-224
+   also VGG-A at 224x224, batch 8, and VGG-D at 224x224, batch 4.
 
-Ratios are ours / PyTorch (below 1: we are faster).
+Ratios are ours / PyTorch (below 1: we are faster). ``--threads`` sets the
+BLAS threads (and minivgg's) and PyTorch's threads to the same number.
 
-    python benchmarks/bench_train.py [--repeats 3] [--include-224] [--write-md docs/benchmarks.md]
+    python benchmarks/bench_train.py [--repeats 3] [--include-224] [--threads N] [--write-md docs/benchmarks.md]
 """
 import argparse
 import os
@@ -18,8 +22,8 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import (best_time, command_line, interleaved_best, machine, today,  # noqa: E402
-                    write_section)
+from common import (command_line, interleaved_best_cpu, load_average,  # noqa: E402
+                    machine, today, write_section)
 
 import minivgg  # noqa: E402
 from minivgg import Tensor  # noqa: E402
@@ -28,20 +32,21 @@ from minivgg.models import vgg  # noqa: E402
 from minivgg.optim import SGD  # noqa: E402
 from minivgg.testing import torch_vgg  # noqa: E402
 
-# (C, K, H) of VGG-A's convolutions at 224x224; the first needs no input gradient.
-VGG_A_CONVS = [(3, 64, 224), (64, 128, 112), (128, 256, 56), (256, 256, 56), (256, 512, 28),
-               (512, 512, 28), (512, 512, 14)]
+# (C, K, H) of VGG-D's distinct convolutions at 224x224 (VGG-A's are among them,
+# all but 64 -> 64 and 128 -> 128); the first needs no input gradient.
+VGG_D_CONVS = [(3, 64, 224), (64, 64, 224), (64, 128, 112), (128, 128, 112), (128, 256, 56),
+               (256, 256, 56), (256, 512, 28), (512, 512, 28), (512, 512, 14)]
 
 
 def gemm_gflops(torch, n=2048, repeats=3):
+    """GFLOP/s of numpy's and PyTorch's float32 GEMM: ((wall, wall), (cpu, cpu))."""
     rng = np.random.default_rng(0)
     a = rng.standard_normal((n, n), dtype=np.float32)
     b = rng.standard_normal((n, n), dtype=np.float32)
     flops = 2 * n ** 3
-    ours = flops / best_time(lambda: a @ b, repeats) / 1e9
     ta, tb = torch.tensor(a), torch.tensor(b)
-    theirs = flops / best_time(lambda: ta @ tb, repeats) / 1e9
-    return ours, theirs
+    wall, cpu = interleaved_best_cpu([lambda: a @ b, lambda: ta @ tb], repeats)
+    return [flops / t / 1e9 for t in wall], [flops / t / 1e9 for t in cpu]
 
 
 def conv_case(torch, c, k, h, batch, repeats):
@@ -55,7 +60,7 @@ def conv_case(torch, c, k, h, batch, repeats):
     def ours():
         xt = Tensor(x, requires_grad=need_dx)
         wt, bt = Tensor(w, requires_grad=True), Tensor(b, requires_grad=True)
-        F.conv2d(xt, wt, bt, 1, 1).backward(gy)
+        F.conv2d(xt, wt, bt, 1, 1, relu=True).backward(gy)
 
     tx = torch.tensor(x, requires_grad=need_dx)
     tw, tb = torch.tensor(w, requires_grad=True), torch.tensor(b, requires_grad=True)
@@ -63,15 +68,36 @@ def conv_case(torch, c, k, h, batch, repeats):
 
     def theirs():
         tw.grad = tb.grad = tx.grad = None
-        torch.nn.functional.conv2d(tx, tw, tb, 1, 1).backward(tgy)
+        torch.relu(torch.nn.functional.conv2d(tx, tw, tb, 1, 1)).backward(tgy)
 
     # forward, dW and (except for the first layer) dX: one GEMM-sized product each
     flops = 2 * batch * k * c * 9 * h * h * (3 if need_dx else 2)
-    return (flops,) + tuple(interleaved_best([ours, theirs], repeats))
+    return (flops,) + interleaved_best_cpu([ours, theirs], repeats)
 
 
-def train_step_case(torch, size, batch, repeats, fc_width=4096):
-    model = vgg("A", num_classes=10, input_size=size, fc_width=fc_width, init="kaiming", seed=0)
+def conv_algorithm(c, k, h, batch):
+    """The algorithm minivgg's CPU path uses for this layer."""
+    from minivgg.backend import device
+    from minivgg.functional.conv import _use_winograd
+    return ("Winograd F(2x2,3x3)" if _use_winograd(device("cpu"), (batch, c, h, h), (k, c, 3, 3),
+                                                   (1, 1), (1, 1)) else "im2col + GEMM")
+
+
+def blas_line():
+    """NumPy's BLAS, its kernels and OPENBLAS_CORETYPE, for the record."""
+    try:
+        from threadpoolctl import threadpool_info
+        libs = [f"{d['internal_api']} {d.get('version')} ({d.get('architecture')} kernels)"
+                for d in threadpool_info() if d.get("user_api") == "blas"]
+    except ImportError:
+        libs = ["unknown"]
+    env = os.environ.get("OPENBLAS_CORETYPE")
+    return (f"NumPy's BLAS: {', '.join(libs)}" +
+            (f", OPENBLAS_CORETYPE={env} set in the environment" if env else ""))
+
+
+def train_step_case(torch, size, batch, repeats, fc_width=4096, cfg="A"):
+    model = vgg(cfg, num_classes=10, input_size=size, fc_width=fc_width, init="kaiming", seed=0)
     tmodel = torch_vgg(model)
     # A small rate keeps repeated steps on random data finite (no overflow).
     opt = SGD(model.parameters(), 1e-4, 0.9, 5e-4)
@@ -93,7 +119,76 @@ def train_step_case(torch, size, batch, repeats, fc_width=4096):
         loss.backward()
         topt.step()
 
-    return tuple(interleaved_best([ours, theirs], repeats))
+    return interleaved_best_cpu([ours, theirs], repeats)
+
+
+def _with_winograd(mode, fn):
+    import minivgg.functional.conv as conv
+
+    def run():
+        old = conv.WINOGRAD
+        conv.WINOGRAD = mode
+        try:
+            fn()
+        finally:
+            conv.WINOGRAD = old
+    return run
+
+
+def winograd_ablation(a, out, lines):
+    """Winograd's payoff: the same layers and steps with conv.WINOGRAD "never"
+    (im2col + GEMM) and "auto", interleaved in one run."""
+    rng = np.random.default_rng(0)
+    load_before = load_average()
+    layers = [(c, k, h, a.batch_224) for c, k, h in VGG_D_CONVS[1:]] + \
+        [(64, 128, 16, 64), (128, 256, 8, 64), (256, 256, 8, 64), (512, 512, 4, 64),
+         (512, 512, 2, 64)]
+    out("| layer (C -> K, H=W, batch) | im2col ms | Winograd ms | speed-up |")
+    out("| --- | ---: | ---: | ---: |")
+    for c, k, h, n in layers:
+        x = rng.standard_normal((n, c, h, h), dtype=np.float32)
+        w = rng.standard_normal((k, c, 3, 3), dtype=np.float32) * 0.05
+        b = np.zeros(k, np.float32)
+        gy = rng.standard_normal((n, k, h, h), dtype=np.float32)
+
+        def layer():
+            ts = [Tensor(x, requires_grad=True), Tensor(w, requires_grad=True),
+                  Tensor(b, requires_grad=True)]
+            F.conv2d(*ts, 1, 1, relu=True).backward(gy)
+        wall, cpu = interleaved_best_cpu([_with_winograd("never", layer),
+                                          _with_winograd("auto", layer)], a.repeats)
+        t = cpu if a.threads == 1 else wall
+        out(f"| {c} -> {k}, {h}, {n} | {1e3 * t[0]:.0f} | {1e3 * t[1]:.0f} | "
+            f"{t[0] / t[1]:.2f} |")
+    out()
+    out("| VGG-A step | im2col s | Winograd s | speed-up |")
+    out("| --- | ---: | ---: | ---: |")
+    for size, batch in ((32, 64), (224, 8)):
+        model = vgg("A", num_classes=10, input_size=size, fc_width=4096, init="kaiming", seed=0)
+        opt = SGD(model.parameters(), 1e-4, 0.9, 5e-4)
+        x = rng.standard_normal((batch, 3, size, size), dtype=np.float32)
+        y = rng.integers(0, 10, batch)
+
+        def step():
+            loss = F.softmax_cross_entropy(model(Tensor(x)), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        wall, cpu = interleaved_best_cpu([_with_winograd("never", step),
+                                          _with_winograd("auto", step)], a.repeats)
+        t = cpu if a.threads == 1 else wall
+        out(f"| {size}x{size}, batch {batch} | {t[0]:.3f} | {t[1]:.3f} | {t[0] / t[1]:.2f} |")
+    if a.write_md:
+        clock = "CPU time of the process (one thread)" if a.threads == 1 else "wall time"
+        text = (f"Measured by `benchmarks/bench_train.py --winograd-ablation` on {today()}; "
+                f"machine: {machine(load=False)}; {blas_line()}; threads: {a.threads}; load "
+                f"average before the run {load_before}, after {load_average()}.\n\n"
+                f"Command: `{command_line()}`\n\nconv2d 3x3 pad 1 + ReLU forward + backward, "
+                f"and whole VGG-A training steps, with the CPU path's convolutions as im2col + "
+                f"GEMM (conv.WINOGRAD = \"never\") and as chosen by default (\"auto\": "
+                f"Winograd F(2x2, 3x3) where both channel counts are at least 64), best of "
+                f"{a.repeats} interleaved runs by {clock}.\n\n" + "\n".join(lines))
+        write_section(a.write_md, "Winograd against im2col (CPU)", text)
 
 
 def main(argv=None):
@@ -102,63 +197,97 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=3, help="timed runs per case (best is kept)")
     p.add_argument("--batch-224", type=int, default=8, help="batch of the 224x224 conv cases")
     p.add_argument("--include-224", action="store_true",
-                   help="also time a whole VGG-A step at 224x224, batch 8")
+                   help="also time whole steps at 224x224: VGG-A batch 8, VGG-D batch 4")
+    p.add_argument("--threads", type=int, default=os.cpu_count(),
+                   help="threads for BLAS, minivgg and PyTorch alike (default: one per core)")
     p.add_argument("--only-steps", action="store_true",
                    help="skip GEMM and per-layer conv timings (quick check of the step ratio)")
+    p.add_argument("--winograd-ablation", action="store_true",
+                   help="instead: im2col + GEMM against Winograd, per layer and per step")
     p.add_argument("--write-md", metavar="PATH", help="write the results into PATH's section")
+    p.add_argument("--section", default="Training speed against PyTorch (CPU)",
+                   help="the section of --write-md to write")
     a = p.parse_args(argv)
     try:
         import torch
     except ImportError:
         sys.exit("this benchmark compares against PyTorch: pip install torch==2.13.0")
-    torch.set_num_threads(os.cpu_count())
+    from minivgg.threads import set_threads
+    set_threads(a.threads)
+    torch.set_num_threads(a.threads)
     minivgg.manual_seed(0)
+    load_before = load_average()
     lines = []
 
     def out(s=""):
         print(s, flush=True)
         lines.append(s)
 
+    if a.winograd_ablation:
+        return winograd_ablation(a, out, lines)
+    cases = [("A", 32, 64)] + ([("A", 224, 8), ("D", 224, 4)] if a.include_224 else [])
+    # With one thread the CPU time of the process is what a call costs a core,
+    # whatever else the shared machine runs; the targets are read from it.
+    cpu = a.threads == 1
     if a.only_steps:
-        for size, batch in [(32, 64)] + ([(224, 8)] if a.include_224 else []):
-            t_ours, t_torch = train_step_case(torch, size, batch, a.repeats)
-            print(f"VGG-A step {size}x{size} batch {batch}: minivgg {t_ours:.3f} s, PyTorch "
-                  f"{t_torch:.3f} s, ratio {t_ours / t_torch:.2f}")
+        for cfg, size, batch in cases:
+            wall, cput = train_step_case(torch, size, batch, a.repeats, cfg=cfg)
+            print(f"VGG-{cfg} step {size}x{size} batch {batch}: wall minivgg {wall[0]:.3f} s, "
+                  f"PyTorch {wall[1]:.3f} s, ratio {wall[0] / wall[1]:.2f}; CPU minivgg "
+                  f"{cput[0]:.3f} s, PyTorch {cput[1]:.3f} s, ratio {cput[0] / cput[1]:.2f}")
         return
-    g_ours, g_torch = gemm_gflops(torch)
-    out(f"float32 GEMM 2048^3: numpy {g_ours:.1f} GFLOP/s, PyTorch {g_torch:.1f} GFLOP/s")
+    (g_ours, g_torch), (gc_ours, gc_torch) = gemm_gflops(torch)
+    out(f"float32 GEMM 2048^3, wall time: numpy {g_ours:.1f} GFLOP/s, PyTorch {g_torch:.1f} "
+        f"GFLOP/s" + (f"; CPU time: numpy {gc_ours:.1f}, PyTorch {gc_torch:.1f}" if cpu else ""))
     out()
-    out(f"conv2d 3x3 pad 1, forward + backward, batch {a.batch_224} (VGG-A layers at 224x224):")
+    ref = gc_ours if cpu else g_ours
+    clock = "CPU" if cpu else "wall"
+    out(f"conv2d 3x3 pad 1 + ReLU, forward + backward, batch {a.batch_224} (VGG-D's layers at "
+        f"224x224; GFLOP/s counted as a direct convolution, from the {clock} time, against "
+        f"numpy's GEMM by the same clock):")
     out()
-    out("| C -> K | H=W | minivgg ms | PyTorch ms | ratio | minivgg GFLOP/s | % of numpy GEMM |")
-    out("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    tot_ours = tot_torch = 0.0
-    for c, k, h in VGG_A_CONVS:
-        flops, t_ours, t_torch = conv_case(torch, c, k, h, a.batch_224, a.repeats)
-        tot_ours, tot_torch = tot_ours + t_ours, tot_torch + t_torch
-        gf = flops / t_ours / 1e9
-        out(f"| {c} -> {k} | {h} | {1e3 * t_ours:.0f} | {1e3 * t_torch:.0f} | "
-            f"{t_ours / t_torch:.2f} | {gf:.1f} | {100 * gf / g_ours:.0f}% |")
-    out(f"| all seven | | {1e3 * tot_ours:.0f} | {1e3 * tot_torch:.0f} | "
-        f"{tot_ours / tot_torch:.2f} | | |")
+    extra = " | CPU ms minivgg | CPU ms PyTorch | CPU ratio" if cpu else ""
+    out(f"| C -> K | H=W | algorithm | minivgg ms | PyTorch ms | ratio{extra} | minivgg GFLOP/s | "
+        f"% of numpy GEMM |")
+    out("| --- | ---: | --- | ---: | ---: | ---: |" + (" ---: | ---: | ---: |" if cpu else "")
+        + " ---: | ---: |")
+    tot = np.zeros(4)
+    for c, k, h in VGG_D_CONVS:
+        flops, wall, cput = conv_case(torch, c, k, h, a.batch_224, a.repeats)
+        tot += [wall[0], wall[1], cput[0], cput[1]]
+        gf = flops / (cput[0] if cpu else wall[0]) / 1e9
+        cols = (f" | {1e3 * cput[0]:.0f} | {1e3 * cput[1]:.0f} | {cput[0] / cput[1]:.2f}"
+                if cpu else "")
+        out(f"| {c} -> {k} | {h} | {conv_algorithm(c, k, h, a.batch_224)} | {1e3 * wall[0]:.0f} | "
+            f"{1e3 * wall[1]:.0f} | {wall[0] / wall[1]:.2f}{cols} | {gf:.1f} | "
+            f"{100 * gf / ref:.0f}% |")
+    cols = f" | {1e3 * tot[2]:.0f} | {1e3 * tot[3]:.0f} | {tot[2] / tot[3]:.2f}" if cpu else ""
+    out(f"| all nine | | | {1e3 * tot[0]:.0f} | {1e3 * tot[1]:.0f} | {tot[0] / tot[1]:.2f}{cols} "
+        f"| | |")
     out()
-    cases = [(32, 64)] + ([(224, 8)] if a.include_224 else [])
-    out("Whole VGG-A training step (forward, backward, SGD with momentum and weight decay; "
+    out("Whole training steps (forward, backward, SGD with momentum and weight decay; "
         "FC width 4096, 10 classes):")
     out()
-    out("| input | batch | minivgg s/step | PyTorch s/step | ratio | minivgg img/s | "
-        "PyTorch img/s |")
-    out("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for size, batch in cases:
-        t_ours, t_torch = train_step_case(torch, size, batch, a.repeats)
-        out(f"| {size}x{size} | {batch} | {t_ours:.3f} | {t_torch:.3f} | {t_ours / t_torch:.2f} | "
-            f"{batch / t_ours:.1f} | {batch / t_torch:.1f} |")
+    extra = " | CPU s minivgg | CPU s PyTorch | CPU ratio" if cpu else ""
+    out(f"| model | input | batch | minivgg s/step | PyTorch s/step | ratio{extra} | "
+        f"minivgg img/s | PyTorch img/s |")
+    out("| --- | --- | ---: | ---: | ---: | ---: |" + (" ---: | ---: | ---: |" if cpu else "")
+        + " ---: | ---: |")
+    for cfg, size, batch in cases:
+        wall, cput = train_step_case(torch, size, batch, a.repeats, cfg=cfg)
+        t = cput if cpu else wall
+        cols = f" | {cput[0]:.3f} | {cput[1]:.3f} | {cput[0] / cput[1]:.2f}" if cpu else ""
+        out(f"| VGG-{cfg} | {size}x{size} | {batch} | {wall[0]:.3f} | {wall[1]:.3f} | "
+            f"{wall[0] / wall[1]:.2f}{cols} | {batch / t[0]:.1f} | {batch / t[1]:.1f} |")
     if a.write_md:
-        text = (f"Measured by `benchmarks/bench_train.py` on {today()}; machine: {machine()}.\n\n"
+        text = (f"Measured by `benchmarks/bench_train.py` on {today()}; machine: "
+                f"{machine(load=False)}; {blas_line()}; threads: {a.threads} for BLAS, "
+                f"minivgg and PyTorch; load average before the run {load_before}, after "
+                f"{load_average()}.\n\n"
                 f"Command: `{command_line()}`\n\nRatios are minivgg time / PyTorch time in "
                 f"the same run (below 1: minivgg is faster). Best of {a.repeats} runs after "
                 f"a warm-up, the two frameworks' runs interleaved.\n\n" + "\n".join(lines))
-        write_section(a.write_md, "Training speed against PyTorch (CPU)", text)
+        write_section(a.write_md, a.section, text)
         print(f"wrote {a.write_md}")
 
 

@@ -89,6 +89,27 @@ def interleaved_best(fns, repeats=5, warmup=1):
     return best
 
 
+def interleaved_best_cpu(fns, repeats=5, warmup=1):
+    """Like interleaved_best, but also the best CPU time of this process per
+    function: ``(wall, cpu)``, two lists.
+
+    With one thread, the CPU time is what a call costs one core, whatever
+    else the machine is doing: on a shared machine the wall time also counts
+    the slices other programs take from that core.
+    """
+    for _ in range(warmup):
+        for fn in fns:
+            fn()
+    wall, cpu = [float("inf")] * len(fns), [float("inf")] * len(fns)
+    for _ in range(repeats):
+        for i, fn in enumerate(fns):
+            t0, c0 = time.perf_counter(), time.process_time()
+            fn()
+            wall[i] = min(wall[i], time.perf_counter() - t0)
+            cpu[i] = min(cpu[i], time.process_time() - c0)
+    return wall, cpu
+
+
 def write_section(path, heading, text):
     """Replace (or append) the '## heading' section of the Markdown file ``path``."""
     old = "# Benchmarks\n"

@@ -268,6 +268,11 @@ class Tensor:
         return mean(self, axis, keepdims)
 
 
+#: Returned by ``Function.backward`` for an input whose gradient it has
+#: already added to ``self.grad_into[i]``, the buffer the autograd offered.
+ADDED_IN_PLACE = object()
+
+
 def _buffer_id(a):
     """Identity of the memory behind array ``a`` (its base, through views)."""
     while getattr(a, "base", None) is not None:
@@ -317,7 +322,9 @@ def _run_backward(root, grad, retain_graph):
     handed_out = {_buffer_id(grad)}
 
     def deliver_to_leaf(t, g):
-        if t.grad is None:
+        if g is None:  # the function added it to t.grad itself (ADDED_IN_PLACE)
+            pass
+        elif t.grad is None:
             if _buffer_id(g) in handed_out or not _writeable(g):
                 g = g.copy()
             handed_out.add(_buffer_id(g))
@@ -347,8 +354,16 @@ def _run_backward(root, grad, retain_graph):
         if gy is None:  # the output was not used on the way to the root
             shape, dtype = fn.output_meta
             gy = get_array_module(*[t.data for t in fn.inputs]).zeros(shape, dtype)
+        # Leaves that already hold a gradient buffer (the optimizer's flat
+        # views) are offered to the function, which may add its contribution
+        # to one directly and return ADDED_IN_PLACE for that input: Linear
+        # does, block by block, instead of allocating a weight-sized product.
+        fn.grad_into = tuple(t.grad if t.creator is None and t.requires_grad
+                             and t.grad is not None and _writeable(t.grad) else None
+                             for t in fn.inputs)
         with _device_errors(fn, "backward", [gy]):
             gxs = fn.backward(gy)
+        fn.grad_into = None
         del gy
         if not isinstance(gxs, tuple):
             gxs = (gxs,)
@@ -357,6 +372,9 @@ def _run_backward(root, grad, retain_graph):
                                f"for {len(fn.inputs)} inputs")
         for t, gx in zip(fn.inputs, gxs):
             if gx is None or not t.requires_grad:
+                continue
+            if gx is ADDED_IN_PLACE:
+                deliver_to_leaf(t, None)
                 continue
             if gx.shape != t.shape:
                 raise RuntimeError(f"{type(fn).__name__}.backward gave a gradient of shape "
@@ -379,7 +397,14 @@ class Function:
     which gradients are wanted so it can skip the others, and
     ``self.device`` (the inputs' common device) which implementation to run.
     Non-tensor arguments (stride, padding, ...) go to ``__init__``.
+
+    During backward, ``self.grad_into[i]`` is the gradient array input i
+    already holds when it is a leaf that has one (else None); backward may
+    add its gradient to that array itself and return ``ADDED_IN_PLACE``
+    for input i, which spares a gradient-sized temporary.
     """
+
+    grad_into = None
 
     def __call__(self, *inputs):
         dev = common_device(inputs, type(self).__name__)

@@ -12,17 +12,18 @@ BLAS is capped through threadpoolctl, which works after NumPy is loaded
 ``--threads 0`` (the default) chooses by itself, before each epoch: from
 how many CPUs other programs kept busy during the previous epoch
 (``OtherWork``), it takes what they left free, at least one thread and at
-most its share of the cores (ranks of one run on one machine split them). A BLAS that keeps
-two threads on two cores that other programs also want spends most of its
-time waiting for the slower thread: on the 2-core development machine, with
-two other busy processes, an epoch took ~10x its idle time with two threads
-and ~2x with one (docs/benchmarks.md).
+most its share of the cores (ranks of one run on one machine split them). A
+BLAS that keeps two threads on two cores that other programs also want
+spends most of its time waiting for the slower thread (measured in
+docs/benchmarks.md, "Threads on a shared machine").
 """
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 _limit = None      # None: one thread per core
 _blas_limiter = None
+_pool = None
 
 
 def cores():
@@ -36,6 +37,16 @@ def cores():
 def threads():
     """The number of threads minivgg's CPU work may use now."""
     return _limit or cores()
+
+
+def pool():
+    """The shared pool of ``threads()`` worker threads for minivgg's own CPU
+    work (big copies, Winograd transforms); rebuilt when the count changes."""
+    global _pool
+    n = threads()
+    if _pool is None or _pool._max_workers != n:
+        _pool = ThreadPoolExecutor(n, thread_name_prefix="minivgg")
+    return _pool
 
 
 def set_threads(n):

@@ -146,3 +146,34 @@ def test_leaf_gradients_never_share_memory():
     a.grad *= 10  # mutating one gradient leaves the others alone
     np.testing.assert_array_equal(d.grad, upstream)
     np.testing.assert_array_equal(b.grad, upstream.reshape(6))
+
+
+def test_linear_adds_its_weight_gradient_into_the_optimizers_buffer(rng, monkeypatch):
+    """Linear adds dW straight into the flat gradient view it is offered
+    (Function.grad_into), in blocks of rows: the view stays the same array,
+    a second backward accumulates, and hooks still fire once per pass."""
+    from minivgg import functional as F
+    import importlib
+    linear_mod = importlib.import_module("minivgg.functional.linear")
+    from minivgg.optim import SGD
+    monkeypatch.setattr(linear_mod, "ACCUMULATE_ELEMENTS", 7)   # blocks of one row
+    x = rng.standard_normal((3, 5))
+    w = Tensor(rng.standard_normal((4, 5)), requires_grad=True)
+    b = Tensor(rng.standard_normal(4), requires_grad=True)
+    gy = rng.standard_normal((3, 4))
+    opt = SGD([w, b], 0.1)
+    opt.zero_grad()
+    view = w.grad
+    fired = []
+    w.register_hook(lambda t: fired.append(1))
+    F.linear(Tensor(x), w, b).backward(gy)
+    assert w.grad is view
+    np.testing.assert_allclose(w.grad, gy.T @ x, rtol=1e-13)
+    F.linear(Tensor(x), w, b).backward(gy)
+    np.testing.assert_allclose(w.grad, 2 * gy.T @ x, rtol=1e-13)
+    np.testing.assert_allclose(b.grad, 2 * gy.sum(0), rtol=1e-13)
+    assert fired == [1, 1]
+    # Without a buffer the gradient is a new array, as before.
+    w2 = Tensor(w.data.copy(), requires_grad=True)
+    F.linear(Tensor(x), w2).backward(gy)
+    np.testing.assert_allclose(w2.grad, gy.T @ x, rtol=1e-13)

@@ -84,6 +84,16 @@ def test_max_pool_ties_go_to_first_in_row_major_order():
     np.testing.assert_array_equal(x.grad[0, 0], [[0, 1, 0, 0], [0, 0, 1, 0]])
 
 
+def test_max_pool_nan_is_the_maximum_and_its_first_position_gets_the_gradient():
+    """As np.maximum and the CUDA kernel do (kernels/pool.cu)."""
+    x = Tensor(np.array([[[[1.0, np.nan, 3.0, 4.0], [np.nan, 2.0, 0.0, 1.0]]]]),
+               requires_grad=True)
+    y = F.max_pool2d(x, 2, 2)
+    assert np.isnan(y.data[0, 0, 0, 0]) and y.data[0, 0, 0, 1] == 4
+    y.backward(np.array([[[[2.0, 3.0]]]]))
+    np.testing.assert_array_equal(x.grad[0, 0], [[0, 2, 0, 3], [0, 0, 0, 0]])
+
+
 def test_max_pool_too_small_input():
     with pytest.raises(ValueError, match="smaller than the 2x2"):
         F.max_pool2d(Tensor(np.zeros((1, 1, 1, 4))), 2, 2)

@@ -15,9 +15,41 @@ import numpy as np
 
 from .base import CorruptImageError, Dataset
 
-__all__ = ["ImageFolder", "IMAGE_EXTENSIONS", "load_rgb", "folder_classes"]
+__all__ = ["ImageFolder", "IMAGE_EXTENSIONS", "ImageFile", "load_rgb", "folder_classes"]
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def _corrupt(path, e):
+    # OSError covers UnidentifiedImageError and "image file is truncated";
+    # SyntaxError and ValueError are what some Pillow plugins raise on bad headers.
+    return CorruptImageError(f"cannot decode image {path}: {type(e).__name__}: {e}")
+
+
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError,
+                  Image.DecompressionBombWarning)
+
+
+def _rgb(im):
+    """A loaded Pillow image as an RGB Pillow image (see load_rgb for the rules)."""
+    if im.mode == "RGB":
+        return im
+    if im.mode == "P" and "transparency" in im.info:
+        # Pillow warns when converting such palettes straight to RGB.
+        im = im.convert("RGBA")
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit greyscale: scale to 8 bits rather than clip at 255.
+        a = np.asarray(im, dtype=np.float64)
+        top = 65535.0 if a.max() > 255 else 255.0
+        a = np.clip(a / top * 255 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(np.repeat(a[:, :, None], 3, axis=2))
+    return im.convert("RGB")
+
+
+def _checked(path, arr):
+    if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise CorruptImageError(f"cannot decode image {path}: decoded to shape {arr.shape}")
+    return arr
 
 
 def load_rgb(path):
@@ -28,34 +60,81 @@ def load_rgb(path):
     a decodable image, including a truncated one: decoding is forced inside
     the ``try`` because Pillow otherwise decodes lazily, later.
     """
-    try:
-        with warnings.catch_warnings():
-            # A decompression-bomb-sized image is far beyond anything a VGG
-            # input needs; treat it as bad data, not a crash.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
+    f = ImageFile(path)
+    return _checked(path, np.asarray(f.decode()[0]))
+
+
+class ImageFile:
+    """An image file read in two steps, so a transform can choose how to
+    decode it: ``size()`` reads the header only; ``decode(min_size)`` then
+    decodes it, a JPEG at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling,
+    Pillow's ``draft``) when the result stays at least ``min_size``.
+
+    ``ImageFolder.open_file(i)`` hands these out; ``f.array()`` is
+    what ``load_rgb`` returns. Both steps raise CorruptImageError naming the
+    file, like load_rgb.
+    """
+
+    def __init__(self, path):
+        self.path = path
+        self._im = None
+
+    def __repr__(self):
+        return f"ImageFile({self.path!r})"
+
+    def _open(self):
+        if self._im is None:
+            try:
+                with warnings.catch_warnings():
+                    # A decompression-bomb-sized image is far beyond anything a
+                    # VGG input needs; treat it as bad data, not a crash.
+                    warnings.simplefilter("error", Image.DecompressionBombWarning)
+                    self._im = Image.open(self.path)
+            except FileNotFoundError:
+                raise
+            except _DECODE_ERRORS as e:
+                raise _corrupt(self.path, e) from e
+        return self._im
+
+    def size(self):
+        """The stored (H, W), from the header."""
+        w, h = self._open().size
+        return h, w
+
+    def decode(self, min_size=None):
+        """(RGB Pillow image, r): the image decoded at 1/r scale, r in 1, 2,
+        4, 8; r > 1 only for a baseline JPEG whose 1/r scale is still at
+        least ``min_size`` = (H, W). The file is closed afterwards."""
+        im = self._open()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                r = 1
+                if min_size is not None and im.format == "JPEG":
+                    w0 = im.size[0]
+                    got = im.draft("RGB", (max(1, int(min_size[1])), max(1, int(min_size[0]))))
+                    if got is not None:
+                        r = int(round(w0 / got[1][2]))
                 im.load()
-                if im.mode == "P" and "transparency" in im.info:
-                    # Pillow warns when converting such palettes straight to RGB.
-                    im = im.convert("RGBA")
-                if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                    # 16-bit greyscale: scale to 8 bits rather than clip at 255.
-                    a = np.asarray(im, dtype=np.float64)
-                    top = 65535.0 if a.max() > 255 else 255.0
-                    a = np.clip(a / top * 255 + 0.5, 0, 255).astype(np.uint8)
-                    return np.repeat(a[:, :, None], 3, axis=2)
-                rgb = im.convert("RGB")
-            arr = np.asarray(rgb, dtype=np.uint8)
-    except FileNotFoundError:
-        raise
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as e:
-        # OSError covers UnidentifiedImageError and "image file is truncated";
-        # SyntaxError and ValueError are what some Pillow plugins raise on bad headers.
-        raise CorruptImageError(f"cannot decode image {path}: {type(e).__name__}: {e}") from e
-    if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise CorruptImageError(f"cannot decode image {path}: decoded to shape {arr.shape}")
-    return arr
+                rgb = _rgb(im)
+                if rgb is im:
+                    if getattr(im, "fp", None) is None:
+                        im = None    # decoded and its file already closed by Pillow: hand it over
+                    else:
+                        rgb = im.copy()   # multi-frame formats keep their file open
+        except FileNotFoundError:
+            raise
+        except _DECODE_ERRORS as e:
+            raise _corrupt(self.path, e) from e
+        finally:
+            if im is not None:
+                im.close()
+            self._im = None
+        return rgb, r
+
+    def array(self):
+        """The whole image as load_rgb returns it: (H, W, 3) uint8."""
+        return _checked(self.path, np.asarray(self.decode()[0]))
 
 
 def folder_classes(root):
@@ -117,6 +196,12 @@ class ImageFolder(Dataset):
     def _get(self, i):
         path, label = self.samples[i]
         return load_rgb(path), label
+
+    def open_file(self, i):
+        """(ImageFile, label): sample ``i`` not decoded yet, for transforms
+        that decode it themselves (``Compose.reads_files``)."""
+        path, label = self.samples[self._index(i)]
+        return ImageFile(path), label
 
     def describe(self, i):
         return self.samples[self._index(i)][0]

@@ -67,6 +67,17 @@ def _describe(dataset, i):
         return f"{type(dataset).__name__}[{i}]"
 
 
+def _transformed(transform, img, dataset, seed, epoch, i):
+    """transform(img) with sample i's generator; errors name the sample."""
+    try:
+        return transform(img, sample_rng(seed, epoch, i))
+    except CorruptImageError:
+        raise  # an undecodable file (ImageFile): the caller skips it like dataset[i]'s
+    except Exception as e:
+        e.add_note(f"while transforming sample {i} ({_describe(dataset, i)})")
+        raise
+
+
 def _load_samples(dataset, transform, indices, seed, epoch, strict):
     """Decode and transform the samples of one batch.
 
@@ -74,21 +85,28 @@ def _load_samples(dataset, transform, indices, seed, epoch, strict):
     list of ``(description, message)`` for corrupt images left out.
     """
     xs, ys, skipped = [], [], []
+    # A dataset of files and a transform that decodes them itself (a rescale
+    # and a crop first: only the crop's pixels are resampled, large JPEGs are
+    # decoded at a reduced scale): hand over the files undecoded.
+    files = getattr(transform, "reads_files", False) and hasattr(dataset, "open_file")
     for i in indices:
         i = int(i)
         try:
-            img, label = dataset[i]
+            img, label = dataset.open_file(i) if files else dataset[i]
+            if files:  # decoding happens in the transform: its decoding errors are skipped too
+                out = _transformed(transform, img, dataset, seed, epoch, i)
         except CorruptImageError as e:
             if strict:
                 e.add_note(f"while loading {_describe(dataset, i)} (DataLoader strict=True)")
                 raise
             skipped.append((_describe(dataset, i), str(e)))
             continue
-        try:
-            out = transform(img, sample_rng(seed, epoch, i))
-        except Exception as e:
-            e.add_note(f"while transforming sample {i} ({_describe(dataset, i)})")
-            raise
+        if not files:
+            try:
+                out = transform(img, sample_rng(seed, epoch, i))
+            except Exception as e:
+                e.add_note(f"while transforming sample {i} ({_describe(dataset, i)})")
+                raise
         xs.append(out)
         ys.append(label)
     if xs:

@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image
 
 from .base import CorruptImageError, check_image
+from .folder import ImageFile
 
 __all__ = [
     "Compose", "RescaleShorter", "RandomCrop", "CenterCrop", "RandomHorizontalFlip",
@@ -107,15 +108,71 @@ class Compose:
         for t in self.transforms:
             if not callable(t):
                 raise ValueError(f"Compose: {t!r} is not callable")
+        steps = self.transforms
+        #: True when the pipeline starts with a rescale and a crop: it then
+        #: also takes an ImageFile (ImageFolder.open_file) and decodes only what
+        #: the crop needs (RescaleShorter.rescale_crop); the loader uses that.
+        self.reads_files = (len(steps) >= 2 and isinstance(steps[0], RescaleShorter)
+                            and isinstance(steps[1], (RandomCrop, CenterCrop)))
+        self._tail = _fused_tail(steps)
 
     def __call__(self, img, rng=None):
-        for t in self.transforms:
+        steps, start = self.transforms, 0
+        if isinstance(img, ImageFile):
+            if self.reads_files:
+                img, start = steps[0].rescale_crop(img, steps[1], rng), 2
+            else:
+                img = img.array()
+        end = len(steps) if self._tail is None else self._tail[0]
+        for t in steps[start:end]:
             img = t(img, rng)
+        if self._tail is not None and start <= end:
+            img = _run_fused_tail(self._tail, img, rng)
         return img
 
     def __repr__(self):
         inner = ",\n    ".join(repr(t) for t in self.transforms)
         return f"Compose([\n    {inner},\n])"
+
+
+def _fused_tail(steps):
+    """(index, flip, colour, mean) when the pipeline ends with
+    [RandomHorizontalFlip], ToFloat, [PCAColourShift], SubtractMean, ToCHW
+    (the §3.1 and evaluation pipelines), else None."""
+    i = len(steps)
+    if i < 3 or type(steps[-1]) is not ToCHW or type(steps[-2]) is not SubtractMean:
+        return None
+    i, mean = i - 2, steps[-2]
+    colour = None
+    if i >= 1 and type(steps[i - 1]) is PCAColourShift:
+        i, colour = i - 1, steps[i - 1]
+    if i < 1 or type(steps[i - 1]) is not ToFloat:
+        return None
+    i -= 1
+    flip = None
+    if i >= 1 and type(steps[i - 1]) is RandomHorizontalFlip:
+        i, flip = i - 1, steps[i - 1]
+    return i, flip, colour, mean
+
+
+def _run_fused_tail(tail, img, rng):
+    """The tail steps in one pass per channel, written straight in CHW order:
+    the same random draws and the same float32 operations in the same order
+    as the separate steps, so the same numbers."""
+    _, flip, colour, mean = tail
+    if flip is not None:
+        img = flip(img, rng)
+    check_image(img, "ToFloat input")
+    shift = None if colour is None else colour.sample_shift(rng).astype(np.float32)
+    h, w, _ = img.shape
+    out = np.empty((3, h, w), dtype=np.float32)
+    scale = np.float32(1.0 / 255.0)
+    for c in range(3):
+        np.multiply(img[:, :, c], scale, out=out[c], dtype=np.float32)
+        if shift is not None:
+            out[c] += shift[c]
+        out[c] -= mean._mean32[c]
+    return out
 
 
 class RescaleShorter:
@@ -142,20 +199,61 @@ class RescaleShorter:
         _need_rng(rng, "RescaleShorter with a jittered scale")
         return int(rng.integers(self.s_min, self.s_max + 1))
 
+    @staticmethod
+    def target_size(h, w, s):
+        """(H', W') of an H x W image whose shorter side becomes s."""
+        if h <= w:
+            return s, max(1, int(round(w * s / h)))
+        return max(1, int(round(h * s / w))), s
+
     def __call__(self, img, rng=None):
         check_image(img, "RescaleShorter input")
         s = self.sample_scale(rng)
         h, w = img.shape[:2]
-        if h <= w:
-            nh, nw = s, max(1, int(round(w * s / h)))
-        else:
-            nh, nw = max(1, int(round(h * s / w))), s
+        nh, nw = self.target_size(h, w, s)
         if (nh, nw) == (h, w):
             return img
         return np.asarray(Image.fromarray(img).resize((nw, nh), Image.BILINEAR))
 
+    def rescale_crop(self, f, crop, rng, draft=True):
+        """This rescale followed by ``crop`` (a RandomCrop or CenterCrop), on
+        an ImageFile: the same random draws, in the same order, as the two
+        transforms on the decoded array, and the same pixels up to rounding,
+        for a fraction of the work.
+
+        Only the crop's own size x size pixels are resampled (Pillow's
+        ``resize(box=...)``: the bilinear filter of the whole rescale,
+        evaluated inside the crop), instead of the whole rescaled image. And
+        a JPEG stored at more than DRAFT_MARGIN times the rescaled size is
+        decoded by libjpeg at 1/2, 1/4 or 1/8 scale (``draft``; turned off
+        by ``draft=False``): what the rescale then still has to shrink stays
+        at least a DRAFT_MARGIN-fold reduction, whose filter averages away
+        the difference between libjpeg's reduction and the full-size pixels
+        (tests/data/test_fast_decode.py measures it against the rescale's
+        own error).
+
+        In: ImageFile. Out: (size, size, 3) uint8.
+        """
+        h, w = f.size()
+        s = self.sample_scale(rng)
+        nh, nw = self.target_size(h, w, s)
+        y, x = crop.offsets(nh, nw, rng)
+        c = crop.size
+        if (nh, nw) == (h, w):                     # no rescale: crop the decoded image
+            return np.asarray(f.decode()[0].crop((x, y, x + c, y + c)))
+        want = (nh * DRAFT_MARGIN, nw * DRAFT_MARGIN) if draft else None
+        im, r = f.decode(want)
+        fy, fx = h / nh / r, w / nw / r           # decoded pixels per rescaled pixel
+        box = (x * fx, y * fy, (x + c) * fx, (y + c) * fy)
+        return np.asarray(im.resize((c, c), Image.BILINEAR, box=box))
+
     def __repr__(self):
         return f"RescaleShorter({self.S!r})"
+
+
+#: A JPEG is decoded at a reduced scale only while it stays at least this
+#: many times the size it is rescaled to (see RescaleShorter.rescale_crop).
+DRAFT_MARGIN = 2
 
 
 class RandomCrop:
@@ -168,14 +266,18 @@ class RandomCrop:
     def __init__(self, size):
         self.size = _positive_int(size, "crop size")
 
-    def __call__(self, img, rng):
+    def offsets(self, h, w, rng):
+        """(y, x) of the crop's top-left corner in an H x W image (draws from rng)."""
         _need_rng(rng, "RandomCrop")
-        h, w = img.shape[:2]
         if h < self.size or w < self.size:
             raise ValueError(f"RandomCrop({self.size}): image is {h}x{w}, smaller than the crop; "
                              f"rescale it to at least {self.size} first")
         y = int(rng.integers(0, h - self.size + 1))
         x = int(rng.integers(0, w - self.size + 1))
+        return y, x
+
+    def __call__(self, img, rng):
+        y, x = self.offsets(*img.shape[:2], rng)
         return img[y:y + self.size, x:x + self.size]
 
     def __repr__(self):
@@ -191,12 +293,15 @@ class CenterCrop:
     def __init__(self, size):
         self.size = _positive_int(size, "crop size")
 
-    def __call__(self, img, rng=None):
-        h, w = img.shape[:2]
+    def offsets(self, h, w, rng=None):
+        """(y, x) of the crop's top-left corner in an H x W image."""
         if h < self.size or w < self.size:
             raise ValueError(f"CenterCrop({self.size}): image is {h}x{w}, smaller than the crop; "
                              f"rescale it to at least {self.size} first")
-        y, x = (h - self.size) // 2, (w - self.size) // 2
+        return (h - self.size) // 2, (w - self.size) // 2
+
+    def __call__(self, img, rng=None):
+        y, x = self.offsets(*img.shape[:2])
         return img[y:y + self.size, x:x + self.size]
 
     def __repr__(self):

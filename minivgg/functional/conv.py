@@ -24,16 +24,14 @@ On cuda and emu devices im2col, col2im and the bias+ReLU pass are the
 kernels of ``kernels/conv.cu`` and the GEMMs are cuBLAS (``cupy.matmul``);
 the chunking and the algorithm are the same as here.
 """
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 
 from ..autograd import Function, Tensor
 from ..backend import get_array_module
 from ..cuda import ops
-from ..threads import threads
+from ..threads import pool, threads
+from . import winograd
 
-_POOL = None
 _PARALLEL_MIN = 1 << 16  # elements; smaller copies are not worth a thread hand-off
 
 
@@ -44,16 +42,13 @@ def _copy(dst, src):
     im2col copies are a third of a training step on a 2-core machine, and
     NumPy releases the GIL while copying, so threads really run in parallel.
     """
-    global _POOL
     n = threads()
     if get_array_module(dst) is not np or n < 2 or dst.size < _PARALLEL_MIN \
             or dst.shape[0] < n:
         dst[...] = src
         return dst
-    if _POOL is None or _POOL._max_workers != n:
-        _POOL = ThreadPoolExecutor(n, thread_name_prefix="minivgg-copy")
     bounds = np.linspace(0, dst.shape[0], n + 1).astype(int)
-    jobs = [_POOL.submit(np.copyto, dst[a:b], src[a:b])
+    jobs = [pool().submit(np.copyto, dst[a:b], src[a:b])
             for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
     for j in jobs:
         j.result()
@@ -241,6 +236,23 @@ def _conv_weight_grad(dev, x, gy2, w_shape, stride, padding):
     return gw.reshape(w_shape)
 
 
+#: Which algorithm the CPU path uses for 3x3 stride-1 convolutions with an
+#: even output size (winograd.applies): "auto" uses Winograd F(2x2, 3x3)
+#: when both channel counts are at least WINOGRAD_MIN_CHANNELS (below that
+#: its transforms cost more than the multiplications it saves), "always"
+#: wherever it applies (tests), "never" keeps im2col + GEMM.
+WINOGRAD = "auto"
+WINOGRAD_MIN_CHANNELS = 64
+
+
+def _use_winograd(dev, x_shape, w_shape, stride, padding):
+    """True when the CPU path computes this convolution with winograd.conv3x3."""
+    if dev.uses_kernels or WINOGRAD == "never" \
+            or not winograd.applies(x_shape, w_shape, stride, padding):
+        return False
+    return WINOGRAD == "always" or min(w_shape[:2]) >= WINOGRAD_MIN_CHANNELS
+
+
 class Conv2d(Function):
     """y = x * w + b (cross-correlation, as in every DL framework), then
     max(y, 0) when ``relu`` (VGG's conv + ReLU as one op).
@@ -256,8 +268,12 @@ class Conv2d(Function):
     def forward(self, x, w, b=None):
         n = x.shape[0]
         k = w.shape[0]
-        y2, (oh, ow) = _conv_gemm(self.device, x, w, self.stride, self.padding, b, self.relu)
-        y = y2.reshape(k, n, oh, ow).transpose(1, 0, 2, 3)
+        if _use_winograd(self.device, x.shape, w.shape, self.stride, self.padding):
+            y = winograd.conv3x3(x, w, self.padding, b, self.relu).transpose(1, 0, 2, 3)
+        else:
+            y2, (oh, ow) = _conv_gemm(self.device, x, w, self.stride, self.padding, b,
+                                      self.relu)
+            y = y2.reshape(k, n, oh, ow).transpose(1, 0, 2, 3)
         self.x, self.w = x, w
         self.y = y if self.relu else None  # where y > 0 is the ReLU's gradient mask
         return y
@@ -272,12 +288,20 @@ class Conv2d(Function):
         gy2 = gy.transpose(1, 0, 2, 3).reshape(k, -1)
         gx = gw = None
         if self.needs_input_grad[1]:
-            gw = _conv_weight_grad(dev, x, gy2, w.shape, self.stride, self.padding)
+            if _use_winograd(dev, x.shape, w.shape, self.stride, self.padding):
+                gw = winograd.weight_grad(x, gy.transpose(1, 0, 2, 3), self.padding)
+            else:
+                gw = _conv_weight_grad(dev, x, gy2, w.shape, self.stride, self.padding)
         if self.needs_input_grad[0]:
             if sh == 1 and sw == 1 and ph <= kh - 1 and pw <= kw - 1:
                 w_t = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (C, K, KH, KW)
-                g2, _ = _conv_gemm(dev, gy, w_t, (1, 1), (kh - 1 - ph, kw - 1 - pw))
-                gx = g2.reshape(c, x.shape[0], x.shape[2], x.shape[3]).transpose(1, 0, 2, 3)
+                pad_t = (kh - 1 - ph, kw - 1 - pw)
+                if _use_winograd(dev, gy.shape, w_t.shape, (1, 1), pad_t):
+                    u_t = winograd.flipped_weight_transform(w)
+                    gx = winograd.conv3x3(gy, None, pad_t, u=u_t).transpose(1, 0, 2, 3)
+                else:
+                    g2, _ = _conv_gemm(dev, gy, w_t, (1, 1), pad_t)
+                    gx = g2.reshape(c, x.shape[0], x.shape[2], x.shape[3]).transpose(1, 0, 2, 3)
             else:
                 gcol = w.reshape(k, -1).T @ gy2
                 if dev.uses_kernels:

@@ -1,7 +1,31 @@
 """Fully-connected layers (§2.1: FC-4096, FC-4096, FC-1000 of Table 1) and
 the flattening between the conv stack and them.
 """
-from ..autograd import Function, reshape
+import numpy as np
+
+from ..autograd import ADDED_IN_PLACE, Function, reshape
+
+#: Rows of dW per block when Linear adds its weight gradient straight into the
+#: gradient buffer: a block (rows x F_in) stays in cache between the GEMM
+#: that writes it and the addition that reads it (about 2^20 elements).
+ACCUMULATE_ELEMENTS = 1 << 20
+
+
+def add_matmul(a, b, out):
+    """out += a @ b without an out-sized temporary: a (M, P), b (P, Q), out (M, Q).
+
+    The product is formed in blocks of rows that fit in cache and each
+    block is added while it is hot: one pass over ``out`` instead of a
+    freshly allocated (page-faulted) M x Q product and a second pass to add it.
+    """
+    rows = max(1, ACCUMULATE_ELEMENTS // max(out.shape[1], 1))
+    tmp = np.empty((min(rows, out.shape[0]), out.shape[1]), dtype=out.dtype)
+    for r0 in range(0, out.shape[0], rows):
+        r1 = min(out.shape[0], r0 + rows)
+        t = tmp[:r1 - r0]
+        np.matmul(a[r0:r1], b, out=t)
+        out[r0:r1] += t
+    return out
 
 
 def check_linear_shapes(x_shape, w_shape, where="linear"):
@@ -24,7 +48,17 @@ class Linear(Function):
 
     def backward(self, gy):
         gx = gy @ self.w if self.needs_input_grad[0] else None
-        gw = gy.T @ self.x if self.needs_input_grad[1] else None
+        gw = None
+        if self.needs_input_grad[1]:
+            into = self.grad_into[1] if self.grad_into else None
+            if into is not None and not self.device.uses_kernels \
+                    and into.dtype == np.result_type(gy.dtype, self.x.dtype):
+                # The optimizer's gradient view: add dW to it in cached blocks
+                # (FC1 of VGG at 224x224 has 103M weights).
+                add_matmul(gy.T, self.x, into)
+                gw = ADDED_IN_PLACE
+            else:
+                gw = gy.T @ self.x
         grads = (gx, gw)
         if len(self.needs_input_grad) == 3:
             grads += (gy.sum(axis=0) if self.needs_input_grad[2] else None,)

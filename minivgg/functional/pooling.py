@@ -5,7 +5,8 @@ Ties: when several inputs of a window share the maximum, the gradient goes
 to the first of them in row-major window order (top-left first), the same
 rule as PyTorch's CPU kernel, so results are deterministic and comparable.
 Windows that would run past the (padded) input are dropped (floor mode);
-padding counts as -infinity.
+padding counts as -infinity. A NaN in a window is its maximum, and the
+first NaN gets the gradient (as in the kernel).
 
 On cuda and emu devices forward and backward are the kernels of
 ``kernels/pool.cu`` (backward as a gather, one thread per input pixel).
@@ -54,9 +55,14 @@ class MaxPool2d(Function):
     """x (N, C, H, W) -> y (N, C, OH, OW), the maximum of each window.
 
     Works slot by slot: each of the KH*KW positions inside a window is a
-    strided (N, C, OH, OW) view of the input; the maximum and the first
-    slot that attains it take a few elementwise passes over arrays the size
-    of the output, with no copy of the windows.
+    strided (N, C, OH, OW) view of the input, and the maximum takes
+    KH*KW - 1 elementwise passes over arrays the size of the output, with no
+    copy of the windows. On the CPU, forward keeps only references to its
+    input and output (arrays the layers around it keep anyway: the fused
+    conv + ReLU before it and the convolution after it), and backward finds
+    the first slot holding each maximum from them; forward computes no
+    index, so evaluation pays for the maximum alone. On a kernel device
+    forward stores the index (one byte per output).
     """
 
     def __init__(self, kernel_size=2, stride=None, padding=0):
@@ -79,16 +85,7 @@ class MaxPool2d(Function):
         y = slots[0].copy() if len(slots) == 1 else xp.maximum(slots[0], slots[1])
         for v in slots[2:]:
             xp.maximum(y, v, out=y)
-        # idx = the first slot holding the maximum (the documented tie rule),
-        # built from one-byte masks, which is cheaper than a masked copy.
-        idx = xp.zeros(y.shape, dtype=np.uint8 if kh * kw <= 255 else np.int32)
-        taken = xp.zeros(y.shape, dtype=bool)
-        for s, v in enumerate(slots):
-            first = (v == y) & ~taken
-            taken |= first
-            if s:
-                idx += first.astype(idx.dtype) * idx.dtype.type(s)
-        self.idx = idx
+        self.a, self.y = a, y
         return y
 
     def backward(self, gy):
@@ -102,18 +99,31 @@ class MaxPool2d(Function):
         # Channel-major like the activations around it (see functional/conv.py).
         gx = xp.zeros((c, n, h + 2 * ph, w + 2 * pw), dtype=gy.dtype).transpose(1, 0, 2, 3)
         overlap = sh < kh or sw < kw
+        free = None  # where no earlier slot held the maximum (the documented tie rule)
+        last = kh * kw - 1
+        nan = xp.isnan(self.y)
+        nan = nan if nan.any() else None
         for s in range(kh * kw):
-            g = gy * (self.idx == s)
+            v = _slot(self.a, s // kw, s % kw, self.stride, out_hw)
+            won = v == self.y
+            if nan is not None:  # a NaN maximum: the first NaN of the window wins
+                won |= nan & xp.isnan(v)
+            if free is None:
+                free = ~won
+            else:
+                xp.logical_and(won, free, out=won)
+                if s < last:
+                    xp.logical_xor(free, won, out=free)  # won is a subset of free
             view = _slot(gx, s // kw, s % kw, self.stride, out_hw)
             if overlap:
-                view += g
+                view += gy * won
             else:  # each input position belongs to one window at most
-                view[...] = g
+                xp.multiply(gy, won, out=view)
         return gx[:, :, ph:ph + h, pw:pw + w]
 
     def release(self):
         super().release()
-        self.idx = None
+        self.idx = self.a = self.y = None
 
 
 def max_pool2d(x, kernel_size=2, stride=None, padding=0):

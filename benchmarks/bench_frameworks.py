@@ -1,0 +1,251 @@
+"""Training step against the NumPy frameworks a teacher might otherwise
+pick: DeZero and Chainer (CPU), and PyTorch, in the same run.
+
+The model is VGG-A (Table 1) with 10 classes and the paper's FC width 4096
+(dropout 0.5 on FC1 and FC2), one SGD step with momentum 0.9 and weight
+decay 5e-4, on random 32x32 inputs, batch 64, written with each framework's
+own layers. minivgg and PyTorch run in this process; each other framework
+runs in a worker process of its own (started with the PYTHONPATH given on
+the command line, since neither imports beside NumPy 2: see
+docs/benchmarks.md), which times one step whenever it is asked. The
+contestants' steps are interleaved and the best of ``--repeats`` is kept.
+
+    python benchmarks/bench_frameworks.py \\
+        --dezero-path /tmp/np123:/tmp/fw_dezero --chainer-path /tmp/np123:/tmp/fw_chainer \\
+        [--threads 1] [--write-md docs/benchmarks.md]
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+SIZE, BATCH, CLASSES, FC = 32, 64, 10, 4096
+# Table 1, configuration A: channels of each 3x3 convolution, "M" a 2x2 max-pool.
+VGG_A = [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"]
+
+
+def data(np):
+    rng = np.random.RandomState(0)
+    x = rng.standard_normal((BATCH, 3, SIZE, SIZE)).astype(np.float32)
+    return x, (np.arange(BATCH) % CLASSES).astype(np.int32)
+
+
+def dezero_step():
+    import numpy as np
+    import dezero
+    import dezero.functions as F
+    import dezero.layers as L
+    from dezero import optimizers
+
+    class VGG(dezero.Model):
+        def __init__(self):
+            super().__init__()
+            self.convs, c = [], 3
+            for i, v in enumerate(VGG_A):
+                if v != "M":
+                    conv = L.Conv2d(v, 3, 1, 1, in_channels=c)
+                    setattr(self, f"conv{i}", conv)
+                    self.convs.append(conv)
+                    c = v
+                else:
+                    self.convs.append("M")
+            self.fc1 = L.Linear(FC, in_size=c * (SIZE // 32) ** 2)
+            self.fc2 = L.Linear(FC, in_size=FC)
+            self.fc3 = L.Linear(CLASSES, in_size=FC)
+
+        def forward(self, x):
+            for layer in self.convs:
+                x = F.pooling(x, 2, 2) if layer == "M" else F.relu(layer(x))
+            x = F.reshape(x, (x.shape[0], -1))
+            x = F.dropout(F.relu(self.fc1(x)))
+            x = F.dropout(F.relu(self.fc2(x)))
+            return self.fc3(x)
+
+    model = VGG()
+    opt = optimizers.MomentumSGD(1e-4, 0.9).setup(model)
+    opt.add_hook(optimizers.WeightDecay(5e-4))
+    x, t = data(np)
+
+    def step():
+        loss = F.softmax_cross_entropy(model(x), t)
+        model.cleargrads()
+        loss.backward()
+        opt.update()
+    return step, f"DeZero {getattr(dezero, '__version__', '')} (numpy {np.__version__})"
+
+
+def chainer_step():
+    import numpy as np
+    import chainer
+    import chainer.functions as F
+    import chainer.links as L
+    from chainer import optimizer_hooks, optimizers
+
+    class VGG(chainer.Chain):
+        def __init__(self):
+            super().__init__()
+            self.plan, c = [], 3
+            with self.init_scope():
+                for i, v in enumerate(VGG_A):
+                    if v != "M":
+                        setattr(self, f"conv{i}", L.Convolution2D(c, v, 3, 1, 1))
+                        self.plan.append(f"conv{i}")
+                        c = v
+                    else:
+                        self.plan.append("M")
+                self.fc1 = L.Linear(c * (SIZE // 32) ** 2, FC)
+                self.fc2 = L.Linear(FC, FC)
+                self.fc3 = L.Linear(FC, CLASSES)
+
+        def forward(self, x):
+            for name in self.plan:
+                x = F.max_pooling_2d(x, 2) if name == "M" else F.relu(getattr(self, name)(x))
+            x = F.dropout(F.relu(self.fc1(x)))
+            x = F.dropout(F.relu(self.fc2(x)))
+            return self.fc3(x)
+
+    model = VGG()
+    opt = optimizers.MomentumSGD(1e-4, 0.9)
+    opt.setup(model)
+    opt.add_hook(optimizer_hooks.WeightDecay(5e-4))
+    x, t = data(np)
+
+    def step():
+        loss = F.softmax_cross_entropy(model(x), t)
+        model.cleargrads()
+        loss.backward()
+        opt.update()
+    return step, f"Chainer {chainer.__version__} (numpy {np.__version__})"
+
+
+def worker(name):
+    """Time one step per line read from stdin; reply with a JSON line."""
+    step, label = {"dezero": dezero_step, "chainer": chainer_step}[name]()
+    print(json.dumps({"label": label}), flush=True)
+    for _ in sys.stdin:
+        t0 = time.perf_counter()
+        step()
+        print(json.dumps({"seconds": time.perf_counter() - t0}), flush=True)
+
+
+class Remote:
+    """A framework in its own process: ``remote()`` runs one step there and
+    returns its time."""
+
+    def __init__(self, name, pythonpath, threads):
+        env = dict(os.environ, PYTHONPATH=pythonpath, OPENBLAS_NUM_THREADS=str(threads),
+                   OMP_NUM_THREADS=str(threads), SETUPTOOLS_USE_DISTUTILS="stdlib")
+        self.proc = subprocess.Popen([sys.executable, "-W", "ignore", os.path.abspath(__file__),
+                                      "--worker", name], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, env=env)
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the {name} worker did not start (PYTHONPATH={pythonpath})")
+        self.label = json.loads(line)["label"]
+
+    def __call__(self):
+        self.proc.stdin.write("step\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())["seconds"]
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--worker", choices=["dezero", "chainer"], help=argparse.SUPPRESS)
+    p.add_argument("--dezero-path", help="PYTHONPATH under which DeZero imports")
+    p.add_argument("--chainer-path", help="PYTHONPATH under which Chainer imports")
+    p.add_argument("--threads", type=int, default=os.cpu_count(), help="BLAS threads for all")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--write-md", metavar="PATH")
+    a = p.parse_args(argv)
+    if a.worker:
+        return worker(a.worker)
+
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import numpy as np
+    import torch
+    from common import command_line, load_average, machine, today, write_section
+    from minivgg import Tensor
+    from minivgg import functional as F
+    from minivgg.models import vgg
+    from minivgg.optim import SGD
+    from minivgg.testing import torch_vgg
+    from minivgg.threads import set_threads
+
+    set_threads(a.threads)
+    torch.set_num_threads(a.threads)
+    load_before = load_average()
+    model = vgg("A", num_classes=CLASSES, input_size=SIZE, fc_width=FC, init="kaiming", seed=0)
+    tmodel = torch_vgg(model)
+    opt = SGD(model.parameters(), 1e-4, 0.9, 5e-4)
+    topt = torch.optim.SGD(tmodel.parameters(), 1e-4, momentum=0.9, weight_decay=5e-4)
+    x, t = data(np)
+    tx, tt = torch.tensor(x), torch.tensor(t.astype(np.int64))
+
+    def timed(fn):
+        def run():
+            t0 = time.perf_counter()
+            fn()
+            return time.perf_counter() - t0
+        return run
+
+    def ours():
+        loss = F.softmax_cross_entropy(model(Tensor(x)), t)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    def theirs():
+        loss = torch.nn.functional.cross_entropy(tmodel(tx), tt)
+        topt.zero_grad()
+        loss.backward()
+        topt.step()
+
+    contestants = [("minivgg", timed(ours)), (f"PyTorch {torch.__version__}", timed(theirs))]
+    remotes = []
+    for name, path in (("dezero", a.dezero_path), ("chainer", a.chainer_path)):
+        if path:
+            r = Remote(name, path, a.threads)
+            remotes.append(r)
+            contestants.append((r.label, r))
+    best = {label: float("inf") for label, _ in contestants}
+    for k in range(a.repeats + 1):          # the first round is a warm-up
+        for label, fn in contestants:
+            s = fn()
+            if k:
+                best[label] = min(best[label], s)
+            print(f"round {k}: {label} {s:.3f} s", flush=True)
+    for r in remotes:
+        r.close()
+    ref = best["minivgg"]
+    rows = [f"| {label} | {s:.3f} | {BATCH / s:.1f} | {s / ref:.2f} |" for label, s in best.items()]
+    text = "\n".join([
+        f"Measured by `benchmarks/bench_frameworks.py` on {today()}; machine: "
+        f"{machine(load=False)}; BLAS threads: {a.threads}; load average before the run "
+        f"{load_before}, after {load_average()}.",
+        "",
+        f"Command: `{command_line()}`",
+        "",
+        f"VGG-A, 32x32 inputs, batch {BATCH}, FC width {FC}, {CLASSES} classes, one SGD step "
+        f"(momentum 0.9, weight decay 5e-4), written with each framework's own layers; best "
+        f"of {a.repeats} interleaved runs after a warm-up. 'x minivgg' is the framework's "
+        f"time over minivgg's (above 1: minivgg is faster).",
+        "",
+        "| framework | s/step | img/s | x minivgg |",
+        "| --- | ---: | ---: | ---: |",
+    ] + rows)
+    print(text)
+    if a.write_md:
+        write_section(a.write_md, "Training step against DeZero and Chainer (CPU)", text)
+
+
+if __name__ == "__main__":
+    main()

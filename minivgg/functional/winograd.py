@@ -1,0 +1,329 @@
+"""Winograd F(2x2, 3x3): the 3x3 stride-1 convolutions of VGG (§2.1) with
+2.25x fewer multiplications (Lavin & Gray, "Fast Algorithms for
+Convolutional Neural Networks", CVPR 2016, measured there on VGG).
+
+A 2x2 tile of output pixels depends on a 4x4 tile d of the (padded) input.
+With the constant matrices below,
+
+    y_tile = A^T [ (G g G^T) * (B^T d B) ] A        (* elementwise)
+
+is the correlation of d with the 3x3 filter g, using 16 multiplications
+instead of 2*2*9 = 36. Summed over input channels, the elementwise product
+becomes, for each of the 16 positions (a, b) of the 4x4 transformed tile,
+one matrix product over all T tiles of the batch:
+
+    U[ab] (K, C) = (G w G^T)[a, b]       the transformed filters
+    V[ab] (C, T) = (B^T d B)[a, b]       the transformed input tiles
+    M[ab] (K, T) = U[ab] @ V[ab]         16 GEMMs of K x C x T
+    y            = A^T M A                 per tile, then bias and ReLU
+
+T = N * OH/2 * OW/2, so the 16 GEMMs do 16*K*C*T = 4*K*C*N*OH*OW
+multiply-adds where im2col + GEMM does 9*K*C*N*OH*OW. The transforms cost
+a few additions per element; they are written as whole-array NumPy
+additions (no per-tile loop) over cache-sized blocks of tiles, so each
+block is transformed, multiplied and transformed back while it is still in
+cache.
+
+Layout. Each block's input is first copied into "parity planes": the
+padded image split into its 4 sub-images of even/odd rows and even/odd
+columns, P[i, j][t, s] = xpad[2t + i, 2s + j], with the batch last:
+(TY + 1, TX + 1, N) each. Element (i, j) of tile (t, s) is then
+P[i % 2, j % 2][t + i // 2, s + j // 2]: a shifted window of one plane,
+whose rows are runs of TX * N contiguous numbers. Every addition of the
+transforms thus runs over long contiguous stretches (NumPy is 3-4x slower
+on the short rows of a strided view, and tiles never need a copy of their
+own), at the price of a transposing copy into the planes and one out of
+the output tiles.
+
+Backward, exact for the algorithm above:
+
+* dX of a stride-1 convolution is the convolution of gy with the flipped,
+  transposed kernel (padding 2 - P): the same forward code;
+* dW: with dM = A dY A^T (per tile, from gy), dU[ab] = dM[ab] @ V[ab]^T,
+  16 GEMMs of K x T x C, and dW = G^T dU G.
+
+Float32 error: the transforms have coefficients 0, +-1/2 and +-1, so the
+result differs from the direct convolution by a few float32 roundings of
+the tile sums; tests/test_winograd.py states and checks the bound. Only
+the CPU (NumPy) path uses this module; see functional/conv.py for when.
+
+Shape letters: N, C, H, W, K, OH, OW as in functional/__init__.py;
+T tiles, TY x TX tiles per image (TY = OH/2, TX = OW/2).
+"""
+import math
+import threading
+
+import numpy as np
+
+from ..threads import pool, threads
+
+#: B^T (input transform), G (filter transform), A^T (output transform) of F(2x2, 3x3).
+BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
+G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=np.float64)
+AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64)
+
+#: Tiles per block are chosen so that a block's transformed input and output,
+#: 16 * (C + K) * tiles elements, stay near this size (float32: 8 MiB).
+BLOCK_ELEMENTS = 1 << 21
+
+_PARALLEL_MIN = 1 << 15  # elements per block below which the transforms stay on one thread
+
+
+def applies(x_shape, w_shape, stride, padding):
+    """True when F(2x2, 3x3) computes this convolution: a 3x3 kernel,
+    stride 1, padding 0..2, and an even output size (whole 2x2 tiles)."""
+    if tuple(w_shape[2:]) != (3, 3) or tuple(stride) != (1, 1):
+        return False
+    ph, pw = padding
+    if not (0 <= ph <= 2 and 0 <= pw <= 2):
+        return False
+    oh, ow = x_shape[2] + 2 * ph - 2, x_shape[3] + 2 * pw - 2
+    return oh >= 2 and ow >= 2 and oh % 2 == 0 and ow % 2 == 0
+
+
+def weight_transform(w):
+    """U = G w G^T per filter: w (K, C, 3, 3) -> U (16, K, C), U[4a + b] = (G w G^T)[a, b].
+
+    One product of the 16x9 matrix kron(G, G) with the filter taps, read in
+    place as a transposed (9, K*C) operand.
+    """
+    k, c = w.shape[:2]
+    taps = w.reshape(k * c, 9)
+    return (np.kron(G, G).astype(w.dtype) @ taps.T).reshape(16, k, c)
+
+
+#: U of the flipped kernel: G reverses into itself with rows 0 and 3 swapped,
+#: so G rot180(g) G^T = (G g G^T)[s][:, s] with s = (3, 1, 2, 0).
+_FLIP = [4 * a + b for a in (3, 1, 2, 0) for b in (3, 1, 2, 0)]
+
+
+def flipped_weight_transform(w):
+    """U of the kernel of dX = conv(gy, rot180(w) with K and C swapped):
+    w (K, C, 3, 3) -> (16, C, K), from weight_transform(w) by permuting the
+    16 positions (a copy) and transposing each matrix (a view)."""
+    return weight_transform(w)[_FLIP].transpose(0, 2, 1)
+
+
+def weight_transform_adjoint(du):
+    """dW = G^T dU G: dU (16, K, C) -> dW (K, C, 3, 3); the adjoint of weight_transform."""
+    _, k, c = du.shape
+    return (du.reshape(16, k * c).T @ np.kron(G, G).astype(du.dtype)).reshape(k, c, 3, 3)
+
+
+_SCRATCH = threading.local()
+
+
+def scratch(key, shape, dtype):
+    """An uninitialised array for a temporary of the transforms, whose memory
+    is kept (per thread and key) from one call to the next.
+
+    A fresh NumPy array of a few MB gets pages the kernel must map and zero
+    on first touch: in a training step at 32x32 that was 10,000 page faults
+    and a quarter of the CPU time of a 64 -> 128 layer. Kept buffers grow
+    to the largest block seen, a few tens of MB.
+    """
+    bufs = _SCRATCH.__dict__.setdefault("bufs", {})
+    nbytes = math.prod(shape) * np.dtype(dtype).itemsize
+    buf = bufs.get(key)
+    if buf is None or buf.nbytes < nbytes:
+        buf = bufs[key] = np.empty(nbytes, dtype=np.uint8)
+    return buf[:nbytes].view(dtype).reshape(shape)
+
+
+def _split(fn, total, size):
+    """Run fn(a, b) over [0, total) cut into one range per thread (when worth it)."""
+    n = threads()
+    if n < 2 or size < _PARALLEL_MIN or total < n:
+        fn(0, total)
+        return
+    bounds = np.linspace(0, total, n + 1).astype(int)
+    jobs = [pool().submit(fn, a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+    for j in jobs:
+        j.result()
+
+
+def _span(t0, count, parity, pad, size):
+    """Plane positions t0..t0+count of one parity hold xpad[2t + parity], x
+    index 2t + parity - pad; return (first local position inside x, how many,
+    first x index)."""
+    lo = max(t0, -(-(pad - parity) // 2))
+    hi = min(t0 + count, (size - 1 + pad - parity) // 2 + 1)
+    return lo - t0, max(0, hi - lo), 2 * lo + parity - pad
+
+
+def to_planes(x, ph, pw, rows, cols, row0=0, key=None):
+    """x (N, C, H, W) -> P (C, 2, 2, ROWS, COLS, N), the parity planes of x
+    zero-padded by (PH, PW), plane rows row0..row0+ROWS:
+    P[c, i, j, t, s, n] = xpad[n, c, 2(row0 + t) + i, 2s + j], zero wherever
+    that falls outside x. With ``key``, P is that scratch buffer."""
+    n, c, h, w = x.shape
+    shape = (c, 2, 2, rows, cols, n)
+    buf = np.empty(shape, dtype=x.dtype) if key is None else scratch(key, shape, x.dtype)
+    planes = buf.transpose(0, 5, 1, 2, 3, 4)      # indexed as (C, N, 2, 2, ROWS, COLS)
+    xc = x.transpose(1, 0, 2, 3)
+
+    def fill(a, b):
+        for i in (0, 1):
+            t0, nr, r = _span(row0, rows, i, ph, h)
+            for j in (0, 1):
+                s0, nc, q = _span(0, cols, j, pw, w)
+                plane = planes[a:b, :, i, j]
+                plane[:, :, :t0] = 0
+                plane[:, :, t0 + nr:] = 0
+                plane[:, :, t0:t0 + nr, :s0] = 0
+                plane[:, :, t0:t0 + nr, s0 + nc:] = 0
+                plane[:, :, t0:t0 + nr, s0:s0 + nc] = xc[a:b, :, r:r + 2 * nr:2, q:q + 2 * nc:2]
+    _split(fill, c, buf.size)
+    return buf
+
+
+# The transforms along one axis, on lists of arrays (views) that hold tile
+# positions 0..3 (or 0..1) for many tiles at once.
+
+def _bt(d, out):
+    """B^T along the list d[0..3] into out[0..3]: d0 - d2, d1 + d2, d2 - d1, d1 - d3."""
+    np.subtract(d[0], d[2], out=out[0])
+    np.add(d[1], d[2], out=out[1])
+    np.subtract(d[2], d[1], out=out[2])
+    np.subtract(d[1], d[3], out=out[3])
+
+
+def _at(m, out0, out1):
+    """A^T along the list m[0..3]: out0 = m0 + m1 + m2, out1 = m1 - m2 - m3."""
+    np.add(m[0], m[1], out=out0)
+    out0 += m[2]
+    np.subtract(m[1], m[2], out=out1)
+    out1 -= m[3]
+
+
+def _a(e, f, out):
+    """A along the pair (e, f) into out[0..3]: e, e + f, e - f, -f."""
+    np.copyto(out[0], e)
+    np.add(e, f, out=out[1])
+    np.subtract(e, f, out=out[2])
+    np.negative(f, out=out[3])
+
+
+#: Tiles per block are chosen so that a block's transformed input and output,
+#: 16 * (C + K) * tiles elements, stay near this size (float32: 8 MiB), but
+#: at least MIN_BLOCK_TILES: below that the 16 GEMMs run well below BLAS's
+#: rate (measured: K = C = 512 at 126 tiles, 180 GFLOP/s; at 256, 220).
+BLOCK_ELEMENTS = 1 << 21
+MIN_BLOCK_TILES = 256
+
+
+def _blocks(n, ty, tx, per_tile):
+    """(i0, i1, r0, r1): images i0..i1 and tile rows r0..r1 of each block,
+    whole images when one fits, else bands of tile rows of one image."""
+    tiles = max(BLOCK_ELEMENTS // per_tile, MIN_BLOCK_TILES)
+    if ty * tx <= tiles:
+        step = tiles // (ty * tx)
+        return [(i, min(n, i + step), 0, ty) for i in range(0, n, step)]
+    rows = max(1, tiles // tx)
+    return [(i, i + 1, r, min(ty, r + rows)) for i in range(n) for r in range(0, ty, rows)]
+
+
+def _input_tiles(planes, out, a, b):
+    """out (16, C, NR, TX, NI)[:, a:b] = B^T d B of every tile of the planes
+    (C, 2, 2, NR + 1, TX + 1, NI)."""
+    nr, tx = out.shape[2:4]
+    u = scratch("u", (4, 2, b - a) + planes.shape[3:], planes.dtype)[:, :, :, :nr]
+    for j in (0, 1):            # rows, of each column parity j
+        _bt([planes[a:b, i % 2, j, i // 2:i // 2 + nr] for i in range(4)],
+            [u[i, j] for i in range(4)])
+    o = out[:, a:b]
+    for i in range(4):          # columns: column k of a tile is parity k % 2, shift k // 2
+        _bt([u[i, k % 2, :, :, k // 2:k // 2 + tx] for k in range(4)], o[4 * i:4 * i + 4])
+
+
+def _output_tiles(m, y, blk, bias, relu, a, b):
+    """y[a:b, i0:i1, 2r0:2r1] = A^T m A (+ bias, then ReLU) for output
+    channels a..b; m (16, K, NR, TX, NI) a block's tiles."""
+    mk = m[:, a:b]
+    p = scratch("p", (8,) + mk.shape[1:], m.dtype)    # p[4i + j] = (A^T m)[i, j]
+    for j in range(4):
+        _at(mk[j::4], p[j], p[4 + j])
+    if bias is not None:        # column 1 enters both outputs of a row exactly once
+        p[1] += bias[a:b, None, None, None]
+        p[5] += bias[a:b, None, None, None]
+    i0, i1, r0, r1 = blk
+    t = scratch("t", (2,) + mk.shape[1:], m.dtype)
+    for i in range(2):
+        _at(p[4 * i:4 * i + 4], t[0], t[1])
+        for j in range(2):
+            dst = y[a:b, i0:i1, 2 * r0 + i:2 * r1:2, j::2]
+            tiles = t[j].transpose(0, 3, 1, 2)          # (K, NI, NR, TX)
+            if relu:
+                np.maximum(tiles, 0, out=dst)
+            else:
+                np.copyto(dst, tiles)
+
+
+def conv3x3(x, w, padding=(1, 1), b=None, relu=False, u=None):
+    """Winograd convolution: x (N, C, H, W), w (K, C, 3, 3), b (K,) or None
+    -> y (K, N, OH, OW) (channel-major; view it as (N, K, OH, OW) with
+    transpose(1, 0, 2, 3)), max(y, 0) if ``relu``. Needs applies(...).
+    ``u`` (16, K, C): the transformed filters, when already at hand (then
+    ``w`` may be None)."""
+    n, c, h, wd = x.shape
+    k = w.shape[0] if u is None else u.shape[1]
+    ph, pw = padding
+    oh, ow = h + 2 * ph - 2, wd + 2 * pw - 2
+    tx = ow // 2
+    dtype = np.result_type(x.dtype, (w if u is None else u).dtype)
+    x = x.astype(dtype, copy=False)
+    u = weight_transform(w.astype(dtype, copy=False)) if u is None else u.astype(dtype, copy=False)
+    y = np.empty((k, n, oh, ow), dtype=dtype)
+    bias = None if b is None else b.astype(dtype, copy=False)
+    for blk in _blocks(n, oh // 2, tx, 16 * (c + k)):
+        i0, i1, r0, r1 = blk
+        planes = to_planes(x[i0:i1], ph, pw, r1 - r0 + 1, tx + 1, row0=r0, key="planes")
+        shape = (r1 - r0, tx, i1 - i0)
+        v = scratch("v", (16, c) + shape, dtype)
+        _split(lambda a, z: _input_tiles(planes, v, a, z), c, v.size)
+        m = scratch("m", (16, k) + shape, dtype)
+        np.matmul(u, v.reshape(16, c, -1), out=m.reshape(16, k, -1))
+        _split(lambda a, z: _output_tiles(m, y, blk, bias, relu, a, z), k, m.size)
+    return y
+
+
+def _grad_tiles(gplanes, out, a, z):
+    """out (16, K, NR, TX, NI)[:, a:z] = A dY A^T per 2x2 tile of gy, from
+    its parity planes gplanes (K, 2, 2, NR, TX, NI)."""
+    g = gplanes[a:z]
+    o = out[:, a:z]
+    # Rows of A dY: g0, g0 + g1, g0 - g1, -g1 (for each column parity j).
+    s = scratch("s", (2, 2) + o.shape[1:], out.dtype)
+    for j in (0, 1):
+        np.add(g[:, 0, j], g[:, 1, j], out=s[0, j])
+        np.subtract(g[:, 0, j], g[:, 1, j], out=s[1, j])
+    _a(g[:, 0, 0], g[:, 0, 1], o[0:4])
+    _a(s[0, 0], s[0, 1], o[4:8])
+    _a(s[1, 0], s[1, 1], o[8:12])
+    _a(g[:, 1, 0], g[:, 1, 1], o[12:16])   # row 3 is -g1: negate it
+    np.negative(o[12:16], out=o[12:16])
+
+
+def weight_grad(x, gy, padding=(1, 1)):
+    """dW of conv3x3: x (N, C, H, W), gy (K, N, OH, OW) -> (K, C, 3, 3)."""
+    n, c, h, wd = x.shape
+    k = gy.shape[0]
+    ph, pw = padding
+    oh, ow = gy.shape[2:]
+    tx = ow // 2
+    dtype = np.result_type(x.dtype, gy.dtype)
+    x = x.astype(dtype, copy=False)
+    gy = gy.astype(dtype, copy=False).transpose(1, 0, 2, 3)
+    du = np.zeros((16, k, c), dtype=dtype)
+    part = np.empty_like(du)
+    for i0, i1, r0, r1 in _blocks(n, oh // 2, tx, 16 * (c + k)):
+        planes = to_planes(x[i0:i1], ph, pw, r1 - r0 + 1, tx + 1, row0=r0, key="planes")
+        gplanes = to_planes(gy[i0:i1], 0, 0, r1 - r0, tx, row0=r0, key="gplanes")
+        shape = (r1 - r0, tx, i1 - i0)
+        v = scratch("v", (16, c) + shape, dtype)
+        _split(lambda a, z: _input_tiles(planes, v, a, z), c, v.size)
+        dm = scratch("m", (16, k) + shape, dtype)
+        _split(lambda a, z: _grad_tiles(gplanes, dm, a, z), k, dm.size)
+        np.matmul(dm.reshape(16, k, -1), v.reshape(16, c, -1).transpose(0, 2, 1), out=part)
+        du += part
+    return weight_transform_adjoint(du)
