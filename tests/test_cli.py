@@ -45,3 +45,19 @@ def test_setup_installs_the_console_commands():
     for target in scripts.values():
         module, func = target.split(":")
         assert callable(getattr(importlib.import_module(module), func)), target
+
+
+def test_an_uninstalled_checkout_finds_its_cuda_sources():
+    """examples/ put the repository first on sys.path; without an install,
+    `minivgg.kernels` does not exist and the CUDA code must read kernels/."""
+    code = ("import sys; sys.meta_path[:] = [f for f in sys.meta_path "
+            "if 'ditable' not in repr(f)]; sys.path.insert(0, sys.argv[1]); "
+            "import minivgg.cuda.emulator as e, minivgg.cuda.source as s; "
+            "import os; print(os.path.realpath(s.KERNEL_DIR))")
+    res = subprocess.run([sys.executable, "-c", code, ROOT], cwd=os.path.dirname(ROOT),
+                         capture_output=True, text=True, timeout=120,
+                         env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert res.returncode == 0, res.stderr[-2000:]
+    kernels = res.stdout.strip()
+    assert kernels == os.path.realpath(os.path.join(ROOT, "kernels"))
+    assert os.path.isfile(os.path.join(kernels, "conv.cu"))

@@ -37,9 +37,8 @@ import threading
 
 import numpy as np
 
-from ..kernels import KERNEL_DIR
 from .launch import KernelLibrary
-from .source import families, signatures, source_path
+from .source import KERNEL_DIR, families, signatures, source_path
 
 HEADER = "minivgg_emu.h"
 

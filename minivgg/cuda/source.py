@@ -19,7 +19,13 @@ import re
 
 import numpy as np
 
-from ..kernels import KERNEL_DIR
+try:
+    from ..kernels import KERNEL_DIR
+except ModuleNotFoundError:
+    # A checkout used without installing it (examples/ put the repository on
+    # sys.path): the sources sit in kernels/ beside the package folder.
+    KERNEL_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))), "kernels")
 
 #: dtype -> the suffix of the entry point compiled for it.
 SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
