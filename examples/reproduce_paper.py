@@ -441,7 +441,7 @@ def write_doc(path, all_results, histories, meta, fig_paths):
     widths = ", ".join(str(max(1, round(c * prof["width_mult"]))) for c in (64, 128, 256, 512))
     L.append(f"- Nets: Table 1's configurations at width {prof['width_mult']} (conv widths "
              f"{widths}), FC-{prof['fc_width']}, 10 classes, 32x32 crops.")
-    L.append(f"- Training: examples/train_vgg.py's Trainer with the small profile's values "
+    L.append(f"- Training: examples/train_vgg.py's Trainer with these values "
              f"(SGD, momentum 0.9, weight decay 5e-4, batch {prof['batch_size']}, lr "
              f"{prof['lr']}, FC bias 0.1, flips and colour shift), dropout {prof['dropout']}. "
              f"A and A-LRN from He (kaiming) initialisation, {prof['base_epochs']} epochs "

@@ -33,6 +33,7 @@ PAPER = {
     "min_lr": 0.0,          # no floor: the three drops take 1e-2 (or 1e-3) down 1000x
     "max_lr_drops": 3,      # "the learning rate was decreased 3 times"
     "warmup_steps": 0,      # no warm-up in the paper
+    "patience": 3,          # not in the paper: 4 flat epochs of 74 (docs/ambiguities.md)
     "pixel_scale": 255.0,   # Caffe input: 0-255 pixel values minus the mean RGB
 }
 

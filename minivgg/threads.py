@@ -114,3 +114,24 @@ def auto_threads(other_work=None, share=1):
     if busy is None or share > 1:  # ranks of one run count each other as "other work"
         return limit
     return max(1, min(limit, int(cores() - busy + 0.5)))
+
+
+def add_threads_flag(parser):
+    """``--threads N`` for a program that is not the trainer (evaluation, classify)."""
+    parser.add_argument("--threads", type=int, default=0,
+                        help="CPU threads for BLAS and minivgg's copies; 0 (default): the cores "
+                             "other programs leave free, measured for a moment at start")
+
+
+def apply_threads_flag(n, probe_seconds=0.1):
+    """Set the threads ``--threads n`` asks for; 0 looks at the machine for
+    ``probe_seconds`` first (what other programs keep busy) and takes the rest.
+    Returns the number set. ValueError for a negative or fractional ``n``."""
+    if isinstance(n, bool) or int(n) != n or n < 0:
+        raise ValueError(f"--threads must be >= 0 (0: the free cores), got {n!r}")
+    if not n:
+        work = OtherWork()
+        time.sleep(probe_seconds)
+        n = auto_threads(work)
+    set_threads(n)
+    return n

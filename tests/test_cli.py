@@ -61,3 +61,21 @@ def test_an_uninstalled_checkout_finds_its_cuda_sources():
     kernels = res.stdout.strip()
     assert kernels == os.path.realpath(os.path.join(ROOT, "kernels"))
     assert os.path.isfile(os.path.join(kernels, "conv.cu"))
+
+
+def test_evaluate_and_classify_take_threads(tmp_path):
+    from minivgg import threads as th
+    for cmd in ("evaluate", "classify"):
+        res = run(cmd, "--help")
+        assert "--threads" in res.stdout, cmd
+    res = run("evaluate", "--checkpoint", str(tmp_path / "none.npz"), "--threads", "-1")
+    assert res.returncode == 2 and "--threads must be >= 0" in res.stderr.strip().splitlines()[-1]
+    res = run("classify", "--weights", str(tmp_path / "none.npz"), "x.jpg", "--threads", "-1")
+    assert res.returncode == 2 and "--threads must be >= 0" in res.stderr.strip().splitlines()[-1]
+    before = th.threads()
+    try:
+        assert th.apply_threads_flag(1) == 1 and th.threads() == 1
+        n = th.apply_threads_flag(0, probe_seconds=0.01)  # what is free: 1..cores
+        assert 1 <= n <= th.cores() and th.threads() == n
+    finally:
+        th.set_threads(None if before == th.cores() else before)

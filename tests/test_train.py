@@ -22,7 +22,7 @@ ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT] + [p for p in os.envir
 def tiny_recipe(out, **kw):
     base = dict(cfg="A", data="synthetic", image_size=32, train_size=24, val_size=10, crop=32,
                 scale="32:36", batch_size=8, epochs=2, width_mult=0.125, fc_width=16, lr=0.02,
-                init="glorot", out=str(out), progress=False, seed=3,
+                dropout=0.3, init="glorot", out=str(out), progress=False, seed=3,
                 threads=1)  # a fixed thread count: BLAS sums in a thread-dependent order
     base.update(kw)
     return Recipe(**base)

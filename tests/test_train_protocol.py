@@ -19,7 +19,7 @@ from minivgg.train import Recipe, Trainer, evaluate_loader
 def recipe(out, **kw):
     base = dict(cfg="A", data="synthetic", image_size=32, train_size=8, val_size=4, crop=32,
                 scale="32:36", batch_size=8, epochs=4, width_mult=0.125, fc_width=16, lr=0.02,
-                init="glorot", out=str(out), progress=False, seed=1, patience=1,
+                dropout=0.3, init="glorot", out=str(out), progress=False, seed=1, patience=1,
                 max_lr_drops=3, threads=1)  # fixed: BLAS sums in a thread-dependent order
     base.update(kw)
     return Recipe(**base)

@@ -45,6 +45,7 @@ from minivgg.data.classes import read_class_names
 from minivgg.data.preprocess import PRESETS
 from minivgg.evaluate import PROTOCOLS, EvalNet, parse_scales
 from minivgg.models import CONFIGS
+from minivgg.threads import add_threads_flag, apply_threads_flag
 
 #: Test scales for weights that record no training scale, at a 224 crop.
 FOREIGN_SINGLE_Q = 256
@@ -69,6 +70,7 @@ def make_parser():
     p.add_argument("--topk", type=int, default=5, help="classes to print per image (default 5)")
     p.add_argument("--batch-size", type=int, default=64,
                    help="crops per forward pass (dense inputs: the same number of pixels)")
+    add_threads_flag(p)
     return p
 
 
@@ -117,6 +119,7 @@ def main(argv=None):
             raise ValueError(f"--topk must be >= 1, got {args.topk}")
         if args.batch_size < 1:
             raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+        apply_threads_flag(args.threads)
         scales = parse_scales(args.scales) if args.scales is not None else None
         images = read_images(args.images)
         net = EvalNet.from_file(args.weights, cfg=args.cfg, preset=args.preset)

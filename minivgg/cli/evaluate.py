@@ -40,6 +40,7 @@ import sys
 import time
 
 from minivgg.backend import DeviceError, device, set_tf32
+from minivgg.threads import add_threads_flag, apply_threads_flag
 from minivgg.data import stratified_subset
 from minivgg.data.preprocess import PRESETS
 from minivgg.evaluate import (
@@ -118,6 +119,7 @@ def make_parser():
                    help="cpu, cuda, cuda:N or emu (the CUDA kernels run on the CPU)")
     p.add_argument("--tf32", action="store_true",
                    help="on a cuda device, allow TF32 tensor-core matrix products")
+    add_threads_flag(p)
     return p
 
 
@@ -132,6 +134,7 @@ def main(argv=None):
             raise ValueError(f"--limit must be >= 1, got {args.limit}")
         dev = device(args.device)  # a missing GPU is reported before anything is loaded
         set_tf32(dev, args.tf32)
+        apply_threads_flag(args.threads)
         scales = parse_scales(args.scales) if args.scales is not None else None
         paths = [c.strip() for c in args.checkpoint.split(",") if c.strip()]
         if not paths:

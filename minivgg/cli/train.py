@@ -56,7 +56,7 @@ def make_parser(argv=None):
     p.add_argument("--image-size", type=int, default=D.image_size,
                    help="side of the generated synthetic images")
     p.add_argument("--train-size", type=int, default=D.train_size,
-                   help="synthetic data: training images generated (0: 12,000); a real data set "
+                   help="synthetic data: training images generated (0: 48,000); a real data set "
                         "(cifar10, imagefolder): a class-stratified sample of this many training "
                         "images, chosen with --seed (0: all of them)")
     p.add_argument("--val-size", type=int, default=D.val_size,

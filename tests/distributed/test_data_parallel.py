@@ -7,6 +7,7 @@ each run is a few seconds of a tiny VGG-A in float64 with dropout off, so
 weights can be compared to 1e-10.
 """
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -67,7 +68,7 @@ def test_two_ranks_equal_one_process_with_and_without_overlap(tmp_path):
                   ranks=2)
         assert two.returncode == 0, two.stderr[-3000:]
         assert_close(weights(tmp_path / "one"), weights(tmp_path / name))
-        assert two.stdout.count("epoch 1/16:") == 1  # only rank 0 speaks
+        assert len(re.findall(r"^epoch 1/\d+:", two.stdout, re.M)) == 1  # only rank 0 speaks
 
 
 def test_an_uneven_epoch_finishes_on_every_rank_and_matches_one_process(tmp_path):
