@@ -45,6 +45,7 @@ from .autograd import Tensor, no_grad
 from .backend import as_numpy
 from .data.transforms import parse_scale
 from .functional.loss import softmax
+from .tables import render_table
 
 __all__ = [
     "PROTOCOLS", "SCALE_OFFSET", "GRID",
@@ -838,30 +839,8 @@ def format_report(report, fmt="table"):
               f"top-{k} err (%)", "images"]
     body = [[r.model, r.train_scale, r.protocol, r.scales, _pct(r.top1), _pct(r.top5),
              str(r.images)] for r in report.rows]
-    if fmt == "csv":
-        import csv
-        import io
-        out = io.StringIO()
-        w = csv.writer(out, lineterminator="\n")
-        w.writerow(header)
-        w.writerows(body)
-        return out.getvalue()
-    if fmt == "markdown":
-        lines = ["| " + " | ".join(header) + " |",
-                 "|" + "|".join("---" if j < 4 else "---:" for j in range(len(header))) + "|"]
-        lines += ["| " + " | ".join(row) + " |" for row in body]
-        text = "\n".join(lines) + "\n"
-    elif fmt == "table":
-        widths = [max(len(r[j]) for r in [header] + body) for j in range(len(header))]
-
-        def line(row):
-            return "  ".join(c.ljust(w) if j < 4 else c.rjust(w)
-                             for j, (c, w) in enumerate(zip(row, widths))).rstrip()
-        text = "\n".join([line(header), "  ".join("-" * w for w in widths)]
-                         + [line(r) for r in body]) + "\n"
-    else:
-        raise ValueError(f"unknown format {fmt!r}; expected table, markdown or csv")
-    if report.skipped:
+    text = render_table(header, body, fmt, right=range(4, len(header)), text_name="table")
+    if report.skipped and fmt != "csv":  # CSV stays machine-readable: rows only
         text += (f"\n{len(report.skipped)} unreadable image(s) skipped: "
                  + ", ".join(d for _, d, _ in report.skipped[:5])
                  + (", ..." if len(report.skipped) > 5 else "") + "\n")

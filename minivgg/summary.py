@@ -36,6 +36,7 @@ import dataclasses
 import sys
 
 from .models.vgg import CONFIGS, DEPTHS, LRN, M, NUM_POOLS
+from .tables import render_table
 
 __all__ = ["LayerRow", "TABLE2_MILLIONS", "layer_rows", "totals", "format_rows",
            "format_all", "main"]
@@ -152,31 +153,6 @@ def _si(n, unit=""):
     return f"{n} {unit}".rstrip()
 
 
-def _render(header, body, fmt, right=()):
-    if fmt == "csv":
-        import csv
-        import io
-        out = io.StringIO()
-        w = csv.writer(out, lineterminator="\n")
-        w.writerow(header)
-        w.writerows(body)
-        return out.getvalue()
-    if fmt == "markdown":
-        lines = ["| " + " | ".join(header) + " |",
-                 "|" + "|".join("---:" if j in right else "---" for j in range(len(header)))
-                 + "|"]
-        lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in body]
-        return "\n".join(lines) + "\n"
-    if fmt != "text":
-        raise ValueError(f"unknown format {fmt!r}; expected text, markdown or csv")
-    widths = [max(len(str(r[j])) for r in [header] + body) for j in range(len(header))]
-    lines = []
-    for row in [header, ["-" * w for w in widths]] + body:
-        lines.append("  ".join(str(v).rjust(w) if j in right else str(v).ljust(w)
-                               for j, (v, w) in enumerate(zip(row, widths))).rstrip())
-    return "\n".join(lines) + "\n"
-
-
 def format_rows(cfg, rows, fmt="text", input_size=224):
     """One configuration, one row per layer, a totals row; ``fmt``: text, markdown, csv."""
     csv_fmt = fmt == "csv"
@@ -199,7 +175,7 @@ def format_rows(cfg, rows, fmt="text", input_size=224):
             row[3] = f"{row[3]:,}"
             row[4] = f"{row[4]:,}"
             row[6] = _mib(row[6])
-    text = _render(header, body, fmt, right=(3, 4, 5, 6))
+    text = render_table(header, body, fmt, right=(3, 4, 5, 6))
     if not csv_fmt:
         note = (f"VGG-{cfg}: {t['params']:,} parameters ({t['params'] / 1e6:.1f} M"
                 + (f"; Table 2: {TABLE2_MILLIONS[cfg]} M" if cfg in TABLE2_MILLIONS else "")
@@ -260,7 +236,7 @@ def format_all(fmt="text", input_size=224, num_classes=1000, width_mult=1.0, fc_
     if (input_size, num_classes, width_mult, fc_width) == (224, 1000, 1.0, 4096):
         body.append([f"(Table 2: {TABLE2_MILLIONS[c]} M)" for c in cfgs])
     body.append([f"{_si(t[c]['mult_adds'])} mult-adds" for c in cfgs])
-    return _render(header, body, fmt)
+    return render_table(header, body, fmt)
 
 
 def make_parser():
