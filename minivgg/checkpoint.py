@@ -18,6 +18,7 @@ every array's presence and shape, and the zip CRCs; any problem raises
 ``CheckpointError`` before anything is handed back, so a caller never sees a
 half-loaded model.
 """
+import contextlib
 import json
 import os
 import tempfile
@@ -140,14 +141,12 @@ def resolve_checkpoint_path(path):
     return path
 
 
-def read_meta(path):
-    """Only the JSON metadata of a checkpoint (no weights are read): a dict."""
-    path = resolve_checkpoint_path(path)
+@contextlib.contextmanager
+def _damage_is_checkpoint_error(path):
+    """Any error of reading ``path`` (a damaged zip, a bad array or JSON)
+    becomes one CheckpointError naming the file."""
     try:
-        with np.load(path, allow_pickle=False) as z:
-            if "__meta__" not in z.files:
-                raise CheckpointError(f"{path!r} is not a minivgg checkpoint (no __meta__ entry)")
-            return json.loads(bytes(z["__meta__"]).decode("utf-8"))
+        yield
     except CheckpointError:
         raise
     except (zipfile.BadZipFile, OSError, ValueError, KeyError, EOFError,
@@ -156,10 +155,24 @@ def read_meta(path):
                               f"({type(e).__name__}: {e})") from e
 
 
+def _meta(z, path):
+    """The JSON metadata of the open .npz ``z``."""
+    if "__meta__" not in z.files:
+        raise CheckpointError(f"{path!r} is not a minivgg checkpoint (no __meta__ entry)")
+    return json.loads(bytes(z["__meta__"]).decode("utf-8"))
+
+
+def read_meta(path):
+    """Only the JSON metadata of a checkpoint (no weights are read): a dict."""
+    path = resolve_checkpoint_path(path)
+    with _damage_is_checkpoint_error(path), np.load(path, allow_pickle=False) as z:
+        return _meta(z, path)
+
+
 def load_checkpoint(path):
     """Read and validate a checkpoint (file, or directory holding last.npz)."""
     path = resolve_checkpoint_path(path)
-    try:
+    with _damage_is_checkpoint_error(path):
         with open(path, "rb") as f:
             magic = f.read(4)
         if magic != b"PK\x03\x04":  # every .npz is a zip archive
@@ -167,9 +180,7 @@ def load_checkpoint(path):
                                   f"archive (a checkpoint is the last.npz or best.npz that "
                                   f"train_vgg.py writes)")
         with np.load(path, allow_pickle=False) as z:
-            if "__meta__" not in z.files:
-                raise CheckpointError(f"{path!r} is not a minivgg checkpoint (no __meta__ entry)")
-            meta = json.loads(bytes(z["__meta__"]).decode("utf-8"))
+            meta = _meta(z, path)
             if meta.get("format") != FORMAT:
                 raise CheckpointError(f"{path!r} is not a minivgg checkpoint "
                                       f"(format {meta.get('format')!r})")
@@ -197,10 +208,4 @@ def load_checkpoint(path):
                     velocity.append(z[key] if present else None)
                 optimizer_state = {k: o[k] for k in ("lr", "momentum", "weight_decay", "steps")}
                 optimizer_state["velocity"] = velocity
-    except CheckpointError:
-        raise
-    except (zipfile.BadZipFile, OSError, ValueError, KeyError, EOFError,
-            UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"checkpoint {path!r} is truncated or corrupted "
-                              f"({type(e).__name__}: {e})") from e
     return Checkpoint(model_state, optimizer_state, meta, path)
