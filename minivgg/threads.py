@@ -17,6 +17,7 @@ BLAS that keeps two threads on two cores that other programs also want
 spends most of its time waiting for the slower thread (measured in
 docs/benchmarks.md, "Threads on a shared machine").
 """
+import argparse
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -116,22 +117,29 @@ def auto_threads(other_work=None, share=1):
     return max(1, min(limit, int(cores() - busy + 0.5)))
 
 
+def _threads_arg(text):
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"--threads must be >= 0 (0: the free cores), "
+                                         f"got {text!r}")
+    return n
+
+
 def add_threads_flag(parser):
-    """``--threads N`` for a program that is not the trainer (evaluation, classify)."""
-    parser.add_argument("--threads", type=int, default=0,
+    """``--threads N`` for a program that is not the trainer (evaluation, classify);
+    the program then calls ``apply_threads_flag`` once its inputs are loaded."""
+    parser.add_argument("--threads", type=_threads_arg, default=0,
                         help="CPU threads for BLAS and minivgg's copies; 0 (default): the cores "
-                             "other programs leave free, measured for a moment at start")
+                             "other programs kept busy while this one loaded its inputs")
 
 
-def apply_threads_flag(n, probe_seconds=0.1):
-    """Set the threads ``--threads n`` asks for; 0 looks at the machine for
-    ``probe_seconds`` first (what other programs keep busy) and takes the rest.
-    Returns the number set. ValueError for a negative or fractional ``n``."""
-    if isinstance(n, bool) or int(n) != n or n < 0:
-        raise ValueError(f"--threads must be >= 0 (0: the free cores), got {n!r}")
-    if not n:
-        work = OtherWork()
-        time.sleep(probe_seconds)
-        n = auto_threads(work)
+def apply_threads_flag(n, other_work):
+    """Set ``--threads n``; 0 takes what other programs left free since
+    ``other_work`` was marked (``auto_threads``, as the trainer does per
+    epoch). Returns the number set."""
+    n = n or auto_threads(other_work)
     set_threads(n)
     return n

@@ -5,6 +5,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 from conftest import ROOT
 
@@ -74,8 +75,10 @@ def test_evaluate_and_classify_take_threads(tmp_path):
     assert res.returncode == 2 and "--threads must be >= 0" in res.stderr.strip().splitlines()[-1]
     before = th.threads()
     try:
-        assert th.apply_threads_flag(1) == 1 and th.threads() == 1
-        n = th.apply_threads_flag(0, probe_seconds=0.01)  # what is free: 1..cores
+        assert th.apply_threads_flag(1, th.OtherWork()) == 1 and th.threads() == 1
+        work = th.OtherWork()
+        time.sleep(0.06)  # long enough for a measurement (OtherWork.busy_cpus)
+        n = th.apply_threads_flag(0, work)  # what is free: 1..cores
         assert 1 <= n <= th.cores() and th.threads() == n
     finally:
         th.set_threads(None if before == th.cores() else before)

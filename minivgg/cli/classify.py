@@ -45,7 +45,7 @@ from minivgg.data.classes import read_class_names
 from minivgg.data.preprocess import PRESETS
 from minivgg.evaluate import PROTOCOLS, EvalNet, parse_scales
 from minivgg.models import CONFIGS
-from minivgg.threads import add_threads_flag, apply_threads_flag
+from minivgg.threads import OtherWork, add_threads_flag, apply_threads_flag
 
 #: Test scales for weights that record no training scale, at a 224 crop.
 FOREIGN_SINGLE_Q = 256
@@ -114,12 +114,12 @@ def class_names(net, spec):
 def main(argv=None):
     p = make_parser()
     args = p.parse_args(argv)
+    other_work = OtherWork()  # what other programs do while we load: --threads 0
     try:
         if args.topk < 1:
             raise ValueError(f"--topk must be >= 1, got {args.topk}")
         if args.batch_size < 1:
             raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-        apply_threads_flag(args.threads)
         scales = parse_scales(args.scales) if args.scales is not None else None
         images = read_images(args.images)
         net = EvalNet.from_file(args.weights, cfg=args.cfg, preset=args.preset)
@@ -127,6 +127,7 @@ def main(argv=None):
         scales = net.scales_for(args.protocol, scales or default_scales(net, args.protocol))
     except (ValueError, FileNotFoundError) as e:
         p.error(str(e))
+    apply_threads_flag(args.threads, other_work)
 
     w = net.weights
     origin = {"asked": "--preset", "file": "from the file",

@@ -40,11 +40,11 @@ import sys
 import time
 
 from minivgg.backend import DeviceError, device, set_tf32
-from minivgg.threads import add_threads_flag, apply_threads_flag
 from minivgg.data import stratified_subset
 from minivgg.data.preprocess import PRESETS
 from minivgg.evaluate import (
     PROTOCOLS, EvalNet, check_same_classes, evaluate, format_report, parse_scales)
+from minivgg.threads import OtherWork, add_threads_flag, apply_threads_flag
 
 DEFAULT_VAL_SIZE, DEFAULT_IMAGE_SIZE, DEFAULT_SEED = 1000, 32, 0
 
@@ -126,6 +126,7 @@ def make_parser():
 def main(argv=None):
     p = make_parser()
     args = p.parse_args(argv)
+    other_work = OtherWork()  # what other programs do while we load: --threads 0
     # Everything that can be wrong with the request is checked before any image is read.
     try:
         if args.batch_size < 1:
@@ -134,7 +135,6 @@ def main(argv=None):
             raise ValueError(f"--limit must be >= 1, got {args.limit}")
         dev = device(args.device)  # a missing GPU is reported before anything is loaded
         set_tf32(dev, args.tf32)
-        apply_threads_flag(args.threads)
         scales = parse_scales(args.scales) if args.scales is not None else None
         paths = [c.strip() for c in args.checkpoint.split(",") if c.strip()]
         if not paths:
@@ -151,6 +151,7 @@ def main(argv=None):
             dataset = stratified_subset(dataset, args.limit, args.limit_seed)
     except (ValueError, FileNotFoundError, DeviceError) as e:
         p.error(str(e))
+    apply_threads_flag(args.threads, other_work)
     where = getattr(getattr(dataset, "dataset", dataset), "root", None)
     t0 = time.perf_counter()
     old = signal.getsignal(signal.SIGTERM)
