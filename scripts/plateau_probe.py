@@ -32,6 +32,7 @@ activations and the share of the activations' RMS that varies from image to
 image: deep plain ReLU nets map every image to nearly the same vector.
 """
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -50,12 +51,14 @@ DEFAULTS = dict(lr=0.02, momentum=0.9, weight_decay=5e-4, dropout=0.3, fc_bias=0
 
 def build(torch, nn, v):
     """VGG-A (Table 1, column A) at conv1 width ``v['width']``, for 32x32 inputs."""
+    from minivgg.models.vgg import CONFIGS, M
+
     layers, c = [], 3
-    for mult in [1, "M", 2, "M", 4, 4, "M", 8, 8, "M", 8, 8, "M"]:
-        if mult == "M":
+    for width in CONFIGS["A"]:
+        if width == M:
             layers.append(nn.MaxPool2d(2))
             continue
-        out = mult * v["width"]
+        out = max(1, int(round(width * v["width"] / 64)))  # minivgg's width_mult rounding
         layers += [nn.Conv2d(c, out, 3, padding=1)]
         layers += [nn.BatchNorm2d(out)] if v["bn"] else []
         layers += [nn.ReLU()]
@@ -129,15 +132,31 @@ def similarity(seed, workdir, images=64):
     return "\n".join(lines)
 
 
+@contextlib.contextmanager
+def smallest_object(fraction):
+    """SyntheticShapes draws objects from ``fraction`` of the side up, meanwhile."""
+    import minivgg.data.synthetic as synthetic
+
+    original, synthetic._MIN_SIZE = synthetic._MIN_SIZE, fraction
+    try:
+        yield
+    finally:
+        synthetic._MIN_SIZE = original
+
+
 def probe(v, seed, workdir):
+    """Train variant ``v`` from seed ``seed``: (val errors per epoch, last loss, seconds)."""
+    with smallest_object(v["min_object"]):  # images are drawn while training
+        return _probe(v, seed, workdir)
+
+
+def _probe(v, seed, workdir):
     import torch
     import torch.nn as nn
 
-    import minivgg.data.synthetic as synthetic
     from minivgg.train import Recipe, Trainer
 
     torch.set_num_threads(1)
-    synthetic._MIN_SIZE = v["min_object"]
     out = os.path.join(workdir, f"s{seed}")
     shutil.rmtree(out, ignore_errors=True)  # the mean RGB depends on the variant's data
     r = Recipe(out=out, overwrite=True, progress=False, seed=seed, threads=1, val_size=500,
@@ -171,7 +190,6 @@ def probe(v, seed, workdir):
             for x, y in t.val_loader:
                 wrong.append(net(torch.from_numpy(np.asarray(x))).argmax(1).numpy() != np.asarray(y))
         curve.append(round(100 * float(np.concatenate(wrong).mean()), 1))
-    synthetic._MIN_SIZE = DEFAULTS["min_object"]
     return curve, float(np.mean(losses[-50:])), time.time() - start
 
 
