@@ -183,6 +183,17 @@ def main(argv=None):
 
     jpeg_note = mix_note = ""
     compared = []
+
+    def run_folder(root, name, images):
+        """(b) and (c): the ImageNet pipeline on a JPEG folder, today's and the old one."""
+        ds = ImageFolder(root)
+        tf = train_transform(224, (256, 512), IMAGENET_MEAN)
+        run(name, ds, tf, a.jpeg_batch, min(images, len(ds)))
+        run(name + ", before (arrays, step by step)", ds, StepByStep(tf), a.jpeg_batch,
+            min(images, len(ds)))
+        if a.compare_images:
+            compared.append((name, compare_pipelines(ds, a.compare_images, 3)))
+
     if not a.skip_jpeg:
         with tempfile.TemporaryDirectory() as tmp:
             root = a.imagefolder
@@ -196,13 +207,7 @@ def main(argv=None):
             else:
                 jpeg_note = f"(b) uses the folder {root}."
                 name = f"{os.path.basename(os.path.normpath(root))}, crop 224, S~U[256,512]"
-            ds = ImageFolder(root)
-            tf = train_transform(224, (256, 512), IMAGENET_MEAN)
-            run(name, ds, tf, a.jpeg_batch, min(a.jpeg_images, len(ds)))
-            run(name + ", before (arrays, step by step)", ds, StepByStep(tf), a.jpeg_batch,
-                min(a.jpeg_images, len(ds)))
-            if a.compare_images:
-                compared.append((name, compare_pipelines(ds, a.compare_images, 3)))
+            run_folder(root, name, a.jpeg_images)
     if a.mix_count:
         with tempfile.TemporaryDirectory() as root:
             t0 = time.perf_counter()
@@ -211,14 +216,8 @@ def main(argv=None):
                         f"MIX ({', '.join(f'{w}x{h} {p:.0%}' for (w, h), p in MIX)}; quality 90, "
                         f"{avg / 1024:.0f} KiB on average, made in "
                         f"{time.perf_counter() - t0:.1f} s).")
-            name = "ImageNet-like mix 75x56..2400x1600, crop 224, S~U[256,512]"
-            ds = ImageFolder(root)
-            tf = train_transform(224, (256, 512), IMAGENET_MEAN)
-            run(name, ds, tf, a.jpeg_batch, min(a.mix_images, len(ds)))
-            run(name + ", before (arrays, step by step)", ds, StepByStep(tf), a.jpeg_batch,
-                min(a.mix_images, len(ds)))
-            if a.compare_images:
-                compared.append((name, compare_pipelines(ds, a.compare_images, 3)))
+            run_folder(root, "ImageNet-like mix 75x56..2400x1600, crop 224, S~U[256,512]",
+                       a.mix_images)
 
     if a.write_md:
         cmd = command_line([os.path.relpath(__file__)]
