@@ -67,13 +67,18 @@ def dezero_step():
     opt = optimizers.MomentumSGD(1e-4, 0.9).setup(model)
     opt.add_hook(optimizers.WeightDecay(5e-4))
     x, t = data(np)
+    label = f"DeZero {getattr(dezero, '__version__', '')} (numpy {np.__version__})"
+    return chainer_like_step(F, model, opt, x, t), label
 
+
+def chainer_like_step(F, model, opt, x, t):
+    """One SGD step in DeZero or Chainer, whose APIs agree here (``F``: the functions module)."""
     def step():
         loss = F.softmax_cross_entropy(model(x), t)
         model.cleargrads()
         loss.backward()
         opt.update()
-    return step, f"DeZero {getattr(dezero, '__version__', '')} (numpy {np.__version__})"
+    return step
 
 
 def chainer_step():
@@ -111,13 +116,8 @@ def chainer_step():
     opt.setup(model)
     opt.add_hook(optimizer_hooks.WeightDecay(5e-4))
     x, t = data(np)
-
-    def step():
-        loss = F.softmax_cross_entropy(model(x), t)
-        model.cleargrads()
-        loss.backward()
-        opt.update()
-    return step, f"Chainer {chainer.__version__} (numpy {np.__version__})"
+    label = f"Chainer {chainer.__version__} (numpy {np.__version__})"
+    return chainer_like_step(F, model, opt, x, t), label
 
 
 def worker(name):
