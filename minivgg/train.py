@@ -34,10 +34,14 @@ from .nn.init import INIT_SCHEMES
 from .optim import SGD, ReduceLROnPlateau
 
 
-#: For messages: the flags of Trainer.MAY_CHANGE_ON_RESUME as the command line spells them.
-RESUMABLE_FLAGS = ("--epochs, --max-steps, --workers, --threads, --micro-batch, --device, "
-                   "--tf32, --distributed, --no-overlap, --bucket-mb, --plot, --no-progress, "
-                   "--strict, --lr (continue with this rate)")
+#: Recipe fields the command line spells other than --field-name.
+_FLAG_SPELLING = {"overlap": "--no-overlap", "progress": "--no-progress",
+                  "resume_lr": "--lr (continue with this rate)"}
+
+
+def _flag(name):
+    """The command-line flag of Recipe field ``name``, for messages."""
+    return _FLAG_SPELLING.get(name, "--" + name.replace("_", "-"))
 
 
 class TrainingDiverged(FloatingPointError):
@@ -400,11 +404,12 @@ class Trainer:
                 continue
             mine = getattr(self.recipe, f.name)
             if mine != saved[f.name]:
-                flag = "--" + f.name.replace("_", "-")
-                raise ValueError(f"--resume {ck.path}: {flag} is {mine!r} here but "
+                may = ", ".join(_flag(n) for n in self.MAY_CHANGE_ON_RESUME
+                                if n not in ("out", "overwrite"))  # the folder, not the run
+                raise ValueError(f"--resume {ck.path}: {_flag(f.name)} is {mine!r} here but "
                                  f"{saved[f.name]!r} in the checkpoint; give the same value, or "
                                  f"none (the checkpoint's is used). Settings that may change on "
-                                 f"resume: {RESUMABLE_FLAGS}")
+                                 f"resume: {may}")
 
     def _set_threads(self):
         """--threads N, or (0) what other programs left free of this rank's
