@@ -29,8 +29,29 @@ def load_average(default="n/a"):
         return default
 
 
+# Set by some machines' administrators because older OpenBLAS builds crash or
+# compute wrong results on their processors; a current NumPy's OpenBLAS runs
+# its own (faster) choice of kernels correctly without them.
+OPENBLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+
+def blas_line():
+    """NumPy's BLAS, the kernels it runs, and any OPENBLAS_CORETYPE override."""
+    try:
+        from threadpoolctl import threadpool_info
+        libs = [f"{d['internal_api']} {d.get('version')} ({d.get('architecture')} kernels)"
+                for d in threadpool_info() if d.get("user_api") == "blas"]
+    except ImportError:
+        libs = ["unknown"]
+    env = os.environ.get("OPENBLAS_CORETYPE")
+    return (f"NumPy's BLAS: {', '.join(libs)}" +
+            (f", OPENBLAS_CORETYPE={env} set in the environment" if env
+             else ", kernels of OpenBLAS's own choice"))
+
+
 def machine(load=True):
-    """One line: CPU, cores, OS, Python and library versions, load average.
+    """One line: CPU, cores, OS, Python and library versions, NumPy's BLAS
+    kernels, load average.
 
     load=False leaves the load average out (for scripts that report their own,
     e.g. before and after the run)."""
@@ -43,6 +64,7 @@ def machine(load=True):
         parts.append(f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
     except ImportError:
         pass
+    parts.append(blas_line())
     avg = load_average(None) if load else None
     if avg is not None:
         parts.append(f"load average at start {avg}")
@@ -54,8 +76,15 @@ def today():
 
 
 def command_line(argv=None):
-    """The command that ran this script, ``argv`` (default sys.argv) shell-quoted."""
-    return "python " + " ".join(shlex.quote(a) for a in (sys.argv if argv is None else argv))
+    """The command that ran this script, ``argv`` (default sys.argv) shell-quoted.
+
+    Where the OpenBLAS overrides are absent, the command says to unset them:
+    that reproduces the run on a machine that sets them, and is harmless on
+    one that does not."""
+    cmd = "python " + " ".join(shlex.quote(a) for a in (sys.argv if argv is None else argv))
+    if not any(v in os.environ for v in OPENBLAS_OVERRIDES):
+        cmd = "env " + " ".join(f"-u {v}" for v in OPENBLAS_OVERRIDES) + " " + cmd
+    return cmd
 
 
 def best_time(fn, repeats=3, warmup=1):
