@@ -6,12 +6,20 @@ The model is VGG-A (Table 1) with 10 classes and the paper's FC width 4096
 decay 5e-4, on random 32x32 inputs, batch 64, written with each framework's
 own layers. minivgg and PyTorch run in this process; each other framework
 runs in a worker process of its own (started with the PYTHONPATH given on
-the command line, since neither imports beside NumPy 2: see
-docs/benchmarks.md), which times one step whenever it is asked. The
+the command line), which times one step whenever it is asked. The
 contestants' steps are interleaved and the best of ``--repeats`` is kept.
 
-    python benchmarks/bench_frameworks.py \\
-        --dezero-path /tmp/np123:/tmp/fw_dezero --chainer-path /tmp/np123:/tmp/fw_chainer \\
+Neither DeZero nor Chainer imports unmodified beside NumPy 2: each uses one
+name that NumPy has since removed (``np.int`` and ``np.sctypes``). Two ways
+to run them (docs/benchmarks.md has the install commands):
+
+- ``--compat``: on this process's NumPy, with the removed names put back in
+  the worker before the framework is imported (``restore_removed_numpy_names``),
+  so that all contestants share one NumPy and one BLAS;
+- a PYTHONPATH that puts an old NumPy (1.23) first, without ``--compat``.
+
+    python benchmarks/bench_frameworks.py --compat \\
+        --dezero-path /tmp/fw_dezero --chainer-path /tmp/fw_chainer \\
         [--threads 1] [--write-md docs/benchmarks.md]
 """
 import argparse
@@ -120,10 +128,32 @@ def chainer_step():
     return chainer_like_step(F, model, opt, x, t), label
 
 
-def worker(name):
+def restore_removed_numpy_names():
+    """Put back the two NumPy names that DeZero 0.0.13 and Chainer 7.8.1 use at
+    import time and that NumPy has removed: ``np.int`` (removed in 1.24; DeZero
+    uses it as a dtype, which ``int`` was an alias of) and ``np.sctypes``
+    (removed in 2.0; Chainer reads its lists of scalar types). CuPy is hidden,
+    so that neither framework looks for a GPU: this is a CPU benchmark."""
+    import numpy as np
+    sys.modules["cupy"] = None
+    if not hasattr(np, "int"):
+        np.int = int
+    if not hasattr(np, "sctypes"):
+        np.sctypes = {
+            "int": [np.int8, np.int16, np.int32, np.int64],
+            "uint": [np.uint8, np.uint16, np.uint32, np.uint64],
+            "float": [np.float16, np.float32, np.float64],
+            "complex": [np.complex64, np.complex128],
+            "others": [bool, object, bytes, str, np.void],
+        }
+    return " with np.int/np.sctypes restored"
+
+
+def worker(name, compat):
     """Time one step per line read from stdin; reply with a JSON line."""
+    note = restore_removed_numpy_names() if compat else ""
     step, label = {"dezero": dezero_step, "chainer": chainer_step}[name]()
-    print(json.dumps({"label": label}), flush=True)
+    print(json.dumps({"label": label.replace(")", note + ")", 1)}), flush=True)
     for _ in sys.stdin:
         t0 = time.perf_counter()
         step()
@@ -134,11 +164,11 @@ class Remote:
     """A framework in its own process: ``remote()`` runs one step there and
     returns its time."""
 
-    def __init__(self, name, pythonpath, threads):
+    def __init__(self, name, pythonpath, threads, compat):
         env = dict(os.environ, PYTHONPATH=pythonpath, OPENBLAS_NUM_THREADS=str(threads),
                    OMP_NUM_THREADS=str(threads), SETUPTOOLS_USE_DISTUTILS="stdlib")
         self.proc = subprocess.Popen([sys.executable, "-W", "ignore", os.path.abspath(__file__),
-                                      "--worker", name], stdin=subprocess.PIPE,
+                                      "--worker", name] + ["--compat"] * compat, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, env=env)
         line = self.proc.stdout.readline()
         if not line:
@@ -161,12 +191,14 @@ def main(argv=None):
     p.add_argument("--worker", choices=["dezero", "chainer"], help=argparse.SUPPRESS)
     p.add_argument("--dezero-path", help="PYTHONPATH under which DeZero imports")
     p.add_argument("--chainer-path", help="PYTHONPATH under which Chainer imports")
+    p.add_argument("--compat", action="store_true",
+                   help="run DeZero and Chainer on this NumPy, with the names they need restored")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="BLAS threads for all")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--write-md", metavar="PATH")
     a = p.parse_args(argv)
     if a.worker:
-        return worker(a.worker)
+        return worker(a.worker, a.compat)
 
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -213,7 +245,7 @@ def main(argv=None):
     remotes = []
     for name, path in (("dezero", a.dezero_path), ("chainer", a.chainer_path)):
         if path:
-            r = Remote(name, path, a.threads)
+            r = Remote(name, path, a.threads, a.compat)
             remotes.append(r)
             contestants.append((r.label, r))
     best = {label: float("inf") for label, _ in contestants}
