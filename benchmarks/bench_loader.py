@@ -15,20 +15,29 @@ Three workloads:
 For (b) and (c) the loader's path for image files (ImageFolder.open_file:
 only the crop is resampled, large JPEGs decoded at a reduced scale, the
 float steps fused) is compared with the path before it (decoded arrays,
-every step on its own), and, image by image in one process with the
-contestants interleaved, with the steps torchvision's ImageFolder would run
-(Pillow decode, Resize, RandomCrop, flip, ToTensor, Normalize) re-enacted
-with Pillow and PyTorch, since torchvision itself does not import beside
-torch 2.13.0+cpu (docs/benchmarks.md).
+every step on its own), and with torchvision:
+
+* ``--torchvision-python PY``: torchvision's own ImageFolder and DataLoader
+  with the same transforms, run by benchmarks/torchvision_loader.py under the
+  Python PY (an environment where torchvision imports; PyPI's torchvision
+  does not beside torch 2.13.0+cpu, see docs/benchmarks.md), in the same run:
+  per worker count through the loaders, and image by image in one process
+  with the contestants interleaved;
+* without it, image by image only, the steps torchvision's ImageFolder
+  would run (Pillow decode, Resize, RandomCrop, flip, ToTensor, Normalize)
+  re-enacted with Pillow and PyTorch in this process.
 
 The consumer does nothing but receive batches, so the figures are the
 loader's ceiling.  No timing is asserted anywhere; see docs/benchmarks.md.
 
-    python benchmarks/bench_loader.py [--workers 0 1 2] [--write-md docs/benchmarks.md]
+    python benchmarks/bench_loader.py [--workers 0 1 2] [--torchvision-python PY]
+        [--write-md docs/benchmarks.md]
 """
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -104,8 +113,43 @@ def torchvision_steps(path, rng, s_range, crop, mean, std, torch):
     return (t - mean) / std
 
 
-def compare_pipelines(ds, images, rounds):
-    """Images/s of three ways to make one training crop, one process, interleaved."""
+class TorchvisionLoader:
+    """benchmarks/torchvision_loader.py on ``root`` under the Python ``python``:
+    ``single(n)`` and ``loader(workers, batch, images)`` return (images, seconds)."""
+
+    def __init__(self, python, root):
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torchvision_loader.py")
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        self.proc = subprocess.Popen([python, script, root], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, env=env)
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"torchvision did not start under {python} (see its error above)")
+        self.label = json.loads(line)["label"]
+
+    def _ask(self, **req):
+        self.proc.stdin.write(json.dumps(req) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the torchvision worker stopped on {req} (see its error above)")
+        return json.loads(line)
+
+    def single(self, n):
+        return n, self._ask(single=n)["seconds"]
+
+    def loader(self, workers, batch, images):
+        r = self._ask(loader=workers, batch=batch, images=images)
+        return r["images"], r["seconds"]
+
+    def close(self):
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def compare_pipelines(ds, images, rounds, tv=None):
+    """Images/s of three or four ways to make one training crop, one process,
+    interleaved (``tv``: a TorchvisionLoader on the same folder)."""
     tf = train_transform(224, (256, 512), IMAGENET_MEAN)
     old = StepByStep(tf)
     try:
@@ -122,12 +166,17 @@ def compare_pipelines(ds, images, rounds):
         runs["torchvision's steps re-enacted (Pillow + PyTorch)"] = \
             lambda i, r: torchvision_steps(ds.samples[i][0], r, (256, 512), 224, mean, std, torch)
     best = {k: float("inf") for k in runs}
+    if tv is not None:
+        best[f"{tv.label}: ImageFolder with the same transforms"] = float("inf")
     for _ in range(rounds):
         for name, fn in runs.items():
             t0 = time.perf_counter()
             for i in range(n):
                 fn(i, np.random.default_rng(i))
             best[name] = min(best[name], time.perf_counter() - t0)
+        if tv is not None:
+            name = f"{tv.label}: ImageFolder with the same transforms"
+            best[name] = min(best[name], tv.single(n)[1])
     return [(name, n / sec) for name, sec in best.items()]
 
 
@@ -161,21 +210,35 @@ def main(argv=None):
     p.add_argument("--mix-images", type=int, default=128, help="images timed per run (c)")
     p.add_argument("--compare-images", type=int, default=64,
                    help="images per round of the one-process pipeline comparison")
+    p.add_argument("--torchvision-python", metavar="PY",
+                   help="a Python under which torchvision imports: time torchvision's "
+                        "ImageFolder and DataLoader too, on (b) and (c)")
     p.add_argument("--write-md", metavar="PATH", help="write the results into PATH's '## Data loader' section")
     a = p.parse_args(argv)
+    if a.torchvision_python and not os.path.exists(a.torchvision_python):
+        p.error(f"--torchvision-python: no such file: {a.torchvision_python}")
 
     rows = []
+    versus = []     # (workload, workers, our images/s, torchvision's)
     load_before = load_average()
 
-    def run(name, ds, transform, batch, images):
+    def record(name, w, batch, seen, dt):
+        ips = seen / dt
+        rows.append((name, w, batch, seen, ips, ips / max(w, 1)))
+        print(f"{name:<40} workers={w}  {ips:8.1f} images/s  ({ips / max(w, 1):7.1f} per worker)",
+              flush=True)
+
+    def run(name, ds, transform, batch, images, tv=None):
+        """Our loader at each worker count; with ``tv``, torchvision's right after it."""
         # One untimed warm-up batch keeps first-call costs (imports, caches) out of the figures.
         measure(ds, transform, batch, 0, batch)
+        if tv is not None:
+            tv.loader(0, batch, batch)
         for w in a.workers:
-            seen, dt = measure(ds, transform, batch, w, images)
-            ips = seen / dt
-            rows.append((name, w, batch, seen, ips, ips / max(w, 1)))
-            print(f"{name:<40} workers={w}  {ips:8.1f} images/s  ({ips / max(w, 1):7.1f} per worker)",
-                  flush=True)
+            record(name, w, batch, *measure(ds, transform, batch, w, images))
+            if tv is not None:
+                record(f"{name}, {tv.label}", w, batch, *tv.loader(w, batch, images))
+                versus.append((name, w, rows[-2][4], rows[-1][4]))
 
     syn = SyntheticShapes(max(a.synthetic_images, a.synthetic_batch), image_size=32)
     run("SyntheticShapes 32x32, crop 28, S~U[32,64]", syn,
@@ -188,11 +251,16 @@ def main(argv=None):
         """(b) and (c): the ImageNet pipeline on a JPEG folder, today's and the old one."""
         ds = ImageFolder(root)
         tf = train_transform(224, (256, 512), IMAGENET_MEAN)
-        run(name, ds, tf, a.jpeg_batch, min(images, len(ds)))
-        run(name + ", before (arrays, step by step)", ds, StepByStep(tf), a.jpeg_batch,
-            min(images, len(ds)))
-        if a.compare_images:
-            compared.append((name, compare_pipelines(ds, a.compare_images, 3)))
+        tv = TorchvisionLoader(a.torchvision_python, root) if a.torchvision_python else None
+        try:
+            run(name, ds, tf, a.jpeg_batch, min(images, len(ds)), tv)
+            run(name + ", before (arrays, step by step)", ds, StepByStep(tf), a.jpeg_batch,
+                min(images, len(ds)))
+            if a.compare_images:
+                compared.append((name, compare_pipelines(ds, a.compare_images, 3, tv)))
+        finally:
+            if tv is not None:
+                tv.close()
 
     if not a.skip_jpeg:
         with tempfile.TemporaryDirectory() as tmp:
@@ -240,6 +308,13 @@ def main(argv=None):
         lines += [f"| {n} | {w} | {b} | {s} | {ips:.1f} | {ipw:.1f} |" for n, w, b, s, ips, ipw in rows]
         if mix_note:
             lines += ["", mix_note]
+        if versus:
+            lines += ["", "Against torchvision, from the table above (same folder, transforms, batch "
+                          "and worker count; each torchvision run right after ours):", "",
+                      "| workload | workers | minivgg images/s | torchvision images/s | "
+                      "minivgg / torchvision |", "| --- | ---: | ---: | ---: | ---: |"]
+            lines += [f"| {n} | {w} | {ours:.1f} | {theirs:.1f} | {ours / theirs:.2f} |"
+                      for n, w, ours, theirs in versus]
         for name, res in compared:
             first = res[0][1]
             lines += ["", f"One process, no loader, best of 3 interleaved rounds of "
