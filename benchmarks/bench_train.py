@@ -78,22 +78,8 @@ def conv_case(torch, c, k, h, batch, repeats):
 def conv_algorithm(c, k, h, batch):
     """The algorithm minivgg's CPU path uses for this layer."""
     from minivgg.backend import device
-    from minivgg.functional.conv import _use_winograd
-    return ("Winograd F(2x2,3x3)" if _use_winograd(device("cpu"), (batch, c, h, h), (k, c, 3, 3),
-                                                   (1, 1), (1, 1)) else "im2col + GEMM")
-
-
-def blas_line():
-    """NumPy's BLAS, its kernels and OPENBLAS_CORETYPE, for the record."""
-    try:
-        from threadpoolctl import threadpool_info
-        libs = [f"{d['internal_api']} {d.get('version')} ({d.get('architecture')} kernels)"
-                for d in threadpool_info() if d.get("user_api") == "blas"]
-    except ImportError:
-        libs = ["unknown"]
-    env = os.environ.get("OPENBLAS_CORETYPE")
-    return (f"NumPy's BLAS: {', '.join(libs)}" +
-            (f", OPENBLAS_CORETYPE={env} set in the environment" if env else ""))
+    from minivgg.functional.conv import algorithm_name
+    return algorithm_name(device("cpu"), (batch, c, h, h), (k, c, 3, 3))
 
 
 def train_step_case(torch, size, batch, repeats, fc_width=4096, cfg="A"):
@@ -122,29 +108,40 @@ def train_step_case(torch, size, batch, repeats, fc_width=4096, cfg="A"):
     return interleaved_best_cpu([ours, theirs], repeats)
 
 
-def _with_winograd(mode, fn):
+def _with_winograd(mode, fn, f4_min_size=None):
+    """fn run with conv.WINOGRAD = mode (and WINOGRAD_F4_MIN_SIZE, if given)."""
     import minivgg.functional.conv as conv
 
     def run():
-        old = conv.WINOGRAD
+        old = conv.WINOGRAD, conv.WINOGRAD_F4_MIN_SIZE
         conv.WINOGRAD = mode
+        if f4_min_size is not None:
+            conv.WINOGRAD_F4_MIN_SIZE = f4_min_size
         try:
             fn()
         finally:
-            conv.WINOGRAD = old
+            conv.WINOGRAD, conv.WINOGRAD_F4_MIN_SIZE = old
     return run
 
 
+def _f2_only(fn):
+    """fn with the "auto" choice of before F(4x4, 3x3): F(2x2, 3x3) wherever it applies
+    and both channel counts are at least 64."""
+    return _with_winograd("auto", fn, f4_min_size=1 << 30)
+
+
 def winograd_ablation(a, out, lines):
-    """Winograd's payoff: the same layers and steps with conv.WINOGRAD "never"
-    (im2col + GEMM) and "auto", interleaved in one run."""
+    """Winograd's payoff: the same layers with im2col + GEMM, F(2x2, 3x3) and
+    F(4x4, 3x3), and whole steps with im2col + GEMM, F(2x2, 3x3) only, and the
+    default choice, interleaved in one run."""
     rng = np.random.default_rng(0)
     load_before = load_average()
     layers = [(c, k, h, a.batch_224) for c, k, h in VGG_D_CONVS[1:]] + \
         [(64, 128, 16, 64), (128, 256, 8, 64), (256, 256, 8, 64), (512, 512, 4, 64),
          (512, 512, 2, 64)]
-    out("| layer (C -> K, H=W, batch) | im2col ms | Winograd ms | speed-up |")
-    out("| --- | ---: | ---: | ---: |")
+    out("| layer (C -> K, H=W, batch) | im2col ms | F(2x2) ms | F(4x4) ms | F(2x2) speed-up "
+        "| F(4x4) speed-up | default |")
+    out("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
     for c, k, h, n in layers:
         x = rng.standard_normal((n, c, h, h), dtype=np.float32)
         w = rng.standard_normal((k, c, 3, 3), dtype=np.float32) * 0.05
@@ -155,14 +152,18 @@ def winograd_ablation(a, out, lines):
             ts = [Tensor(x, requires_grad=True), Tensor(w, requires_grad=True),
                   Tensor(b, requires_grad=True)]
             F.conv2d(*ts, 1, 1, relu=True).backward(gy)
-        wall, cpu = interleaved_best_cpu([_with_winograd("never", layer),
-                                          _with_winograd("auto", layer)], a.repeats)
-        t = cpu if a.threads == 1 else wall
+        f4 = h >= 4
+        runs = [_with_winograd("never", layer), _with_winograd("always", layer)] + \
+            [_with_winograd("f4", layer)] * f4
+        wall, cpu = interleaved_best_cpu(runs, a.repeats)
+        t = list(cpu if a.threads == 1 else wall) + [float("nan")] * (not f4)
         out(f"| {c} -> {k}, {h}, {n} | {1e3 * t[0]:.0f} | {1e3 * t[1]:.0f} | "
-            f"{t[0] / t[1]:.2f} |")
+            + (f"{1e3 * t[2]:.0f} | {t[0] / t[1]:.2f} | {t[0] / t[2]:.2f} |" if f4 else
+               f"- | {t[0] / t[1]:.2f} | - |") + f" {conv_algorithm(c, k, h, n)[9:]} |")
     out()
-    out("| VGG-A step | im2col s | Winograd s | speed-up |")
-    out("| --- | ---: | ---: | ---: |")
+    out("| VGG-A step | im2col s | F(2x2) only s | default s | F(2x2) speed-up "
+        "| default speed-up |")
+    out("| --- | ---: | ---: | ---: | ---: | ---: |")
     for size, batch in ((32, 64), (224, 8)):
         model = vgg("A", num_classes=10, input_size=size, fc_width=4096, init="kaiming", seed=0)
         opt = SGD(model.parameters(), 1e-4, 0.9, 5e-4)
@@ -174,20 +175,24 @@ def winograd_ablation(a, out, lines):
             opt.zero_grad()
             loss.backward()
             opt.step()
-        wall, cpu = interleaved_best_cpu([_with_winograd("never", step),
+        wall, cpu = interleaved_best_cpu([_with_winograd("never", step), _f2_only(step),
                                           _with_winograd("auto", step)], a.repeats)
         t = cpu if a.threads == 1 else wall
-        out(f"| {size}x{size}, batch {batch} | {t[0]:.3f} | {t[1]:.3f} | {t[0] / t[1]:.2f} |")
+        out(f"| {size}x{size}, batch {batch} | {t[0]:.3f} | {t[1]:.3f} | {t[2]:.3f} | "
+            f"{t[0] / t[1]:.2f} | {t[0] / t[2]:.2f} |")
     if a.write_md:
         clock = "CPU time of the process (one thread)" if a.threads == 1 else "wall time"
         text = (f"Measured by `benchmarks/bench_train.py --winograd-ablation` on {today()}; "
-                f"machine: {machine(load=False)}; {blas_line()}; threads: {a.threads}; load "
+                f"machine: {machine(load=False)}; threads: {a.threads}; load "
                 f"average before the run {load_before}, after {load_average()}.\n\n"
                 f"Command: `{command_line()}`\n\nconv2d 3x3 pad 1 + ReLU forward + backward, "
                 f"and whole VGG-A training steps, with the CPU path's convolutions as im2col + "
-                f"GEMM (conv.WINOGRAD = \"never\") and as chosen by default (\"auto\": "
-                f"Winograd F(2x2, 3x3) where both channel counts are at least 64), best of "
-                f"{a.repeats} interleaved runs by {clock}.\n\n" + "\n".join(lines))
+                f"GEMM (conv.WINOGRAD = \"never\"), Winograd F(2x2, 3x3) (\"always\"; for "
+                f"steps, where both channel counts are at least 64), Winograd F(4x4, 3x3) "
+                f"(\"f4\"), and as chosen by default (\"auto\": F(4x4) where both channel "
+                f"counts are at least 64 and the output at least 16x16, F(2x2) on smaller "
+                f"even outputs), best of {a.repeats} interleaved runs by {clock}.\n\n"
+                + "\n".join(lines))
         write_section(a.write_md, "Winograd against im2col (CPU)", text)
 
 
@@ -281,7 +286,7 @@ def main(argv=None):
             f"{wall[0] / wall[1]:.2f}{cols} | {batch / t[0]:.1f} | {batch / t[1]:.1f} |")
     if a.write_md:
         text = (f"Measured by `benchmarks/bench_train.py` on {today()}; machine: "
-                f"{machine(load=False)}; {blas_line()}; threads: {a.threads} for BLAS, "
+                f"{machine(load=False)}; threads: {a.threads} for BLAS, "
                 f"minivgg and PyTorch; load average before the run {load_before}, after "
                 f"{load_average()}.\n\n"
                 f"Command: `{command_line()}`\n\nRatios are minivgg time / PyTorch time in "

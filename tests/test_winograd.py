@@ -129,16 +129,16 @@ def test_conv2d_through_winograd_gradcheck(rng, monkeypatch, tiling, xs, k, pad,
 
 def test_auto_choice_and_fallbacks(rng, monkeypatch):
     cpu = device("cpu")
-    use = conv_mod._use_winograd
-    assert use(cpu, (8, 64, 56, 56), (128, 64, 3, 3), (1, 1), (1, 1))
-    assert not use(cpu, (8, 3, 224, 224), (64, 3, 3, 3), (1, 1), (1, 1))   # first layer
-    assert not use(cpu, (8, 64, 7, 7), (64, 64, 3, 3), (1, 1), (1, 1))     # odd output
-    assert not use(device("emu"), (8, 64, 56, 56), (128, 64, 3, 3), (1, 1), (1, 1))
+    pick = conv_mod._winograd
+    assert pick(cpu, (64, 128, 8, 8), (256, 128, 3, 3), (1, 1), (1, 1)) is W      # small images
+    assert pick(cpu, (8, 3, 224, 224), (64, 3, 3, 3), (1, 1), (1, 1)) is None     # first layer
+    assert pick(cpu, (8, 64, 7, 7), (64, 64, 3, 3), (1, 1), (1, 1)) is None       # odd output
+    assert pick(device("emu"), (64, 128, 8, 8), (256, 128, 3, 3), (1, 1), (1, 1)) is None
     monkeypatch.setattr(conv_mod, "WINOGRAD", "never")
-    assert not use(cpu, (8, 64, 56, 56), (128, 64, 3, 3), (1, 1), (1, 1))
+    assert pick(cpu, (64, 128, 8, 8), (256, 128, 3, 3), (1, 1), (1, 1)) is None
     monkeypatch.setattr(conv_mod, "WINOGRAD", "always")
-    assert use(cpu, (8, 3, 224, 224), (64, 3, 3, 3), (1, 1), (1, 1))
-    # An odd size goes through im2col even when Winograd is forced, and is still right.
+    assert pick(cpu, (8, 3, 224, 224), (64, 3, 3, 3), (1, 1), (1, 1)) is W
+    # An odd size goes through im2col even when F(2x2) is forced, and is still right.
     x = Tensor(rng.standard_normal((2, 3, 5, 7)), requires_grad=True)
     w = Tensor(rng.standard_normal((4, 3, 3, 3)), requires_grad=True)
     assert gradcheck(lambda x, w: F.conv2d(x, w, None, 1, 1), [x, w]) < 1e-6

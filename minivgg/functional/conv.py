@@ -30,7 +30,7 @@ from ..autograd import Function, Tensor
 from ..backend import get_array_module
 from ..cuda import ops
 from ..threads import pool, threads
-from . import winograd
+from . import winograd, winograd4
 
 _PARALLEL_MIN = 1 << 16  # elements; smaller copies are not worth a thread hand-off
 
@@ -236,21 +236,45 @@ def _conv_weight_grad(dev, x, gy2, w_shape, stride, padding):
     return gw.reshape(w_shape)
 
 
-#: Which algorithm the CPU path uses for 3x3 stride-1 convolutions with an
-#: even output size (winograd.applies): "auto" uses Winograd F(2x2, 3x3)
-#: when both channel counts are at least WINOGRAD_MIN_CHANNELS (below that
-#: its transforms cost more than the multiplications it saves), "always"
-#: wherever it applies (tests), "never" keeps im2col + GEMM.
+#: Which algorithm the CPU path uses for 3x3 stride-1 convolutions:
+#: "auto" uses Winograd F(4x4, 3x3) (winograd4) when the output is at least
+#: WINOGRAD_F4_MIN_SIZE on both sides, Winograd F(2x2, 3x3) (winograd) on
+#: smaller even outputs, each only when both channel counts are at least
+#: WINOGRAD_MIN_CHANNELS (below that the transforms cost more than the
+#: multiplications they save), and im2col + GEMM otherwise. "always" uses
+#: F(2x2, 3x3) and "f4" F(4x4, 3x3) wherever it applies (tests, ablations),
+#: "never" keeps im2col + GEMM. The thresholds are measured choices
+#: (docs/benchmarks.md, "Winograd against im2col"): on smaller images the
+#: bigger tiles' gathers and partial tiles cost more than they save.
 WINOGRAD = "auto"
 WINOGRAD_MIN_CHANNELS = 64
+WINOGRAD_F4_MIN_SIZE = 16
 
 
-def _use_winograd(dev, x_shape, w_shape, stride, padding):
-    """True when the CPU path computes this convolution with winograd.conv3x3."""
-    if dev.uses_kernels or WINOGRAD == "never" \
-            or not winograd.applies(x_shape, w_shape, stride, padding):
-        return False
-    return WINOGRAD == "always" or min(w_shape[:2]) >= WINOGRAD_MIN_CHANNELS
+def _winograd(dev, x_shape, w_shape, stride, padding):
+    """The module that computes this convolution on the CPU path:
+    winograd4 (F(4x4, 3x3)), winograd (F(2x2, 3x3)), or None for im2col + GEMM."""
+    if dev.uses_kernels or WINOGRAD == "never":
+        return None
+    f4 = winograd4.applies(x_shape, w_shape, stride, padding)
+    f2 = winograd.applies(x_shape, w_shape, stride, padding)
+    if WINOGRAD == "f4":
+        return winograd4 if f4 else None
+    if WINOGRAD == "always":
+        return winograd if f2 else None
+    if min(w_shape[:2]) < WINOGRAD_MIN_CHANNELS:
+        return None
+    oh, ow = (x_shape[2] + 2 * padding[0] - 2, x_shape[3] + 2 * padding[1] - 2)
+    if f4 and min(oh, ow) >= WINOGRAD_F4_MIN_SIZE:
+        return winograd4
+    return winograd if f2 else None
+
+
+def algorithm_name(dev, x_shape, w_shape, stride=(1, 1), padding=(1, 1)):
+    """What the CPU path runs for this convolution, in words (benchmarks, summaries)."""
+    mod = _winograd(dev, x_shape, w_shape, stride, padding)
+    return {None: "im2col + GEMM", winograd: "Winograd F(2x2,3x3)",
+            winograd4: "Winograd F(4x4,3x3)"}[mod]
 
 
 class Conv2d(Function):
@@ -268,8 +292,9 @@ class Conv2d(Function):
     def forward(self, x, w, b=None):
         n = x.shape[0]
         k = w.shape[0]
-        if _use_winograd(self.device, x.shape, w.shape, self.stride, self.padding):
-            y = winograd.conv3x3(x, w, self.padding, b, self.relu).transpose(1, 0, 2, 3)
+        wino = _winograd(self.device, x.shape, w.shape, self.stride, self.padding)
+        if wino is not None:
+            y = wino.conv3x3(x, w, self.padding, b, self.relu).transpose(1, 0, 2, 3)
         else:
             y2, (oh, ow) = _conv_gemm(self.device, x, w, self.stride, self.padding, b,
                                       self.relu)
@@ -288,17 +313,19 @@ class Conv2d(Function):
         gy2 = gy.transpose(1, 0, 2, 3).reshape(k, -1)
         gx = gw = None
         if self.needs_input_grad[1]:
-            if _use_winograd(dev, x.shape, w.shape, self.stride, self.padding):
-                gw = winograd.weight_grad(x, gy.transpose(1, 0, 2, 3), self.padding)
+            wino = _winograd(dev, x.shape, w.shape, self.stride, self.padding)
+            if wino is not None:
+                gw = wino.weight_grad(x, gy.transpose(1, 0, 2, 3), self.padding)
             else:
                 gw = _conv_weight_grad(dev, x, gy2, w.shape, self.stride, self.padding)
         if self.needs_input_grad[0]:
             if sh == 1 and sw == 1 and ph <= kh - 1 and pw <= kw - 1:
                 w_t = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (C, K, KH, KW)
                 pad_t = (kh - 1 - ph, kw - 1 - pw)
-                if _use_winograd(dev, gy.shape, w_t.shape, (1, 1), pad_t):
-                    u_t = winograd.flipped_weight_transform(w)
-                    gx = winograd.conv3x3(gy, None, pad_t, u=u_t).transpose(1, 0, 2, 3)
+                wino = _winograd(dev, gy.shape, w_t.shape, (1, 1), pad_t)
+                if wino is not None:
+                    u_t = wino.flipped_weight_transform(w)
+                    gx = wino.conv3x3(gy, None, pad_t, u=u_t).transpose(1, 0, 2, 3)
                 else:
                     g2, _ = _conv_gemm(dev, gy, w_t, (1, 1), pad_t)
                     gx = g2.reshape(c, x.shape[0], x.shape[2], x.shape[3]).transpose(1, 0, 2, 3)

@@ -1,0 +1,256 @@
+"""Winograd F(4x4, 3x3): VGG's 3x3 stride-1 convolutions with 4x fewer
+multiplications than the direct method (F(2x2, 3x3) in winograd.py saves
+2.25x). Same algorithm, bigger tiles (Lavin & Gray, CVPR 2016, §4):
+
+A 4x4 tile of output pixels depends on a 6x6 tile d of the padded input.
+With the constant matrices BT (6x6), G (6x3) and AT (4x6) below,
+
+    y_tile = AT [ (G g G^T) * (BT d BT^T) ] AT^T        (* elementwise)
+
+is the correlation of d with the 3x3 filter g: 36 multiplications for 16
+outputs instead of 16 * 9 = 144. Summed over input channels, each of the
+36 positions of the transformed tile is one matrix product over all T
+tiles:
+
+    U (36, K, C) = kron(G, G) @ w         the transformed filters
+    V (36, C, T) = kron(BT, BT) @ D       D (36, C, T): the 6x6 input tiles
+    M (36, K, T) = U @ V                  36 GEMMs of K x C x T
+    Y (16, K, T) = kron(AT, AT) @ M       the 4x4 output tiles
+
+Here the transforms are matrix products too: a 2-D transform of a tile is
+the Kronecker product of the 1-D matrices applied to the tile as a vector
+of 36 numbers (row-major), so each transform is one product of a 36x36
+(or 16x36) matrix with a matrix of all the tiles of a block. That is BLAS
+work at BLAS speed, one pass over the data, where the F(2x2) module writes
+its transforms as NumPy additions (several passes). The 36 GEMMs do
+36*K*C*T = 2.25*K*C*N*OH*OW multiply-adds against 9*K*C*N*OH*OW for
+im2col + GEMM; the transforms add 36 (input) and 16*36/16 = 36 (output)
+multiply-adds per tile element, small beside K or C >= 64.
+
+Tiles start every 4 pixels; T = N * TY * TX with TY = ceil(OH / 4): an
+output size that is not a multiple of 4 gets a last row (column) of tiles
+that reaches past the edge, over zeros, whose surplus outputs are dropped.
+
+Backward, exact for the algorithm above:
+
+* dX of a stride-1 convolution is the convolution of gy with the flipped,
+  transposed kernel (padding 2 - P): the same forward code;
+* dW: with dM = kron(A, A) @ dY (per 4x4 tile of gy, zero past the edge),
+  dU = dM @ V^T (36 GEMMs of K x T x C), and dW = kron(G, G)^T @ dU.
+
+Float32 error: G has entries 1/4, 1/6, 1/12, 1/24 and BT, AT entries up
+to 8, so the rounding error is about 10x that of F(2x2, 3x3); the bound
+is stated and checked in tests/test_winograd.py (float64 gradchecks pass
+through this module unchanged).
+
+Shape letters: N, C, H, W, K, OH, OW as in functional/__init__.py;
+T tiles, TY x TX tiles per image.
+"""
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from .winograd import _split, scratch
+
+#: BT (input transform), G (filter transform), AT (output transform) of
+#: F(4x4, 3x3), from the interpolation points 0, 1, -1, 2, -2 and infinity.
+BT = np.array([[4, 0, -5, 0, 1, 0],
+               [0, -4, -4, 1, 1, 0],
+               [0, 4, -4, -1, 1, 0],
+               [0, -2, -1, 2, 1, 0],
+               [0, 2, -1, -2, 1, 0],
+               [0, 4, 0, -5, 0, 1]], dtype=np.float64)
+G = np.array([[1 / 4, 0, 0],
+              [-1 / 6, -1 / 6, -1 / 6],
+              [-1 / 6, 1 / 6, -1 / 6],
+              [1 / 24, 1 / 12, 1 / 6],
+              [1 / 24, -1 / 12, 1 / 6],
+              [0, 0, 1]], dtype=np.float64)
+AT = np.array([[1, 1, 1, 1, 1, 0],
+               [0, 1, -1, 2, -2, 0],
+               [0, 1, 1, 4, 4, 0],
+               [0, 1, -1, 8, -8, 1]], dtype=np.float64)
+
+M_OUT, A_IN = 4, 6      # output tile 4x4, input tile 6x6
+
+#: Column 1 of AT is all ones: M[7] (row 1, column 1 of the tile) reaches
+#: every one of the 16 outputs exactly once, so the bias is added there.
+_BIAS_POS = 1 * A_IN + 1
+
+#: A block's transformed tiles, 36 * (C + K) * tiles elements, are kept
+#: near this size (float32: 8 MiB), so that each block is gathered,
+#: transformed, multiplied and transformed back while still in cache.
+BLOCK_ELEMENTS = 1 << 21
+MIN_BLOCK_TILES = 512
+
+_KRON = {}
+
+
+def kron(name, dtype):
+    """kron(BT, BT) ("B", 36x36), kron(G, G) ("G", 36x9) or kron(AT, AT)
+    ("A", 16x36) in ``dtype``, cached."""
+    key = (name, np.dtype(dtype))
+    if key not in _KRON:
+        m = {"B": BT, "G": G, "A": AT}[name]
+        _KRON[key] = np.kron(m, m).astype(dtype)
+    return _KRON[key]
+
+
+def applies(x_shape, w_shape, stride, padding):
+    """True when this module computes the convolution: a 3x3 kernel, stride
+    1, padding 0..2, and an output of at least 4x4 (smaller ones would be
+    mostly surplus)."""
+    if tuple(w_shape[2:]) != (3, 3) or tuple(stride) != (1, 1):
+        return False
+    ph, pw = padding
+    if not (0 <= ph <= 2 and 0 <= pw <= 2):
+        return False
+    return x_shape[2] + 2 * ph - 2 >= M_OUT and x_shape[3] + 2 * pw - 2 >= M_OUT
+
+
+def weight_transform(w):
+    """U = G w G^T per filter: w (K, C, 3, 3) -> U (36, K, C)."""
+    k, c = w.shape[:2]
+    return (kron("G", w.dtype) @ w.reshape(k * c, 9).T).reshape(36, k, c)
+
+
+def flipped_weight_transform(w):
+    """U of the kernel of dX = conv(gy, rot180(w) with K and C swapped):
+    w (K, C, 3, 3) -> (36, C, K)."""
+    return weight_transform(w[:, :, ::-1, ::-1]).transpose(0, 2, 1)
+
+
+def weight_transform_adjoint(du):
+    """dW = G^T dU G: dU (36, K, C) -> dW (K, C, 3, 3); the adjoint of weight_transform."""
+    _, k, c = du.shape
+    return (du.reshape(36, k * c).T @ kron("G", du.dtype)).reshape(k, c, 3, 3)
+
+
+def _tiles(nt, out_size):
+    """Tiles along an axis of ``out_size`` outputs: ceil(out_size / 4)."""
+    return -(-out_size // nt)
+
+
+def _padded(x, ph, pw, rows, cols, key):
+    """x (N, C, H, W) zero-padded into a scratch (N, C, ROWS, COLS): x at
+    offset (PH, PW), zeros around it up to ROWS x COLS (which may cut x)."""
+    n, c, h, w = x.shape
+    buf = scratch(key, (n, c, rows, cols), x.dtype)
+    hh, ww = min(h, rows - ph), min(w, cols - pw)
+
+    def fill(a, b):
+        part = buf[:, a:b]
+        part[:, :, :ph] = 0
+        part[:, :, ph + hh:] = 0
+        part[:, :, ph:ph + hh, :pw] = 0
+        part[:, :, ph:ph + hh, pw + ww:] = 0
+        part[:, :, ph:ph + hh, pw:pw + ww] = x[:, a:b, :hh, :ww]
+    _split(fill, c, buf.size)
+    return buf
+
+
+def _gather(xp, r0, r1, tx, size, key):
+    """The (SIZE x SIZE) tiles of tile rows r0..r1 of the padded images xp
+    (N, C, ROWS, COLS), tiles every 4 pixels: -> D (SIZE*SIZE, C, N, R, TX),
+    D[SIZE*i + j, c, n, t, s] = xp[n, c, 4t + i, 4s + j]."""
+    n, c = xp.shape[:2]
+    sn, sc, sr, sq = xp.strides
+    rows = r1 - r0
+    view = as_strided(xp[:, :, M_OUT * r0:], (size, size, c, n, rows, tx),
+                      (sr, sq, sc, sn, M_OUT * sr, M_OUT * sq), writeable=False)
+    d = scratch(key, (size, size, c, n, rows, tx), xp.dtype)
+    _split(lambda a, b: np.copyto(d[:, :, a:b], view[:, :, a:b]), c, d.size)
+    return d.reshape(size * size, c, n * rows * tx)
+
+
+def _blocks(n, ty, tx, per_tile):
+    """(i0, i1, r0, r1): images i0..i1 and tile rows r0..r1 of each block,
+    whole images when one fits, else bands of tile rows of one image."""
+    tiles = max(BLOCK_ELEMENTS // per_tile, MIN_BLOCK_TILES)
+    if ty * tx <= tiles:
+        step = tiles // (ty * tx)
+        return [(i, min(n, i + step), 0, ty) for i in range(0, n, step)]
+    rows = max(1, tiles // tx)
+    return [(i, i + 1, r, min(ty, r + rows)) for i in range(n) for r in range(0, ty, rows)]
+
+
+def conv3x3(x, w, padding=(1, 1), b=None, relu=False, u=None):
+    """Winograd F(4x4, 3x3) convolution: x (N, C, H, W), w (K, C, 3, 3),
+    b (K,) or None -> y (K, N, OH, OW) (channel-major, as winograd.conv3x3),
+    max(y, 0) if ``relu``. Needs applies(...). ``u`` (36, K, C): the
+    transformed filters, when already at hand (then ``w`` may be None)."""
+    n, c, h, wd = x.shape
+    k = w.shape[0] if u is None else u.shape[1]
+    ph, pw = padding
+    oh, ow = h + 2 * ph - 2, wd + 2 * pw - 2
+    ty, tx = _tiles(M_OUT, oh), _tiles(M_OUT, ow)
+    dtype = np.result_type(x.dtype, (w if u is None else u).dtype)
+    x = x.astype(dtype, copy=False)
+    u = weight_transform(w.astype(dtype, copy=False)) if u is None else u.astype(dtype, copy=False)
+    bias = None if b is None else b.astype(dtype, copy=False)
+    kb, ka = kron("B", dtype), kron("A", dtype)
+    y = np.empty((k, n, oh, ow), dtype=dtype)
+    for i0, i1, r0, r1 in _blocks(n, ty, tx, 36 * (c + k)):
+        if r0 == 0:     # a new group of images: pad it once for all its bands
+            xp = _padded(x[i0:i1], ph, pw, M_OUT * ty + 2, M_OUT * tx + 2, "w4xpad")
+        nb, rows = i1 - i0, r1 - r0
+        d = _gather(xp, r0, r1, tx, A_IN, "w4d")
+        v = scratch("w4v", d.shape, dtype)
+        np.matmul(kb, d.reshape(36, -1), out=v.reshape(36, -1))
+        m = scratch("w4m", (36, k, v.shape[2]), dtype)
+        np.matmul(u, v, out=m)
+        if bias is not None:
+            m[_BIAS_POS] += bias[:, None]
+        t = scratch("w4y", (M_OUT, M_OUT, k, nb, rows, tx), dtype)
+        np.matmul(ka, m.reshape(36, -1), out=t.reshape(16, -1))
+        _scatter(t, y[:, i0:i1], r0, oh, ow, relu)
+    return y
+
+
+def _scatter(t, y, r0, oh, ow, relu):
+    """y[k, n, 4(r0 + r) + i, 4s + j] = t[i, j, k, n, r, s] (then ReLU),
+    dropping what falls past the edge."""
+    rows, tx = t.shape[4:]
+
+    def put(a, b):
+        for i in range(M_OUT):
+            y0 = M_OUT * r0 + i
+            nr = min(rows, _tiles(M_OUT, oh - y0)) if y0 < oh else 0
+            for j in range(M_OUT):
+                nc = _tiles(M_OUT, ow - j) if j < ow else 0
+                if nr == 0 or nc == 0:
+                    continue
+                dst = y[a:b, :, y0:y0 + M_OUT * (nr - 1) + 1:M_OUT, j::M_OUT]
+                src = t[i, j, a:b, :, :nr, :nc]
+                if relu:
+                    np.maximum(src, 0, out=dst)
+                else:
+                    np.copyto(dst, src)
+    _split(put, t.shape[2], t.size)
+
+
+def weight_grad(x, gy, padding=(1, 1)):
+    """dW of conv3x3: x (N, C, H, W), gy (K, N, OH, OW) -> (K, C, 3, 3)."""
+    n, c, h, wd = x.shape
+    k = gy.shape[0]
+    ph, pw = padding
+    oh, ow = gy.shape[2:]
+    ty, tx = _tiles(M_OUT, oh), _tiles(M_OUT, ow)
+    dtype = np.result_type(x.dtype, gy.dtype)
+    x = x.astype(dtype, copy=False)
+    gy = gy.astype(dtype, copy=False).transpose(1, 0, 2, 3)     # (N, K, OH, OW), a view
+    kb, ka_t = kron("B", dtype), kron("A", dtype).T
+    du = np.zeros((36, k, c), dtype=dtype)
+    part = np.empty_like(du)
+    for i0, i1, r0, r1 in _blocks(n, ty, tx, 36 * (c + k)):
+        if r0 == 0:
+            xp = _padded(x[i0:i1], ph, pw, M_OUT * ty + 2, M_OUT * tx + 2, "w4xpad")
+            gp = _padded(gy[i0:i1], 0, 0, M_OUT * ty, M_OUT * tx, "w4gpad")
+        d = _gather(xp, r0, r1, tx, A_IN, "w4d")
+        v = scratch("w4v", d.shape, dtype)
+        np.matmul(kb, d.reshape(36, -1), out=v.reshape(36, -1))
+        g = _gather(gp, r0, r1, tx, M_OUT, "w4g")                 # (16, K, T)
+        dm = scratch("w4m", (36, k, g.shape[2]), dtype)
+        np.matmul(ka_t, g.reshape(16, -1), out=dm.reshape(36, -1))
+        np.matmul(dm, v.transpose(0, 2, 1), out=part)
+        du += part
+    return weight_transform_adjoint(du)
