@@ -140,6 +140,9 @@ def test_the_default_choice(monkeypatch):
     assert pick(cpu, (64, 256, 8, 8), (256, 256, 3, 3), (1, 1), (1, 1)) is W2
     assert pick(cpu, (8, 3, 224, 224), (64, 3, 3, 3), (1, 1), (1, 1)) is None      # first layer
     assert pick(cpu, (8, 64, 7, 7), (64, 64, 3, 3), (1, 1), (1, 1)) is None        # odd, small
+    # A small evaluation batch: 2 x 8 x 8 outputs, 19M multiply-adds, too few to pay.
+    assert pick(cpu, (2, 128, 8, 8), (128, 128, 3, 3), (1, 1), (1, 1)) is None
+    assert pick(cpu, (64, 512, 2, 2), (512, 512, 3, 3), (1, 1), (1, 1)) is W2      # 604M: pays
     assert pick(device("emu"), (8, 64, 56, 56), (128, 64, 3, 3), (1, 1), (1, 1)) is None
     assert conv_mod.algorithm_name(cpu, (8, 64, 56, 56), (128, 64, 3, 3)) == "Winograd F(4x4,3x3)"
     assert conv_mod.algorithm_name(cpu, (8, 512, 14, 14), (512, 512, 3, 3)) == "Winograd F(2x2,3x3)"

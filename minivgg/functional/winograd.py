@@ -81,6 +81,17 @@ def applies(x_shape, w_shape, stride, padding):
     return oh >= 2 and ow >= 2 and oh % 2 == 0 and ow % 2 == 0
 
 
+_KRON_G = {}
+
+
+def _kron_g(dtype):
+    """kron(G, G) (16x9) in ``dtype``, made once per dtype."""
+    dtype = np.dtype(dtype)
+    if dtype not in _KRON_G:
+        _KRON_G[dtype] = np.kron(G, G).astype(dtype)
+    return _KRON_G[dtype]
+
+
 def weight_transform(w):
     """U = G w G^T per filter: w (K, C, 3, 3) -> U (16, K, C), U[4a + b] = (G w G^T)[a, b].
 
@@ -89,7 +100,7 @@ def weight_transform(w):
     """
     k, c = w.shape[:2]
     taps = w.reshape(k * c, 9)
-    return (np.kron(G, G).astype(w.dtype) @ taps.T).reshape(16, k, c)
+    return (_kron_g(w.dtype) @ taps.T).reshape(16, k, c)
 
 
 #: U of the flipped kernel: G reverses into itself with rows 0 and 3 swapped,
@@ -107,7 +118,7 @@ def flipped_weight_transform(w):
 def weight_transform_adjoint(du):
     """dW = G^T dU G: dU (16, K, C) -> dW (K, C, 3, 3); the adjoint of weight_transform."""
     _, k, c = du.shape
-    return (du.reshape(16, k * c).T @ np.kron(G, G).astype(du.dtype)).reshape(k, c, 3, 3)
+    return (du.reshape(16, k * c).T @ _kron_g(du.dtype)).reshape(k, c, 3, 3)
 
 
 _SCRATCH = threading.local()
