@@ -24,7 +24,6 @@ import argparse
 import importlib.util
 import os
 import sys
-import time
 import tracemalloc
 
 import numpy as np
@@ -64,9 +63,12 @@ def parse():
     p.add_argument("--crops", type=int, default=16, help="--full-size: crops per forward pass")
     p.add_argument("--dense-q", type=int, nargs="+", default=[256, 384],
                    help="--full-size: dense input sizes")
-    p.add_argument("--repeats", type=int, default=3, help="--full-size: timed runs")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="timed forward passes of each framework, interleaved, best kept "
+                        "(default: 3 with --full-size, else 20)")
     p.add_argument("--threads", type=int, default=None,
-                   help="--full-size: threads for BLAS, minivgg and PyTorch (default: all)")
+                   help="threads for BLAS, minivgg and PyTorch alike (default: "
+                        "OPENBLAS_NUM_THREADS, else one per core)")
     return p.parse_args()
 
 
@@ -93,19 +95,11 @@ def torch_twin(model):
     return torch_vgg(model).eval()
 
 
-def throughput(fn, x, reps=5):
-    fn(x)
-    t = time.perf_counter()
-    for _ in range(reps):
-        fn(x)
-    return reps * x.shape[0] / (time.perf_counter() - t)
-
-
 def full_size(a):
     """Forward throughput of the full-size network against PyTorch's."""
     import torch
     from minivgg.threads import set_threads
-    threads = a.threads or os.cpu_count()
+    threads = a.threads or blas_threads()
     set_threads(threads)
     torch.set_num_threads(threads)
     load_before = load_average()
@@ -161,7 +155,11 @@ def full_size(a):
 def main():
     a = parse()
     if a.full_size:
+        a.repeats = a.repeats or 3
         return full_size(a)
+    from minivgg.threads import set_threads
+    a.repeats = a.repeats or 20
+    set_threads(a.threads or blas_threads())
     scales = [int(s) for s in a.scales.split(",")]
     model = vgg(a.cfg, num_classes=10, input_size=a.input_size, fc_width=a.fc_width,
                 width_mult=a.width_mult, init="kaiming", seed=0).eval()
@@ -192,19 +190,28 @@ def main():
     twin = None if a.no_torch else torch_twin(model)
     if twin is not None:
         import torch
-        torch.set_num_threads(blas_threads())  # same thread count as NumPy's BLAS
+        torch.set_num_threads(a.threads or blas_threads())  # as NumPy's BLAS and minivgg
         crops = np.random.default_rng(0).standard_normal(
             (a.batch_size, 3, a.input_size, a.input_size)).astype(np.float32)
         dense_x = np.random.default_rng(1).standard_normal(
             (2, 3, scales[-1], scales[-1])).astype(np.float32)
-        with minivgg.no_grad():
-            ours_c = throughput(lambda x: model(minivgg.Tensor(x)), crops)
-            ours_d = throughput(lambda x: net.dense(minivgg.Tensor(x)), dense_x)
-            ref = model(minivgg.Tensor(crops)).data
         tw_dense = torch_dense(twin, model)
-        with torch.no_grad():
-            th_c = throughput(lambda x: twin(torch.from_numpy(x)), crops)
-            th_d = throughput(lambda x: tw_dense(torch.from_numpy(x)), dense_x)
+
+        def pair(ours, theirs, x):
+            """Images/s of both forward passes, interleaved, best of a.repeats by wall time."""
+            def run_ours():
+                with minivgg.no_grad():
+                    ours(minivgg.Tensor(x))
+
+            def run_theirs():
+                with torch.no_grad():
+                    theirs(torch.from_numpy(x))
+            wall, _ = interleaved_best_cpu([run_ours, run_theirs], a.repeats)
+            return x.shape[0] / wall[0], x.shape[0] / wall[1]
+        ours_c, th_c = pair(model, twin, crops)
+        ours_d, th_d = pair(net.dense, tw_dense, dense_x)
+        with minivgg.no_grad(), torch.no_grad():
+            ref = model(minivgg.Tensor(crops)).data
             diff = float(np.abs(twin(torch.from_numpy(crops)).numpy() - ref).max())
         crop_shape = f"{a.batch_size}x3x{a.input_size}x{a.input_size}"
         torch_rows = [("crop batch", crop_shape, ours_c, th_c),
@@ -244,7 +251,8 @@ def write_md(a, rows, mem_rows, torch_rows, n):
                   if k in os.environ)
     cmd = env + command_line()
     lines = [f"Measured by `benchmarks/bench_eval.py` on {today()}; machine: "
-             f"{machine(load=False)}. BLAS threads: {blas_threads()}. "
+             f"{machine(load=False)}. Threads for BLAS, minivgg and PyTorch: "
+             f"{a.threads or blas_threads()}. "
              f"Load average at the end: {load_average()} (other jobs share the machine).", "",
              f"Command: `{cmd}`", "",
              f"Model: VGG-{a.cfg}, crop {a.input_size}, width_mult {a.width_mult}, "
@@ -263,7 +271,8 @@ def write_md(a, rows, mem_rows, torch_rows, n):
     lines += [f"| {bs} | {mb:.1f} |" for bs, mb in mem_rows]
     if torch_rows:
         lines += ["", "Forward pass only, same weights, same inputs, PyTorch "
-                  f"{_torch_version()} CPU in the same run:", "",
+                  f"{_torch_version()} CPU in the same run, the two interleaved, best of "
+                  f"{a.repeats} by wall time:", "",
                   "| input | shape | minivgg img/s | PyTorch img/s | minivgg / PyTorch |",
                   "|---|---|---:|---:|---:|"]
         lines += [f"| {w} | {s} | {o:.1f} | {t:.1f} | {o / t:.2f} |" for w, s, o, t in torch_rows]
