@@ -134,6 +134,7 @@ def winograd_ablation(a, out, lines):
     """Winograd's payoff: the same layers with im2col + GEMM, F(2x2, 3x3) and
     F(4x4, 3x3), and whole steps with im2col + GEMM, F(2x2, 3x3) only, and the
     default choice, interleaved in one run."""
+    import minivgg.functional.conv as conv
     rng = np.random.default_rng(0)
     load_before = load_average()
     layers = [(c, k, h, a.batch_224) for c, k, h in VGG_D_CONVS[1:]] + \
@@ -190,8 +191,9 @@ def winograd_ablation(a, out, lines):
                 f"GEMM (conv.WINOGRAD = \"never\"), Winograd F(2x2, 3x3) (\"always\"; for "
                 f"steps, where both channel counts are at least 64), Winograd F(4x4, 3x3) "
                 f"(\"f4\"), and as chosen by default (\"auto\": F(4x4) where both channel "
-                f"counts are at least 64 and the output at least 16x16, F(2x2) on smaller "
-                f"even outputs), best of {a.repeats} interleaved runs by {clock}.\n\n"
+                f"counts are at least 64 and the output at least {conv.WINOGRAD_F4_MIN_SIZE}x"
+                f"{conv.WINOGRAD_F4_MIN_SIZE}, F(2x2) on smaller even outputs), best of "
+                f"{a.repeats} interleaved runs by {clock}.\n\n"
                 + "\n".join(lines))
         write_section(a.write_md, "Winograd against im2col (CPU)", text)
 

@@ -134,8 +134,9 @@ def test_conv2d_through_winograd4_gradcheck(rng, monkeypatch, tiling, xs, k, pad
 def test_the_default_choice(monkeypatch):
     cpu = device("cpu")
     pick = conv_mod._winograd
-    assert pick(cpu, (8, 64, 56, 56), (128, 64, 3, 3), (1, 1), (1, 1)) is W        # >= 16x16
-    assert pick(cpu, (64, 64, 16, 16), (128, 64, 3, 3), (1, 1), (1, 1)) is W
+    assert pick(cpu, (8, 64, 56, 56), (128, 64, 3, 3), (1, 1), (1, 1)) is W        # >= 20x20
+    assert pick(cpu, (8, 512, 28, 28), (512, 512, 3, 3), (1, 1), (1, 1)) is W
+    assert pick(cpu, (64, 64, 16, 16), (128, 64, 3, 3), (1, 1), (1, 1)) is W2       # 16x16
     assert pick(cpu, (8, 512, 14, 14), (512, 512, 3, 3), (1, 1), (1, 1)) is W2     # small: F(2x2)
     assert pick(cpu, (64, 256, 8, 8), (256, 256, 3, 3), (1, 1), (1, 1)) is W2
     assert pick(cpu, (8, 3, 224, 224), (64, 3, 3, 3), (1, 1), (1, 1)) is None      # first layer

@@ -238,7 +238,7 @@ def _conv_weight_grad(dev, x, gy2, w_shape, stride, padding):
 
 #: Which algorithm the CPU path uses for 3x3 stride-1 convolutions:
 #: "auto" uses Winograd F(4x4, 3x3) (winograd4) when the output is at least
-#: WINOGRAD_F4_MIN_SIZE on both sides, Winograd F(2x2, 3x3) (winograd) on
+#: WINOGRAD_F4_MIN_SIZE on both sides (VGG's 224x224 to 28x28 maps), Winograd F(2x2, 3x3) (winograd) on
 #: smaller even outputs, each only when both channel counts are at least
 #: WINOGRAD_MIN_CHANNELS and the direct convolution of the batch would take
 #: at least WINOGRAD_MIN_MACS multiply-adds (below either, the transforms
@@ -251,7 +251,7 @@ def _conv_weight_grad(dev, x, gy2, w_shape, stride, padding):
 WINOGRAD = "auto"
 WINOGRAD_MIN_CHANNELS = 64
 WINOGRAD_MIN_MACS = 1 << 25
-WINOGRAD_F4_MIN_SIZE = 16
+WINOGRAD_F4_MIN_SIZE = 20
 
 
 def _winograd(dev, x_shape, w_shape, stride, padding):
