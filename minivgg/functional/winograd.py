@@ -223,10 +223,14 @@ BLOCK_ELEMENTS = 1 << 21
 MIN_BLOCK_TILES = 256
 
 
-def _blocks(n, ty, tx, per_tile):
+def _blocks(n, ty, tx, per_tile, block_elements=None, min_tiles=None):
     """(i0, i1, r0, r1): images i0..i1 and tile rows r0..r1 of each block,
-    whole images when one fits, else bands of tile rows of one image."""
-    tiles = max(BLOCK_ELEMENTS // per_tile, MIN_BLOCK_TILES)
+    whole images when one fits, else bands of tile rows of one image.
+    A block holds about ``block_elements`` (default BLOCK_ELEMENTS) over
+    ``per_tile`` tiles, at least ``min_tiles`` (default MIN_BLOCK_TILES)."""
+    block_elements = BLOCK_ELEMENTS if block_elements is None else block_elements
+    min_tiles = MIN_BLOCK_TILES if min_tiles is None else min_tiles
+    tiles = max(block_elements // per_tile, min_tiles)
     if ty * tx <= tiles:
         step = tiles // (ty * tx)
         return [(i, min(n, i + step), 0, ty) for i in range(0, n, step)]

@@ -49,6 +49,7 @@ T tiles, TY x TX tiles per image.
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from . import winograd
 from .winograd import _split, scratch
 
 #: BT (input transform), G (filter transform), AT (output transform) of
@@ -163,14 +164,8 @@ def _gather(xp, r0, r1, tx, size, key):
 
 
 def _blocks(n, ty, tx, per_tile):
-    """(i0, i1, r0, r1): images i0..i1 and tile rows r0..r1 of each block,
-    whole images when one fits, else bands of tile rows of one image."""
-    tiles = max(BLOCK_ELEMENTS // per_tile, MIN_BLOCK_TILES)
-    if ty * tx <= tiles:
-        step = tiles // (ty * tx)
-        return [(i, min(n, i + step), 0, ty) for i in range(0, n, step)]
-    rows = max(1, tiles // tx)
-    return [(i, i + 1, r, min(ty, r + rows)) for i in range(n) for r in range(0, ty, rows)]
+    """The blocks of winograd._blocks, sized by this module's constants."""
+    return winograd._blocks(n, ty, tx, per_tile, BLOCK_ELEMENTS, MIN_BLOCK_TILES)
 
 
 def conv3x3(x, w, padding=(1, 1), b=None, relu=False, u=None):
