@@ -131,20 +131,23 @@ def _tiles(nt, out_size):
     return -(-out_size // nt)
 
 
-def _padded(x, ph, pw, rows, cols, key):
-    """x (N, C, H, W) zero-padded into a scratch (N, C, ROWS, COLS): x at
-    offset (PH, PW), zeros around it up to ROWS x COLS (which may cut x)."""
+def _padded(x, ph, pw, rows, cols, key, row0=0):
+    """Rows row0..row0+ROWS of x (N, C, H, W) zero-padded, into a scratch
+    (N, C, ROWS, COLS): buf[:, :, t, s] = xpad[:, :, row0 + t, s], where
+    xpad is x at offset (PH, PW) with zeros around it (ROWS x COLS may cut x)."""
     n, c, h, w = x.shape
     buf = scratch(key, (n, c, rows, cols), x.dtype)
-    hh, ww = min(h, rows - ph), min(w, cols - pw)
+    lo, hi = max(0, ph - row0), max(0, min(rows, h + ph - row0))    # rows of buf inside x
+    ww = min(w, cols - pw)
 
     def fill(a, b):
         part = buf[:, a:b]
-        part[:, :, :ph] = 0
-        part[:, :, ph + hh:] = 0
-        part[:, :, ph:ph + hh, :pw] = 0
-        part[:, :, ph:ph + hh, pw + ww:] = 0
-        part[:, :, ph:ph + hh, pw:pw + ww] = x[:, a:b, :hh, :ww]
+        part[:, :, :lo] = 0
+        part[:, :, hi:] = 0
+        if hi > lo:
+            part[:, :, lo:hi, :pw] = 0
+            part[:, :, lo:hi, pw + ww:] = 0
+            part[:, :, lo:hi, pw:pw + ww] = x[:, a:b, row0 + lo - ph:row0 + hi - ph, :ww]
     _split(fill, c, buf.size)
     return buf
 
@@ -185,10 +188,11 @@ def conv3x3(x, w, padding=(1, 1), b=None, relu=False, u=None):
     kb, ka = kron("B", dtype), kron("A", dtype)
     y = np.empty((k, n, oh, ow), dtype=dtype)
     for i0, i1, r0, r1 in _blocks(n, ty, tx, 36 * (c + k)):
-        if r0 == 0:     # a new group of images: pad it once for all its bands
-            xp = _padded(x[i0:i1], ph, pw, M_OUT * ty + 2, M_OUT * tx + 2, "w4xpad")
         nb, rows = i1 - i0, r1 - r0
-        d = _gather(xp, r0, r1, tx, A_IN, "w4d")
+        # The padded input rows this block's tiles read (a band of one image,
+        # or whole images), so the scratch stays block-sized.
+        xp = _padded(x[i0:i1], ph, pw, M_OUT * rows + 2, M_OUT * tx + 2, "w4xpad", M_OUT * r0)
+        d = _gather(xp, 0, rows, tx, A_IN, "w4d")
         v = scratch("w4v", d.shape, dtype)
         np.matmul(kb, d.reshape(36, -1), out=v.reshape(36, -1))
         m = scratch("w4m", (36, k, v.shape[2]), dtype)
@@ -237,13 +241,13 @@ def weight_grad(x, gy, padding=(1, 1)):
     du = np.zeros((36, k, c), dtype=dtype)
     part = np.empty_like(du)
     for i0, i1, r0, r1 in _blocks(n, ty, tx, 36 * (c + k)):
-        if r0 == 0:
-            xp = _padded(x[i0:i1], ph, pw, M_OUT * ty + 2, M_OUT * tx + 2, "w4xpad")
-            gp = _padded(gy[i0:i1], 0, 0, M_OUT * ty, M_OUT * tx, "w4gpad")
-        d = _gather(xp, r0, r1, tx, A_IN, "w4d")
+        rows = r1 - r0
+        xp = _padded(x[i0:i1], ph, pw, M_OUT * rows + 2, M_OUT * tx + 2, "w4xpad", M_OUT * r0)
+        gp = _padded(gy[i0:i1], 0, 0, M_OUT * rows, M_OUT * tx, "w4gpad", M_OUT * r0)
+        d = _gather(xp, 0, rows, tx, A_IN, "w4d")
         v = scratch("w4v", d.shape, dtype)
         np.matmul(kb, d.reshape(36, -1), out=v.reshape(36, -1))
-        g = _gather(gp, r0, r1, tx, M_OUT, "w4g")                 # (16, K, T)
+        g = _gather(gp, 0, rows, tx, M_OUT, "w4g")                # (16, K, T)
         dm = scratch("w4m", (36, k, g.shape[2]), dtype)
         np.matmul(ka_t, g.reshape(16, -1), out=dm.reshape(36, -1))
         np.matmul(dm, v.transpose(0, 2, 1), out=part)
