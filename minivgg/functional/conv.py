@@ -236,18 +236,19 @@ def _conv_weight_grad(dev, x, gy2, w_shape, stride, padding):
     return gw.reshape(w_shape)
 
 
-#: Which algorithm the CPU path uses for 3x3 stride-1 convolutions:
-#: "auto" uses Winograd F(4x4, 3x3) (winograd4) when the output is at least
-#: WINOGRAD_F4_MIN_SIZE on both sides (VGG's 224x224 to 28x28 maps), Winograd F(2x2, 3x3) (winograd) on
-#: smaller even outputs, each only when both channel counts are at least
+#: Which algorithm the CPU path uses for 3x3 stride-1 convolutions. "auto":
+#: im2col + GEMM unless both channel counts are at least
 #: WINOGRAD_MIN_CHANNELS and the direct convolution of the batch would take
 #: at least WINOGRAD_MIN_MACS multiply-adds (below either, the transforms
 #: and the filter transform cost more than the multiplications they save:
-#: small batches at evaluation), and im2col + GEMM otherwise. "always" uses
-#: F(2x2, 3x3) and "f4" F(4x4, 3x3) wherever it applies (tests, ablations),
-#: "never" keeps im2col + GEMM. The thresholds are measured choices
-#: (docs/benchmarks.md, "Winograd against im2col"): on smaller images the
-#: bigger tiles' gathers and partial tiles cost more than they save.
+#: the first layer, small evaluation batches); then Winograd F(4x4, 3x3)
+#: (winograd4) where the output is at least WINOGRAD_F4_MIN_SIZE on both
+#: sides (VGG's maps from 224x224 to 28x28), F(2x2, 3x3) (winograd) on
+#: smaller even outputs, where F(4x4)'s partial tiles, gathers and larger
+#: transformed filters cost as much as it saves. "always" uses F(2x2, 3x3)
+#: and "f4" F(4x4, 3x3) wherever it applies (tests, ablations); "never"
+#: keeps im2col + GEMM. The thresholds are measured choices
+#: (docs/architecture.md, docs/benchmarks.md "Winograd against im2col").
 WINOGRAD = "auto"
 WINOGRAD_MIN_CHANNELS = 64
 WINOGRAD_MIN_MACS = 1 << 25
@@ -265,6 +266,8 @@ def _winograd(dev, x_shape, w_shape, stride, padding):
         return winograd4 if f4 else None
     if WINOGRAD == "always":
         return winograd if f2 else None
+    if not (f4 or f2):
+        return None
     oh, ow = (x_shape[2] + 2 * padding[0] - 2, x_shape[3] + 2 * padding[1] - 2)
     macs = x_shape[0] * oh * ow * w_shape[0] * w_shape[1] * 9
     if min(w_shape[:2]) < WINOGRAD_MIN_CHANNELS or macs < WINOGRAD_MIN_MACS:
