@@ -1,6 +1,7 @@
 """Winograd F(4x4, 3x3): VGG's 3x3 stride-1 convolutions with 4x fewer
 multiplications than the direct method (F(2x2, 3x3) in winograd.py saves
-2.25x). Same algorithm, bigger tiles (Lavin & Gray, CVPR 2016, §4):
+2.25x). Same algorithm, bigger tiles (Lavin & Gray, "Fast Algorithms for
+Convolutional Neural Networks", CVPR 2016):
 
 A 4x4 tile of output pixels depends on a 6x6 tile d of the padded input.
 With the constant matrices BT (6x6), G (6x3) and AT (4x6) below,
@@ -24,8 +25,9 @@ of 36 numbers (row-major), so each transform is one product of a 36x36
 work at BLAS speed, one pass over the data, where the F(2x2) module writes
 its transforms as NumPy additions (several passes). The 36 GEMMs do
 36*K*C*T = 2.25*K*C*N*OH*OW multiply-adds against 9*K*C*N*OH*OW for
-im2col + GEMM; the transforms add 36 (input) and 16*36/16 = 36 (output)
-multiply-adds per tile element, small beside K or C >= 64.
+im2col + GEMM. The input transform costs 36 multiply-adds per element of
+V and the output transform 36 per output value, where the GEMMs cost C
+(K for dW) per element, with C, K >= 64 wherever this module is chosen.
 
 Tiles start every 4 pixels; T = N * TY * TX with TY = ceil(OH / 4): an
 output size that is not a multiple of 4 gets a last row (column) of tiles
@@ -40,8 +42,8 @@ Backward, exact for the algorithm above:
 
 Float32 error: G has entries 1/4, 1/6, 1/12, 1/24 and BT, AT entries up
 to 8, so the rounding error is about 10x that of F(2x2, 3x3); the bound
-is stated and checked in tests/test_winograd.py (float64 gradchecks pass
-through this module unchanged).
+is stated and checked in tests/test_winograd4.py, and float64 gradchecks
+pass through this module (with finite-difference steps of 1e-4).
 
 Shape letters: N, C, H, W, K, OH, OW as in functional/__init__.py;
 T tiles, TY x TX tiles per image.
