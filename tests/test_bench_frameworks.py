@@ -1,0 +1,46 @@
+"""benchmarks/bench_frameworks.py --compat: the two NumPy names DeZero and
+Chainer need are put back (and CuPy hidden) in the worker process only, and
+the benchmark's command-line and BLAS records say how to rerun it."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def run_python(code, env=None):
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=BENCH, env=env, timeout=120)
+
+
+def test_restore_removed_numpy_names_in_a_fresh_process():
+    code = (
+        "import numpy as np, bench_frameworks as b\n"
+        "had_int, had_sctypes = hasattr(np, 'int'), hasattr(np, 'sctypes')\n"
+        "note = b.restore_removed_numpy_names()\n"
+        "assert np.int is int or had_int\n"
+        "assert np.float32 in np.sctypes['float'] and np.int64 in np.sctypes['int']\n"
+        "try:\n"
+        "    import cupy\n"
+        "except ImportError:\n"
+        "    print('cupy hidden;' + note)\n")
+    r = run_python(code)
+    assert r.returncode == 0, r.stderr
+    assert "cupy hidden; with np.int/np.sctypes restored" in r.stdout
+
+
+def test_the_command_line_says_how_the_blas_was_set():
+    code = ("import sys, common\n"
+            "sys.argv = ['benchmarks/x.py', '--threads', '1']\n"
+            "print(common.command_line())\n"
+            "print(common.blas_line())\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    out = run_python(code, env).stdout.splitlines()
+    assert out[0] == ("env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "
+                      "python benchmarks/x.py --threads 1")
+    assert out[1].startswith("NumPy's BLAS: ") and "own choice" in out[1]
+    env["OPENBLAS_CORETYPE"] = "Haswell"
+    out = run_python(code, env).stdout.splitlines()
+    assert out[0] == "python benchmarks/x.py --threads 1"
+    assert "OPENBLAS_CORETYPE=Haswell set in the environment" in out[1]
