@@ -98,9 +98,7 @@ def torch_twin(model):
 def full_size(a):
     """Forward throughput of the full-size network against PyTorch's."""
     import torch
-    from minivgg.threads import set_threads
-    threads = a.threads or blas_threads()
-    set_threads(threads)
+    threads = a.threads
     torch.set_num_threads(threads)
     load_before = load_average()
     model = vgg(a.cfg, num_classes=1000, input_size=224, init="kaiming", seed=0).eval()
@@ -153,13 +151,14 @@ def full_size(a):
 
 
 def main():
+    from minivgg.threads import set_threads
     a = parse()
+    a.threads = a.threads or blas_threads()     # BLAS, minivgg and PyTorch alike
+    set_threads(a.threads)
     if a.full_size:
         a.repeats = a.repeats or 3
         return full_size(a)
-    from minivgg.threads import set_threads
     a.repeats = a.repeats or 20
-    set_threads(a.threads or blas_threads())
     scales = [int(s) for s in a.scales.split(",")]
     model = vgg(a.cfg, num_classes=10, input_size=a.input_size, fc_width=a.fc_width,
                 width_mult=a.width_mult, init="kaiming", seed=0).eval()
@@ -190,7 +189,7 @@ def main():
     twin = None if a.no_torch else torch_twin(model)
     if twin is not None:
         import torch
-        torch.set_num_threads(a.threads or blas_threads())  # as NumPy's BLAS and minivgg
+        torch.set_num_threads(a.threads)  # as NumPy's BLAS and minivgg
         crops = np.random.default_rng(0).standard_normal(
             (a.batch_size, 3, a.input_size, a.input_size)).astype(np.float32)
         dense_x = np.random.default_rng(1).standard_normal(
@@ -252,7 +251,7 @@ def write_md(a, rows, mem_rows, torch_rows, n):
     cmd = env + command_line()
     lines = [f"Measured by `benchmarks/bench_eval.py` on {today()}; machine: "
              f"{machine(load=False)}. Threads for BLAS, minivgg and PyTorch: "
-             f"{a.threads or blas_threads()}. "
+             f"{a.threads}. "
              f"Load average at the end: {load_average()} (other jobs share the machine).", "",
              f"Command: `{cmd}`", "",
              f"Model: VGG-{a.cfg}, crop {a.input_size}, width_mult {a.width_mult}, "
