@@ -223,10 +223,12 @@ def main(argv=None):
     load_before = load_average()
 
     def record(name, w, batch, seen, dt):
+        """Add a row to the table; return its images/s."""
         ips = seen / dt
         rows.append((name, w, batch, seen, ips, ips / max(w, 1)))
         print(f"{name:<40} workers={w}  {ips:8.1f} images/s  ({ips / max(w, 1):7.1f} per worker)",
               flush=True)
+        return ips
 
     def run(name, ds, transform, batch, images, tv=None):
         """Our loader at each worker count; with ``tv``, torchvision's right after it."""
@@ -235,10 +237,10 @@ def main(argv=None):
         if tv is not None:
             tv.loader(0, batch, batch)
         for w in a.workers:
-            record(name, w, batch, *measure(ds, transform, batch, w, images))
+            ours = record(name, w, batch, *measure(ds, transform, batch, w, images))
             if tv is not None:
-                record(f"{name}, {tv.label}", w, batch, *tv.loader(w, batch, images))
-                versus.append((name, w, rows[-2][4], rows[-1][4]))
+                theirs = record(f"{name}, {tv.label}", w, batch, *tv.loader(w, batch, images))
+                versus.append((name, w, ours, theirs))
 
     syn = SyntheticShapes(max(a.synthetic_images, a.synthetic_batch), image_size=32)
     run("SyntheticShapes 32x32, crop 28, S~U[32,64]", syn,
