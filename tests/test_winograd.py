@@ -8,8 +8,8 @@ from minivgg import functional as F
 from minivgg.backend import device
 from minivgg.functional import conv as conv_mod
 from minivgg.functional import winograd as W
-from winograd_checks import (check_conv3x3, check_float32_error_bound, check_transform_matrices,
-                             check_weight_grad, check_weight_transform)
+from winograd_checks import (check_conv2d_gradcheck, check_conv3x3, check_float32_error_bound,
+                             check_transform_matrices, check_weight_grad, check_weight_transform)
 
 CASES = [
     # (N, C, H, W), K, padding
@@ -78,20 +78,8 @@ def test_weight_grad_matches_im2col(rng, tiling, xs, k, pad):
 @pytest.mark.parametrize("xs,k,pad", CASES[:4])
 def test_conv2d_through_winograd_gradcheck(rng, monkeypatch, tiling, xs, k, pad, relu):
     """Forward, dX (the flipped-kernel convolution) and dW all through Winograd, float64."""
-    monkeypatch.setattr(conv_mod, "WINOGRAD", "always")
-    calls = []
-    real = W.conv3x3
-    monkeypatch.setattr(W, "conv3x3", lambda *a, **kw: calls.append(1) or real(*a, **kw))
-    x = Tensor(rng.standard_normal(xs), requires_grad=True)
-    w = Tensor(rng.standard_normal((k, xs[1], 3, 3)), requires_grad=True)
-    b = Tensor(rng.standard_normal(k), requires_grad=True)
-    y = F.conv2d(x, w, b, 1, pad, relu=relu)
-    ref = F.conv2d_reference(x, w, b, 1, pad)
-    np.testing.assert_allclose(y.data, np.maximum(ref, 0) if relu else ref, rtol=1e-12,
-                               atol=1e-12)
     # (finite differences alone reach 2e-6 on these sums of 45 products)
-    assert gradcheck(lambda x, w, b: F.conv2d(x, w, b, 1, pad, relu=relu), [x, w, b]) < 1e-5
-    assert calls  # the Winograd path did run
+    check_conv2d_gradcheck(W, "always", monkeypatch, rng, xs, k, pad, relu, 1e-12, 1e-6)
 
 
 def test_auto_choice_and_fallbacks(rng, monkeypatch):

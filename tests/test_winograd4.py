@@ -4,14 +4,12 @@ the choice between it, F(2x2, 3x3) and im2col."""
 import numpy as np
 import pytest
 
-from minivgg import Tensor, gradcheck
-from minivgg import functional as F
 from minivgg.backend import device
 from minivgg.functional import conv as conv_mod
 from minivgg.functional import winograd as W2
 from minivgg.functional import winograd4 as W
-from winograd_checks import (check_conv3x3, check_float32_error_bound, check_transform_matrices,
-                             check_weight_grad, check_weight_transform)
+from winograd_checks import (check_conv2d_gradcheck, check_conv3x3, check_float32_error_bound,
+                             check_transform_matrices, check_weight_grad, check_weight_transform)
 
 CASES = [
     # (N, C, H, W), K, padding
@@ -78,23 +76,9 @@ def test_weight_grad_matches_im2col(rng, tiling, xs, k, pad):
 @pytest.mark.parametrize("xs,k,pad", CASES[1:6])
 def test_conv2d_through_winograd4_gradcheck(rng, monkeypatch, tiling, xs, k, pad, relu):
     """Forward, dX (the flipped-kernel convolution) and dW all through F(4x4), float64."""
-    monkeypatch.setattr(conv_mod, "WINOGRAD", "f4")
-    calls = []
-    real_conv, real_grad = W.conv3x3, W.weight_grad
-    monkeypatch.setattr(W, "conv3x3", lambda *a, **kw: calls.append("y") or real_conv(*a, **kw))
-    monkeypatch.setattr(W, "weight_grad", lambda *a, **kw: calls.append("w") or real_grad(*a, **kw))
-    x = Tensor(rng.standard_normal(xs), requires_grad=True)
-    w = Tensor(rng.standard_normal((k, xs[1], 3, 3)), requires_grad=True)
-    b = Tensor(rng.standard_normal(k), requires_grad=True)
-    y = F.conv2d(x, w, b, 1, pad, relu=relu)
-    ref = F.conv2d_reference(x, w, b, 1, pad)
-    np.testing.assert_allclose(y.data, np.maximum(ref, 0) if relu else ref, rtol=1e-11,
-                               atol=1e-11)
     # eps 1e-4, not 1e-6: F(4x4)'s float64 forward rounds to ~1e-13, which
     # central differences with eps 1e-6 would turn into ~1e-7 of noise.
-    assert gradcheck(lambda x, w, b: F.conv2d(x, w, b, 1, pad, relu=relu), [x, w, b],
-                     eps=1e-4) < 1e-5
-    assert calls.count("w") and calls.count("y") >= 2   # forward and dX, and dW, ran here
+    check_conv2d_gradcheck(W, "f4", monkeypatch, rng, xs, k, pad, relu, 1e-11, 1e-4)
 
 
 def test_the_default_choice(monkeypatch):

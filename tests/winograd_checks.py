@@ -5,6 +5,7 @@ flipped_weight_transform, conv3x3, weight_grad), and are held to the same
 oracles, each with its own tolerance."""
 import numpy as np
 
+from minivgg import Tensor, gradcheck
 from minivgg import functional as F
 from minivgg.backend import device
 from minivgg.functional import conv as conv_mod
@@ -87,3 +88,24 @@ def check_float32_error_bound(W, bound):
         gw = W.weight_grad(x, gy_cm, (1, 1))
         assert gw.dtype == np.float32
         assert np.abs(gw - gw_exact).max() <= bound * np.sqrt(np.mean(gw_exact ** 2))
+
+
+def check_conv2d_gradcheck(W, mode, monkeypatch, rng, xs, k, pad, relu, tol, eps):
+    """Forward, dX (the flipped-kernel convolution) and dW all through module
+    W (conv.WINOGRAD = ``mode``), float64: the forward against the reference
+    within ``tol``, the gradients against central differences with step
+    ``eps``, and W's conv3x3 (forward and dX) and weight_grad seen to run."""
+    monkeypatch.setattr(conv_mod, "WINOGRAD", mode)
+    calls = []
+    real_conv, real_grad = W.conv3x3, W.weight_grad
+    monkeypatch.setattr(W, "conv3x3", lambda *a, **kw: calls.append("y") or real_conv(*a, **kw))
+    monkeypatch.setattr(W, "weight_grad", lambda *a, **kw: calls.append("w") or real_grad(*a, **kw))
+    x = Tensor(rng.standard_normal(xs), requires_grad=True)
+    w = Tensor(rng.standard_normal((k, xs[1], 3, 3)), requires_grad=True)
+    b = Tensor(rng.standard_normal(k), requires_grad=True)
+    y = F.conv2d(x, w, b, 1, pad, relu=relu)
+    ref = F.conv2d_reference(x, w, b, 1, pad)
+    np.testing.assert_allclose(y.data, np.maximum(ref, 0) if relu else ref, rtol=tol, atol=tol)
+    assert gradcheck(lambda x, w, b: F.conv2d(x, w, b, 1, pad, relu=relu), [x, w, b],
+                     eps=eps) < 1e-5
+    assert calls.count("w") and calls.count("y") >= 2   # forward and dX, and dW, ran here
