@@ -3,8 +3,9 @@ pick: DeZero and Chainer (CPU), and PyTorch, in the same run.
 
 The model is VGG-A (Table 1) with 10 classes and the paper's FC width 4096
 (dropout 0.5 on FC1 and FC2), one SGD step with momentum 0.9 and weight
-decay 5e-4, on random 32x32 inputs, batch 64, written with each framework's
-own layers. minivgg and PyTorch run in this process; each other framework
+decay 5e-4, on random 32x32 inputs, batch 64 (``--size 224 --batch 8``: the
+ImageNet-sized step of bench_train.py), written with each framework's own
+layers. minivgg and PyTorch run in this process; each other framework
 runs in a worker process of its own (started with the PYTHONPATH given on
 the command line), which times one step whenever it is asked. The
 contestants' steps are interleaved and the best of ``--repeats`` is kept.
@@ -20,7 +21,7 @@ to run them (docs/benchmarks.md has the install commands):
 
     python benchmarks/bench_frameworks.py --compat \\
         --dezero-path /tmp/fw_dezero --chainer-path /tmp/fw_chainer \\
-        [--threads 1] [--write-md docs/benchmarks.md]
+        [--size 224 --batch 8] [--threads 1] [--write-md docs/benchmarks.md]
 """
 import argparse
 import json
@@ -29,18 +30,18 @@ import subprocess
 import sys
 import time
 
-SIZE, BATCH, CLASSES, FC = 32, 64, 10, 4096
+CLASSES, FC = 10, 4096
 # Table 1, configuration A: channels of each 3x3 convolution, "M" a 2x2 max-pool.
 VGG_A = [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"]
 
 
-def data(np):
+def data(np, size, batch):
     rng = np.random.RandomState(0)
-    x = rng.standard_normal((BATCH, 3, SIZE, SIZE)).astype(np.float32)
-    return x, (np.arange(BATCH) % CLASSES).astype(np.int32)
+    x = rng.standard_normal((batch, 3, size, size)).astype(np.float32)
+    return x, (np.arange(batch) % CLASSES).astype(np.int32)
 
 
-def dezero_step():
+def dezero_step(size, batch):
     import numpy as np
     import dezero
     import dezero.functions as F
@@ -59,7 +60,7 @@ def dezero_step():
                     c = v
                 else:
                     self.convs.append("M")
-            self.fc1 = L.Linear(FC, in_size=c * (SIZE // 32) ** 2)
+            self.fc1 = L.Linear(FC, in_size=c * (size // 32) ** 2)
             self.fc2 = L.Linear(FC, in_size=FC)
             self.fc3 = L.Linear(CLASSES, in_size=FC)
 
@@ -74,7 +75,7 @@ def dezero_step():
     model = VGG()
     opt = optimizers.MomentumSGD(1e-4, 0.9).setup(model)
     opt.add_hook(optimizers.WeightDecay(5e-4))
-    x, t = data(np)
+    x, t = data(np, size, batch)
     label = f"DeZero {getattr(dezero, '__version__', '')} (numpy {np.__version__})"
     return chainer_like_step(F, model, opt, x, t), label
 
@@ -89,7 +90,7 @@ def chainer_like_step(F, model, opt, x, t):
     return step
 
 
-def chainer_step():
+def chainer_step(size, batch):
     import numpy as np
     import chainer
     import chainer.functions as F
@@ -108,7 +109,7 @@ def chainer_step():
                         c = v
                     else:
                         self.plan.append("M")
-                self.fc1 = L.Linear(c * (SIZE // 32) ** 2, FC)
+                self.fc1 = L.Linear(c * (size // 32) ** 2, FC)
                 self.fc2 = L.Linear(FC, FC)
                 self.fc3 = L.Linear(FC, CLASSES)
 
@@ -123,7 +124,7 @@ def chainer_step():
     opt = optimizers.MomentumSGD(1e-4, 0.9)
     opt.setup(model)
     opt.add_hook(optimizer_hooks.WeightDecay(5e-4))
-    x, t = data(np)
+    x, t = data(np, size, batch)
     label = f"Chainer {chainer.__version__} (numpy {np.__version__})"
     return chainer_like_step(F, model, opt, x, t), label
 
@@ -149,10 +150,10 @@ def restore_removed_numpy_names():
     return " with np.int/np.sctypes restored"
 
 
-def worker(name, compat):
+def worker(name, compat, size, batch):
     """Time one step per line read from stdin; reply with a JSON line."""
     note = restore_removed_numpy_names() if compat else ""
-    step, label = {"dezero": dezero_step, "chainer": chainer_step}[name]()
+    step, label = {"dezero": dezero_step, "chainer": chainer_step}[name](size, batch)
     print(json.dumps({"label": label.replace(")", note + ")", 1)}), flush=True)
     for _ in sys.stdin:
         t0 = time.perf_counter()
@@ -164,11 +165,12 @@ class Remote:
     """A framework in its own process: ``remote()`` runs one step there and
     returns its time."""
 
-    def __init__(self, name, pythonpath, threads, compat):
+    def __init__(self, name, pythonpath, threads, compat, size, batch):
         env = dict(os.environ, PYTHONPATH=pythonpath, OPENBLAS_NUM_THREADS=str(threads),
                    OMP_NUM_THREADS=str(threads), SETUPTOOLS_USE_DISTUTILS="stdlib")
         self.proc = subprocess.Popen([sys.executable, "-W", "ignore", os.path.abspath(__file__),
-                                      "--worker", name] + ["--compat"] * compat, stdin=subprocess.PIPE,
+                                      "--worker", name, "--size", str(size), "--batch", str(batch)]
+                                     + ["--compat"] * compat, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, env=env)
         line = self.proc.stdout.readline()
         if not line:
@@ -194,11 +196,17 @@ def main(argv=None):
     p.add_argument("--compat", action="store_true",
                    help="run DeZero and Chainer on this NumPy, with the names they need restored")
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="BLAS threads for all")
+    p.add_argument("--size", type=int, default=32, help="input height and width (default 32)")
+    p.add_argument("--batch", type=int, default=64, help="images per step (default 64)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--write-md", metavar="PATH")
     a = p.parse_args(argv)
+    if a.size < 32 or a.size % 32:
+        p.error(f"--size must be a multiple of 32 (VGG's five 2x2 poolings), got {a.size}")
+    if a.batch < 1:
+        p.error(f"--batch must be at least 1, got {a.batch}")
     if a.worker:
-        return worker(a.worker, a.compat)
+        return worker(a.worker, a.compat, a.size, a.batch)
 
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -215,11 +223,11 @@ def main(argv=None):
     set_threads(a.threads)
     torch.set_num_threads(a.threads)
     load_before = load_average()
-    model = vgg("A", num_classes=CLASSES, input_size=SIZE, fc_width=FC, init="kaiming", seed=0)
+    model = vgg("A", num_classes=CLASSES, input_size=a.size, fc_width=FC, init="kaiming", seed=0)
     tmodel = torch_vgg(model)
     opt = SGD(model.parameters(), 1e-4, 0.9, 5e-4)
     topt = torch.optim.SGD(tmodel.parameters(), 1e-4, momentum=0.9, weight_decay=5e-4)
-    x, t = data(np)
+    x, t = data(np, a.size, a.batch)
     tx, tt = torch.tensor(x), torch.tensor(t.astype(np.int64))
 
     def timed(fn):
@@ -245,7 +253,7 @@ def main(argv=None):
     remotes = []
     for name, path in (("dezero", a.dezero_path), ("chainer", a.chainer_path)):
         if path:
-            r = Remote(name, path, a.threads, a.compat)
+            r = Remote(name, path, a.threads, a.compat, a.size, a.batch)
             remotes.append(r)
             contestants.append((r.label, r))
     best = {label: float("inf") for label, _ in contestants}
@@ -258,7 +266,7 @@ def main(argv=None):
     for r in remotes:
         r.close()
     ref = best["minivgg"]
-    rows = [f"| {label} | {s:.3f} | {BATCH / s:.1f} | {s / ref:.2f} |" for label, s in best.items()]
+    rows = [f"| {label} | {s:.3f} | {a.batch / s:.1f} | {s / ref:.2f} |" for label, s in best.items()]
     text = "\n".join([
         f"Measured by `benchmarks/bench_frameworks.py` on {today()}; machine: "
         f"{machine(load=False)}; BLAS threads: {a.threads}; load average before the run "
@@ -266,7 +274,7 @@ def main(argv=None):
         "",
         f"Command: `{command_line()}`",
         "",
-        f"VGG-A, 32x32 inputs, batch {BATCH}, FC width {FC}, {CLASSES} classes, one SGD step "
+        f"VGG-A, {a.size}x{a.size} inputs, batch {a.batch}, FC width {FC}, {CLASSES} classes, one SGD step "
         f"(momentum 0.9, weight decay 5e-4), written with each framework's own layers; best "
         f"of {a.repeats} interleaved runs after a warm-up. 'x minivgg' is the framework's "
         f"time over minivgg's (above 1: minivgg is faster).",
@@ -276,7 +284,10 @@ def main(argv=None):
     ] + rows)
     print(text)
     if a.write_md:
-        write_section(a.write_md, "Training step against DeZero and Chainer (CPU)", text)
+        title = "Training step against DeZero and Chainer (CPU)"
+        if (a.size, a.batch) != (32, 64):
+            title = f"Training step against DeZero and Chainer, {a.size}x{a.size} (CPU)"
+        write_section(a.write_md, title, text)
 
 
 if __name__ == "__main__":

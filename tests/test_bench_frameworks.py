@@ -44,3 +44,21 @@ def test_the_command_line_says_how_the_blas_was_set():
     out = run_python(code, env).stdout.splitlines()
     assert out[0] == "python benchmarks/x.py --threads 1"
     assert "OPENBLAS_CORETYPE=Haswell set in the environment" in out[1]
+
+
+def test_size_and_batch_are_checked_before_anything_runs():
+    for args, message in ((["--size", "48"], "--size must be a multiple of 32"),
+                          (["--size", "0"], "--size must be a multiple of 32"),
+                          (["--batch", "0"], "--batch must be at least 1, got 0")):
+        r = subprocess.run([sys.executable, str(BENCH / "bench_frameworks.py")] + args,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2 and message in r.stderr, (args, r.stderr)
+
+
+def test_the_data_follow_size_and_batch():
+    code = ("import numpy as np, bench_frameworks as b\n"
+            "x, t = b.data(np, 224, 8)\n"
+            "print(x.shape, x.dtype, t.tolist())\n")
+    r = run_python(code)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "(8, 3, 224, 224) float32 [0, 1, 2, 3, 4, 5, 6, 7]"
