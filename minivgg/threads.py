@@ -50,6 +50,22 @@ def pool():
     return _pool
 
 
+def split(fn, total, size, min_size=1 << 15):
+    """Run fn(a, b) over [0, total) cut into one range per thread, on the
+    shared pool, when the work is worth a hand-off (``size``, its elements,
+    at least ``min_size``); else fn(0, total) here. Each range runs in one
+    thread, so fn may keep per-thread scratch; NumPy releases the GIL in
+    its copies and ufuncs, so the ranges really run in parallel."""
+    n = threads()
+    if n < 2 or size < min_size or total < n:
+        fn(0, total)
+        return
+    bounds = [total * i // n for i in range(n + 1)]
+    jobs = [pool().submit(fn, a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+    for j in jobs:
+        j.result()
+
+
 def set_threads(n):
     """Use at most ``n`` threads for BLAS and for minivgg's copies (None or 0: all cores)."""
     global _limit, _blas_limiter

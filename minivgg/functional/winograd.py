@@ -55,7 +55,7 @@ import threading
 
 import numpy as np
 
-from ..threads import pool, threads
+from ..threads import split
 
 #: B^T (input transform), G (filter transform), A^T (output transform) of F(2x2, 3x3).
 BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
@@ -143,14 +143,7 @@ def scratch(key, shape, dtype):
 
 def _split(fn, total, size):
     """Run fn(a, b) over [0, total) cut into one range per thread (when worth it)."""
-    n = threads()
-    if n < 2 or size < _PARALLEL_MIN or total < n:
-        fn(0, total)
-        return
-    bounds = np.linspace(0, total, n + 1).astype(int)
-    jobs = [pool().submit(fn, a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
-    for j in jobs:
-        j.result()
+    split(fn, total, size, _PARALLEL_MIN)
 
 
 def _span(t0, count, parity, pad, size):
