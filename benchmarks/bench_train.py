@@ -5,7 +5,8 @@
    VGG-D (a superset of VGG-A's) at 224x224, batch 8: time, the algorithm
    the CPU path chose, GFLOP/s counted as a direct convolution would
    (2*K*C*9 per output pixel; Winograd does fewer multiplications, so this
-   is its effective rate), fraction of numpy's GEMM rate, ratio.
+   is its effective rate), fraction of numpy's GEMM rate, ratio; and
+   max_pool2d 2x2 forward + backward at VGG's five pooling shapes.
 3. Whole training steps (forward, backward, SGD update; 10 classes, the
    paper's FC width 4096): VGG-A at 32x32, batch 64; with --include-224
    also VGG-A at 224x224, batch 8, and VGG-D at 224x224, batch 4.
@@ -73,6 +74,33 @@ def conv_case(torch, c, k, h, batch, repeats):
     # forward, dW and (except for the first layer) dX: one GEMM-sized product each
     flops = 2 * batch * k * c * 9 * h * h * (3 if need_dx else 2)
     return (flops,) + interleaved_best_cpu([ours, theirs], repeats)
+
+
+# (C, H) of the inputs of VGG's five 2x2 max-poolings at 224x224.
+VGG_POOLS = [(64, 224), (128, 112), (256, 56), (512, 28), (512, 14)]
+
+
+def pool_case(torch, c, h, batch, repeats):
+    """max_pool2d 2x2 forward + backward on a ReLU-like input (a quarter of
+    it zeros, so windows tie) laid out as each framework's convolution
+    leaves it: channel-major for minivgg, NCHW for PyTorch."""
+    rng = np.random.default_rng(0)
+    x = np.maximum(rng.standard_normal((c, batch, h, h), dtype=np.float32) + 0.7, 0)
+    gy = rng.standard_normal((c, batch, h // 2, h // 2), dtype=np.float32)
+    x, gy = x.transpose(1, 0, 2, 3), gy.transpose(1, 0, 2, 3)
+
+    def ours():
+        xt = Tensor(x, requires_grad=True)
+        F.max_pool2d(xt, 2).backward(gy)
+
+    tx = torch.tensor(np.ascontiguousarray(x), requires_grad=True)
+    tgy = torch.tensor(np.ascontiguousarray(gy))
+
+    def theirs():
+        tx.grad = None
+        torch.nn.functional.max_pool2d(tx, 2).backward(tgy)
+
+    return interleaved_best_cpu([ours, theirs], repeats)
 
 
 def conv_algorithm(c, k, h, batch):
@@ -271,6 +299,22 @@ def main(argv=None):
     cols = f" | {1e3 * tot[2]:.0f} | {1e3 * tot[3]:.0f} | {tot[2] / tot[3]:.2f}" if cpu else ""
     out(f"| all nine | | | {1e3 * tot[0]:.0f} | {1e3 * tot[1]:.0f} | {tot[0] / tot[1]:.2f}{cols} "
         f"| | |")
+    out()
+    out(f"max_pool2d 2x2, forward + backward, batch {a.batch_224} (the inputs of VGG's five "
+        f"poolings at 224x224):")
+    out()
+    out(f"| C | H=W | minivgg ms | PyTorch ms | ratio{extra} |")
+    out("| ---: | ---: | ---: | ---: | ---: |" + (" ---: | ---: | ---: |" if cpu else ""))
+    tot = np.zeros(4)
+    for c, h in VGG_POOLS:
+        wall, cput = pool_case(torch, c, h, a.batch_224, a.repeats)
+        tot += [wall[0], wall[1], cput[0], cput[1]]
+        cols = (f" | {1e3 * cput[0]:.1f} | {1e3 * cput[1]:.1f} | {cput[0] / cput[1]:.2f}"
+                if cpu else "")
+        out(f"| {c} | {h} | {1e3 * wall[0]:.1f} | {1e3 * wall[1]:.1f} | "
+            f"{wall[0] / wall[1]:.2f}{cols} |")
+    cols = f" | {1e3 * tot[2]:.1f} | {1e3 * tot[3]:.1f} | {tot[2] / tot[3]:.2f}" if cpu else ""
+    out(f"| all five | | {1e3 * tot[0]:.1f} | {1e3 * tot[1]:.1f} | {tot[0] / tot[1]:.2f}{cols} |")
     out()
     out("Whole training steps (forward, backward, SGD with momentum and weight decay; "
         "FC width 4096, 10 classes):")

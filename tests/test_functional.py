@@ -94,6 +94,52 @@ def test_max_pool_nan_is_the_maximum_and_its_first_position_gets_the_gradient():
     np.testing.assert_array_equal(x.grad[0, 0], [[0, 2, 0, 3], [0, 0, 0, 0]])
 
 
+def _pool_backward_loops(x, gy, k, s, p):
+    """dL/dx of max-pooling by loops: each window's gy goes to its first
+    maximum in row-major order (its first NaN, if it holds one)."""
+    (kh, kw), (sh, sw), (ph, pw) = [(v, v) if np.isscalar(v) else v for v in (k, s, p)]
+    n, c, h, w = x.shape
+    xpad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-np.inf)
+    gx = np.zeros(xpad.shape)
+    for b in range(n):
+        for ch in range(c):
+            for i in range(gy.shape[2]):
+                for j in range(gy.shape[3]):
+                    win = xpad[b, ch, i * sh:i * sh + kh, j * sw:j * sw + kw].ravel()
+                    nan = np.flatnonzero(np.isnan(win))
+                    first = nan[0] if nan.size else int(np.argmax(win))
+                    gx[b, ch, i * sh + first // kw, j * sw + first % kw] += gy[b, ch, i, j]
+    return gx[:, :, ph:ph + h, pw:pw + w]
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 1 << 16])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("xs,k,s,p", [((2, 6, 48, 48), 2, 2, 0), ((2, 5, 47, 45), 2, 2, 0),
+                                      ((2, 4, 48, 44), 3, 2, 1), ((1, 6, 46, 48), (1, 2), (1, 2), 0),
+                                      ((2, 5, 44, 46), (3, 1), (2, 1), (1, 0))])
+def test_max_pool_in_channel_chunks_and_threads(rng, monkeypatch, chunk, threads, xs, k, s, p):
+    """The CPU path's chunks (CHUNK_ELEMENTS outputs, down to one channel) and
+    its split over threads (the inputs are big enough for two) give exactly
+    the reference maximum and the first-maximum gradient, with ties (values
+    from a few levels, ReLU-like zeros) and a NaN in some windows."""
+    from minivgg.functional import pooling
+    from minivgg.threads import set_threads
+    monkeypatch.setattr(pooling, "CHUNK_ELEMENTS", chunk)
+    x = np.maximum(rng.integers(-3, 4, xs), 0).astype(np.float32)
+    x[0, 1, 3, 4] = x[-1, -1, -2, -1] = np.nan
+    set_threads(threads)
+    try:
+        t = Tensor(x, requires_grad=True)
+        y = F.max_pool2d(t, k, s, p)
+        gy = rng.standard_normal(y.shape).astype(np.float32)
+        y.backward(gy)
+    finally:
+        set_threads(None)
+    np.testing.assert_array_equal(y.data, F.max_pool2d_reference(x, k, s, p))
+    np.testing.assert_allclose(t.grad, _pool_backward_loops(x, gy, k, s, p), rtol=1e-6,
+                               atol=1e-6)  # overlapping windows add in float32
+
+
 def test_max_pool_too_small_input():
     with pytest.raises(ValueError, match="smaller than the 2x2"):
         F.max_pool2d(Tensor(np.zeros((1, 1, 1, 4))), 2, 2)

@@ -16,7 +16,15 @@ import numpy as np
 from ..autograd import Function, Tensor
 from ..backend import get_array_module
 from ..cuda import ops
+from ..threads import split
 from .conv import _pair, conv_output_size, window_output_size
+
+#: The CPU path works through the channels in chunks of about this many
+#: output elements, so that a chunk's temporaries (the row maxima in
+#: forward, the masks in backward) are still in cache when they are read
+#: back; whole-array passes made both directions about 2x slower at VGG's
+#: 224x224 sizes (docs/architecture.md).
+CHUNK_ELEMENTS = 1 << 16
 
 
 def check_pool_shapes(x_shape, kernel, stride, padding, where="max_pool2d"):
@@ -51,18 +59,71 @@ def _slot(a, i, j, stride, out_hw):
     return a[:, :, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw]
 
 
+def _channel_chunks(n, c0, c1, out_hw):
+    """Ranges of channels c0..c1 holding about CHUNK_ELEMENTS outputs each."""
+    step = max(1, CHUNK_ELEMENTS // max(1, n * out_hw[0] * out_hw[1]))
+    return [(a, min(c1, a + step)) for a in range(c0, c1, step)]
+
+
+def _window_max(a, y, kernel, stride):
+    """y (N, C, OH, OW) = the maximum of each window of a (N, C, H, W),
+    row by row: first the maximum over the KH rows of each window (strided
+    views whose rows are contiguous), then over its KW columns."""
+    (kh, kw), (sh, sw), (oh, ow) = kernel, stride, y.shape[2:]
+    width = sw * (ow - 1) + kw                      # the columns some window reads
+    rows = [a[:, :, i:i + sh * (oh - 1) + 1:sh, :width] for i in range(kh)]
+    r = rows[0] if kh == 1 else np.maximum(rows[0], rows[1])
+    for v in rows[2:]:
+        np.maximum(r, v, out=r)
+    cols = [r[..., j:j + sw * (ow - 1) + 1:sw] for j in range(kw)]
+    if kw == 1:
+        np.copyto(y, cols[0])
+        return
+    np.maximum(cols[0], cols[1], out=y)
+    for v in cols[2:]:
+        np.maximum(y, v, out=y)
+
+
+def _route(a, y, gy, gx, kernel, stride, overlap):
+    """gx (N, C, H, W) receives gy at the first slot of each window of a
+    that holds the maximum y (added to gx where windows overlap, written
+    elsewhere); a NaN maximum goes to the window's first NaN."""
+    (kh, kw), out_hw = kernel, gy.shape[2:]
+    free = None  # where no earlier slot held the maximum (the documented tie rule)
+    last = kh * kw - 1
+    nan = np.isnan(y)
+    nan = nan if nan.any() else None
+    for s in range(kh * kw):
+        v = _slot(a, s // kw, s % kw, stride, out_hw)
+        won = v == y
+        if nan is not None:  # a NaN maximum: the first NaN of the window wins
+            won |= nan & np.isnan(v)
+        if free is None:
+            free = ~won
+        else:
+            np.logical_and(won, free, out=won)
+            if s < last:
+                np.logical_xor(free, won, out=free)  # won is a subset of free
+        view = _slot(gx, s // kw, s % kw, stride, out_hw)
+        if overlap:
+            view += gy * won
+        else:  # each input position belongs to one window at most
+            np.multiply(gy, won, out=view)
+
+
 class MaxPool2d(Function):
     """x (N, C, H, W) -> y (N, C, OH, OW), the maximum of each window.
 
-    Works slot by slot: each of the KH*KW positions inside a window is a
-    strided (N, C, OH, OW) view of the input, and the maximum takes
-    KH*KW - 1 elementwise passes over arrays the size of the output, with no
-    copy of the windows. On the CPU, forward keeps only references to its
-    input and output (arrays the layers around it keep anyway: the fused
-    conv + ReLU before it and the convolution after it), and backward finds
-    the first slot holding each maximum from them; forward computes no
-    index, so evaluation pays for the maximum alone. On a kernel device
-    forward stores the index (one byte per output).
+    No window is ever copied: each of the KH*KW positions inside a window
+    (a "slot") is a strided view of the input. On the CPU, forward takes
+    the maximum over each window's rows, then over its columns (KH - 1 and
+    KW - 1 elementwise passes), and keeps only references to its input and
+    output (arrays the layers around it keep anyway: the fused conv + ReLU
+    before it and the convolution after it); backward finds the first slot
+    holding each maximum from them. Forward computes no index, so
+    evaluation pays for the maximum alone. Both work through the channels
+    in cache-sized chunks (CHUNK_ELEMENTS), split over the CPU threads. On
+    a kernel device forward stores the index (one byte per output).
     """
 
     def __init__(self, kernel_size=2, stride=None, padding=0):
@@ -76,15 +137,18 @@ class MaxPool2d(Function):
             y, self.idx = ops.max_pool_forward(self.device, x, self.kernel, self.stride,
                                                self.padding)
             return y
-        xp = get_array_module(x)
         (kh, kw), (ph, pw) = self.kernel, self.padding
+        n, c = x.shape[:2]
         oh = conv_output_size(x.shape[2], kh, self.stride[0], ph)
         ow = conv_output_size(x.shape[3], kw, self.stride[1], pw)
         a = _padded(x, ph, pw)
-        slots = [_slot(a, i, j, self.stride, (oh, ow)) for i in range(kh) for j in range(kw)]
-        y = slots[0].copy() if len(slots) == 1 else xp.maximum(slots[0], slots[1])
-        for v in slots[2:]:
-            xp.maximum(y, v, out=y)
+        # Channel-major like the activations around it (see functional/conv.py).
+        y = np.empty((c, n, oh, ow), dtype=x.dtype).transpose(1, 0, 2, 3)
+
+        def work(c0, c1):
+            for lo, hi in _channel_chunks(n, c0, c1, (oh, ow)):
+                _window_max(a[:, lo:hi], y[:, lo:hi], self.kernel, self.stride)
+        split(work, c, a.size)
         self.a, self.y = a, y
         return y
 
@@ -92,33 +156,22 @@ class MaxPool2d(Function):
         if self.device.uses_kernels:
             return ops.max_pool_backward(self.device, gy, self.idx, self.x_shape, self.kernel,
                                          self.stride, self.padding)
-        xp = get_array_module(gy)
         (kh, kw), (sh, sw), (ph, pw) = self.kernel, self.stride, self.padding
         n, c, h, w = self.x_shape
-        out_hw = gy.shape[2:]
-        # Channel-major like the activations around it (see functional/conv.py).
-        gx = xp.zeros((c, n, h + 2 * ph, w + 2 * pw), dtype=gy.dtype).transpose(1, 0, 2, 3)
+        oh, ow = out_hw = gy.shape[2:]
         overlap = sh < kh or sw < kw
-        free = None  # where no earlier slot held the maximum (the documented tie rule)
-        last = kh * kw - 1
-        nan = xp.isnan(self.y)
-        nan = nan if nan.any() else None
-        for s in range(kh * kw):
-            v = _slot(self.a, s // kw, s % kw, self.stride, out_hw)
-            won = v == self.y
-            if nan is not None:  # a NaN maximum: the first NaN of the window wins
-                won |= nan & xp.isnan(v)
-            if free is None:
-                free = ~won
-            else:
-                xp.logical_and(won, free, out=won)
-                if s < last:
-                    xp.logical_xor(free, won, out=free)  # won is a subset of free
-            view = _slot(gx, s // kw, s % kw, self.stride, out_hw)
-            if overlap:
-                view += gy * won
-            else:  # each input position belongs to one window at most
-                xp.multiply(gy, won, out=view)
+        # When the windows tile the input exactly, every input position gets
+        # written by one slot, and gx needs no zeros first.
+        tiled = (kh, kw) == (sh, sw) and not (ph or pw) and (h, w) == (kh * oh, kw * ow)
+        # Channel-major like the activations around it (see functional/conv.py).
+        gx = (np.empty if tiled else np.zeros)((c, n, h + 2 * ph, w + 2 * pw),
+                                               dtype=gy.dtype).transpose(1, 0, 2, 3)
+
+        def work(c0, c1):
+            for lo, hi in _channel_chunks(n, c0, c1, out_hw):
+                _route(self.a[:, lo:hi], self.y[:, lo:hi], gy[:, lo:hi], gx[:, lo:hi],
+                       self.kernel, self.stride, overlap)
+        split(work, c, gx.size)
         return gx[:, :, ph:ph + h, pw:pw + w]
 
     def release(self):
