@@ -250,3 +250,55 @@ def test_conv2d_chunked_and_threaded_paths_match_reference(rng, monkeypatch):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
     x, w, b = (Tensor(a.copy(), requires_grad=True) for a in (x0, w0, b0))
     assert gradcheck(lambda x, w, b: F.conv2d(x, w, b, 1, 1), [x, w, b]) < 1e-5
+
+
+@pytest.mark.parametrize("chunk", [1, 300, 1 << 20])
+@pytest.mark.parametrize("bias,relu", [(True, True), (True, False), (False, True)])
+@pytest.mark.parametrize("xs,ws,stride,pad", CONV_CASES)
+def test_conv2d_in_bands_and_without_input_grad(rng, monkeypatch, chunk, bias, relu, xs, ws,
+                                                stride, pad):
+    """The CPU im2col path in blocks of whole images or, when one image's
+    columns exceed CHUNK_ELEMENTS, in bands of output rows (down to one row),
+    with the bias from a ones row of the columns; and a layer whose input
+    needs no gradient (the first), whose backward masks gy and forms dW and
+    db block by block: all against the loop reference, and dW and db against
+    the path that also computes dX (whole masked gy, separate bias sum)."""
+    import minivgg.functional.conv as conv
+    monkeypatch.setitem(conv.CHUNK_ELEMENTS, "cpu", chunk)
+    x0, w0 = rng.standard_normal(xs), rng.standard_normal(ws)
+    b0 = rng.standard_normal(ws[0]) if bias else None
+
+    def run(x_grad):
+        x = Tensor(x0, requires_grad=x_grad)
+        w = Tensor(w0, requires_grad=True)
+        b = Tensor(b0, requires_grad=True) if bias else None
+        y = F.conv2d(x, w, b, stride, pad, relu=relu)
+        gy = np.random.default_rng(1).standard_normal(y.shape)
+        y.backward(gy)
+        return y.data, w.grad, (b.grad if bias else None)
+
+    ref = F.conv2d_reference(x0, w0, b0, stride, pad)
+    y, gw, gb = run(False)
+    np.testing.assert_allclose(y, np.maximum(ref, 0) if relu else ref, rtol=1e-12, atol=1e-12)
+    _, gw_dx, gb_dx = run(True)
+    np.testing.assert_allclose(gw, gw_dx, rtol=1e-12, atol=1e-12)
+    if bias:
+        np.testing.assert_allclose(gb, gb_dx, rtol=1e-12, atol=1e-12)
+    x = Tensor(x0)
+    w = Tensor(w0, requires_grad=True)
+    args = [x, w] + ([Tensor(b0, requires_grad=True)] if bias else [])
+    assert gradcheck(lambda x, w, *b: F.conv2d(x, w, b[0] if b else None, stride, pad,
+                                               relu=relu), args) < 1e-6
+
+
+def test_conv2d_bands_cut_only_images_bigger_than_a_chunk(monkeypatch):
+    import minivgg.functional.conv as conv
+    monkeypatch.setitem(conv.CHUNK_ELEMENTS, "cpu", 1 << 20)
+    # VGG's first layer at 224x224: 27 x 50,176 columns per image, cut into
+    # bands whose columns and 64 outputs hold about 2^20 numbers (50 rows).
+    blocks = conv._cpu_blocks(2, 224, 224, 27, 64)
+    assert blocks[:5] == [(0, 1, 0, 51), (0, 1, 51, 102), (0, 1, 102, 153), (0, 1, 153, 204),
+                          (0, 1, 204, 224)]
+    assert len(blocks) == 10 and blocks[5] == (1, 2, 0, 51)
+    # At 32x32 whole images, 37 per block as before.
+    assert conv._cpu_blocks(64, 32, 32, 27, 64) == [(0, 37, 0, 32), (37, 64, 0, 32)]

@@ -10,7 +10,10 @@ large GEMM per layer. Backward keeps only ``x`` and ``w``:
 * for stride 1, dX is itself a convolution, of ``gy`` with the spatially
   flipped, in/out-transposed kernel and padding KH-1-P: a gather, no
   scatter-add, and the same im2col + GEMM code path as forward;
-* for other strides dX goes through col2im (KH*KW strided additions).
+* for other strides dX goes through col2im (KH*KW strided additions);
+* without dX (the first layer, whose input is the image) the ReLU mask,
+  dW and db are formed block by block on the CPU, never the whole masked
+  gradient (``_weight_grad_masked``).
 
 The GEMM result (K, N*OH*OW) is returned as a (N, K, OH, OW) *view*: the
 next layer's im2col reads channel-major data anyway, so the transpose copy
@@ -127,13 +130,23 @@ def im2col(x, kh, kw, stride=(1, 1), padding=(0, 0)):
     if kh == 1 and kw == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0:
         col = xp.empty((c, n, h, w), dtype=x.dtype)
         return _copy(col, x.transpose(1, 0, 2, 3)).reshape(c, n * oh * ow)
-    buf = _padded_channel_major(x, ph, pw)
+    col = xp.empty((c * kh * kw, n * oh * ow), dtype=x.dtype)
+    return _band_columns(_padded_channel_major(x, ph, pw), kh, kw, (sh, sw), 0, oh, ow, col)
+
+
+def _band_columns(buf, kh, kw, stride, r0, r1, ow, out):
+    """The columns of output rows r0..r1 of every image in ``buf``, the
+    padded input laid out (C, NB, HP, WP), copied into ``out`` (C*KH*KW,
+    NB*(R1-R0)*OW): out[(c, i, j), (n, r, s)] = buf[c, n, SH*(r0 + r) + i,
+    SW*s + j]. Returns ``out``."""
+    xp = get_array_module(buf)
+    (sh, sw), (c, nb) = stride, buf.shape[:2]
     s_c, s_n, s_h, s_w = buf.strides
     view = xp.lib.stride_tricks.as_strided(
-        buf, shape=(c, kh, kw, n, oh, ow),
+        buf[:, :, sh * r0:], shape=(c, kh, kw, nb, r1 - r0, ow),
         strides=(s_c, s_h, s_w, s_n, s_h * sh, s_w * sw))
-    col = xp.empty((c, kh, kw, n, oh, ow), dtype=x.dtype)
-    return _copy(col, view).reshape(c * kh * kw, n * oh * ow)
+    _copy(out.reshape(c, kh, kw, nb, r1 - r0, ow), view)
+    return out
 
 
 def col2im(col, x_shape, kh, kw, stride, padding):
@@ -170,6 +183,44 @@ def _chunks(n, per_image, device_kind="cpu"):
     return [(a, min(n, a + step)) for a in range(0, n, step)]
 
 
+def _cpu_blocks(n, oh, ow, ckk, k):
+    """The blocks (i0, i1, r0, r1) of the CPU path: images i0..i1, output
+    rows r0..r1. Whole images, as many as _chunks puts together, while one
+    image's column matrix (CKK = C*KH*KW rows) fits CHUNK_ELEMENTS; a bigger
+    image (the first layer at 224x224: 27 x 50,176) is cut into bands of
+    output rows whose columns and K outputs together hold about
+    CHUNK_ELEMENTS, so that each band's product, bias, ReLU and (backward)
+    mask run on data still in cache."""
+    if ckk * oh * ow <= CHUNK_ELEMENTS["cpu"]:
+        return [(a, b, 0, oh) for a, b in _chunks(n, ckk * oh * ow)]
+    rows = max(1, CHUNK_ELEMENTS["cpu"] // ((ckk + k) * ow))
+    return [(i, i + 1, r, min(oh, r + rows)) for i in range(n) for r in range(0, oh, rows)]
+
+
+def _column_blocks(x, kh, kw, stride, padding, oh, ow, k, ones):
+    """For each CPU block (_cpu_blocks): (i0, i1, r0, r1, col), the
+    block's images and output rows and its column matrix (CKK,
+    (I1-I0)*(R1-R0)*OW), with a last row of ones below it if ``ones`` (then a product with
+    [W | bias] adds the bias, and one with gy sums gy for the bias
+    gradient). The padded input is made once per image (or group of whole
+    images); ``col`` is one buffer, reused while the block size stays."""
+    n, c = x.shape[:2]
+    ckk = c * kh * kw
+    blocks = _cpu_blocks(n, oh, ow, ckk, k)
+    size = max((i1 - i0) * (r1 - r0) for i0, i1, r0, r1 in blocks) * ow
+    store = np.empty((ckk + ones) * size, dtype=x.dtype)
+    buf = padded_for = col = None
+    for i0, i1, r0, r1 in blocks:
+        if (i0, i1) != padded_for:
+            buf, padded_for = _padded_channel_major(x[i0:i1], *padding), (i0, i1)
+        m = (i1 - i0) * (r1 - r0) * ow
+        if col is None or col.shape[1] != m:
+            col = store[:(ckk + ones) * m].reshape(ckk + ones, m)
+            col[ckk:] = 1
+        _band_columns(buf, kh, kw, stride, r0, r1, ow, col[:ckk])
+        yield i0, i1, r0, r1, col
+
+
 def _im2col_on(dev):
     """im2col for device ``dev``: the CUDA kernel, or the NumPy version."""
     if dev.uses_kernels:
@@ -183,8 +234,10 @@ def _conv_gemm(dev, x, w, stride, padding, b=None, relu=False):
 
     The batch is cut into chunks (see CHUNK_ELEMENTS); each chunk's columns
     are built and multiplied at once, filling a column block of the result.
-    On the CPU the bias and ReLU are applied while that block is in cache;
-    on a kernel device one fused pass follows the GEMMs.
+    On the CPU the chunks are the blocks of _cpu_blocks (an image too big
+    for one is cut into bands of rows), the bias comes with the product
+    (a ones row below the columns) and the ReLU follows while the block is
+    in cache; on a kernel device one fused pass follows the GEMMs.
     """
     xp = get_array_module(x)
     k, _, kh, kw = w.shape
@@ -193,9 +246,9 @@ def _conv_gemm(dev, x, w, stride, padding, b=None, relu=False):
     ow = conv_output_size(x.shape[3], kw, stride[1], padding[1])
     w2 = w.reshape(k, -1)
     l = oh * ow
-    to_columns = _im2col_on(dev)
-    chunks = _chunks(n, w2.shape[1] * l, dev.kind)
     if dev.uses_kernels:
+        to_columns = _im2col_on(dev)
+        chunks = _chunks(n, w2.shape[1] * l, dev.kind)
         if len(chunks) == 1:
             y2 = xp.matmul(w2, to_columns(x, kh, kw, stride, padding))
         else:
@@ -208,16 +261,41 @@ def _conv_gemm(dev, x, w, stride, padding, b=None, relu=False):
         elif relu:
             y2 = ops.relu_forward(dev, y2)
         return y2, (oh, ow)
-    bias = None if b is None else b.reshape(k, 1)
-    y2 = xp.empty((k, n * l), dtype=np.result_type(x.dtype, w.dtype))
-    for i0, i1 in chunks:
-        block = y2[:, i0 * l:i1 * l]
-        xp.matmul(w2, to_columns(x[i0:i1], kh, kw, stride, padding), out=block)
-        if bias is not None:
-            block += bias
+    y2 = np.empty((k, n * l), dtype=np.result_type(x.dtype, w.dtype))
+    if b is not None:       # [W | b]: the ones row of the columns adds the bias
+        w2 = np.concatenate([w2, b.reshape(k, 1)], axis=1).astype(y2.dtype, copy=False)
+    for i0, i1, r0, r1, col in _column_blocks(x, kh, kw, stride, padding, oh, ow, k,
+                                              b is not None):
+        a = i0 * l + r0 * ow                  # the block's first column of the result
+        block = y2[:, a:a + col.shape[1]]
+        np.matmul(w2, col, out=block)
         if relu:
-            xp.maximum(block, 0, out=block)
+            np.maximum(block, 0, out=block)
     return y2, (oh, ow)
+
+
+def _weight_grad_masked(x, gy, y, w_shape, stride, padding, bias):
+    """dW and db (None unless ``bias``) of a CPU im2col convolution whose
+    input needs no gradient (the first layer), in one pass over the blocks
+    of _column_blocks: each block of gy (N, K, OH, OW) is masked with the
+    ReLU's y > 0 (unless ``y`` is None) into a cache-sized buffer and
+    multiplied at once by the block's columns, whose row of ones gives db.
+    Without a dX there is no need for the whole masked gradient, which
+    the separate passes wrote out and read back twice."""
+    k, c, kh, kw = w_shape
+    n = x.shape[0]
+    oh, ow = gy.shape[2:]
+    ckk = c * kh * kw
+    dtype = np.result_type(x.dtype, gy.dtype)
+    gyc = gy.transpose(1, 0, 2, 3)                      # (K, N, OH, OW), views
+    yc = None if y is None else y.transpose(1, 0, 2, 3)
+    acc = np.zeros((k, ckk + bias), dtype=dtype)
+    for i0, i1, r0, r1, col in _column_blocks(x, kh, kw, stride, padding, oh, ow, k, bias):
+        g = gyc[:, i0:i1, r0:r1]
+        if yc is not None:
+            g = g * (yc[:, i0:i1, r0:r1] > 0)
+        acc += g.reshape(k, col.shape[1]) @ col.T
+    return acc[:, :ckk].reshape(w_shape), (acc[:, ckk] if bias else None)
 
 
 def _conv_weight_grad(dev, x, gy2, w_shape, stride, padding):
@@ -314,6 +392,13 @@ class Conv2d(Function):
         x, w, dev = self.x, self.w, self.device
         k, c, kh, kw = w.shape
         (sh, sw), (ph, pw) = self.stride, self.padding
+        needs = tuple(self.needs_input_grad) + (False,) * (3 - len(self.needs_input_grad))
+        if not needs[0] and needs[1] and not dev.uses_kernels and \
+                _winograd(dev, x.shape, w.shape, self.stride, self.padding) is None:
+            # No dX (the first layer): mask, dW and db block by block.
+            gw, gb = _weight_grad_masked(x, gy, self.y, w.shape, self.stride, self.padding,
+                                         needs[2])
+            return (None, gw) + ((gb,) if len(self.needs_input_grad) == 3 else ())
         if self.relu:
             gy = ops.relu_backward(dev, gy, self.y) if dev.uses_kernels else gy * (self.y > 0)
         # (K, N*OH*OW); free when gy is already channel-major.
