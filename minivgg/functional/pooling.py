@@ -94,15 +94,19 @@ def _route(a, y, gy, gx, kernel, stride, overlap):
     nan = np.isnan(y)
     nan = nan if nan.any() else None
     for s in range(kh * kw):
-        v = _slot(a, s // kw, s % kw, stride, out_hw)
-        won = v == y
-        if nan is not None:  # a NaN maximum: the first NaN of the window wins
-            won |= nan & np.isnan(v)
-        if free is None:
-            free = ~won
+        if 0 < s == last:
+            # The maximum (or NaN) of a window is in one of its slots: where
+            # no earlier slot held it, the last one does.
+            won = free
         else:
-            np.logical_and(won, free, out=won)
-            if s < last:
+            v = _slot(a, s // kw, s % kw, stride, out_hw)
+            won = v == y
+            if nan is not None:  # a NaN maximum: the first NaN of the window wins
+                won |= nan & np.isnan(v)
+            if free is None:
+                free = ~won
+            else:
+                np.logical_and(won, free, out=won)
                 np.logical_xor(free, won, out=free)  # won is a subset of free
         view = _slot(gx, s // kw, s % kw, stride, out_hw)
         if overlap:
