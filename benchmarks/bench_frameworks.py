@@ -266,7 +266,8 @@ def main(argv=None):
     for r in remotes:
         r.close()
     ref = best["minivgg"]
-    rows = [f"| {label} | {s:.3f} | {a.batch / s:.1f} | {s / ref:.2f} |" for label, s in best.items()]
+    rows = [f"| {label} | {s:.3f} | {a.batch / s:.1f} | {s / ref:.2f} |"
+            for label, s in best.items()]
     text = "\n".join([
         f"Measured by `benchmarks/bench_frameworks.py` on {today()}; machine: "
         f"{machine(load=False)}; BLAS threads: {a.threads}; load average before the run "
@@ -274,7 +275,8 @@ def main(argv=None):
         "",
         f"Command: `{command_line()}`",
         "",
-        f"VGG-A, {a.size}x{a.size} inputs, batch {a.batch}, FC width {FC}, {CLASSES} classes, one SGD step "
+        f"VGG-A, {a.size}x{a.size} inputs, batch {a.batch}, FC width {FC}, {CLASSES} classes, "
+        f"one SGD step "
         f"(momentum 0.9, weight decay 5e-4), written with each framework's own layers; best "
         f"of {a.repeats} interleaved runs after a warm-up. 'x minivgg' is the framework's "
         f"time over minivgg's (above 1: minivgg is faster).",

@@ -200,9 +200,9 @@ def _cpu_blocks(n, oh, ow, ckk, k):
 def _column_blocks(x, kh, kw, stride, padding, oh, ow, k, ones):
     """For each CPU block (_cpu_blocks): (i0, i1, r0, r1, col), the
     block's images and output rows and its column matrix (CKK,
-    (I1-I0)*(R1-R0)*OW), with a last row of ones below it if ``ones`` (then a product with
-    [W | bias] adds the bias, and one with gy sums gy for the bias
-    gradient). The padded input is made once per image (or group of whole
+    (I1-I0)*(R1-R0)*OW), with a last row of ones below it if ``ones``
+    (then a product with [W | bias] adds the bias, and one with gy sums gy
+    for the bias gradient). The padded input is made once per image (or group of whole
     images); ``col`` is one buffer, reused while the block size stays."""
     n, c = x.shape[:2]
     ckk = c * kh * kw
@@ -262,13 +262,19 @@ def _conv_gemm(dev, x, w, stride, padding, b=None, relu=False):
             y2 = ops.relu_forward(dev, y2)
         return y2, (oh, ow)
     y2 = np.empty((k, n * l), dtype=np.result_type(x.dtype, w.dtype))
-    if b is not None:       # [W | b]: the ones row of the columns adds the bias
+    # [W | b] with a row of ones below the columns adds the bias in the
+    # product; it costs a copy of W, so a layer with more weights per
+    # filter than outputs per channel (a dense evaluation's FC-as-conv
+    # layers: 25,088 against 4) adds the bias to each block instead.
+    ones = b is not None and w2.shape[1] < n * l
+    if ones:
         w2 = np.concatenate([w2, b.reshape(k, 1)], axis=1).astype(y2.dtype, copy=False)
-    for i0, i1, r0, r1, col in _column_blocks(x, kh, kw, stride, padding, oh, ow, k,
-                                              b is not None):
+    for i0, i1, r0, r1, col in _column_blocks(x, kh, kw, stride, padding, oh, ow, k, ones):
         a = i0 * l + r0 * ow                  # the block's first column of the result
         block = y2[:, a:a + col.shape[1]]
         np.matmul(w2, col, out=block)
+        if b is not None and not ones:
+            block += b.reshape(k, 1)
         if relu:
             np.maximum(block, 0, out=block)
     return y2, (oh, ow)
