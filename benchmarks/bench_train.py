@@ -51,11 +51,14 @@ def gemm_gflops(torch, n=2048, repeats=3):
 
 
 def conv_case(torch, c, k, h, batch, repeats):
+    """conv2d + ReLU forward + backward, x and gy laid out as each
+    framework's layers around it leave them: channel-major views for
+    minivgg (its convolutions and poolings return those), NCHW for PyTorch."""
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((batch, c, h, h), dtype=np.float32)
+    x = rng.standard_normal((c, batch, h, h), dtype=np.float32).transpose(1, 0, 2, 3)
     w = (rng.standard_normal((k, c, 3, 3), dtype=np.float32) * 0.05)
     b = np.zeros(k, np.float32)
-    gy = rng.standard_normal((batch, k, h, h), dtype=np.float32)
+    gy = rng.standard_normal((k, batch, h, h), dtype=np.float32).transpose(1, 0, 2, 3)
     need_dx = c != 3
 
     def ours():
@@ -63,9 +66,9 @@ def conv_case(torch, c, k, h, batch, repeats):
         wt, bt = Tensor(w, requires_grad=True), Tensor(b, requires_grad=True)
         F.conv2d(xt, wt, bt, 1, 1, relu=True).backward(gy)
 
-    tx = torch.tensor(x, requires_grad=need_dx)
+    tx = torch.tensor(np.ascontiguousarray(x), requires_grad=need_dx)
     tw, tb = torch.tensor(w, requires_grad=True), torch.tensor(b, requires_grad=True)
-    tgy = torch.tensor(gy)
+    tgy = torch.tensor(np.ascontiguousarray(gy))
 
     def theirs():
         tw.grad = tb.grad = tx.grad = None
@@ -279,7 +282,8 @@ def main(argv=None):
     clock = "CPU" if cpu else "wall"
     out(f"conv2d 3x3 pad 1 + ReLU, forward + backward, batch {a.batch_224} (VGG-D's layers at "
         f"224x224; GFLOP/s counted as a direct convolution, from the {clock} time, against "
-        f"numpy's GEMM by the same clock):")
+        f"numpy's GEMM by the same clock; the input and its gradient laid out as each "
+        f"framework's own layers leave them, channel-major for minivgg, NCHW for PyTorch):")
     out()
     extra = " | CPU ms minivgg | CPU ms PyTorch | CPU ratio" if cpu else ""
     out(f"| C -> K | H=W | algorithm | minivgg ms | PyTorch ms | ratio{extra} | minivgg GFLOP/s | "
