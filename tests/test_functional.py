@@ -294,14 +294,14 @@ def test_conv2d_in_bands_and_without_input_grad(rng, monkeypatch, chunk, bias, r
                                                relu=relu), args) < 1e-5
 
 
-def test_conv2d_bands_cut_only_images_bigger_than_a_chunk(monkeypatch):
+def test_conv2d_bands_cut_only_images_bigger_than_a_chunk():
     import minivgg.functional.conv as conv
-    monkeypatch.setitem(conv.CHUNK_ELEMENTS, "cpu", 1 << 20)
+    assert conv.CHUNK_ELEMENTS["cpu"] == 1 << 19
     # VGG's first layer at 224x224: 27 x 50,176 columns per image, cut into
-    # bands whose columns and 64 outputs hold about 2^20 numbers (50 rows).
+    # bands whose columns and 64 outputs hold about 2^19 numbers (25 rows).
     blocks = conv._cpu_blocks(2, 224, 224, 27, 64)
-    assert blocks[:5] == [(0, 1, 0, 51), (0, 1, 51, 102), (0, 1, 102, 153), (0, 1, 153, 204),
-                          (0, 1, 204, 224)]
-    assert len(blocks) == 10 and blocks[5] == (1, 2, 0, 51)
-    # At 32x32 whole images, 37 per block as before.
-    assert conv._cpu_blocks(64, 32, 32, 27, 64) == [(0, 37, 0, 32), (37, 64, 0, 32)]
+    assert blocks[:2] == [(0, 1, 0, 25), (0, 1, 25, 50)] and blocks[8] == (0, 1, 200, 224)
+    assert len(blocks) == 18 and blocks[9] == (1, 2, 0, 25)
+    # At 32x32 whole images, 18 per block.
+    assert conv._cpu_blocks(64, 32, 32, 27, 64) == [(0, 18, 0, 32), (18, 36, 0, 32),
+                                                    (36, 54, 0, 32), (54, 64, 0, 32)]
