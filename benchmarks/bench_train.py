@@ -8,8 +8,10 @@
    is its effective rate), fraction of numpy's GEMM rate, ratio; and
    max_pool2d 2x2 forward + backward at VGG's five pooling shapes.
 3. Whole training steps (forward, backward, SGD update; 10 classes, the
-   paper's FC width 4096): VGG-A at 32x32, batch 64; with --include-224
-   also VGG-A at 224x224, batch 8, and VGG-D at 224x224, batch 4.
+   paper's FC width 4096): VGG-A at 32x32, batch 64, and the model
+   examples/train_vgg.py trains by default (VGG-A, widths x0.25, FC 128,
+   32x32, batch 64); with --include-224 also VGG-A at 224x224, batch 8,
+   and VGG-D at 224x224, batch 4.
 
 Ratios are ours / PyTorch (below 1: we are faster). ``--threads`` sets the
 BLAS threads (and minivgg's) and PyTorch's threads to the same number.
@@ -113,8 +115,9 @@ def conv_algorithm(c, k, h, batch):
     return algorithm_name(device("cpu"), (batch, c, h, h), (k, c, 3, 3))
 
 
-def train_step_case(torch, size, batch, repeats, fc_width=4096, cfg="A"):
-    model = vgg(cfg, num_classes=10, input_size=size, fc_width=fc_width, init="kaiming", seed=0)
+def train_step_case(torch, size, batch, repeats, fc_width=4096, cfg="A", width_mult=1.0):
+    model = vgg(cfg, num_classes=10, input_size=size, fc_width=fc_width, width_mult=width_mult,
+                init="kaiming", seed=0)
     tmodel = torch_vgg(model)
     # A small rate keeps repeated steps on random data finite (no overflow).
     opt = SGD(model.parameters(), 1e-4, 0.9, 5e-4)
@@ -137,6 +140,11 @@ def train_step_case(torch, size, batch, repeats, fc_width=4096, cfg="A"):
         topt.step()
 
     return interleaved_best_cpu([ours, theirs], repeats)
+
+
+def model_label(cfg, width, fc):
+    """"VGG-A", or "VGG-A x0.25, FC 128" for a narrowed model."""
+    return f"VGG-{cfg}" + (f" x{width:g}, FC {fc}" if (width, fc) != (1.0, 4096) else "")
 
 
 def _with_winograd(mode, fn, f4_min_size=None):
@@ -263,14 +271,18 @@ def main(argv=None):
 
     if a.winograd_ablation:
         return winograd_ablation(a, out, lines)
-    cases = [("A", 32, 64)] + ([("A", 224, 8), ("D", 224, 4)] if a.include_224 else [])
+    # (configuration, input side, batch, width multiplier, FC width); the second
+    # is the model examples/train_vgg.py trains by default.
+    cases = [("A", 32, 64, 1.0, 4096), ("A", 32, 64, 0.25, 128)] + \
+        ([("A", 224, 8, 1.0, 4096), ("D", 224, 4, 1.0, 4096)] if a.include_224 else [])
     # With one thread the CPU time of the process is what a call costs a core,
     # whatever else the shared machine runs; the targets are read from it.
     cpu = a.threads == 1
     if a.only_steps:
-        for cfg, size, batch in cases:
-            wall, cput = train_step_case(torch, size, batch, a.repeats, cfg=cfg)
-            print(f"VGG-{cfg} step {size}x{size} batch {batch}: wall minivgg {wall[0]:.3f} s, "
+        for cfg, size, batch, width, fc in cases:
+            wall, cput = train_step_case(torch, size, batch, a.repeats, fc, cfg, width)
+            print(f"{model_label(cfg, width, fc)} step {size}x{size} batch {batch}: wall minivgg "
+                  f"{wall[0]:.3f} s, "
                   f"PyTorch {wall[1]:.3f} s, ratio {wall[0] / wall[1]:.2f}; CPU minivgg "
                   f"{cput[0]:.3f} s, PyTorch {cput[1]:.3f} s, ratio {cput[0] / cput[1]:.2f}")
         return
@@ -321,18 +333,18 @@ def main(argv=None):
     out(f"| all five | | {1e3 * tot[0]:.1f} | {1e3 * tot[1]:.1f} | {tot[0] / tot[1]:.2f}{cols} |")
     out()
     out("Whole training steps (forward, backward, SGD with momentum and weight decay; "
-        "FC width 4096, 10 classes):")
+        "FC width 4096 unless stated, 10 classes):")
     out()
     extra = " | CPU s minivgg | CPU s PyTorch | CPU ratio" if cpu else ""
     out(f"| model | input | batch | minivgg s/step | PyTorch s/step | ratio{extra} | "
         f"minivgg img/s | PyTorch img/s |")
     out("| --- | --- | ---: | ---: | ---: | ---: |" + (" ---: | ---: | ---: |" if cpu else "")
         + " ---: | ---: |")
-    for cfg, size, batch in cases:
-        wall, cput = train_step_case(torch, size, batch, a.repeats, cfg=cfg)
+    for cfg, size, batch, width, fc in cases:
+        wall, cput = train_step_case(torch, size, batch, a.repeats, fc, cfg, width)
         t = cput if cpu else wall
         cols = f" | {cput[0]:.3f} | {cput[1]:.3f} | {cput[0] / cput[1]:.2f}" if cpu else ""
-        out(f"| VGG-{cfg} | {size}x{size} | {batch} | {wall[0]:.3f} | {wall[1]:.3f} | "
+        out(f"| {model_label(cfg, width, fc)} | {size}x{size} | {batch} | {wall[0]:.3f} | {wall[1]:.3f} | "
             f"{wall[0] / wall[1]:.2f}{cols} | {batch / t[0]:.1f} | {batch / t[1]:.1f} |")
     if a.write_md:
         text = (f"Measured by `benchmarks/bench_train.py` on {today()}; machine: "
