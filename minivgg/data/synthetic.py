@@ -16,6 +16,7 @@ the train/val/test splits never share an image.
 """
 
 import math
+import mmap
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -35,6 +36,22 @@ _SPLITS = {"train": 0, "val": 1, "test": 2}
 # the per-image streams apart for every index.
 _STREAM_LABELS = 1
 _STREAM_IMAGE = 2
+
+#: A data set that takes at most this many bytes keeps each image after its
+#: first render (48,000 images of 32x32: 147 MB), so that epochs after the
+#: first read instead of drawing; bigger ones are drawn on every access.
+MEMO_BYTES = 1 << 29
+
+
+def _shared_memo(n, size):
+    """(images, done): an (n, size, size, 3) uint8 array and an (n,) uint8
+    flag array in anonymous shared memory, so that the loader's workers,
+    forked for each pass, render into the same pages as the parent and the
+    workers of later passes (each index is read once per pass, by one
+    process). Pages are only allocated when first written."""
+    nbytes = n * size * size * 3
+    images = np.frombuffer(mmap.mmap(-1, nbytes), np.uint8).reshape(n, size, size, 3)
+    return images, np.frombuffer(mmap.mmap(-1, n), np.uint8)
 
 # Object size = circumscribed diameter as a fraction of the image side.
 _MIN_SIZE, _MAX_SIZE = 0.25, 0.9
@@ -262,6 +279,10 @@ class SyntheticShapes(Dataset):
         cache: if True, render every image now into ``ds.images``, one
             (n, size, size, 3) uint8 array (``n * size * size * 3`` bytes),
             instead of lazily in ``ds[i]`` (``ds.images`` is then None).
+            Lazily rendered images are kept after their first render when
+            the whole set fits MEMO_BYTES (in memory the loader's forked
+            workers share), so each is drawn once, not once per epoch; they
+            are handed out as read-only arrays.
 
     Returns per item: ``img`` (image_size, image_size, 3) uint8 RGB and
     ``label`` an int in 0..9, name in ``ds.classes``.  ``ds.labels`` is the
@@ -288,11 +309,14 @@ class SyntheticShapes(Dataset):
         self.classes = list(SHAPE_CLASSES)
         self.labels = _labels(self.n, self.seed, self._split_id)
         self.images = None
+        self._memo = self._done = None
         if cache:
             arr = np.empty((self.n, self.image_size, self.image_size, 3), np.uint8)
             for i in range(self.n):
                 arr[i] = self._render(i)
             self.images = arr
+        elif 0 < self.n * self.image_size ** 2 * 3 <= MEMO_BYTES:
+            self._memo, self._done = _shared_memo(self.n, self.image_size)
 
     def __len__(self):
         return self.n
@@ -302,8 +326,25 @@ class SyntheticShapes(Dataset):
         return render_shape(rng, int(self.labels[i]), self.image_size)
 
     def _get(self, i):
-        img = self.images[i] if self.images is not None else self._render(i)
+        if self.images is not None:
+            img = self.images[i]
+        elif self._memo is not None:
+            img = self._memo[i]
+            if not self._done[i]:
+                img[...] = self._render(i)
+                self._done[i] = 1
+        else:
+            return self._render(i), int(self.labels[i])
+        img = img.view()
+        img.flags.writeable = False     # a kept image is shared: read-only to its users
         return img, int(self.labels[i])
+
+    def __getstate__(self):
+        # A pickled copy (a spawned worker) draws its images again: shared
+        # memory does not travel by pickle.
+        state = dict(self.__dict__)
+        state["_memo"] = state["_done"] = None
+        return state
 
     def describe(self, i):
         i = self._index(i)

@@ -90,6 +90,47 @@ def test_cache_matches_lazy():
         assert lazy[i][1] == cached[i][1]
 
 
+def test_images_are_kept_after_their_first_render(monkeypatch):
+    """A set within MEMO_BYTES draws each image once; what it hands out is a
+    read-only view equal to a fresh render; a set beyond it keeps nothing."""
+    import minivgg.data.synthetic as synthetic
+    ds = SyntheticShapes(12, image_size=16, seed=2)
+    fresh = SyntheticShapes(12, image_size=16, seed=2)
+    drawn = []
+    real = SyntheticShapes._render
+    monkeypatch.setattr(SyntheticShapes, "_render", lambda self, i: drawn.append(i) or real(self, i))
+    for _ in range(3):
+        for i in (5, 0, 11, 5):
+            img, label = ds[i]
+            assert not img.flags.writeable and label == fresh.labels[i]
+            with pytest.raises(ValueError):
+                img[0, 0, 0] = 1
+    assert sorted(drawn) == [0, 5, 11]
+    monkeypatch.setattr(SyntheticShapes, "_render", real)
+    for i in (0, 5, 11):
+        np.testing.assert_array_equal(ds[i][0], fresh._render(i))
+    monkeypatch.setattr(synthetic, "MEMO_BYTES", 12 * 16 * 16 * 3 - 1)
+    big = SyntheticShapes(12, image_size=16, seed=2)
+    assert big._memo is None and big[3][0].flags.writeable
+    np.testing.assert_array_equal(big[3][0], fresh._render(3))
+
+
+def test_kept_images_are_shared_with_forked_workers_and_not_pickled():
+    """Workers forked for a pass render into memory the parent and later
+    passes see; a pickled copy (a spawned worker) renders without it."""
+    import pickle
+    from minivgg.data import DataLoader
+    ds = SyntheticShapes(20, image_size=8, seed=1)
+    list(DataLoader(ds, 5, lambda img, rng: img.astype(np.float32), workers=2, prefetch=1))
+    assert ds._done.all()           # filled by the workers, seen here
+    fresh = SyntheticShapes(20, image_size=8, seed=1)
+    for i in range(20):
+        np.testing.assert_array_equal(ds._memo[i], fresh._render(i))
+    copy = pickle.loads(pickle.dumps(ds))
+    assert copy._memo is None and copy._done is None
+    np.testing.assert_array_equal(copy[7][0], ds[7][0])
+
+
 def test_describe_names_index_and_class():
     ds = SyntheticShapes(5, split="val")
     d = ds.describe(3)
