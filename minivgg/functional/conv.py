@@ -282,6 +282,14 @@ def _conv_gemm(dev, x, w, stride, padding, b=None, relu=False):
     return y2, (oh, ow)
 
 
+def _times_columns_t(g, col):
+    """g (K, M) @ col^T (M, CKK) on the CPU, as (col @ g^T)^T when the
+    columns have at least as many rows as g: OpenBLAS runs that orientation
+    1.3-1.7x faster there (16 -> 32 at 16x16, batch 64: 168 against 100
+    GFLOP/s), and a little slower for the first layer's 28 rows against 64."""
+    return (col @ g.T).T if col.shape[0] >= g.shape[0] else g @ col.T
+
+
 def _weight_grad_masked(x, gy, y, w_shape, stride, padding, bias):
     """dW and db (None unless ``bias``) of a CPU im2col convolution whose
     input needs no gradient (the first layer), in one pass over the blocks
@@ -302,7 +310,7 @@ def _weight_grad_masked(x, gy, y, w_shape, stride, padding, bias):
         g = gyc[:, i0:i1, r0:r1]
         if yc is not None:
             g = g * (yc[:, i0:i1, r0:r1] > 0)
-        acc += g.reshape(k, col.shape[1]) @ col.T
+        acc += _times_columns_t(g.reshape(k, col.shape[1]), col)
     return acc[:, :ckk].reshape(w_shape), (acc[:, ckk] if bias else None)
 
 
@@ -314,7 +322,8 @@ def _conv_weight_grad(dev, x, gy2, w_shape, stride, padding):
     to_columns = _im2col_on(dev)
     gw = None
     for a, b in _chunks(n, l * int(np.prod(w_shape[1:])), dev.kind):
-        part = gy2[:, a * l:b * l] @ to_columns(x[a:b], kh, kw, stride, padding).T
+        col, g = to_columns(x[a:b], kh, kw, stride, padding), gy2[:, a * l:b * l]
+        part = g @ col.T if dev.uses_kernels else _times_columns_t(g, col)
         if gw is None:
             gw = part
         else:
