@@ -255,3 +255,35 @@ def test_warmup_ramps_the_rate_and_leaves_the_schedule_alone(tmp_path):
         t.train_step(x, y)
     assert seen == pytest.approx([0.005, 0.01, 0.015, 0.02, 0.02, 0.02])
     assert t.optimizer.lr == 0.02
+
+
+def test_threads_0_takes_one_thread_for_a_small_step(tmp_path, monkeypatch):
+    """--threads 0: a step below AUTO_ONE_THREAD_MACS runs on one thread; a
+    bigger one takes what auto_threads finds free (stubbed here to 2)."""
+    import types
+    import minivgg.train as train_mod
+    from minivgg import threads as th
+    from minivgg.train import AUTO_ONE_THREAD_MACS
+    before = th.threads()
+    monkeypatch.setattr(train_mod, "auto_threads", lambda other_work, share: 2)
+    try:
+        t = Trainer(tiny_recipe(tmp_path / "a", threads=0))
+        assert t.step_macs() < AUTO_ONE_THREAD_MACS and th.threads() == 1
+        # Table 1's VGG-A at 32x32, FC 128, batch 64: 9.8e9 (0.63e9 at width x0.25).
+        run = types.SimpleNamespace(recipe=Recipe(cfg="A", crop=32, batch_size=64, fc_width=128,
+                                                  width_mult=1.0, threads=0),
+                                    comm=types.SimpleNamespace(size=1, local_size=1),
+                                    other_work=th.OtherWork())
+        run.step_macs = lambda: Trainer.step_macs(run)
+        assert 9.7e9 < run.step_macs() < 9.9e9
+        Trainer._set_threads(run)
+        assert th.threads() == 2
+        run.recipe.width_mult = 0.25
+        assert 0.6e9 < run.step_macs() < AUTO_ONE_THREAD_MACS
+        Trainer._set_threads(run)
+        assert th.threads() == 1
+        run.recipe.threads = 2                  # a given count is kept, whatever the size
+        Trainer._set_threads(run)
+        assert th.threads() == 2
+    finally:
+        th.set_threads(None if before == th.cores() else before)
