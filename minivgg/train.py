@@ -184,8 +184,10 @@ SYNTHETIC_TRAIN_SIZE = 48000
 #: takes the core the data preparation runs on. Measured 2026-11-29 on the
 #: project's 2-core machine, epochs of the default example's model (VGG-A
 #: x0.25, FC 128, 32x32, batch 64: 0.6e9 per step) ran at 1,364 img/s with
-#: one thread and 1,053 with two; at width x0.5 (2.5e9) two were faster,
-#: 560 against 526 img/s, and at full width (9.8e9) 211 against 184.
+#: one thread and 1,053 with two (two epochs of 9,600 images; the whole
+#: default run: 227 against 241 s of training); at width x0.5 (2.5e9) two
+#: were faster, 560 against 526 img/s, and at full width (9.8e9) 211
+#: against 184.
 AUTO_ONE_THREAD_MACS = 1 << 30
 
 
