@@ -264,8 +264,9 @@ def test_conv2d_in_bands_and_without_input_grad(rng, monkeypatch, chunk, bias, r
     with the bias from a ones row of the columns (or, for a layer with more
     weights per filter than outputs per channel, added); and a layer whose input
     needs no gradient (the first), whose backward masks gy and forms dW and
-    db block by block: all against the loop reference, and dW and db against
-    the path that also computes dX (whole masked gy, separate bias sum)."""
+    db block by block: all against the loop reference, and dW and db of that
+    layer and of the same layer with dX against the plain reference
+    (_conv_weight_grad of the masked gy, a bias sum)."""
     import minivgg.functional.conv as conv
     monkeypatch.setitem(conv.CHUNK_ELEMENTS, "cpu", chunk)
     x0, w0 = rng.standard_normal(xs), rng.standard_normal(ws)
@@ -284,9 +285,15 @@ def test_conv2d_in_bands_and_without_input_grad(rng, monkeypatch, chunk, bias, r
     y, gw, gb = run(False)
     np.testing.assert_allclose(y, np.maximum(ref, 0) if relu else ref, rtol=1e-12, atol=1e-12)
     _, gw_dx, gb_dx = run(True)
-    np.testing.assert_allclose(gw, gw_dx, rtol=1e-12, atol=1e-12)
-    if bias:
-        np.testing.assert_allclose(gb, gb_dx, rtol=1e-12, atol=1e-12)
+    from minivgg.backend import device
+    gy = np.random.default_rng(1).standard_normal(y.shape) * ((y > 0) if relu else 1)
+    gy2 = gy.transpose(1, 0, 2, 3).reshape(ws[0], -1)
+    gw_ref = conv._conv_weight_grad(device("cpu"), x0, gy2, ws, conv._pair(stride, "stride"),
+                                    conv._pair(pad, "padding"))
+    for got_w, got_b in ((gw, gb), (gw_dx, gb_dx)):
+        np.testing.assert_allclose(got_w, gw_ref, rtol=1e-12, atol=1e-12)
+        if bias:
+            np.testing.assert_allclose(got_b, gy2.sum(axis=1), rtol=1e-12, atol=1e-12)
     x = Tensor(x0)
     w = Tensor(w0, requires_grad=True)
     args = [x, w] + ([Tensor(b0, requires_grad=True)] if bias else [])

@@ -11,9 +11,10 @@ large GEMM per layer. Backward keeps only ``x`` and ``w``:
   flipped, in/out-transposed kernel and padding KH-1-P: a gather, no
   scatter-add, and the same im2col + GEMM code path as forward;
 * for other strides dX goes through col2im (KH*KW strided additions);
-* without dX (the first layer, whose input is the image) the ReLU mask,
-  dW and db are formed block by block on the CPU, never the whole masked
-  gradient (``_weight_grad_masked``).
+* on the CPU dW and db come from one product per block of columns
+  (``_weight_bias_grad``); without dX (the first layer, whose input is
+  the image) the ReLU mask is applied block by block there too, never to
+  the whole gradient.
 
 The GEMM result (K, N*OH*OW) is returned as a (N, K, OH, OW) *view*: the
 next layer's im2col reads channel-major data anyway, so the transpose copy
@@ -290,14 +291,14 @@ def _times_columns_t(g, col):
     return (col @ g.T).T if col.shape[0] >= g.shape[0] else g @ col.T
 
 
-def _weight_grad_masked(x, gy, y, w_shape, stride, padding, bias):
-    """dW and db (None unless ``bias``) of a CPU im2col convolution whose
-    input needs no gradient (the first layer), in one pass over the blocks
-    of _column_blocks: each block of gy (N, K, OH, OW) is masked with the
-    ReLU's y > 0 (unless ``y`` is None) into a cache-sized buffer and
-    multiplied at once by the block's columns, whose row of ones gives db.
-    Without a dX there is no need for the whole masked gradient, which
-    the separate passes wrote out and read back twice."""
+def _weight_bias_grad(x, gy, w_shape, stride, padding, bias, y=None):
+    """dW and db (None unless ``bias``) of a CPU im2col convolution in one
+    pass over the blocks of _column_blocks: each block of gy (N, K, OH, OW)
+    is multiplied at once by the block's columns, whose row of ones gives
+    db. With ``y``, the ReLU's output, each block of gy is first masked
+    with y > 0 into a cache-sized buffer: a layer without dX (the first)
+    never needs the whole masked gradient, which separate passes would
+    write out and read back twice."""
     k, c, kh, kw = w_shape
     n = x.shape[0]
     oh, ow = gy.shape[2:]
@@ -315,15 +316,16 @@ def _weight_grad_masked(x, gy, y, w_shape, stride, padding, bias):
 
 
 def _conv_weight_grad(dev, x, gy2, w_shape, stride, padding):
-    """dW (K, C, KH, KW) = gy (K, N*OH*OW) @ col^T, col rebuilt chunk by chunk."""
+    """dW (K, C, KH, KW) = gy (K, N*OH*OW) @ col^T, col rebuilt chunk by
+    chunk: the kernel devices' path, and the plain reference the CPU's
+    _weight_bias_grad and the Winograd modules are tested against."""
     kh, kw = w_shape[2:]
     n = x.shape[0]
     l = gy2.shape[1] // n
     to_columns = _im2col_on(dev)
     gw = None
     for a, b in _chunks(n, l * int(np.prod(w_shape[1:])), dev.kind):
-        col, g = to_columns(x[a:b], kh, kw, stride, padding), gy2[:, a * l:b * l]
-        part = g @ col.T if dev.uses_kernels else _times_columns_t(g, col)
+        part = gy2[:, a * l:b * l] @ to_columns(x[a:b], kh, kw, stride, padding).T
         if gw is None:
             gw = part
         else:
@@ -409,25 +411,29 @@ class Conv2d(Function):
         x, w, dev = self.x, self.w, self.device
         k, c, kh, kw = w.shape
         (sh, sw), (ph, pw) = self.stride, self.padding
-        needs = tuple(self.needs_input_grad) + (False,) * (3 - len(self.needs_input_grad))
-        if not needs[0] and needs[1] and not dev.uses_kernels and \
-                _winograd(dev, x.shape, w.shape, self.stride, self.padding) is None:
+        has_b = len(self.needs_input_grad) == 3
+        need_x, need_w = self.needs_input_grad[:2]
+        need_b = has_b and self.needs_input_grad[2]
+        wino = _winograd(dev, x.shape, w.shape, self.stride, self.padding)
+        cpu_gemm = not dev.uses_kernels and wino is None
+        if cpu_gemm and need_w and not need_x:
             # No dX (the first layer): mask, dW and db block by block.
-            gw, gb = _weight_grad_masked(x, gy, self.y, w.shape, self.stride, self.padding,
-                                         needs[2])
-            return (None, gw) + ((gb,) if len(self.needs_input_grad) == 3 else ())
+            gw, gb = _weight_bias_grad(x, gy, w.shape, self.stride, self.padding, need_b,
+                                       self.y)
+            return (None, gw) + ((gb,) if has_b else ())
         if self.relu:
             gy = ops.relu_backward(dev, gy, self.y) if dev.uses_kernels else gy * (self.y > 0)
         # (K, N*OH*OW); free when gy is already channel-major.
         gy2 = gy.transpose(1, 0, 2, 3).reshape(k, -1)
-        gx = gw = None
-        if self.needs_input_grad[1]:
-            wino = _winograd(dev, x.shape, w.shape, self.stride, self.padding)
+        gx = gw = gb = None
+        if need_w:
             if wino is not None:
                 gw = wino.weight_grad(x, gy.transpose(1, 0, 2, 3), self.padding)
+            elif cpu_gemm:
+                gw, gb = _weight_bias_grad(x, gy, w.shape, self.stride, self.padding, need_b)
             else:
                 gw = _conv_weight_grad(dev, x, gy2, w.shape, self.stride, self.padding)
-        if self.needs_input_grad[0]:
+        if need_x:
             if sh == 1 and sw == 1 and ph <= kh - 1 and pw <= kw - 1:
                 w_t = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (C, K, KH, KW)
                 pad_t = (kh - 1 - ph, kw - 1 - pw)
@@ -444,11 +450,9 @@ class Conv2d(Function):
                     gx = ops.col2im(dev, gcol, x.shape, kh, kw, self.stride, self.padding)
                 else:
                     gx = col2im(gcol, x.shape, kh, kw, self.stride, self.padding)
-        grads = (gx, gw)
-        if len(self.needs_input_grad) == 3:
-            gb = gy2.sum(axis=1) if self.needs_input_grad[2] else None
-            grads = grads + (gb,)
-        return grads
+        if need_b and gb is None:
+            gb = gy2.sum(axis=1)
+        return (gx, gw) + ((gb,) if has_b else ())
 
     def release(self):
         super().release()
