@@ -33,7 +33,7 @@ import numpy as np
 from ..autograd import Function, Tensor
 from ..backend import get_array_module
 from ..cuda import ops
-from ..threads import pool, threads
+from ..threads import split
 from . import winograd, winograd4
 
 _PARALLEL_MIN = 1 << 16  # elements; smaller copies are not worth a thread hand-off
@@ -46,16 +46,10 @@ def _copy(dst, src):
     im2col copies are a third of a training step on a 2-core machine, and
     NumPy releases the GIL while copying, so threads really run in parallel.
     """
-    n = threads()
-    if get_array_module(dst) is not np or n < 2 or dst.size < _PARALLEL_MIN \
-            or dst.shape[0] < n:
+    if get_array_module(dst) is not np:
         dst[...] = src
         return dst
-    bounds = np.linspace(0, dst.shape[0], n + 1).astype(int)
-    jobs = [pool().submit(np.copyto, dst[a:b], src[a:b])
-            for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
-    for j in jobs:
-        j.result()
+    split(lambda a, b: np.copyto(dst[a:b], src[a:b]), dst.shape[0], dst.size, _PARALLEL_MIN)
     return dst
 
 
