@@ -344,7 +344,8 @@ def main(argv=None):
         wall, cput = train_step_case(torch, size, batch, a.repeats, fc, cfg, width)
         t = cput if cpu else wall
         cols = f" | {cput[0]:.3f} | {cput[1]:.3f} | {cput[0] / cput[1]:.2f}" if cpu else ""
-        out(f"| {model_label(cfg, width, fc)} | {size}x{size} | {batch} | {wall[0]:.3f} | {wall[1]:.3f} | "
+        out(f"| {model_label(cfg, width, fc)} | {size}x{size} | {batch} | {wall[0]:.3f} | "
+            f"{wall[1]:.3f} | "
             f"{wall[0] / wall[1]:.2f}{cols} | {batch / t[0]:.1f} | {batch / t[1]:.1f} |")
     if a.write_md:
         text = (f"Measured by `benchmarks/bench_train.py` on {today()}; machine: "

@@ -98,7 +98,8 @@ def test_images_are_kept_after_their_first_render(monkeypatch):
     fresh = SyntheticShapes(12, image_size=16, seed=2)
     drawn = []
     real = SyntheticShapes._render
-    monkeypatch.setattr(SyntheticShapes, "_render", lambda self, i: drawn.append(i) or real(self, i))
+    monkeypatch.setattr(SyntheticShapes, "_render",
+                        lambda self, i: drawn.append(i) or real(self, i))
     for _ in range(3):
         for i in (5, 0, 11, 5):
             img, label = ds[i]
