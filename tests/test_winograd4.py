@@ -86,7 +86,13 @@ def test_the_default_choice(monkeypatch):
     pick = conv_mod._winograd
     assert pick(cpu, (8, 64, 56, 56), (128, 64, 3, 3), (1, 1), (1, 1)) is W        # >= 20x20
     assert pick(cpu, (8, 512, 28, 28), (512, 512, 3, 3), (1, 1), (1, 1)) is W
-    assert pick(cpu, (64, 64, 16, 16), (128, 64, 3, 3), (1, 1), (1, 1)) is W2       # 16x16
+    assert pick(cpu, (64, 128, 16, 16), (128, 128, 3, 3), (1, 1), (1, 1)) is W2     # 16x16
+    # 64 channels: F(4x4) from 48x48 (VGG's 224x224 and 112x112 layers), else
+    # the channels-last im2col (at 32x32 and below)
+    assert pick(cpu, (8, 64, 48, 48), (64, 64, 3, 3), (1, 1), (1, 1)) is W
+    assert pick(cpu, (64, 64, 32, 32), (64, 64, 3, 3), (1, 1), (1, 1)) is None
+    assert pick(cpu, (64, 64, 16, 16), (128, 64, 3, 3), (1, 1), (1, 1)) is None
+    assert pick(cpu, (64, 128, 8, 8), (64, 128, 3, 3), (1, 1), (1, 1)) is None
     assert pick(cpu, (8, 512, 14, 14), (512, 512, 3, 3), (1, 1), (1, 1)) is W2     # small: F(2x2)
     assert pick(cpu, (64, 256, 8, 8), (256, 256, 3, 3), (1, 1), (1, 1)) is W2
     assert pick(cpu, (8, 3, 224, 224), (64, 3, 3, 3), (1, 1), (1, 1)) is None      # first layer

@@ -34,7 +34,7 @@ from ..autograd import Function, Tensor
 from ..backend import get_array_module
 from ..cuda import ops
 from ..threads import split
-from . import winograd, winograd4
+from . import channels_last, winograd, winograd4
 
 _PARALLEL_MIN = 1 << 16  # elements; smaller copies are not worth a thread hand-off
 
@@ -328,22 +328,28 @@ def _conv_weight_grad(dev, x, gy2, w_shape, stride, padding):
 
 
 #: Which algorithm the CPU path uses for 3x3 stride-1 convolutions. "auto":
-#: im2col + GEMM unless both channel counts are at least
-#: WINOGRAD_MIN_CHANNELS and the direct convolution of the batch would take
-#: at least WINOGRAD_MIN_MACS multiply-adds (below either, the transforms
-#: and the filter transform cost more than the multiplications they save:
-#: the first layer, small evaluation batches); then Winograd F(4x4, 3x3)
-#: (winograd4) where the output is at least WINOGRAD_F4_MIN_SIZE on both
-#: sides (VGG's maps from 224x224 to 28x28), F(2x2, 3x3) (winograd) on
-#: smaller even outputs, where F(4x4)'s partial tiles, gathers and larger
-#: transformed filters cost as much as it saves. "always" uses F(2x2, 3x3)
-#: and "f4" F(4x4, 3x3) wherever it applies (tests, ablations); "never"
-#: keeps im2col + GEMM. The thresholds are measured choices
+#: im2col + GEMM (channels last, below) unless both channel counts are at
+#: least WINOGRAD_MIN_CHANNELS and the direct convolution of the batch
+#: would take at least WINOGRAD_MIN_MACS multiply-adds (below either, the
+#: transforms and the filter transform cost more than the multiplications
+#: they save: the first layer, the thin layers of a narrow model, small
+#: evaluation batches). Then Winograd F(4x4, 3x3) (winograd4) where the
+#: output is at least WINOGRAD_F4_MIN_SIZE on both sides (VGG's maps from
+#: 224x224 to 28x28), F(2x2, 3x3) (winograd) on smaller even outputs, where
+#: F(4x4)'s partial tiles, gathers and larger transformed filters cost as
+#: much as it saves. With fewer than WINOGRAD_F2_MIN_CHANNELS channels (VGG's
+#: 64-channel layers) only F(4x4) on outputs of at least
+#: WINOGRAD_THIN_F4_MIN_SIZE beats the channels-last im2col (at 224x224 and
+#: 112x112 by 1.5x; at 32x32 and below it loses or ties). "always" uses
+#: F(2x2, 3x3) and "f4" F(4x4, 3x3) wherever it applies (tests, ablations);
+#: "never" keeps im2col + GEMM. The thresholds are measured choices
 #: (docs/architecture.md, docs/benchmarks.md "Winograd against im2col").
 WINOGRAD = "auto"
 WINOGRAD_MIN_CHANNELS = 64
+WINOGRAD_F2_MIN_CHANNELS = 128
 WINOGRAD_MIN_MACS = 1 << 25
 WINOGRAD_F4_MIN_SIZE = 20
+WINOGRAD_THIN_F4_MIN_SIZE = 48
 
 
 def _winograd(dev, x_shape, w_shape, stride, padding):
@@ -361,16 +367,49 @@ def _winograd(dev, x_shape, w_shape, stride, padding):
         return None
     oh, ow = (x_shape[2] + 2 * padding[0] - 2, x_shape[3] + 2 * padding[1] - 2)
     macs = x_shape[0] * oh * ow * w_shape[0] * w_shape[1] * 9
-    if min(w_shape[:2]) < WINOGRAD_MIN_CHANNELS or macs < WINOGRAD_MIN_MACS:
+    channels = min(w_shape[:2])
+    if channels < WINOGRAD_MIN_CHANNELS or macs < WINOGRAD_MIN_MACS:
         return None
+    if channels < WINOGRAD_F2_MIN_CHANNELS:
+        return winograd4 if f4 and min(oh, ow) >= WINOGRAD_THIN_F4_MIN_SIZE else None
     if f4 and min(oh, ow) >= WINOGRAD_F4_MIN_SIZE:
         return winograd4
     return winograd if f2 else None
 
 
+#: Where no Winograd module is chosen, the CPU path lays the columns out
+#: with the channels last (functional/channels_last.py) for a convolution
+#: of stride 1 with at least CHANNELS_LAST_MIN_CHANNELS input channels and
+#: fewer weights per filter (C*KH*KW) than output pixels (N*OH*OW), so that
+#: reordering the weights costs less than the output; everything else (the
+#: image's layer, whose 3 channels make rows of 9 numbers; strided
+#: convolutions; a dense evaluation's FC-as-conv layers) keeps the
+#: channel-major columns above. "always" takes the channels-last path
+#: wherever it applies, "never" nowhere (tests, ablations).
+CHANNELS_LAST = "auto"
+CHANNELS_LAST_MIN_CHANNELS = 8
+
+
+def _channels_last(dev, x_shape, w_shape, stride, padding):
+    """True when the CPU path computes this (non-Winograd) convolution
+    with the channels last."""
+    if dev.uses_kernels or CHANNELS_LAST == "never":
+        return False
+    if not channels_last.applies(x_shape, w_shape, stride, padding):
+        return False
+    if CHANNELS_LAST == "always":
+        return True
+    n, c, h, wd = x_shape
+    k, _, kh, kw = w_shape
+    pixels = n * (h + 2 * padding[0] - kh + 1) * (wd + 2 * padding[1] - kw + 1)
+    return c >= CHANNELS_LAST_MIN_CHANNELS and c * kh * kw < pixels
+
+
 def algorithm_name(dev, x_shape, w_shape, stride=(1, 1), padding=(1, 1)):
     """What the CPU path runs for this convolution, in words (benchmarks, summaries)."""
     mod = _winograd(dev, x_shape, w_shape, stride, padding)
+    if mod is None and _channels_last(dev, x_shape, w_shape, stride, padding):
+        return "im2col + GEMM, channels last"
     return {None: "im2col + GEMM", winograd: "Winograd F(2x2,3x3)",
             winograd4: "Winograd F(4x4,3x3)"}[mod]
 
@@ -393,6 +432,8 @@ class Conv2d(Function):
         wino = _winograd(self.device, x.shape, w.shape, self.stride, self.padding)
         if wino is not None:
             y = wino.conv3x3(x, w, self.padding, b, self.relu).transpose(1, 0, 2, 3)
+        elif _channels_last(self.device, x.shape, w.shape, self.stride, self.padding):
+            y = channels_last.conv(x, w, self.padding, b, self.relu).transpose(0, 3, 1, 2)
         else:
             y2, (oh, ow) = _conv_gemm(self.device, x, w, self.stride, self.padding, b,
                                       self.relu)
@@ -409,6 +450,8 @@ class Conv2d(Function):
         need_x, need_w = self.needs_input_grad[:2]
         need_b = has_b and self.needs_input_grad[2]
         wino = _winograd(dev, x.shape, w.shape, self.stride, self.padding)
+        if wino is None and _channels_last(dev, x.shape, w.shape, self.stride, self.padding):
+            return self._backward_channels_last(gy, need_x, need_w, need_b, has_b)
         cpu_gemm = not dev.uses_kernels and wino is None
         if cpu_gemm and need_w and not need_x:
             # No dX (the first layer): mask, dW and db block by block.
@@ -446,6 +489,19 @@ class Conv2d(Function):
                     gx = col2im(gcol, x.shape, kh, kw, self.stride, self.padding)
         if need_b and gb is None:
             gb = gy2.sum(axis=1)
+        return (gx, gw) + ((gb,) if has_b else ())
+
+    def _backward_channels_last(self, gy, need_x, need_w, need_b, has_b):
+        """Backward of the channels-last path: gy masked into (N, OH, OW, K)
+        once, dW and db from its blocks, dX as a channels-last convolution."""
+        g = channels_last.masked_gradient(gy, self.y)
+        gx = gw = gb = None
+        if need_w:
+            gw, gb = channels_last.weight_bias_grad(self.x, g, self.w.shape, self.padding, need_b)
+        elif need_b:
+            gb = g.reshape(-1, g.shape[3]).sum(axis=0)
+        if need_x:
+            gx = channels_last.input_grad(g, self.w, self.padding).transpose(0, 3, 1, 2)
         return (gx, gw) + ((gb,) if has_b else ())
 
     def release(self):

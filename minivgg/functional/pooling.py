@@ -17,10 +17,11 @@ from ..autograd import Function, Tensor
 from ..backend import get_array_module
 from ..cuda import ops
 from ..threads import split
+from .channels_last import is_channels_last
 from .conv import _pair, conv_output_size, window_output_size
 
-#: The CPU path works through the channels in chunks of about this many
-#: output elements, so that a chunk's temporaries (the row maxima in
+#: The CPU path works through the channels (the images, for an input laid
+#: out channels-last) in chunks of about this many output elements, so that a chunk's temporaries (the row maxima in
 #: forward, the masks in backward) are still in cache when they are read
 #: back; whole-array passes made both directions about 2x slower at VGG's
 #: 224x224 sizes (docs/architecture.md).
@@ -59,10 +60,40 @@ def _slot(a, i, j, stride, out_hw):
     return a[:, :, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw]
 
 
-def _channel_chunks(n, c0, c1, out_hw):
-    """Ranges of channels c0..c1 holding about CHUNK_ELEMENTS outputs each."""
-    step = max(1, CHUNK_ELEMENTS // max(1, n * out_hw[0] * out_hw[1]))
+def _chunk_axis(a):
+    """The axis the CPU path cuts into chunks: the batch (0) for an input
+    with its channels last (a chunk of whole images is then one contiguous
+    stretch of memory), else the channels (1)."""
+    return 0 if is_channels_last(a) else 1
+
+
+def _empty_like_layout(shape, dtype, axis, zeros=False):
+    """An (N, C, H, W) array laid out channels-last (axis 0) or
+    channel-major (axis 1), like the activations around it."""
+    n, c, h, w = shape
+    make = np.zeros if zeros else np.empty
+    if axis == 0:
+        return make((n, h, w, c), dtype=dtype).transpose(0, 3, 1, 2)
+    return make((c, n, h, w), dtype=dtype).transpose(1, 0, 2, 3)
+
+
+def _copy_to_layout(a, axis):
+    """A copy of ``a`` (N, C, H, W) laid out as _empty_like_layout(..., axis)."""
+    out = _empty_like_layout(a.shape, a.dtype, axis)
+    split(lambda lo, hi: np.copyto(out[lo:hi], a[lo:hi]), a.shape[0], a.size)
+    return out
+
+
+def _chunks(per_unit, c0, c1):
+    """Ranges of c0..c1 (images or channels, ``per_unit`` outputs each)
+    holding about CHUNK_ELEMENTS outputs each."""
+    step = max(1, CHUNK_ELEMENTS // max(1, per_unit))
     return [(a, min(c1, a + step)) for a in range(c0, c1, step)]
+
+
+def _along(axis, lo, hi):
+    """The index of positions lo..hi along ``axis`` (0 or 1) of an (N, C, H, W) array."""
+    return (slice(lo, hi),) if axis == 0 else (slice(None), slice(lo, hi))
 
 
 def _window_max(a, y, kernel, stride):
@@ -126,8 +157,10 @@ class MaxPool2d(Function):
     before it and the convolution after it); backward finds the first slot
     holding each maximum from them. Forward computes no index, so
     evaluation pays for the maximum alone. Both work through the channels
-    in cache-sized chunks (CHUNK_ELEMENTS), split over the CPU threads. On
-    a kernel device forward stores the index (one byte per output).
+    in cache-sized chunks (CHUNK_ELEMENTS), split over the CPU threads, or
+    through the images for an input laid out channels-last, whose output
+    and gradient keep that layout. On a kernel device forward stores the
+    index (one byte per output).
     """
 
     def __init__(self, kernel_size=2, stride=None, padding=0):
@@ -146,13 +179,15 @@ class MaxPool2d(Function):
         oh = conv_output_size(x.shape[2], kh, self.stride[0], ph)
         ow = conv_output_size(x.shape[3], kw, self.stride[1], pw)
         a = _padded(x, ph, pw)
-        # Channel-major like the activations around it (see functional/conv.py).
-        y = np.empty((c, n, oh, ow), dtype=x.dtype).transpose(1, 0, 2, 3)
+        axis = _chunk_axis(a)
+        y = _empty_like_layout((n, c, oh, ow), x.dtype, axis)
+        per_unit = y.size // y.shape[axis]
 
         def work(c0, c1):
-            for lo, hi in _channel_chunks(n, c0, c1, (oh, ow)):
-                _window_max(a[:, lo:hi], y[:, lo:hi], self.kernel, self.stride)
-        split(work, c, a.size)
+            for lo, hi in _chunks(per_unit, c0, c1):
+                at = _along(axis, lo, hi)
+                _window_max(a[at], y[at], self.kernel, self.stride)
+        split(work, y.shape[axis], a.size)
         self.a, self.y = a, y
         return y
 
@@ -167,15 +202,21 @@ class MaxPool2d(Function):
         # When the windows tile the input exactly, every input position gets
         # written by one slot, and gx needs no zeros first.
         tiled = (kh, kw) == (sh, sw) and not (ph or pw) and (h, w) == (kh * oh, kw * ow)
-        # Channel-major like the activations around it (see functional/conv.py).
-        gx = (np.empty if tiled else np.zeros)((c, n, h + 2 * ph, w + 2 * pw),
-                                               dtype=gy.dtype).transpose(1, 0, 2, 3)
+        axis = _chunk_axis(self.a)
+        if _chunk_axis(gy) != axis:
+            # gy from a layer of the other layout (a Winograd dX after a
+            # channels-last convolution, or the reverse): one copy of it,
+            # a quarter of gx's size, instead of every pass below mixing
+            # layouts (4x slower at 16x16 with 128 channels).
+            gy = _copy_to_layout(gy, axis)
+        gx = _empty_like_layout((n, c, h + 2 * ph, w + 2 * pw), gy.dtype, axis, zeros=not tiled)
+        per_unit = gy.size // gy.shape[axis]
 
         def work(c0, c1):
-            for lo, hi in _channel_chunks(n, c0, c1, out_hw):
-                _route(self.a[:, lo:hi], self.y[:, lo:hi], gy[:, lo:hi], gx[:, lo:hi],
-                       self.kernel, self.stride, overlap)
-        split(work, c, gx.size)
+            for lo, hi in _chunks(per_unit, c0, c1):
+                at = _along(axis, lo, hi)
+                _route(self.a[at], self.y[at], gy[at], gx[at], self.kernel, self.stride, overlap)
+        split(work, gx.shape[axis], gx.size)
         return gx[:, :, ph:ph + h, pw:pw + w]
 
     def release(self):

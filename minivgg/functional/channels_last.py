@@ -1,0 +1,177 @@
+"""im2col + GEMM with the channels last: the thin convolutions of §2.1 (the
+first blocks of a narrow VGG, every layer of a small map) on the CPU.
+
+functional/conv.py lays the columns out channel-major, one row per (c, i, j)
+and one column per output pixel. Building that matrix copies rows of OW
+numbers: 8 to 32 on the maps of a 32x32 input, where NumPy's strided copy
+spends more time starting rows than moving numbers, and its product has
+only K = 16..128 rows, where OpenBLAS runs well below its peak. Here the
+input is laid out (N, H, W, C) instead, and each output pixel gets a *row*
+of the column matrix:
+
+    col[(n, oh, ow), (i, j, c)] = xpad[n, oh + i, ow + j, c]
+    y (N*OH*OW, K)              = col @ Wm,   Wm[(i, j, c), k] = w[k, c, i, j]
+
+A row of ``col`` is KH runs of KW*C contiguous numbers (the KW neighbouring
+pixels' channels are next to each other in memory), 48 to 384 numbers in
+a VGG layer of 16 to 128 channels, and the product has N*OH*OW rows and K
+columns, the shape BLAS runs fastest. The result is the output with its
+channels last, handed on as an (N, K, OH, OW) view: the next layer reads
+it in the same layout for free.
+
+Backward, with g = gy masked by the ReLU, laid out (N, OH, OW, K):
+
+* dW = col^T @ g, with col rebuilt block by block from x (as in conv.py);
+  db = the sum of g's rows, taken from the same blocks while in cache;
+* dX is the convolution of g with the spatially flipped, in/out-transposed
+  kernel and padding KH - 1 - P: this module's forward again, its output
+  channels-last too.
+
+Blocks of whole images (bands of output rows for a big image) keep each
+block's columns near conv.CHUNK_ELEMENTS, so they are written and read
+back in cache. Only stride 1 and padding <= KH - 1 are taken (every VGG
+convolution); conv.py decides where this layout is used.
+
+Shape letters: N, C, H, W, K, KH, KW, OH, OW as in functional/__init__.py.
+"""
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+from ..threads import split
+from .winograd import scratch
+
+_PARALLEL_MIN = 1 << 16  # elements; smaller copies stay on one thread
+
+
+def applies(x_shape, w_shape, stride, padding):
+    """True when this module computes the convolution: stride 1 and a
+    padding that leaves dX a convolution (0 <= P <= K - 1 on both axes)."""
+    (kh, kw), (ph, pw) = w_shape[2:], padding
+    return tuple(stride) == (1, 1) and 0 <= ph <= kh - 1 and 0 <= pw <= kw - 1
+
+
+def is_channels_last(a):
+    """True when ``a`` (N, C, H, W) has its channels innermost in memory
+    (as this module's outputs do), so that a (N, H, W, C) view of it is contiguous."""
+    return a.transpose(0, 2, 3, 1).flags.c_contiguous
+
+
+def _split_copy(dst, src):
+    """dst[...] = src over the CPU threads, along the first axis longer than one."""
+    axis = 0 if dst.shape[0] > 1 or dst.ndim == 1 else 1
+    lead = (slice(None),) * axis
+
+    def part(a, b):
+        np.copyto(dst[lead + (slice(a, b),)], src[lead + (slice(a, b),)])
+    split(part, dst.shape[axis], dst.size, _PARALLEL_MIN)
+
+
+def _padded(x, ph, pw, key):
+    """x (N, C, H, W), any layout -> xpad (N, H+2PH, W+2PW, C), zero-padded:
+    a view of x itself when x is channels-last and unpadded, else a kept
+    scratch buffer."""
+    n, c, h, w = x.shape
+    xl = x.transpose(0, 2, 3, 1)
+    if ph == 0 and pw == 0 and xl.flags.c_contiguous:
+        return xl
+    buf = scratch(key, (n, h + 2 * ph, w + 2 * pw, c), x.dtype)
+    buf[:, :ph] = 0
+    buf[:, ph + h:] = 0
+    buf[:, ph:ph + h, :pw] = 0
+    buf[:, ph:ph + h, pw + w:] = 0
+    _split_copy(buf[:, ph:ph + h, pw:pw + w], xl)
+    return buf
+
+
+def _column_blocks(xpad, kh, kw, oh, ow, k):
+    """For each CPU block of conv._cpu_blocks: (first output row of the
+    block in the (N*OH*OW, K) result, col), col (M, KH*KW*C) the block's
+    columns in a kept scratch buffer:
+    col[(n, r, s), (i, j, c)] = xpad[i0 + n, r0 + r + i, s + j, c]."""
+    from .conv import _cpu_blocks       # conv imports this module
+    n, c = xpad.shape[0], xpad.shape[3]
+    ckk = kh * kw * c
+    s_n, s_h, s_w, s_c = xpad.strides
+    for i0, i1, r0, r1 in _cpu_blocks(n, oh, ow, ckk, k):
+        nb, rows = i1 - i0, r1 - r0
+        col = scratch("clcol", (nb * rows * ow, ckk), xpad.dtype)
+        # The KW neighbours' channels are adjacent in xpad: one run of KW*C.
+        view = as_strided(xpad[i0:, r0:], (nb, rows, ow, kh, kw * c), (s_n, s_h, s_w, s_h, s_c),
+                          writeable=False)
+        _split_copy(col.reshape(nb, rows, ow, kh, kw * c), view)
+        yield (i0 * oh + r0) * ow, col
+
+
+def weight_matrix(w, dtype):
+    """Wm (KH*KW*C, K), Wm[(i, j, c), k] = w[k, c, i, j], in ``dtype``."""
+    k, c, kh, kw = w.shape
+    return np.ascontiguousarray(w.transpose(2, 3, 1, 0), dtype=dtype).reshape(kh * kw * c, k)
+
+
+def conv(x, w, padding=(1, 1), b=None, relu=False):
+    """x (N, C, H, W) any layout, w (K, C, KH, KW), b (K,) or None -> y
+    (N, OH, OW, K), contiguous (channels last), max(y, 0) if ``relu``.
+    Needs applies(...)."""
+    n, c, h, wd = x.shape
+    k, _, kh, kw = w.shape
+    ph, pw = padding
+    oh, ow = h + 2 * ph - kh + 1, wd + 2 * pw - kw + 1
+    dtype = np.result_type(x.dtype, w.dtype)
+    wm = weight_matrix(w, dtype)
+    bias = None if b is None else b.astype(dtype, copy=False)
+    y = np.empty((n, oh, ow, k), dtype=dtype)
+    y2 = y.reshape(n * oh * ow, k)
+    xpad = _padded(x.astype(dtype, copy=False), ph, pw, "clpad")
+    for a, col in _column_blocks(xpad, kh, kw, oh, ow, k):
+        block = y2[a:a + col.shape[0]]
+        np.matmul(col, wm, out=block)
+        if bias is not None:
+            block += bias
+        if relu:
+            np.maximum(block, 0, out=block)
+    return y
+
+
+def masked_gradient(gy, y=None):
+    """gy (N, K, OH, OW), any layout -> g (N, OH, OW, K) contiguous, times
+    (y > 0) when ``y``, the ReLU's output, is given (one pass, split over
+    the CPU threads)."""
+    n, k, oh, ow = gy.shape
+    gl = gy.transpose(0, 2, 3, 1)
+    if y is None:
+        return np.ascontiguousarray(gl)
+    yl = y.transpose(0, 2, 3, 1)
+    g = np.empty(gl.shape, dtype=gy.dtype)
+
+    def part(a, b):
+        np.multiply(gl[a:b], yl[a:b] > 0, out=g[a:b])
+    split(part, n, g.size, _PARALLEL_MIN)
+    return g
+
+
+def weight_bias_grad(x, g, w_shape, padding, bias):
+    """dW (K, C, KH, KW) and db (K,) (None unless ``bias``) from x (N, C,
+    H, W) and g (N, OH, OW, K) contiguous: dW = col^T @ g over the blocks
+    of the columns, db the sum of g's rows."""
+    k, c, kh, kw = w_shape
+    oh, ow = g.shape[1:3]
+    dtype = np.result_type(x.dtype, g.dtype)
+    g2 = g.reshape(-1, k)
+    acc = np.zeros((kh * kw * c, k), dtype=dtype)
+    gb = np.zeros(k, dtype=dtype) if bias else None
+    xpad = _padded(x.astype(dtype, copy=False), *padding, "clpad")
+    for a, col in _column_blocks(xpad, kh, kw, oh, ow, k):
+        block = g2[a:a + col.shape[0]]
+        acc += col.T @ block
+        if bias:
+            gb += block.sum(axis=0)
+    gw = np.ascontiguousarray(acc.reshape(kh, kw, c, k).transpose(3, 2, 0, 1))
+    return gw, gb
+
+
+def input_grad(g, w, padding):
+    """dX (N, H, W, C) contiguous from g (N, OH, OW, K) contiguous: the
+    convolution of g with the flipped, transposed kernel, padding KH-1-P."""
+    kh, kw = w.shape[2:]
+    w_t = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)      # (C, K, KH, KW)
+    return conv(g.transpose(0, 3, 1, 2), w_t, (kh - 1 - padding[0], kw - 1 - padding[1]))
