@@ -119,7 +119,7 @@ def test_vgg_matches_pytorch_forward_and_backward(cfg, size, monkeypatch):
     PyTorch's by up to 1e-2 whatever the algorithm, im2col included; in
     float64 they agree to 1e-14.)"""
     if size == 64:
-        monkeypatch.setattr(conv_mod, "WINOGRAD_THIN_F4_MIN_SIZE", 32)
+        monkeypatch.setattr(conv_mod, "WINOGRAD_SIZES", ((256, 20, 2), (128, 20, 8), (64, 32, None)))
     torch = pytest.importorskip("torch", reason="PyTorch (the oracle) is not installed")
     from minivgg.functional import channels_last, winograd, winograd4
     from minivgg.testing import torch_vgg

@@ -93,6 +93,10 @@ def test_the_default_choice(monkeypatch):
     assert pick(cpu, (64, 64, 32, 32), (64, 64, 3, 3), (1, 1), (1, 1)) is None
     assert pick(cpu, (64, 64, 16, 16), (128, 64, 3, 3), (1, 1), (1, 1)) is None
     assert pick(cpu, (64, 128, 8, 8), (64, 128, 3, 3), (1, 1), (1, 1)) is None
+    # 128 to 255 channels: F(2x2) from 8x8; 256 and more: on every even output
+    assert pick(cpu, (64, 128, 8, 8), (256, 128, 3, 3), (1, 1), (1, 1)) is W2
+    assert pick(cpu, (64, 128, 4, 4), (128, 128, 3, 3), (1, 1), (1, 1)) is None
+    assert pick(cpu, (64, 256, 4, 4), (512, 256, 3, 3), (1, 1), (1, 1)) is W2
     assert pick(cpu, (8, 512, 14, 14), (512, 512, 3, 3), (1, 1), (1, 1)) is W2     # small: F(2x2)
     assert pick(cpu, (64, 256, 8, 8), (256, 256, 3, 3), (1, 1), (1, 1)) is W2
     assert pick(cpu, (8, 3, 224, 224), (64, 3, 3, 3), (1, 1), (1, 1)) is None      # first layer

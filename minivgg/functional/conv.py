@@ -328,28 +328,32 @@ def _conv_weight_grad(dev, x, gy2, w_shape, stride, padding):
 
 
 #: Which algorithm the CPU path uses for 3x3 stride-1 convolutions. "auto":
-#: im2col + GEMM (channels last, below) unless both channel counts are at
-#: least WINOGRAD_MIN_CHANNELS and the direct convolution of the batch
-#: would take at least WINOGRAD_MIN_MACS multiply-adds (below either, the
-#: transforms and the filter transform cost more than the multiplications
-#: they save: the first layer, the thin layers of a narrow model, small
-#: evaluation batches). Then Winograd F(4x4, 3x3) (winograd4) where the
-#: output is at least WINOGRAD_F4_MIN_SIZE on both sides (VGG's maps from
-#: 224x224 to 28x28), F(2x2, 3x3) (winograd) on smaller even outputs, where
-#: F(4x4)'s partial tiles, gathers and larger transformed filters cost as
-#: much as it saves. With fewer than WINOGRAD_F2_MIN_CHANNELS channels (VGG's
-#: 64-channel layers) only F(4x4) on outputs of at least
-#: WINOGRAD_THIN_F4_MIN_SIZE beats the channels-last im2col (at 224x224 and
-#: 112x112 by 1.5x; at 32x32 and below it loses or ties). "always" uses
+#: by the smaller of the two channel counts, the first row of WINOGRAD_SIZES
+#: it reaches gives the output size (on both sides) from which Winograd
+#: F(4x4, 3x3) (winograd4) is used, else the size from which F(2x2, 3x3)
+#: (winograd) is, else (None, or a smaller output) im2col + GEMM, with the
+#: channels last (below) for all but the first layer. Below the last row's
+#: channel count, and below WINOGRAD_MIN_MACS multiply-adds in the direct
+#: convolution of the batch, always im2col: the transforms and the filter
+#: transform then cost more than the multiplications they save (the first
+#: layer, the thin layers of a narrow model, small evaluation batches).
+#: F(4x4) needs outputs big enough for its 4x4 tiles and gathers to pay
+#: (VGG's maps from 224x224 to 28x28); with 64 to 127 channels only from
+#: 48x48 (VGG's 224x224 and 112x112 layers, by 1.5x; at 32x32 and below the
+#: channels-last im2col ties or wins), and with 128 to 255 channels F(2x2)
+#: only from 8x8 (on 4x4 and 2x2 maps the channels-last im2col is faster
+#: in a network, whose layers hand it its own layout). "always" uses
 #: F(2x2, 3x3) and "f4" F(4x4, 3x3) wherever it applies (tests, ablations);
 #: "never" keeps im2col + GEMM. The thresholds are measured choices
 #: (docs/architecture.md, docs/benchmarks.md "Winograd against im2col").
 WINOGRAD = "auto"
-WINOGRAD_MIN_CHANNELS = 64
-WINOGRAD_F2_MIN_CHANNELS = 128
+WINOGRAD_SIZES = (
+    # (channels at least, F(4x4) from output size, F(2x2) from output size)
+    (256, 20, 2),
+    (128, 20, 8),
+    (64, 48, None),
+)
 WINOGRAD_MIN_MACS = 1 << 25
-WINOGRAD_F4_MIN_SIZE = 20
-WINOGRAD_THIN_F4_MIN_SIZE = 48
 
 
 def _winograd(dev, x_shape, w_shape, stride, padding):
@@ -363,31 +367,39 @@ def _winograd(dev, x_shape, w_shape, stride, padding):
         return winograd4 if f4 else None
     if WINOGRAD == "always":
         return winograd if f2 else None
-    if not (f4 or f2):
-        return None
     oh, ow = (x_shape[2] + 2 * padding[0] - 2, x_shape[3] + 2 * padding[1] - 2)
-    macs = x_shape[0] * oh * ow * w_shape[0] * w_shape[1] * 9
-    channels = min(w_shape[:2])
-    if channels < WINOGRAD_MIN_CHANNELS or macs < WINOGRAD_MIN_MACS:
+    if not (f4 or f2) or x_shape[0] * oh * ow * w_shape[0] * w_shape[1] * 9 < WINOGRAD_MIN_MACS:
         return None
-    if channels < WINOGRAD_F2_MIN_CHANNELS:
-        return winograd4 if f4 and min(oh, ow) >= WINOGRAD_THIN_F4_MIN_SIZE else None
-    if f4 and min(oh, ow) >= WINOGRAD_F4_MIN_SIZE:
-        return winograd4
-    return winograd if f2 else None
+    channels, size = min(w_shape[:2]), min(oh, ow)
+    for at_least, f4_from, f2_from in WINOGRAD_SIZES:
+        if channels >= at_least:
+            if f4 and size >= f4_from:
+                return winograd4
+            if f2 and f2_from is not None and size >= f2_from:
+                return winograd
+            return None
+    return None
 
 
 #: Where no Winograd module is chosen, the CPU path lays the columns out
 #: with the channels last (functional/channels_last.py) for a convolution
-#: of stride 1 with at least CHANNELS_LAST_MIN_CHANNELS input channels and
-#: fewer weights per filter (C*KH*KW) than output pixels (N*OH*OW), so that
-#: reordering the weights costs less than the output; everything else (the
-#: image's layer, whose 3 channels make rows of 9 numbers; strided
-#: convolutions; a dense evaluation's FC-as-conv layers) keeps the
-#: channel-major columns above. "always" takes the channels-last path
-#: wherever it applies, "never" nowhere (tests, ablations).
+#: of stride 1 with a kernel bigger than 1x1, at least
+#: CHANNELS_LAST_MIN_CHANNELS input channels, at least
+#: CHANNELS_LAST_MIN_PIXELS output pixels (N*OH*OW) and at most
+#: CHANNELS_LAST_MAX_WEIGHTS weights: its filters are reordered once per
+#: call, a copy that must stay small beside the product (at least 64
+#: multiply-adds per weight copied) and in cache. Everything else keeps the
+#: channel-major columns above: the image's layer, whose 3 channels make
+#: rows of 9 numbers; strided convolutions; 1x1 convolutions, which build
+#: no columns in either layout and run fastest in the layout of their
+#: input (VGG-C's follow Winograd layers, channel-major); a dense
+#: evaluation's FC-as-conv layers (25,088 x 4,096 weights). "always" takes
+#: the channels-last path wherever it applies, "never" nowhere (tests,
+#: ablations).
 CHANNELS_LAST = "auto"
 CHANNELS_LAST_MIN_CHANNELS = 8
+CHANNELS_LAST_MIN_PIXELS = 64
+CHANNELS_LAST_MAX_WEIGHTS = 1 << 22
 
 
 def _channels_last(dev, x_shape, w_shape, stride, padding):
@@ -402,7 +414,8 @@ def _channels_last(dev, x_shape, w_shape, stride, padding):
     n, c, h, wd = x_shape
     k, _, kh, kw = w_shape
     pixels = n * (h + 2 * padding[0] - kh + 1) * (wd + 2 * padding[1] - kw + 1)
-    return c >= CHANNELS_LAST_MIN_CHANNELS and c * kh * kw < pixels
+    return (kh * kw > 1 and c >= CHANNELS_LAST_MIN_CHANNELS
+            and pixels >= CHANNELS_LAST_MIN_PIXELS and k * c * kh * kw <= CHANNELS_LAST_MAX_WEIGHTS)
 
 
 def algorithm_name(dev, x_shape, w_shape, stride=(1, 1), padding=(1, 1)):
