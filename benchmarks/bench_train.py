@@ -2,7 +2,8 @@
 
 1. The ceiling: float32 GEMM GFLOP/s of numpy (our BLAS) and of PyTorch.
 2. conv2d + ReLU forward + backward at every distinct 3x3 conv shape of
-   VGG-D (a superset of VGG-A's) at 224x224, batch 8: time, the algorithm
+   VGG-D (a superset of VGG-A's) at 224x224, batch 8, and of the model
+   examples/train_vgg.py trains by default at 32x32, batch 64: time, the algorithm
    the CPU path chose, GFLOP/s counted as a direct convolution would
    (2*K*C*9 per output pixel; Winograd does fewer multiplications, so this
    is its effective rate), fraction of numpy's GEMM rate, ratio; and
@@ -39,6 +40,10 @@ from minivgg.testing import torch_vgg  # noqa: E402
 # all but 64 -> 64 and 128 -> 128); the first needs no input gradient.
 VGG_D_CONVS = [(3, 64, 224), (64, 64, 224), (64, 128, 112), (128, 128, 112), (128, 256, 56),
                (256, 256, 56), (256, 512, 28), (512, 512, 28), (512, 512, 14)]
+# (C, K, H) of the distinct convolutions of the model examples/train_vgg.py
+# trains by default (VGG-A with widths x0.25) at 32x32; the last runs twice.
+SMALL_CONVS = [(3, 16, 32), (16, 32, 16), (32, 64, 8), (64, 64, 8), (64, 128, 4), (128, 128, 4),
+               (128, 128, 2)]
 
 
 def gemm_gflops(torch, n=2048, repeats=3):
@@ -54,13 +59,21 @@ def gemm_gflops(torch, n=2048, repeats=3):
 
 def conv_case(torch, c, k, h, batch, repeats):
     """conv2d + ReLU forward + backward, x and gy laid out as each
-    framework's layers around it leave them: channel-major views for
-    minivgg (its convolutions and poolings return those), NCHW for PyTorch."""
+    framework's layers around it leave them: NCHW for PyTorch; for minivgg
+    channels-last where this layer (and so, in a network, the layers around
+    it) runs the channels-last im2col, else channel-major (what its other
+    convolutions and its poolings return)."""
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((c, batch, h, h), dtype=np.float32).transpose(1, 0, 2, 3)
+    last = conv_algorithm(c, k, h, batch).endswith("channels last")
+
+    def laid_out(ch):
+        if last:
+            return rng.standard_normal((batch, h, h, ch), dtype=np.float32).transpose(0, 3, 1, 2)
+        return rng.standard_normal((ch, batch, h, h), dtype=np.float32).transpose(1, 0, 2, 3)
+    x = laid_out(c)
     w = (rng.standard_normal((k, c, 3, 3), dtype=np.float32) * 0.05)
     b = np.zeros(k, np.float32)
-    gy = rng.standard_normal((k, batch, h, h), dtype=np.float32).transpose(1, 0, 2, 3)
+    gy = laid_out(k)
     need_dx = c != 3
 
     def ours():
@@ -147,65 +160,77 @@ def model_label(cfg, width, fc):
     return f"VGG-{cfg}" + (f" x{width:g}, FC {fc}" if (width, fc) != (1.0, 4096) else "")
 
 
-def _with_winograd(mode, fn, f4_min_size=None):
-    """fn run with conv.WINOGRAD = mode (and WINOGRAD_F4_MIN_SIZE, if given)."""
+def _with(fn, **settings):
+    """fn run with minivgg.functional.conv's attributes set to ``settings``
+    (WINOGRAD="never", CHANNELS_LAST="always", ...), restored after."""
     import minivgg.functional.conv as conv
 
     def run():
-        old = conv.WINOGRAD, conv.WINOGRAD_F4_MIN_SIZE
-        conv.WINOGRAD = mode
-        if f4_min_size is not None:
-            conv.WINOGRAD_F4_MIN_SIZE = f4_min_size
+        old = {name: getattr(conv, name) for name in settings}
+        for name, value in settings.items():
+            setattr(conv, name, value)
         try:
             fn()
         finally:
-            conv.WINOGRAD, conv.WINOGRAD_F4_MIN_SIZE = old
+            for name, value in old.items():
+                setattr(conv, name, value)
     return run
 
 
-def _f2_only(fn):
-    """fn with the "auto" choice of before F(4x4, 3x3): F(2x2, 3x3) wherever it applies
-    and both channel counts are at least 64."""
-    return _with_winograd("auto", fn, f4_min_size=1 << 30)
+#: The algorithms of the ablation, as conv settings.
+CHANNEL_MAJOR = {"WINOGRAD": "never", "CHANNELS_LAST": "never"}
+CHANNELS_LAST = {"WINOGRAD": "never", "CHANNELS_LAST": "always"}
+F2 = {"WINOGRAD": "always"}
+F4 = {"WINOGRAD": "f4"}
 
 
 def winograd_ablation(a, out, lines):
-    """Winograd's payoff: the same layers with im2col + GEMM, F(2x2, 3x3) and
-    F(4x4, 3x3), and whole steps with im2col + GEMM, F(2x2, 3x3) only, and the
-    default choice, interleaved in one run."""
+    """Each algorithm's payoff: the same layers with the channel-major
+    im2col + GEMM, the channels-last one, F(2x2, 3x3) and F(4x4, 3x3), and
+    whole steps with im2col + GEMM alone (channel-major; then channels last
+    where the default would put it) and the default choice, interleaved in
+    one run. Each layer gets its input and gradient channel-major, except
+    the channels-last runs, which get their own layout."""
     import minivgg.functional.conv as conv
     rng = np.random.default_rng(0)
     load_before = load_average()
     layers = [(c, k, h, a.batch_224) for c, k, h in VGG_D_CONVS[1:]] + \
         [(64, 128, 16, 64), (128, 256, 8, 64), (256, 256, 8, 64), (512, 512, 4, 64),
-         (512, 512, 2, 64)]
-    out("| layer (C -> K, H=W, batch) | im2col ms | F(2x2) ms | F(4x4) ms | F(2x2) speed-up "
-        "| F(4x4) speed-up | default |")
-    out("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
+         (512, 512, 2, 64)] + [(c, k, h, 64) for c, k, h in SMALL_CONVS[1:]]
+    out("| layer (C -> K, H=W, batch) | im2col ms | channels last ms | F(2x2) ms | F(4x4) ms "
+        "| channels last speed-up | F(2x2) speed-up | F(4x4) speed-up | default |")
+    out("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for c, k, h, n in layers:
-        x = rng.standard_normal((n, c, h, h), dtype=np.float32)
         w = rng.standard_normal((k, c, 3, 3), dtype=np.float32) * 0.05
         b = np.zeros(k, np.float32)
-        gy = rng.standard_normal((n, k, h, h), dtype=np.float32)
 
-        def layer():
-            ts = [Tensor(x, requires_grad=True), Tensor(w, requires_grad=True),
-                  Tensor(b, requires_grad=True)]
-            F.conv2d(*ts, 1, 1, relu=True).backward(gy)
+        def layer(last):
+            def shaped(ch):
+                if last:
+                    return rng.standard_normal((n, h, h, ch), dtype=np.float32).transpose(0, 3, 1, 2)
+                return rng.standard_normal((ch, n, h, h), dtype=np.float32).transpose(1, 0, 2, 3)
+            x, gy = shaped(c), shaped(k)
+
+            def run():
+                ts = [Tensor(x, requires_grad=True), Tensor(w, requires_grad=True),
+                      Tensor(b, requires_grad=True)]
+                F.conv2d(*ts, 1, 1, relu=True).backward(gy)
+            return run
         f4 = h >= 4
-        runs = [_with_winograd("never", layer), _with_winograd("always", layer)] + \
-            [_with_winograd("f4", layer)] * f4
+        runs = [_with(layer(False), **CHANNEL_MAJOR), _with(layer(True), **CHANNELS_LAST),
+                _with(layer(False), **F2)] + [_with(layer(False), **F4)] * f4
         wall, cpu = interleaved_best_cpu(runs, a.repeats)
         t = list(cpu if a.threads == 1 else wall) + [float("nan")] * (not f4)
-        out(f"| {c} -> {k}, {h}, {n} | {1e3 * t[0]:.0f} | {1e3 * t[1]:.0f} | "
-            + (f"{1e3 * t[2]:.0f} | {t[0] / t[1]:.2f} | {t[0] / t[2]:.2f} |" if f4 else
-               f"- | {t[0] / t[1]:.2f} | - |") + f" {conv_algorithm(c, k, h, n)[9:]} |")
+        out(f"| {c} -> {k}, {h}, {n} | {1e3 * t[0]:.1f} | {1e3 * t[1]:.1f} | {1e3 * t[2]:.1f} | "
+            + (f"{1e3 * t[3]:.1f}" if f4 else "-") + f" | {t[0] / t[1]:.2f} | {t[0] / t[2]:.2f} | "
+            + (f"{t[0] / t[3]:.2f}" if f4 else "-") + f" | {conv_algorithm(c, k, h, n)} |")
     out()
-    out("| VGG-A step | im2col s | F(2x2) only s | default s | F(2x2) speed-up "
-        "| default speed-up |")
+    out("| VGG-A step | im2col s | im2col, channels last where chosen s | default s "
+        "| channels last speed-up | default speed-up |")
     out("| --- | ---: | ---: | ---: | ---: | ---: |")
-    for size, batch in ((32, 64), (224, 8)):
-        model = vgg("A", num_classes=10, input_size=size, fc_width=4096, init="kaiming", seed=0)
+    for size, batch, width, fc in ((32, 64, 1.0, 4096), (32, 64, 0.25, 128), (224, 8, 1.0, 4096)):
+        model = vgg("A", num_classes=10, input_size=size, fc_width=fc, width_mult=width,
+                    init="kaiming", seed=0)
         opt = SGD(model.parameters(), 1e-4, 0.9, 5e-4)
         x = rng.standard_normal((batch, 3, size, size), dtype=np.float32)
         y = rng.integers(0, 10, batch)
@@ -215,24 +240,27 @@ def winograd_ablation(a, out, lines):
             opt.zero_grad()
             loss.backward()
             opt.step()
-        wall, cpu = interleaved_best_cpu([_with_winograd("never", step), _f2_only(step),
-                                          _with_winograd("auto", step)], a.repeats)
+        wall, cpu = interleaved_best_cpu([_with(step, **CHANNEL_MAJOR),
+                                          _with(step, WINOGRAD="never"), step], a.repeats)
         t = cpu if a.threads == 1 else wall
-        out(f"| {size}x{size}, batch {batch} | {t[0]:.3f} | {t[1]:.3f} | {t[2]:.3f} | "
-            f"{t[0] / t[1]:.2f} | {t[0] / t[2]:.2f} |")
+        out(f"| {model_label('A', width, fc)}, {size}x{size}, batch {batch} | {t[0]:.3f} | "
+            f"{t[1]:.3f} | {t[2]:.3f} | {t[0] / t[1]:.2f} | {t[0] / t[2]:.2f} |")
     if a.write_md:
         clock = "CPU time of the process (one thread)" if a.threads == 1 else "wall time"
         text = (f"Measured by `benchmarks/bench_train.py --winograd-ablation` on {today()}; "
                 f"machine: {machine(load=False)}; threads: {a.threads}; load "
                 f"average before the run {load_before}, after {load_average()}.\n\n"
                 f"Command: `{command_line()}`\n\nconv2d 3x3 pad 1 + ReLU forward + backward, "
-                f"and whole VGG-A training steps, with the CPU path's convolutions as im2col + "
-                f"GEMM (conv.WINOGRAD = \"never\"), Winograd F(2x2, 3x3) (\"always\"; for "
-                f"steps, where both channel counts are at least 64), Winograd F(4x4, 3x3) "
-                f"(\"f4\"), and as chosen by default (\"auto\": F(4x4) where both channel "
-                f"counts are at least 64 and the output at least {conv.WINOGRAD_F4_MIN_SIZE}x"
-                f"{conv.WINOGRAD_F4_MIN_SIZE}, F(2x2) on smaller even outputs), best of "
-                f"{a.repeats} interleaved runs by {clock}.\n\n"
+                f"and whole VGG-A training steps, with the CPU path's convolutions as the "
+                f"channel-major im2col + GEMM (conv.WINOGRAD = \"never\", CHANNELS_LAST = "
+                f"\"never\"), the channels-last one (CHANNELS_LAST = \"always\", given its "
+                f"input and gradient channels-last, as its neighbours in a network would), "
+                f"Winograd F(2x2, 3x3) (WINOGRAD = \"always\") and F(4x4, 3x3) (\"f4\"), "
+                f"and as chosen by default (\"auto\": the last column; the table "
+                f"conv.WINOGRAD_SIZES = {conv.WINOGRAD_SIZES} of (channels at least, F(4x4) "
+                f"from output size, F(2x2) from output size), else im2col, channels last "
+                f"where it applies), best of {a.repeats} interleaved runs by {clock}; the "
+                f"speed-ups are against the channel-major im2col.\n\n"
                 + "\n".join(lines))
         write_section(a.write_md, "Winograd against im2col (CPU)", text)
 
@@ -249,7 +277,8 @@ def main(argv=None):
     p.add_argument("--only-steps", action="store_true",
                    help="skip GEMM and per-layer conv timings (quick check of the step ratio)")
     p.add_argument("--winograd-ablation", action="store_true",
-                   help="instead: im2col + GEMM against Winograd, per layer and per step")
+                   help="instead: im2col + GEMM (channel-major, channels last) against "
+                        "Winograd, per layer and per step")
     p.add_argument("--write-md", metavar="PATH", help="write the results into PATH's section")
     p.add_argument("--section", default="Training speed against PyTorch (CPU)",
                    help="the section of --write-md to write")
@@ -292,30 +321,36 @@ def main(argv=None):
     out()
     ref = gc_ours if cpu else g_ours
     clock = "CPU" if cpu else "wall"
-    out(f"conv2d 3x3 pad 1 + ReLU, forward + backward, batch {a.batch_224} (VGG-D's layers at "
-        f"224x224; GFLOP/s counted as a direct convolution, from the {clock} time, against "
-        f"numpy's GEMM by the same clock; the input and its gradient laid out as each "
-        f"framework's own layers leave them, channel-major for minivgg, NCHW for PyTorch):")
-    out()
     extra = " | CPU ms minivgg | CPU ms PyTorch | CPU ratio" if cpu else ""
-    out(f"| C -> K | H=W | algorithm | minivgg ms | PyTorch ms | ratio{extra} | minivgg GFLOP/s | "
-        f"% of numpy GEMM |")
-    out("| --- | ---: | --- | ---: | ---: | ---: |" + (" ---: | ---: | ---: |" if cpu else "")
-        + " ---: | ---: |")
-    tot = np.zeros(4)
-    for c, k, h in VGG_D_CONVS:
-        flops, wall, cput = conv_case(torch, c, k, h, a.batch_224, a.repeats)
-        tot += [wall[0], wall[1], cput[0], cput[1]]
-        gf = flops / (cput[0] if cpu else wall[0]) / 1e9
-        cols = (f" | {1e3 * cput[0]:.0f} | {1e3 * cput[1]:.0f} | {cput[0] / cput[1]:.2f}"
-                if cpu else "")
-        out(f"| {c} -> {k} | {h} | {conv_algorithm(c, k, h, a.batch_224)} | {1e3 * wall[0]:.0f} | "
-            f"{1e3 * wall[1]:.0f} | {wall[0] / wall[1]:.2f}{cols} | {gf:.1f} | "
-            f"{100 * gf / ref:.0f}% |")
-    cols = f" | {1e3 * tot[2]:.0f} | {1e3 * tot[3]:.0f} | {tot[2] / tot[3]:.2f}" if cpu else ""
-    out(f"| all nine | | | {1e3 * tot[0]:.0f} | {1e3 * tot[1]:.0f} | {tot[0] / tot[1]:.2f}{cols} "
-        f"| | |")
-    out()
+    for layers, batch, what, last in (
+            (VGG_D_CONVS, a.batch_224, "VGG-D's layers at 224x224", "all nine"),
+            (SMALL_CONVS, 64, "the layers of examples/train_vgg.py's default model, VGG-A with "
+             "widths x0.25, at 32x32; its step runs the last twice", "all seven")):
+        out(f"conv2d 3x3 pad 1 + ReLU, forward + backward, batch {batch} ({what}; GFLOP/s "
+            f"counted as a direct convolution, from the {clock} time, against numpy's GEMM by "
+            f"the same clock; the input and its gradient laid out as each framework's own "
+            f"layers leave them: NCHW for PyTorch, channels-last for minivgg's channels-last "
+            f"layers and channel-major for its others):")
+        out()
+        out(f"| C -> K | H=W | algorithm | minivgg ms | PyTorch ms | ratio{extra} | "
+            f"minivgg GFLOP/s | % of numpy GEMM |")
+        out("| --- | ---: | --- | ---: | ---: | ---: |" + (" ---: | ---: | ---: |" if cpu else "")
+            + " ---: | ---: |")
+        tot = np.zeros(4)
+        for c, k, h in layers:
+            flops, wall, cput = conv_case(torch, c, k, h, batch, a.repeats)
+            tot += [wall[0], wall[1], cput[0], cput[1]]
+            gf = flops / (cput[0] if cpu else wall[0]) / 1e9
+            cols = (f" | {1e3 * cput[0]:.1f} | {1e3 * cput[1]:.1f} | {cput[0] / cput[1]:.2f}"
+                    if cpu else "")
+            out(f"| {c} -> {k} | {h} | {conv_algorithm(c, k, h, batch)} | {1e3 * wall[0]:.1f} | "
+                f"{1e3 * wall[1]:.1f} | {wall[0] / wall[1]:.2f}{cols} | {gf:.1f} | "
+                f"{100 * gf / ref:.0f}% |")
+        cols = (f" | {1e3 * tot[2]:.1f} | {1e3 * tot[3]:.1f} | {tot[2] / tot[3]:.2f}" if cpu
+                else "")
+        out(f"| {last} | | | {1e3 * tot[0]:.1f} | {1e3 * tot[1]:.1f} | "
+            f"{tot[0] / tot[1]:.2f}{cols} | | |")
+        out()
     out(f"max_pool2d 2x2, forward + backward, batch {a.batch_224} (the inputs of VGG's five "
         f"poolings at 224x224):")
     out()
