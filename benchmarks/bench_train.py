@@ -59,21 +59,24 @@ def gemm_gflops(torch, n=2048, repeats=3):
 
 def conv_case(torch, c, k, h, batch, repeats):
     """conv2d + ReLU forward + backward, x and gy laid out as each
-    framework's layers around it leave them: NCHW for PyTorch; for minivgg
-    channels-last where this layer (and so, in a network, the layers around
-    it) runs the channels-last im2col, else channel-major (what its other
-    convolutions and its poolings return)."""
+    framework's layers around it leave them: NCHW for PyTorch; for minivgg,
+    the image's layer gets the image NCHW, every other layer its input
+    channels-last (what minivgg's CPU convolutions other than F(2x2, 3x3),
+    and its poolings after them, return), and gy in the layout of the
+    layer's own output (channel-major for F(2x2, 3x3), channels-last
+    otherwise: the pooling or convolution after it hands its gradient back
+    in that layout)."""
     rng = np.random.default_rng(0)
-    last = conv_algorithm(c, k, h, batch).endswith("channels last")
 
-    def laid_out(ch):
+    def laid_out(ch, last):
         if last:
             return rng.standard_normal((batch, h, h, ch), dtype=np.float32).transpose(0, 3, 1, 2)
         return rng.standard_normal((ch, batch, h, h), dtype=np.float32).transpose(1, 0, 2, 3)
-    x = laid_out(c)
+    x = (rng.standard_normal((batch, c, h, h), dtype=np.float32) if c == 3 else
+         laid_out(c, True))
     w = (rng.standard_normal((k, c, 3, 3), dtype=np.float32) * 0.05)
     b = np.zeros(k, np.float32)
-    gy = laid_out(k)
+    gy = laid_out(k, "F(2x2" not in conv_algorithm(c, k, h, batch))
     need_dx = c != 3
 
     def ours():
@@ -329,8 +332,9 @@ def main(argv=None):
         out(f"conv2d 3x3 pad 1 + ReLU, forward + backward, batch {batch} ({what}; GFLOP/s "
             f"counted as a direct convolution, from the {clock} time, against numpy's GEMM by "
             f"the same clock; the input and its gradient laid out as each framework's own "
-            f"layers leave them: NCHW for PyTorch, channels-last for minivgg's channels-last "
-            f"layers and channel-major for its others):")
+            f"layers leave them: NCHW for PyTorch; for minivgg the image NCHW, other inputs "
+            f"channels-last, gy channel-major after F(2x2, 3x3) and channels-last "
+            f"elsewhere):")
         out()
         out(f"| C -> K | H=W | algorithm | minivgg ms | PyTorch ms | ratio{extra} | "
             f"minivgg GFLOP/s | % of numpy GEMM |")

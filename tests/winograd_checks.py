@@ -45,13 +45,16 @@ def check_conv3x3(W, rng, xs, k, pad, tol):
     w, b = rng.standard_normal((k, xs[1], 3, 3)), rng.standard_normal(k)
     assert W.applies(x.shape, w.shape, (1, 1), pad)
     ref = F.conv2d_reference(x, w, b, 1, pad)
-    y = W.conv3x3(x, w, pad, b).transpose(1, 0, 2, 3)
+    y = W.conv3x3(x, w, pad, b)
     np.testing.assert_allclose(y, ref, rtol=tol, atol=tol)
-    y = W.conv3x3(x, w, pad, b, relu=True).transpose(1, 0, 2, 3)
+    y = W.conv3x3(x, w, pad, b, relu=True)
     np.testing.assert_allclose(y, np.maximum(ref, 0), rtol=tol, atol=tol)
     # channel-major and strided inputs (what the layers hand each other)
     xc = np.ascontiguousarray(x.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
-    np.testing.assert_allclose(W.conv3x3(xc, w, pad).transpose(1, 0, 2, 3),
+    np.testing.assert_allclose(W.conv3x3(xc, w, pad),
+                               F.conv2d_reference(x, w, None, 1, pad), rtol=tol, atol=tol)
+    xl = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)   # channels last
+    np.testing.assert_allclose(W.conv3x3(xl, w, pad),
                                F.conv2d_reference(x, w, None, 1, pad), rtol=tol, atol=tol)
 
 
@@ -62,8 +65,11 @@ def check_weight_grad(W, rng, xs, k, pad, tol):
     gy = rng.standard_normal(y.shape)
     expected = conv_mod._conv_weight_grad(device("cpu"), x, gy.transpose(1, 0, 2, 3).reshape(k, -1),
                                           w.shape, (1, 1), pad)
-    got = W.weight_grad(x, gy.transpose(1, 0, 2, 3), pad)
-    np.testing.assert_allclose(got, expected, rtol=tol, atol=tol)
+    for layout in ((0, 1, 2, 3), (1, 0, 2, 3), (0, 2, 3, 1)):   # NCHW, channel-major, channels last
+        back = np.argsort(layout)
+        got = W.weight_grad(np.ascontiguousarray(x.transpose(layout)).transpose(back),
+                            np.ascontiguousarray(gy.transpose(layout)).transpose(back), pad)
+        np.testing.assert_allclose(got, expected, rtol=tol, atol=tol)
 
 
 def check_float32_error_bound(W, bound):
@@ -76,7 +82,7 @@ def check_float32_error_bound(W, bound):
         x = rng.standard_normal((2, c, h, h)).astype(np.float32)
         w = (rng.standard_normal((k, c, 3, 3)) * np.sqrt(2 / (9 * c))).astype(np.float32)
         exact = F.conv2d_reference(x.astype(np.float64), w.astype(np.float64), None, 1, 1)
-        y = W.conv3x3(x, w, (1, 1)).transpose(1, 0, 2, 3)
+        y = W.conv3x3(x, w, (1, 1))
         assert y.dtype == np.float32
         rms = np.sqrt(np.mean(exact ** 2))
         assert np.abs(y - exact).max() <= bound * rms
@@ -85,7 +91,7 @@ def check_float32_error_bound(W, bound):
         gw_exact = conv_mod._conv_weight_grad(cpu, x.astype(np.float64),
                                               gy_cm.reshape(k, -1).astype(np.float64),
                                               w.shape, (1, 1), (1, 1))
-        gw = W.weight_grad(x, gy_cm, (1, 1))
+        gw = W.weight_grad(x, gy, (1, 1))
         assert gw.dtype == np.float32
         assert np.abs(gw - gw_exact).max() <= bound * np.sqrt(np.mean(gw_exact ** 2))
 

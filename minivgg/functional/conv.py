@@ -226,15 +226,18 @@ def _im2col_on(dev):
 
 
 def _conv_gemm(dev, x, w, stride, padding, b=None, relu=False):
-    """Convolution as GEMM: the (K, N*OH*OW) result (plus bias b, then ReLU
-    if ``relu``) and (OH, OW).
+    """Convolution as GEMM: y (N, K, OH, OW) (plus bias b, then ReLU if
+    ``relu``), a view of the product: (K, N*OH*OW) on a kernel device
+    (channel-major), (N*OH*OW, K) on the CPU (channels last, as the CPU's
+    other convolutions leave their outputs).
 
     The batch is cut into chunks (see CHUNK_ELEMENTS); each chunk's columns
-    are built and multiplied at once, filling a column block of the result.
-    On the CPU the chunks are the blocks of _cpu_blocks (an image too big
-    for one is cut into bands of rows), the bias comes with the product
-    (a ones row below the columns) and the ReLU follows while the block is
-    in cache; on a kernel device one fused pass follows the GEMMs.
+    are built and multiplied at once, filling a block of the result. On the
+    CPU the chunks are the blocks of _cpu_blocks (an image too big for one
+    is cut into bands of rows), each block's product is colᵀ @ Wᵀ (both
+    transposed views, no copy), the bias comes with the product (a ones row
+    below the columns) and the ReLU follows while the block is in cache; on
+    a kernel device one fused pass follows the GEMMs.
     """
     xp = get_array_module(x)
     k, _, kh, kw = w.shape
@@ -257,8 +260,8 @@ def _conv_gemm(dev, x, w, stride, padding, b=None, relu=False):
             ops.bias_act(dev, y2, b, relu)
         elif relu:
             y2 = ops.relu_forward(dev, y2)
-        return y2, (oh, ow)
-    y2 = np.empty((k, n * l), dtype=np.result_type(x.dtype, w.dtype))
+        return y2.reshape(k, n, oh, ow).transpose(1, 0, 2, 3)
+    y2 = np.empty((n * l, k), dtype=np.result_type(x.dtype, w.dtype))
     # [W | b] with a row of ones below the columns adds the bias in the
     # product; it costs a copy of W, so a layer with more weights per
     # filter than outputs per channel (a dense evaluation's FC-as-conv
@@ -267,46 +270,38 @@ def _conv_gemm(dev, x, w, stride, padding, b=None, relu=False):
     if ones:
         w2 = np.concatenate([w2, b.reshape(k, 1)], axis=1).astype(y2.dtype, copy=False)
     for i0, i1, r0, r1, col in _column_blocks(x, kh, kw, stride, padding, oh, ow, k, ones):
-        a = i0 * l + r0 * ow                  # the block's first column of the result
-        block = y2[:, a:a + col.shape[1]]
-        np.matmul(w2, col, out=block)
+        a = i0 * l + r0 * ow                  # the block's first row of the result
+        block = y2[a:a + col.shape[1]]
+        np.matmul(col.T, w2.T, out=block)
         if b is not None and not ones:
-            block += b.reshape(k, 1)
+            block += b
         if relu:
             np.maximum(block, 0, out=block)
-    return y2, (oh, ow)
-
-
-def _times_columns_t(g, col):
-    """g (K, M) @ col^T (M, CKK) on the CPU, as (col @ g^T)^T when the
-    columns have at least as many rows as g: OpenBLAS runs that orientation
-    1.3-1.7x faster there (16 -> 32 at 16x16, batch 64: 168 against 100
-    GFLOP/s), and a little slower for the first layer's 28 rows against 64."""
-    return (col @ g.T).T if col.shape[0] >= g.shape[0] else g @ col.T
+    return y2.reshape(n, oh, ow, k).transpose(0, 3, 1, 2)
 
 
 def _weight_bias_grad(x, gy, w_shape, stride, padding, bias, y=None):
     """dW and db (None unless ``bias``) of a CPU im2col convolution in one
-    pass over the blocks of _column_blocks: each block of gy (N, K, OH, OW)
-    is multiplied at once by the block's columns, whose row of ones gives
-    db. With ``y``, the ReLU's output, each block of gy is first masked
-    with y > 0 into a cache-sized buffer: a layer without dX (the first)
-    never needs the whole masked gradient, which separate passes would
-    write out and read back twice."""
+    pass over the blocks of _column_blocks: each block of gy (N, K, OH, OW),
+    taken channels-last as (pixels, K), is multiplied at once by the
+    block's columns, col @ g, whose row of ones gives db. With ``y``, the
+    ReLU's output, each block of gy is first masked with y > 0 into a
+    cache-sized buffer: a layer without dX (the first) never needs the
+    whole masked gradient, which separate passes would write out and read
+    back twice."""
     k, c, kh, kw = w_shape
-    n = x.shape[0]
     oh, ow = gy.shape[2:]
     ckk = c * kh * kw
     dtype = np.result_type(x.dtype, gy.dtype)
-    gyc = gy.transpose(1, 0, 2, 3)                      # (K, N, OH, OW), views
-    yc = None if y is None else y.transpose(1, 0, 2, 3)
-    acc = np.zeros((k, ckk + bias), dtype=dtype)
+    gyl = gy.transpose(0, 2, 3, 1)                      # (N, OH, OW, K), views
+    yl = None if y is None else y.transpose(0, 2, 3, 1)
+    acc = np.zeros((ckk + bias, k), dtype=dtype)
     for i0, i1, r0, r1, col in _column_blocks(x, kh, kw, stride, padding, oh, ow, k, bias):
-        g = gyc[:, i0:i1, r0:r1]
-        if yc is not None:
-            g = g * (yc[:, i0:i1, r0:r1] > 0)
-        acc += _times_columns_t(g.reshape(k, col.shape[1]), col)
-    return acc[:, :ckk].reshape(w_shape), (acc[:, ckk] if bias else None)
+        g = gyl[i0:i1, r0:r1]
+        if yl is not None:
+            g = g * (yl[i0:i1, r0:r1] > 0)
+        acc += col @ g.reshape(col.shape[1], k)
+    return acc[:ckk].T.reshape(w_shape).copy(), (acc[ckk].copy() if bias else None)
 
 
 def _conv_weight_grad(dev, x, gy2, w_shape, stride, padding):
@@ -444,13 +439,11 @@ class Conv2d(Function):
         k = w.shape[0]
         wino = _winograd(self.device, x.shape, w.shape, self.stride, self.padding)
         if wino is not None:
-            y = wino.conv3x3(x, w, self.padding, b, self.relu).transpose(1, 0, 2, 3)
+            y = wino.conv3x3(x, w, self.padding, b, self.relu)
         elif _channels_last(self.device, x.shape, w.shape, self.stride, self.padding):
             y = channels_last.conv(x, w, self.padding, b, self.relu).transpose(0, 3, 1, 2)
         else:
-            y2, (oh, ow) = _conv_gemm(self.device, x, w, self.stride, self.padding, b,
-                                      self.relu)
-            y = y2.reshape(k, n, oh, ow).transpose(1, 0, 2, 3)
+            y = _conv_gemm(self.device, x, w, self.stride, self.padding, b, self.relu)
         self.x, self.w = x, w
         self.y = y if self.relu else None  # where y > 0 is the ReLU's gradient mask
         return y
@@ -473,16 +466,18 @@ class Conv2d(Function):
             return (None, gw) + ((gb,) if has_b else ())
         if self.relu:
             gy = ops.relu_backward(dev, gy, self.y) if dev.uses_kernels else gy * (self.y > 0)
-        # (K, N*OH*OW); free when gy is already channel-major.
-        gy2 = gy.transpose(1, 0, 2, 3).reshape(k, -1)
+        # gy as (K, N*OH*OW): a view when gy is channel-major (kernel devices),
+        # a copy otherwise, so made only where a channel-major product needs it.
+        def gy2():
+            return gy.transpose(1, 0, 2, 3).reshape(k, -1)
         gx = gw = gb = None
         if need_w:
             if wino is not None:
-                gw = wino.weight_grad(x, gy.transpose(1, 0, 2, 3), self.padding)
+                gw = wino.weight_grad(x, gy, self.padding)
             elif cpu_gemm:
                 gw, gb = _weight_bias_grad(x, gy, w.shape, self.stride, self.padding, need_b)
             else:
-                gw = _conv_weight_grad(dev, x, gy2, w.shape, self.stride, self.padding)
+                gw = _conv_weight_grad(dev, x, gy2(), w.shape, self.stride, self.padding)
         if need_x:
             if sh == 1 and sw == 1 and ph <= kh - 1 and pw <= kw - 1:
                 w_t = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (C, K, KH, KW)
@@ -490,18 +485,17 @@ class Conv2d(Function):
                 wino = _winograd(dev, gy.shape, w_t.shape, (1, 1), pad_t)
                 if wino is not None:
                     u_t = wino.flipped_weight_transform(w)
-                    gx = wino.conv3x3(gy, None, pad_t, u=u_t).transpose(1, 0, 2, 3)
+                    gx = wino.conv3x3(gy, None, pad_t, u=u_t)
                 else:
-                    g2, _ = _conv_gemm(dev, gy, w_t, (1, 1), pad_t)
-                    gx = g2.reshape(c, x.shape[0], x.shape[2], x.shape[3]).transpose(1, 0, 2, 3)
+                    gx = _conv_gemm(dev, gy, w_t, (1, 1), pad_t)
             else:
-                gcol = w.reshape(k, -1).T @ gy2
+                gcol = w.reshape(k, -1).T @ gy2()
                 if dev.uses_kernels:
                     gx = ops.col2im(dev, gcol, x.shape, kh, kw, self.stride, self.padding)
                 else:
                     gx = col2im(gcol, x.shape, kh, kw, self.stride, self.padding)
         if need_b and gb is None:
-            gb = gy2.sum(axis=1)
+            gb = gy.sum(axis=(0, 2, 3))
         return (gx, gw) + ((gb,) if has_b else ())
 
     def _backward_channels_last(self, gy, need_x, need_w, need_b, has_b):

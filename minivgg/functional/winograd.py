@@ -269,8 +269,8 @@ def _output_tiles(m, y, blk, bias, relu, a, b):
 
 def conv3x3(x, w, padding=(1, 1), b=None, relu=False, u=None):
     """Winograd convolution: x (N, C, H, W), w (K, C, 3, 3), b (K,) or None
-    -> y (K, N, OH, OW) (channel-major; view it as (N, K, OH, OW) with
-    transpose(1, 0, 2, 3)), max(y, 0) if ``relu``. Needs applies(...).
+    -> y (N, K, OH, OW), a view of a (K, N, OH, OW) array (channel-major),
+    max(y, 0) if ``relu``. Needs applies(...).
     ``u`` (16, K, C): the transformed filters, when already at hand (then
     ``w`` may be None)."""
     n, c, h, wd = x.shape
@@ -292,7 +292,7 @@ def conv3x3(x, w, padding=(1, 1), b=None, relu=False, u=None):
         m = scratch("m", (16, k) + shape, dtype)
         np.matmul(u, v.reshape(16, c, -1), out=m.reshape(16, k, -1))
         _split(lambda a, z: _output_tiles(m, y, blk, bias, relu, a, z), k, m.size)
-    return y
+    return y.transpose(1, 0, 2, 3)
 
 
 def _grad_tiles(gplanes, out, a, z):
@@ -313,15 +313,15 @@ def _grad_tiles(gplanes, out, a, z):
 
 
 def weight_grad(x, gy, padding=(1, 1)):
-    """dW of conv3x3: x (N, C, H, W), gy (K, N, OH, OW) -> (K, C, 3, 3)."""
+    """dW of conv3x3: x (N, C, H, W), gy (N, K, OH, OW), any layouts -> (K, C, 3, 3)."""
     n, c, h, wd = x.shape
-    k = gy.shape[0]
+    k = gy.shape[1]
     ph, pw = padding
     oh, ow = gy.shape[2:]
     tx = ow // 2
     dtype = np.result_type(x.dtype, gy.dtype)
     x = x.astype(dtype, copy=False)
-    gy = gy.astype(dtype, copy=False).transpose(1, 0, 2, 3)
+    gy = gy.astype(dtype, copy=False)
     du = np.zeros((16, k, c), dtype=dtype)
     part = np.empty_like(du)
     for i0, i1, r0, r1 in _blocks(n, oh // 2, tx, 16 * (c + k)):

@@ -51,8 +51,10 @@ T tiles, TY x TX tiles per image.
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from ..threads import split
 from . import winograd
-from .winograd import _split, scratch
+from .channels_last import _split_copy
+from .winograd import scratch
 
 #: BT (input transform), G (filter transform), AT (output transform) of
 #: F(4x4, 3x3), from the interpolation points 0, 1, -1, 2, -2 and infinity.
@@ -134,38 +136,36 @@ def _tiles(nt, out_size):
 
 
 def _padded(x, ph, pw, rows, cols, key, row0=0):
-    """Rows row0..row0+ROWS of x (N, C, H, W) zero-padded, into a scratch
-    (N, C, ROWS, COLS): buf[:, :, t, s] = xpad[:, :, row0 + t, s], where
-    xpad is x at offset (PH, PW) with zeros around it (ROWS x COLS may cut x)."""
+    """Rows row0..row0+ROWS of x (N, C, H, W), any layout, zero-padded and
+    laid out channels-last in a scratch (N, ROWS, COLS, C):
+    buf[:, t, s] = xpad[:, :, row0 + t, s], where xpad is x at offset
+    (PH, PW) with zeros around it (ROWS x COLS may cut x)."""
     n, c, h, w = x.shape
-    buf = scratch(key, (n, c, rows, cols), x.dtype)
+    buf = scratch(key, (n, rows, cols, c), x.dtype)
     lo, hi = max(0, ph - row0), max(0, min(rows, h + ph - row0))    # rows of buf inside x
     ww = min(w, cols - pw)
-
-    def fill(a, b):
-        part = buf[:, a:b]
-        part[:, :, :lo] = 0
-        part[:, :, hi:] = 0
-        if hi > lo:
-            part[:, :, lo:hi, :pw] = 0
-            part[:, :, lo:hi, pw + ww:] = 0
-            part[:, :, lo:hi, pw:pw + ww] = x[:, a:b, row0 + lo - ph:row0 + hi - ph, :ww]
-    _split(fill, c, buf.size)
+    buf[:, :lo] = 0
+    buf[:, hi:] = 0
+    if hi > lo:
+        buf[:, lo:hi, :pw] = 0
+        buf[:, lo:hi, pw + ww:] = 0
+        _split_copy(buf[:, lo:hi, pw:pw + ww],
+                    x.transpose(0, 2, 3, 1)[:, row0 + lo - ph:row0 + hi - ph, :ww])
     return buf
 
 
-def _gather(xp, r0, r1, tx, size, key):
-    """The (SIZE x SIZE) tiles of tile rows r0..r1 of the padded images xp
-    (N, C, ROWS, COLS), tiles every 4 pixels: -> D (SIZE*SIZE, C, N, R, TX),
-    D[SIZE*i + j, c, n, t, s] = xp[n, c, 4t + i, 4s + j]."""
-    n, c = xp.shape[:2]
-    sn, sc, sr, sq = xp.strides
-    rows = r1 - r0
-    view = as_strided(xp[:, :, M_OUT * r0:], (size, size, c, n, rows, tx),
-                      (sr, sq, sc, sn, M_OUT * sr, M_OUT * sq), writeable=False)
-    d = scratch(key, (size, size, c, n, rows, tx), xp.dtype)
-    _split(lambda a, b: np.copyto(d[:, :, a:b], view[:, :, a:b]), c, d.size)
-    return d.reshape(size * size, c, n * rows * tx)
+def _gather(xp, rows, tx, size, key):
+    """The (SIZE x SIZE) tiles of the first ROWS tile rows of the padded
+    images xp (N, ROWS', COLS, C), tiles every 4 pixels: -> D (SIZE*SIZE,
+    N*ROWS*TX*C), D[SIZE*i + j, (n, t, s, c)] = xp[n, 4t + i, 4s + j, c]:
+    a copy of runs of C contiguous numbers."""
+    n, c = xp.shape[0], xp.shape[3]
+    sn, sr, sq, sc = xp.strides
+    view = as_strided(xp, (size, size, n, rows, tx, c),
+                      (sr, sq, sn, M_OUT * sr, M_OUT * sq, sc), writeable=False)
+    d = scratch(key, (size, size, n, rows, tx, c), xp.dtype)
+    _split_copy(d, view)
+    return d.reshape(size * size, -1)
 
 
 def _blocks(n, ty, tx, per_tile):
@@ -174,10 +174,11 @@ def _blocks(n, ty, tx, per_tile):
 
 
 def conv3x3(x, w, padding=(1, 1), b=None, relu=False, u=None):
-    """Winograd F(4x4, 3x3) convolution: x (N, C, H, W), w (K, C, 3, 3),
-    b (K,) or None -> y (K, N, OH, OW) (channel-major, as winograd.conv3x3),
-    max(y, 0) if ``relu``. Needs applies(...). ``u`` (36, K, C): the
-    transformed filters, when already at hand (then ``w`` may be None)."""
+    """Winograd F(4x4, 3x3) convolution: x (N, C, H, W) any layout, w (K,
+    C, 3, 3), b (K,) or None -> y (N, K, OH, OW), a view of an (N, OH, OW,
+    K) array (channels last), max(y, 0) if ``relu``. Needs applies(...).
+    ``u`` (36, K, C): the transformed filters, when already at hand (then
+    ``w`` may be None)."""
     n, c, h, wd = x.shape
     k = w.shape[0] if u is None else u.shape[1]
     ph, pw = padding
@@ -186,72 +187,73 @@ def conv3x3(x, w, padding=(1, 1), b=None, relu=False, u=None):
     dtype = np.result_type(x.dtype, (w if u is None else u).dtype)
     x = x.astype(dtype, copy=False)
     u = weight_transform(w.astype(dtype, copy=False)) if u is None else u.astype(dtype, copy=False)
+    u_t = np.ascontiguousarray(u.transpose(0, 2, 1))       # (36, C, K): M = V @ U^T per position
     bias = None if b is None else b.astype(dtype, copy=False)
     kb, ka = kron("B", dtype), kron("A", dtype)
-    y = np.empty((k, n, oh, ow), dtype=dtype)
+    y = np.empty((n, oh, ow, k), dtype=dtype)
     for i0, i1, r0, r1 in _blocks(n, ty, tx, 36 * (c + k)):
         nb, rows = i1 - i0, r1 - r0
         # The padded input rows this block's tiles read (a band of one image,
         # or whole images), so the scratch stays block-sized.
         xp = _padded(x[i0:i1], ph, pw, M_OUT * rows + 2, M_OUT * tx + 2, "w4xpad", M_OUT * r0)
-        d = _gather(xp, 0, rows, tx, A_IN, "w4d")
-        v = scratch("w4v", d.shape, dtype)
-        np.matmul(kb, d.reshape(36, -1), out=v.reshape(36, -1))
-        m = scratch("w4m", (36, k, v.shape[2]), dtype)
-        np.matmul(u, v, out=m)
+        d = _gather(xp, rows, tx, A_IN, "w4d")
+        tiles = nb * rows * tx
+        v = scratch("w4v", (36, tiles, c), dtype)
+        np.matmul(kb, d, out=v.reshape(36, -1))
+        m = scratch("w4m", (36, tiles, k), dtype)
+        np.matmul(v, u_t, out=m)
         if bias is not None:
-            m[_BIAS_POS] += bias[:, None]
-        t = scratch("w4y", (M_OUT, M_OUT, k, nb, rows, tx), dtype)
+            m[_BIAS_POS] += bias
+        t = scratch("w4y", (M_OUT, M_OUT, nb, rows, tx, k), dtype)
         np.matmul(ka, m.reshape(36, -1), out=t.reshape(16, -1))
-        _scatter(t, y[:, i0:i1], r0, oh, ow, relu)
-    return y
+        _scatter(t, y[i0:i1], r0, oh, ow, relu)
+    return y.transpose(0, 3, 1, 2)
 
 
 def _scatter(t, y, r0, oh, ow, relu):
-    """y[k, n, 4(r0 + r) + i, 4s + j] = t[i, j, k, n, r, s] (then ReLU),
-    dropping what falls past the edge."""
-    rows, tx = t.shape[4:]
+    """y[n, 4(r0 + r) + i, 4s + j, :] = t[i, j, n, r, s, :] (then ReLU),
+    dropping what falls past the edge; runs of K contiguous numbers."""
+    rows, tx = t.shape[3:5]
 
     def put(a, b):
-        for i in range(M_OUT):
+        for ij in range(a, b):
+            i, j = divmod(ij, M_OUT)
             y0 = M_OUT * r0 + i
             nr = min(rows, _tiles(M_OUT, oh - y0)) if y0 < oh else 0
-            for j in range(M_OUT):
-                nc = _tiles(M_OUT, ow - j) if j < ow else 0
-                if nr == 0 or nc == 0:
-                    continue
-                dst = y[a:b, :, y0:y0 + M_OUT * (nr - 1) + 1:M_OUT, j::M_OUT]
-                src = t[i, j, a:b, :, :nr, :nc]
-                if relu:
-                    np.maximum(src, 0, out=dst)
-                else:
-                    np.copyto(dst, src)
-    _split(put, t.shape[2], t.size)
+            nc = _tiles(M_OUT, ow - j) if j < ow else 0
+            if nr == 0 or nc == 0:
+                continue
+            dst = y[:, y0:y0 + M_OUT * (nr - 1) + 1:M_OUT, j::M_OUT]
+            src = t[i, j, :, :nr, :nc]
+            if relu:
+                np.maximum(src, 0, out=dst)
+            else:
+                np.copyto(dst, src)
+    split(put, M_OUT * M_OUT, t.size, winograd._PARALLEL_MIN)
 
 
 def weight_grad(x, gy, padding=(1, 1)):
-    """dW of conv3x3: x (N, C, H, W), gy (K, N, OH, OW) -> (K, C, 3, 3)."""
+    """dW of conv3x3: x (N, C, H, W), gy (N, K, OH, OW), any layouts -> (K, C, 3, 3)."""
     n, c, h, wd = x.shape
-    k = gy.shape[0]
+    k = gy.shape[1]
     ph, pw = padding
     oh, ow = gy.shape[2:]
     ty, tx = _tiles(M_OUT, oh), _tiles(M_OUT, ow)
     dtype = np.result_type(x.dtype, gy.dtype)
     x = x.astype(dtype, copy=False)
-    gy = gy.astype(dtype, copy=False).transpose(1, 0, 2, 3)     # (N, K, OH, OW), a view
-    kb, ka_t = kron("B", dtype), kron("A", dtype).T
+    gy = gy.astype(dtype, copy=False)
+    kb, ka_t = kron("B", dtype), np.ascontiguousarray(kron("A", dtype).T)
     du = np.zeros((36, k, c), dtype=dtype)
     part = np.empty_like(du)
     for i0, i1, r0, r1 in _blocks(n, ty, tx, 36 * (c + k)):
-        rows = r1 - r0
+        nb, rows = i1 - i0, r1 - r0
+        tiles = nb * rows * tx
         xp = _padded(x[i0:i1], ph, pw, M_OUT * rows + 2, M_OUT * tx + 2, "w4xpad", M_OUT * r0)
         gp = _padded(gy[i0:i1], 0, 0, M_OUT * rows, M_OUT * tx, "w4gpad", M_OUT * r0)
-        d = _gather(xp, 0, rows, tx, A_IN, "w4d")
-        v = scratch("w4v", d.shape, dtype)
-        np.matmul(kb, d.reshape(36, -1), out=v.reshape(36, -1))
-        g = _gather(gp, 0, rows, tx, M_OUT, "w4g")                # (16, K, T)
-        dm = scratch("w4m", (36, k, g.shape[2]), dtype)
-        np.matmul(ka_t, g.reshape(16, -1), out=dm.reshape(36, -1))
-        np.matmul(dm, v.transpose(0, 2, 1), out=part)
+        v = scratch("w4v", (36, tiles, c), dtype)
+        np.matmul(kb, _gather(xp, rows, tx, A_IN, "w4d"), out=v.reshape(36, -1))
+        dm = scratch("w4m", (36, tiles, k), dtype)
+        np.matmul(ka_t, _gather(gp, rows, tx, M_OUT, "w4g"), out=dm.reshape(36, -1))
+        np.matmul(dm.transpose(0, 2, 1), v, out=part)       # dU = dM^T V per position
         du += part
     return weight_transform_adjoint(du)
