@@ -152,10 +152,10 @@ def test_threads_give_the_same_numbers(rng, monkeypatch):
 
 
 def test_the_choice(monkeypatch):
-    """Channels last where no Winograd module is chosen, for stride 1, a
-    kernel bigger than 1x1, at least 8 input channels, 64 output pixels and
-    at most 2^22 weights; never on a kernel device, for the image's 3
-    channels, strides, 1x1 kernels, or a dense evaluation's FC-as-conv layer."""
+    """Channels last where no Winograd module is chosen, for stride 1, at
+    least 8 input channels, 64 output pixels and at most 2^22 weights;
+    never on a kernel device, for the image's 3 channels, strides, or a
+    dense evaluation's FC-as-conv layer."""
     cpu = device("cpu")
     pick = conv_mod._channels_last
     assert pick(cpu, (64, 16, 16, 16), (32, 16, 3, 3), (1, 1), (1, 1))
@@ -166,7 +166,7 @@ def test_the_choice(monkeypatch):
     assert not pick(cpu, (64, 3, 32, 32), (16, 3, 3, 3), (1, 1), (1, 1))       # the image
     assert not pick(cpu, (64, 16, 16, 16), (32, 16, 3, 3), (2, 2), (1, 1))     # stride 2
     assert not pick(cpu, (64, 16, 16, 16), (32, 16, 3, 3), (1, 1), (3, 3))     # pad > K - 1
-    assert not pick(cpu, (8, 256, 56, 56), (256, 256, 1, 1), (1, 1), (0, 0))   # 1x1
+    assert pick(cpu, (8, 256, 56, 56), (256, 256, 1, 1), (1, 1), (0, 0))       # 1x1 (C)
     assert not pick(cpu, (150, 512, 7, 7), (4096, 512, 7, 7), (1, 1), (0, 0))  # FC as conv
     assert not pick(device("emu"), (64, 16, 16, 16), (32, 16, 3, 3), (1, 1), (1, 1))
     name = conv_mod.algorithm_name

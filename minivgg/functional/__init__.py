@@ -9,8 +9,8 @@ Shape letters used in every docstring of this package:
 
 Arrays are NumPy or CuPy; each op asks ``get_array_module`` once and works
 on either. Outputs may be non-contiguous views (for example a convolution
-returns its (K, N, OH, OW) GEMM result viewed as (N, K, OH, OW)); every op
-accepts inputs of any memory layout.
+on the CPU returns its (N, OH, OW, K) result, channels last, viewed as
+(N, K, OH, OW)); every op accepts inputs of any memory layout.
 """
 from .activation import Dropout, ReLU, dropout, relu
 from .conv import Conv2d, conv2d, conv2d_reference, conv_output_size, im2col

@@ -5,8 +5,9 @@ Forward lays every receptive field out as a column, ``col`` of shape
 (C*KH*KW, N*OH*OW), and multiplies by the (K, C*KH*KW) weight matrix: one
 large GEMM per layer. Backward keeps only ``x`` and ``w``:
 
-* dW = gy (K, N*OH*OW) @ col^T, with ``col`` recomputed from ``x`` rather
-  than kept from forward (it is KH*KW times larger than ``x``);
+* dW = gy (K, N*OH*OW) @ col^T (on the CPU col @ gy laid out (N*OH*OW,
+  K)), with ``col`` recomputed from ``x`` rather than kept from forward
+  (it is KH*KW times larger than ``x``);
 * for stride 1, dX is itself a convolution, of ``gy`` with the spatially
   flipped, in/out-transposed kernel and padding KH-1-P: a gather, no
   scatter-add, and the same im2col + GEMM code path as forward;
@@ -16,9 +17,13 @@ large GEMM per layer. Backward keeps only ``x`` and ``w``:
   the image) the ReLU mask is applied block by block there too, never to
   the whole gradient.
 
-The GEMM result (K, N*OH*OW) is returned as a (N, K, OH, OW) *view*: the
-next layer's im2col reads channel-major data anyway, so the transpose copy
-that would put it back in NCHW order is never made.
+The result is returned as an (N, K, OH, OW) *view* of the product, never
+copied back into NCHW order. On the CPU the product is turned round,
+col^T @ W^T, so each output pixel's K channels lie together (channels
+last, (N*OH*OW, K)), the layout every CPU convolution leaves (the
+channels-last im2col of functional/channels_last.py, Winograd F(4x4)) and
+the next one reads fastest; on a kernel device it stays (K, N*OH*OW),
+channel-major, the layout its kernels read.
 
 Every convolution of VGG is followed by a ReLU; ``conv2d(..., relu=True)``
 applies it in the same pass as the bias (and its backward masks the
@@ -378,19 +383,16 @@ def _winograd(dev, x_shape, w_shape, stride, padding):
 
 #: Where no Winograd module is chosen, the CPU path lays the columns out
 #: with the channels last (functional/channels_last.py) for a convolution
-#: of stride 1 with a kernel bigger than 1x1, at least
-#: CHANNELS_LAST_MIN_CHANNELS input channels, at least
-#: CHANNELS_LAST_MIN_PIXELS output pixels (N*OH*OW) and at most
+#: of stride 1 with at least CHANNELS_LAST_MIN_CHANNELS input channels, at
+#: least CHANNELS_LAST_MIN_PIXELS output pixels (N*OH*OW) and at most
 #: CHANNELS_LAST_MAX_WEIGHTS weights: its filters are reordered once per
 #: call, a copy that must stay small beside the product (at least 64
 #: multiply-adds per weight copied) and in cache. Everything else keeps the
-#: channel-major columns above: the image's layer, whose 3 channels make
-#: rows of 9 numbers; strided convolutions; 1x1 convolutions, which build
-#: no columns in either layout and run fastest in the layout of their
-#: input (VGG-C's follow Winograd layers, channel-major); a dense
-#: evaluation's FC-as-conv layers (25,088 x 4,096 weights). "always" takes
-#: the channels-last path wherever it applies, "never" nowhere (tests,
-#: ablations).
+#: channel-major columns above (whose product also leaves its output
+#: channels-last on the CPU): the image's layer, whose 3 channels would make
+#: rows of 9 numbers; strided convolutions; a dense evaluation's FC-as-conv
+#: layers (25,088 x 4,096 weights). "always" takes the channels-last path
+#: wherever it applies, "never" nowhere (tests, ablations).
 CHANNELS_LAST = "auto"
 CHANNELS_LAST_MIN_CHANNELS = 8
 CHANNELS_LAST_MIN_PIXELS = 64
@@ -409,8 +411,8 @@ def _channels_last(dev, x_shape, w_shape, stride, padding):
     n, c, h, wd = x_shape
     k, _, kh, kw = w_shape
     pixels = n * (h + 2 * padding[0] - kh + 1) * (wd + 2 * padding[1] - kw + 1)
-    return (kh * kw > 1 and c >= CHANNELS_LAST_MIN_CHANNELS
-            and pixels >= CHANNELS_LAST_MIN_PIXELS and k * c * kh * kw <= CHANNELS_LAST_MAX_WEIGHTS)
+    return (c >= CHANNELS_LAST_MIN_CHANNELS and pixels >= CHANNELS_LAST_MIN_PIXELS
+            and k * c * kh * kw <= CHANNELS_LAST_MAX_WEIGHTS)
 
 
 def algorithm_name(dev, x_shape, w_shape, stride=(1, 1), padding=(1, 1)):
