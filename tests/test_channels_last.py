@@ -208,3 +208,26 @@ def test_max_pool_keeps_its_input_layout(rng, monkeypatch, chunk, threads, x_lay
     assert CL.is_channels_last(y.data) == last and CL.is_channels_last(t.grad) == last
     np.testing.assert_array_equal(y.data, y_ref.data)
     np.testing.assert_array_equal(t.grad, t_ref.grad)
+
+
+@pytest.mark.parametrize("winograd,channels_last,xs,last", [
+    ("never", "never", (2, 3, 9, 8), True),       # channel-major columns (the image's layer)
+    ("never", "always", (2, 8, 9, 8), True),      # channels-last columns
+    ("f4", "never", (2, 8, 9, 8), True),          # Winograd F(4x4)
+    ("always", "never", (2, 8, 10, 8), False),    # Winograd F(2x2): channel-major
+])
+def test_cpu_convolutions_leave_their_outputs_channels_last(rng, monkeypatch, winograd,
+                                                            channels_last, xs, last):
+    """Every CPU convolution but F(2x2) leaves its output, and its dX,
+    channels-last (the layout the next convolution reads fastest), with the
+    values of the reference."""
+    monkeypatch.setattr(conv_mod, "WINOGRAD", winograd)
+    monkeypatch.setattr(conv_mod, "CHANNELS_LAST", channels_last)
+    x = Tensor(rng.standard_normal(xs), requires_grad=True)
+    w = Tensor(rng.standard_normal((5, xs[1], 3, 3)), requires_grad=True)
+    y = F.conv2d(x, w, None, 1, 1, relu=True)
+    np.testing.assert_allclose(y.data, np.maximum(F.conv2d_reference(x, w, None, 1, 1), 0),
+                               rtol=1e-10, atol=1e-10)
+    assert CL.is_channels_last(y.data) == last
+    y.backward(laid_out(rng.standard_normal(y.shape), "channels-last" if last else "channel-major"))
+    assert CL.is_channels_last(x.grad) == last
