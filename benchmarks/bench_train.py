@@ -104,11 +104,12 @@ VGG_POOLS = [(64, 224), (128, 112), (256, 56), (512, 28), (512, 14)]
 def pool_case(torch, c, h, batch, repeats):
     """max_pool2d 2x2 forward + backward on a ReLU-like input (a quarter of
     it zeros, so windows tie) laid out as each framework's convolution
-    leaves it: channel-major for minivgg, NCHW for PyTorch."""
+    leaves it: channels-last for minivgg (its gradient too: the convolution
+    after the pooling hands it back so), NCHW for PyTorch."""
     rng = np.random.default_rng(0)
-    x = np.maximum(rng.standard_normal((c, batch, h, h), dtype=np.float32) + 0.7, 0)
-    gy = rng.standard_normal((c, batch, h // 2, h // 2), dtype=np.float32)
-    x, gy = x.transpose(1, 0, 2, 3), gy.transpose(1, 0, 2, 3)
+    x = np.maximum(rng.standard_normal((batch, h, h, c), dtype=np.float32) + 0.7, 0)
+    gy = rng.standard_normal((batch, h // 2, h // 2, c), dtype=np.float32)
+    x, gy = x.transpose(0, 3, 1, 2), gy.transpose(0, 3, 1, 2)
 
     def ours():
         xt = Tensor(x, requires_grad=True)
@@ -192,8 +193,9 @@ def winograd_ablation(a, out, lines):
     im2col + GEMM, the channels-last one, F(2x2, 3x3) and F(4x4, 3x3), and
     whole steps with im2col + GEMM alone (channel-major; then channels last
     where the default would put it) and the default choice, interleaved in
-    one run. Each layer gets its input and gradient channel-major, except
-    the channels-last runs, which get their own layout."""
+    one run. Each layer gets its input channels-last, as the CPU's
+    convolutions and poolings leave it, and its gradient in the layout of
+    its own output: channel-major for F(2x2), channels-last otherwise."""
     import minivgg.functional.conv as conv
     rng = np.random.default_rng(0)
     load_before = load_average()
@@ -207,12 +209,12 @@ def winograd_ablation(a, out, lines):
         w = rng.standard_normal((k, c, 3, 3), dtype=np.float32) * 0.05
         b = np.zeros(k, np.float32)
 
-        def layer(last):
-            def shaped(ch):
+        def layer(gy_last=True):
+            def shaped(ch, last):
                 if last:
                     return rng.standard_normal((n, h, h, ch), dtype=np.float32).transpose(0, 3, 1, 2)
                 return rng.standard_normal((ch, n, h, h), dtype=np.float32).transpose(1, 0, 2, 3)
-            x, gy = shaped(c), shaped(k)
+            x, gy = shaped(c, True), shaped(k, gy_last)
 
             def run():
                 ts = [Tensor(x, requires_grad=True), Tensor(w, requires_grad=True),
@@ -220,8 +222,8 @@ def winograd_ablation(a, out, lines):
                 F.conv2d(*ts, 1, 1, relu=True).backward(gy)
             return run
         f4 = h >= 4
-        runs = [_with(layer(False), **CHANNEL_MAJOR), _with(layer(True), **CHANNELS_LAST),
-                _with(layer(False), **F2)] + [_with(layer(False), **F4)] * f4
+        runs = [_with(layer(), **CHANNEL_MAJOR), _with(layer(), **CHANNELS_LAST),
+                _with(layer(False), **F2)] + [_with(layer(), **F4)] * f4
         wall, cpu = interleaved_best_cpu(runs, a.repeats)
         t = list(cpu if a.threads == 1 else wall) + [float("nan")] * (not f4)
         out(f"| {c} -> {k}, {h}, {n} | {1e3 * t[0]:.1f} | {1e3 * t[1]:.1f} | {1e3 * t[2]:.1f} | "
@@ -256,14 +258,16 @@ def winograd_ablation(a, out, lines):
                 f"Command: `{command_line()}`\n\nconv2d 3x3 pad 1 + ReLU forward + backward, "
                 f"and whole VGG-A training steps, with the CPU path's convolutions as the "
                 f"channel-major im2col + GEMM (conv.WINOGRAD = \"never\", CHANNELS_LAST = "
-                f"\"never\"), the channels-last one (CHANNELS_LAST = \"always\", given its "
-                f"input and gradient channels-last, as its neighbours in a network would), "
+                f"\"never\"), the channels-last one (CHANNELS_LAST = \"always\"), "
                 f"Winograd F(2x2, 3x3) (WINOGRAD = \"always\") and F(4x4, 3x3) (\"f4\"), "
                 f"and as chosen by default (\"auto\": the last column; the table "
                 f"conv.WINOGRAD_SIZES = {conv.WINOGRAD_SIZES} of (channels at least, F(4x4) "
                 f"from output size, F(2x2) from output size), else im2col, channels last "
                 f"where it applies), best of {a.repeats} interleaved runs by {clock}; the "
-                f"speed-ups are against the channel-major im2col.\n\n"
+                f"speed-ups are against the channel-major im2col. Each layer gets its input "
+                f"channels-last, as minivgg's CPU convolutions and poolings leave it, and "
+                f"its gradient in the layout of its own output (channel-major for F(2x2), "
+                f"channels-last otherwise).\n\n"
                 + "\n".join(lines))
         write_section(a.write_md, "Winograd against im2col (CPU)", text)
 

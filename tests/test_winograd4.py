@@ -84,29 +84,29 @@ def test_conv2d_through_winograd4_gradcheck(rng, monkeypatch, tiling, xs, k, pad
 def test_the_default_choice(monkeypatch):
     cpu = device("cpu")
     pick = conv_mod._winograd
-    assert pick(cpu, (8, 64, 56, 56), (128, 64, 3, 3), (1, 1), (1, 1)) is W        # >= 20x20
+    # 64 channels and more: F(4x4) on every output it takes (4x4 and up)
+    assert pick(cpu, (8, 64, 56, 56), (128, 64, 3, 3), (1, 1), (1, 1)) is W
     assert pick(cpu, (8, 512, 28, 28), (512, 512, 3, 3), (1, 1), (1, 1)) is W
-    assert pick(cpu, (64, 128, 16, 16), (128, 128, 3, 3), (1, 1), (1, 1)) is W2     # 16x16
-    # 64 channels: F(4x4) from 48x48 (VGG's 224x224 and 112x112 layers), else
-    # the channels-last im2col (at 32x32 and below)
-    assert pick(cpu, (8, 64, 48, 48), (64, 64, 3, 3), (1, 1), (1, 1)) is W
-    assert pick(cpu, (64, 64, 32, 32), (64, 64, 3, 3), (1, 1), (1, 1)) is None
-    assert pick(cpu, (64, 64, 16, 16), (128, 64, 3, 3), (1, 1), (1, 1)) is None
-    assert pick(cpu, (64, 128, 8, 8), (64, 128, 3, 3), (1, 1), (1, 1)) is None
-    # 128 to 255 channels: F(2x2) from 8x8; 256 and more: on every even output
-    assert pick(cpu, (64, 128, 8, 8), (256, 128, 3, 3), (1, 1), (1, 1)) is W2
-    assert pick(cpu, (64, 128, 4, 4), (128, 128, 3, 3), (1, 1), (1, 1)) is None
+    assert pick(cpu, (8, 512, 14, 14), (512, 512, 3, 3), (1, 1), (1, 1)) is W
+    assert pick(cpu, (64, 64, 32, 32), (64, 64, 3, 3), (1, 1), (1, 1)) is W
+    assert pick(cpu, (64, 128, 16, 16), (128, 128, 3, 3), (1, 1), (1, 1)) is W
+    assert pick(cpu, (64, 64, 8, 8), (128, 64, 3, 3), (1, 1), (1, 1)) is W
+    assert pick(cpu, (64, 128, 4, 4), (128, 128, 3, 3), (1, 1), (1, 1)) is W
+    assert pick(cpu, (64, 512, 7, 7), (512, 512, 3, 3), (1, 1), (1, 1)) is W       # odd: partial tiles
+    # 256 channels and more on 4x4 and 2x2 outputs: F(2x2)
     assert pick(cpu, (64, 256, 4, 4), (512, 256, 3, 3), (1, 1), (1, 1)) is W2
-    assert pick(cpu, (8, 512, 14, 14), (512, 512, 3, 3), (1, 1), (1, 1)) is W2     # small: F(2x2)
-    assert pick(cpu, (64, 256, 8, 8), (256, 256, 3, 3), (1, 1), (1, 1)) is W2
+    assert pick(cpu, (64, 512, 2, 2), (512, 512, 3, 3), (1, 1), (1, 1)) is W2      # 604M: pays
+    # below 256 channels on 2x2 outputs, below 64 channels, the first layer:
+    # im2col (channels last where it applies)
+    assert pick(cpu, (64, 128, 2, 2), (128, 128, 3, 3), (1, 1), (1, 1)) is None
+    assert pick(cpu, (64, 32, 16, 16), (64, 32, 3, 3), (1, 1), (1, 1)) is None
     assert pick(cpu, (8, 3, 224, 224), (64, 3, 3, 3), (1, 1), (1, 1)) is None      # first layer
-    assert pick(cpu, (8, 64, 7, 7), (64, 64, 3, 3), (1, 1), (1, 1)) is None        # odd, small
+    assert pick(cpu, (8, 64, 3, 3), (64, 64, 3, 3), (1, 1), (1, 1)) is None        # 3x3 output
     # A small evaluation batch: 2 x 8 x 8 outputs, 19M multiply-adds, too few to pay.
     assert pick(cpu, (2, 128, 8, 8), (128, 128, 3, 3), (1, 1), (1, 1)) is None
-    assert pick(cpu, (64, 512, 2, 2), (512, 512, 3, 3), (1, 1), (1, 1)) is W2      # 604M: pays
     assert pick(device("emu"), (8, 64, 56, 56), (128, 64, 3, 3), (1, 1), (1, 1)) is None
     assert conv_mod.algorithm_name(cpu, (8, 64, 56, 56), (128, 64, 3, 3)) == "Winograd F(4x4,3x3)"
-    assert conv_mod.algorithm_name(cpu, (8, 512, 14, 14), (512, 512, 3, 3)) == "Winograd F(2x2,3x3)"
+    assert conv_mod.algorithm_name(cpu, (64, 512, 2, 2), (512, 512, 3, 3)) == "Winograd F(2x2,3x3)"
     assert conv_mod.algorithm_name(cpu, (8, 3, 32, 32), (64, 3, 3, 3)) == "im2col + GEMM"
     monkeypatch.setattr(conv_mod, "WINOGRAD", "f4")
     assert pick(cpu, (8, 3, 7, 7), (64, 3, 3, 3), (1, 1), (1, 1)) is W             # forced

@@ -337,21 +337,20 @@ def _conv_weight_grad(dev, x, gy2, w_shape, stride, padding):
 #: convolution of the batch, always im2col: the transforms and the filter
 #: transform then cost more than the multiplications they save (the first
 #: layer, the thin layers of a narrow model, small evaluation batches).
-#: F(4x4) needs outputs big enough for its 4x4 tiles and gathers to pay
-#: (VGG's maps from 224x224 to 28x28); with 64 to 127 channels only from
-#: 48x48 (VGG's 224x224 and 112x112 layers, by 1.5x; at 32x32 and below the
-#: channels-last im2col ties or wins), and with 128 to 255 channels F(2x2)
-#: only from 8x8 (on 4x4 and 2x2 maps the channels-last im2col is faster
-#: in a network, whose layers hand it its own layout). "always" uses
-#: F(2x2, 3x3) and "f4" F(4x4, 3x3) wherever it applies (tests, ablations);
-#: "never" keeps im2col + GEMM. The thresholds are measured choices
-#: (docs/architecture.md, docs/benchmarks.md "Winograd against im2col").
+#: F(4x4), laid out channels-last like the activations around it, is the
+#: fastest from 64 channels on every output it applies to (4x4 and up; from
+#: 32 to 63 channels it ties with the channels-last im2col), except with
+#: 256 channels or more on 4x4 outputs, where its 2.25x larger transformed
+#: filters cost more than its GEMMs save and F(2x2) is ahead, as on 2x2
+#: outputs, which F(4x4) does not take. "always" uses F(2x2, 3x3) and "f4"
+#: F(4x4, 3x3) wherever it applies (tests, ablations); "never" keeps
+#: im2col + GEMM. The thresholds are measured choices (docs/architecture.md,
+#: docs/benchmarks.md "Winograd against im2col").
 WINOGRAD = "auto"
 WINOGRAD_SIZES = (
     # (channels at least, F(4x4) from output size, F(2x2) from output size)
-    (256, 20, 2),
-    (128, 20, 8),
-    (64, 48, None),
+    (256, 5, 2),
+    (64, 4, None),
 )
 WINOGRAD_MIN_MACS = 1 << 25
 
