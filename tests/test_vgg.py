@@ -118,7 +118,7 @@ def test_vgg_matches_pytorch_forward_and_backward(cfg, size, monkeypatch):
     gradients then differ from PyTorch's by up to 1e-2 whatever the
     algorithm, im2col included; in float64 they agree to 1e-14.)"""
     if cfg == "D":
-        monkeypatch.setattr(conv_mod, "WINOGRAD_SIZES", ((256, 5, 2),))
+        monkeypatch.setattr(conv_mod, "WINOGRAD_SIZES", ((256, 5, 1, 2),))
     torch = pytest.importorskip("torch", reason="PyTorch (the oracle) is not installed")
     from minivgg.functional import channels_last, winograd, winograd4
     from minivgg.testing import torch_vgg

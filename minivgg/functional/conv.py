@@ -240,7 +240,8 @@ def _conv_gemm(dev, x, w, stride, padding, b=None, relu=False):
     are built and multiplied at once, filling a block of the result. On the
     CPU the chunks are the blocks of _cpu_blocks (an image too big for one
     is cut into bands of rows), each block's product is colᵀ @ Wᵀ (both
-    transposed views, no copy), the bias comes with the product (a ones row
+    transposed views, no copy; W @ col, turned round after, for a block of
+    fewer pixels than filters), the bias comes with the product (a ones row
     below the columns) and the ReLU follows while the block is in cache; on
     a kernel device one fused pass follows the GEMMs.
     """
@@ -277,7 +278,10 @@ def _conv_gemm(dev, x, w, stride, padding, b=None, relu=False):
     for i0, i1, r0, r1, col in _column_blocks(x, kh, kw, stride, padding, oh, ow, k, ones):
         a = i0 * l + r0 * ow                  # the block's first row of the result
         block = y2[a:a + col.shape[1]]
-        np.matmul(col.T, w2.T, out=block)
+        if block.shape[0] >= k:
+            np.matmul(col.T, w2.T, out=block)
+        else:   # a few pixels and many filters (FC-as-conv): W @ col is the faster product
+            np.copyto(block, (w2 @ col).T)
         if b is not None and not ones:
             block += b
         if relu:
@@ -340,17 +344,20 @@ def _conv_weight_grad(dev, x, gy2, w_shape, stride, padding):
 #: F(4x4), laid out channels-last like the activations around it, is the
 #: fastest from 64 channels on every output it applies to (4x4 and up; from
 #: 32 to 63 channels it ties with the channels-last im2col), except with
-#: 256 channels or more on 4x4 outputs, where its 2.25x larger transformed
-#: filters cost more than its GEMMs save and F(2x2) is ahead, as on 2x2
-#: outputs, which F(4x4) does not take. "always" uses F(2x2, 3x3) and "f4"
-#: F(4x4, 3x3) wherever it applies (tests, ablations); "never" keeps
-#: im2col + GEMM. The thresholds are measured choices (docs/architecture.md,
-#: docs/benchmarks.md "Winograd against im2col").
+#: 256 channels or more where the batch has few tiles (4x4 outputs at batch
+#: 64, 14x14 at batch 8, a single dense image): its transformed filters,
+#: 2.25x larger than F(2x2)'s and made once per call, then cost more than
+#: its GEMMs save, and F(2x2) is ahead, as on 2x2 outputs, which F(4x4)
+#: does not take. "always" uses F(2x2, 3x3) and "f4" F(4x4, 3x3) wherever
+#: it applies (tests, ablations); "never" keeps im2col + GEMM. The
+#: thresholds are measured choices (docs/architecture.md, docs/benchmarks.md
+#: "Winograd against im2col").
 WINOGRAD = "auto"
 WINOGRAD_SIZES = (
-    # (channels at least, F(4x4) from output size, F(2x2) from output size)
-    (256, 5, 2),
-    (64, 4, None),
+    # (channels at least, F(4x4) from output size and from 4x4 tiles in the
+    #  batch, F(2x2) from output size)
+    (256, 5, 256, 2),
+    (64, 4, 1, None),
 )
 WINOGRAD_MIN_MACS = 1 << 25
 
@@ -370,9 +377,10 @@ def _winograd(dev, x_shape, w_shape, stride, padding):
     if not (f4 or f2) or x_shape[0] * oh * ow * w_shape[0] * w_shape[1] * 9 < WINOGRAD_MIN_MACS:
         return None
     channels, size = min(w_shape[:2]), min(oh, ow)
-    for at_least, f4_from, f2_from in WINOGRAD_SIZES:
+    tiles = x_shape[0] * -(-oh // 4) * -(-ow // 4)
+    for at_least, f4_from, f4_tiles, f2_from in WINOGRAD_SIZES:
         if channels >= at_least:
-            if f4 and size >= f4_from:
+            if f4 and size >= f4_from and tiles >= f4_tiles:
                 return winograd4
             if f2 and f2_from is not None and size >= f2_from:
                 return winograd

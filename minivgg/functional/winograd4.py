@@ -195,7 +195,6 @@ def conv3x3(x, w, padding=(1, 1), b=None, relu=False, u=None):
     dtype = np.result_type(x.dtype, (w if u is None else u).dtype)
     x = x.astype(dtype, copy=False)
     u = weight_transform(w.astype(dtype, copy=False)) if u is None else u.astype(dtype, copy=False)
-    u_t = np.ascontiguousarray(u.transpose(0, 2, 1))       # (36, C, K): M = V @ U^T per position
     bias = None if b is None else b.astype(dtype, copy=False)
     kb, ka = kron("B", dtype), kron("A", dtype)
     y = np.empty((n, oh, ow, k), dtype=dtype)
@@ -209,7 +208,7 @@ def conv3x3(x, w, padding=(1, 1), b=None, relu=False, u=None):
         v = scratch("w4v", (36, tiles, c), dtype)
         np.matmul(kb, d, out=v.reshape(36, -1))
         m = scratch("w4m", (36, tiles, k), dtype)
-        np.matmul(v, u_t, out=m)
+        np.matmul(v, u.transpose(0, 2, 1), out=m)       # BLAS reads U^T in place, no copy
         if bias is not None:
             m[_BIAS_POS] += bias
         t = scratch("w4y", (M_OUT, M_OUT, nb, rows, tx, k), dtype)
