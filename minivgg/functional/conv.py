@@ -356,7 +356,7 @@ WINOGRAD = "auto"
 WINOGRAD_SIZES = (
     # (channels at least, F(4x4) from output size and from 4x4 tiles in the
     #  batch, F(2x2) from output size)
-    (256, 5, 256, 2),
+    (256, 5, 160, 2),
     (64, 4, 1, None),
 )
 WINOGRAD_MIN_MACS = 1 << 25
