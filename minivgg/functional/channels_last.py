@@ -66,20 +66,27 @@ def _split_copy(dst, src):
     split(part, dst.shape[axis], dst.size, _PARALLEL_MIN)
 
 
-def _padded(x, ph, pw, key):
-    """x (N, C, H, W), any layout -> xpad (N, H+2PH, W+2PW, C), zero-padded:
-    a view of x itself when x is channels-last and unpadded, else a kept
-    scratch buffer."""
+def padded(x, ph, pw, key, rows=None, cols=None, row0=0):
+    """x (N, C, H, W), any layout, zero-padded by (PH, PW) and laid out
+    channels-last in a kept scratch buffer (N, ROWS, COLS, C): buf[:, t, s]
+    = xpad[:, :, row0 + t, s] (by default all of xpad; Winograd asks for a
+    band of rows, which may also cut x). A view of x itself when x is
+    channels-last and nothing is padded or cut."""
     n, c, h, w = x.shape
+    rows = h + 2 * ph if rows is None else rows
+    cols = w + 2 * pw if cols is None else cols
     xl = x.transpose(0, 2, 3, 1)
-    if ph == 0 and pw == 0 and xl.flags.c_contiguous:
+    if ph == pw == row0 == 0 and (rows, cols) == (h, w) and xl.flags.c_contiguous:
         return xl
-    buf = scratch(key, (n, h + 2 * ph, w + 2 * pw, c), x.dtype)
-    buf[:, :ph] = 0
-    buf[:, ph + h:] = 0
-    buf[:, ph:ph + h, :pw] = 0
-    buf[:, ph:ph + h, pw + w:] = 0
-    _split_copy(buf[:, ph:ph + h, pw:pw + w], xl)
+    buf = scratch(key, (n, rows, cols, c), x.dtype)
+    lo, hi = max(0, ph - row0), max(0, min(rows, h + ph - row0))    # rows of buf inside x
+    ww = min(w, cols - pw)
+    buf[:, :lo] = 0
+    buf[:, hi:] = 0
+    if hi > lo:
+        buf[:, lo:hi, :pw] = 0
+        buf[:, lo:hi, pw + ww:] = 0
+        _split_copy(buf[:, lo:hi, pw:pw + ww], xl[:, row0 + lo - ph:row0 + hi - ph, :ww])
     return buf
 
 
@@ -121,7 +128,7 @@ def conv(x, w, padding=(1, 1), b=None, relu=False):
     bias = None if b is None else b.astype(dtype, copy=False)
     y = np.empty((n, oh, ow, k), dtype=dtype)
     y2 = y.reshape(n * oh * ow, k)
-    xpad = _padded(x.astype(dtype, copy=False), ph, pw, "clpad")
+    xpad = padded(x.astype(dtype, copy=False), ph, pw, "clpad")
     for a, col in _column_blocks(xpad, kh, kw, oh, ow, k):
         block = y2[a:a + col.shape[0]]
         np.matmul(col, wm, out=block)
@@ -159,7 +166,7 @@ def weight_bias_grad(x, g, w_shape, padding, bias):
     g2 = g.reshape(-1, k)
     acc = np.zeros((kh * kw * c, k), dtype=dtype)
     gb = np.zeros(k, dtype=dtype) if bias else None
-    xpad = _padded(x.astype(dtype, copy=False), *padding, "clpad")
+    xpad = padded(x.astype(dtype, copy=False), *padding, "clpad")
     for a, col in _column_blocks(xpad, kh, kw, oh, ow, k):
         block = g2[a:a + col.shape[0]]
         acc += col.T @ block

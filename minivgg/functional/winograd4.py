@@ -61,7 +61,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from ..threads import split
 from . import winograd
-from .channels_last import _split_copy
+from .channels_last import _split_copy, padded
 from .winograd import scratch
 
 #: BT (input transform), G (filter transform), AT (output transform) of
@@ -143,25 +143,6 @@ def _tiles(nt, out_size):
     return -(-out_size // nt)
 
 
-def _padded(x, ph, pw, rows, cols, key, row0=0):
-    """Rows row0..row0+ROWS of x (N, C, H, W), any layout, zero-padded and
-    laid out channels-last in a scratch (N, ROWS, COLS, C):
-    buf[:, t, s] = xpad[:, :, row0 + t, s], where xpad is x at offset
-    (PH, PW) with zeros around it (ROWS x COLS may cut x)."""
-    n, c, h, w = x.shape
-    buf = scratch(key, (n, rows, cols, c), x.dtype)
-    lo, hi = max(0, ph - row0), max(0, min(rows, h + ph - row0))    # rows of buf inside x
-    ww = min(w, cols - pw)
-    buf[:, :lo] = 0
-    buf[:, hi:] = 0
-    if hi > lo:
-        buf[:, lo:hi, :pw] = 0
-        buf[:, lo:hi, pw + ww:] = 0
-        _split_copy(buf[:, lo:hi, pw:pw + ww],
-                    x.transpose(0, 2, 3, 1)[:, row0 + lo - ph:row0 + hi - ph, :ww])
-    return buf
-
-
 def _gather(xp, rows, tx, size, key):
     """The (SIZE x SIZE) tiles of the first ROWS tile rows of the padded
     images xp (N, ROWS', COLS, C), tiles every 4 pixels: -> D (SIZE*SIZE,
@@ -202,7 +183,7 @@ def conv3x3(x, w, padding=(1, 1), b=None, relu=False, u=None):
         nb, rows = i1 - i0, r1 - r0
         # The padded input rows this block's tiles read (a band of one image,
         # or whole images), so the scratch stays block-sized.
-        xp = _padded(x[i0:i1], ph, pw, M_OUT * rows + 2, M_OUT * tx + 2, "w4xpad", M_OUT * r0)
+        xp = padded(x[i0:i1], ph, pw, "w4xpad", M_OUT * rows + 2, M_OUT * tx + 2, M_OUT * r0)
         d = _gather(xp, rows, tx, A_IN, "w4d")
         tiles = nb * rows * tx
         v = scratch("w4v", (36, tiles, c), dtype)
@@ -255,8 +236,8 @@ def weight_grad(x, gy, padding=(1, 1)):
     for i0, i1, r0, r1 in _blocks(n, ty, tx, 36 * (c + k)):
         nb, rows = i1 - i0, r1 - r0
         tiles = nb * rows * tx
-        xp = _padded(x[i0:i1], ph, pw, M_OUT * rows + 2, M_OUT * tx + 2, "w4xpad", M_OUT * r0)
-        gp = _padded(gy[i0:i1], 0, 0, M_OUT * rows, M_OUT * tx, "w4gpad", M_OUT * r0)
+        xp = padded(x[i0:i1], ph, pw, "w4xpad", M_OUT * rows + 2, M_OUT * tx + 2, M_OUT * r0)
+        gp = padded(gy[i0:i1], 0, 0, "w4gpad", M_OUT * rows, M_OUT * tx, M_OUT * r0)
         v = scratch("w4v", (36, tiles, c), dtype)
         np.matmul(kb, _gather(xp, rows, tx, A_IN, "w4d"), out=v.reshape(36, -1))
         dm = scratch("w4m", (36, tiles, k), dtype)
