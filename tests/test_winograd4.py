@@ -87,18 +87,16 @@ def test_the_default_choice(monkeypatch):
     # 64 channels and more: F(4x4) on every output it takes (4x4 and up)
     assert pick(cpu, (8, 64, 56, 56), (128, 64, 3, 3), (1, 1), (1, 1)) is W
     assert pick(cpu, (8, 512, 28, 28), (512, 512, 3, 3), (1, 1), (1, 1)) is W
-    assert pick(cpu, (12, 512, 14, 14), (512, 512, 3, 3), (1, 1), (1, 1)) is W     # 192 tiles
+    assert pick(cpu, (8, 512, 14, 14), (512, 512, 3, 3), (1, 1), (1, 1)) is W      # 128 tiles
     assert pick(cpu, (4, 512, 28, 28), (512, 512, 3, 3), (1, 1), (1, 1)) is W      # 196 tiles
-    assert pick(cpu, (64, 64, 32, 32), (64, 64, 3, 3), (1, 1), (1, 1)) is W
-    assert pick(cpu, (64, 128, 16, 16), (128, 128, 3, 3), (1, 1), (1, 1)) is W
-    assert pick(cpu, (64, 64, 8, 8), (128, 64, 3, 3), (1, 1), (1, 1)) is W
-    assert pick(cpu, (64, 128, 4, 4), (128, 128, 3, 3), (1, 1), (1, 1)) is W
+    assert pick(cpu, (64, 256, 4, 4), (512, 256, 3, 3), (1, 1), (1, 1)) is W      # 256 channels
     assert pick(cpu, (64, 512, 7, 7), (512, 512, 3, 3), (1, 1), (1, 1)) is W       # odd: partial tiles
-    # 256 channels and more with fewer than 160 tiles, and on 2x2 outputs: F(2x2)
-    assert pick(cpu, (64, 256, 4, 4), (512, 256, 3, 3), (1, 1), (1, 1)) is W2
-    assert pick(cpu, (8, 512, 14, 14), (512, 512, 3, 3), (1, 1), (1, 1)) is W2     # 128 tiles
+    # 512 channels with fewer than 128 tiles, and 2x2 outputs from 256 channels: F(2x2)
+    assert pick(cpu, (64, 512, 4, 4), (512, 512, 3, 3), (1, 1), (1, 1)) is W2      # 64 tiles
+    assert pick(cpu, (4, 512, 14, 14), (512, 512, 3, 3), (1, 1), (1, 1)) is W2     # 64 tiles
     assert pick(cpu, (1, 512, 16, 16), (512, 512, 3, 3), (1, 1), (1, 1)) is W2     # dense, Q 256
     assert pick(cpu, (64, 512, 2, 2), (512, 512, 3, 3), (1, 1), (1, 1)) is W2      # 604M: pays
+    assert pick(cpu, (64, 256, 2, 2), (256, 256, 3, 3), (1, 1), (1, 1)) is W2
     # below 256 channels on 2x2 outputs, below 64 channels, the first layer:
     # im2col (channels last where it applies)
     assert pick(cpu, (64, 128, 2, 2), (128, 128, 3, 3), (1, 1), (1, 1)) is None

@@ -344,11 +344,11 @@ def _conv_weight_grad(dev, x, gy2, w_shape, stride, padding):
 #: F(4x4), laid out channels-last like the activations around it, is the
 #: fastest from 64 channels on every output it applies to (4x4 and up; from
 #: 32 to 63 channels it ties with the channels-last im2col), except with
-#: 256 channels or more where the batch has few tiles (4x4 outputs at batch
-#: 64, 14x14 at batch 8, a single dense image): its transformed filters,
-#: 2.25x larger than F(2x2)'s and made once per call, then cost more than
-#: its GEMMs save, and F(2x2) is ahead, as on 2x2 outputs, which F(4x4)
-#: does not take. "always" uses F(2x2, 3x3) and "f4" F(4x4, 3x3) wherever
+#: 512 channels where the batch has few tiles (4x4 outputs at batch 64,
+#: 14x14 at batch 4, a single dense image): its transformed filters, 2.25x
+#: larger than F(2x2)'s and made once per call, then cost more than its
+#: GEMMs save, and F(2x2) is ahead, as on 2x2 outputs from 256 channels,
+#: which F(4x4) does not take. "always" uses F(2x2, 3x3) and "f4" F(4x4, 3x3) wherever
 #: it applies (tests, ablations); "never" keeps im2col + GEMM. The
 #: thresholds are measured choices (docs/architecture.md, docs/benchmarks.md
 #: "Winograd against im2col").
@@ -356,7 +356,8 @@ WINOGRAD = "auto"
 WINOGRAD_SIZES = (
     # (channels at least, F(4x4) from output size and from 4x4 tiles in the
     #  batch, F(2x2) from output size)
-    (256, 5, 160, 2),
+    (512, 4, 128, 2),
+    (256, 4, 1, 2),
     (64, 4, 1, None),
 )
 WINOGRAD_MIN_MACS = 1 << 25
