@@ -212,7 +212,8 @@ def winograd_ablation(a, out, lines):
         def layer(gy_last=True):
             def shaped(ch, last):
                 if last:
-                    return rng.standard_normal((n, h, h, ch), dtype=np.float32).transpose(0, 3, 1, 2)
+                    a = rng.standard_normal((n, h, h, ch), dtype=np.float32)
+                    return a.transpose(0, 3, 1, 2)
                 return rng.standard_normal((ch, n, h, h), dtype=np.float32).transpose(1, 0, 2, 3)
             x, gy = shaped(c, True), shaped(k, gy_last)
 

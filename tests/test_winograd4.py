@@ -90,7 +90,7 @@ def test_the_default_choice(monkeypatch):
     assert pick(cpu, (8, 512, 14, 14), (512, 512, 3, 3), (1, 1), (1, 1)) is W      # 128 tiles
     assert pick(cpu, (4, 512, 28, 28), (512, 512, 3, 3), (1, 1), (1, 1)) is W      # 196 tiles
     assert pick(cpu, (64, 256, 4, 4), (512, 256, 3, 3), (1, 1), (1, 1)) is W      # 256 channels
-    assert pick(cpu, (64, 512, 7, 7), (512, 512, 3, 3), (1, 1), (1, 1)) is W       # odd: partial tiles
+    assert pick(cpu, (64, 512, 7, 7), (512, 512, 3, 3), (1, 1), (1, 1)) is W       # odd size
     # 512 channels with fewer than 128 tiles, and 2x2 outputs from 256 channels: F(2x2)
     assert pick(cpu, (64, 512, 4, 4), (512, 512, 3, 3), (1, 1), (1, 1)) is W2      # 64 tiles
     assert pick(cpu, (4, 512, 14, 14), (512, 512, 3, 3), (1, 1), (1, 1)) is W2     # 64 tiles

@@ -333,25 +333,26 @@ def _conv_weight_grad(dev, x, gy2, w_shape, stride, padding):
 
 #: Which algorithm the CPU path uses for 3x3 stride-1 convolutions. "auto":
 #: by the smaller of the two channel counts, the first row of WINOGRAD_SIZES
-#: it reaches gives the output size (on both sides) from which Winograd
-#: F(4x4, 3x3) (winograd4) is used, else the size from which F(2x2, 3x3)
-#: (winograd) is, else (None, or a smaller output) im2col + GEMM, with the
-#: channels last (below) for all but the first layer. Below the last row's
-#: channel count, and below WINOGRAD_MIN_MACS multiply-adds in the direct
-#: convolution of the batch, always im2col: the transforms and the filter
-#: transform then cost more than the multiplications they save (the first
-#: layer, the thin layers of a narrow model, small evaluation batches).
-#: F(4x4), laid out channels-last like the activations around it, is the
-#: fastest from 64 channels on every output it applies to (4x4 and up; from
-#: 32 to 63 channels it ties with the channels-last im2col), except with
-#: 512 channels where the batch has few tiles (4x4 outputs at batch 64,
-#: 14x14 at batch 4, a single dense image): its transformed filters, 2.25x
-#: larger than F(2x2)'s and made once per call, then cost more than its
-#: GEMMs save, and F(2x2) is ahead, as on 2x2 outputs from 256 channels,
-#: which F(4x4) does not take. "always" uses F(2x2, 3x3) and "f4" F(4x4, 3x3) wherever
-#: it applies (tests, ablations); "never" keeps im2col + GEMM. The
-#: thresholds are measured choices (docs/architecture.md, docs/benchmarks.md
-#: "Winograd against im2col").
+#: it reaches gives the output size (on both sides) and the number of 4x4
+#: output tiles in the batch from which Winograd F(4x4, 3x3) (winograd4) is
+#: used, else the output size from which F(2x2, 3x3) (winograd) is, else
+#: (None, or a smaller output) im2col + GEMM, with the channels last (below)
+#: for all but the first layer. Below the last row's channel count, and
+#: below WINOGRAD_MIN_MACS multiply-adds in the direct convolution of the
+#: batch, always im2col: the transforms and the filter transform then cost
+#: more than the multiplications they save (the first layer, the thin
+#: layers of a narrow model, small evaluation batches). F(4x4), laid out
+#: channels-last like the activations around it, is the fastest from 64
+#: channels on every output it applies to (4x4 and up; from 32 to 63
+#: channels it ties with the channels-last im2col), except with 512
+#: channels where the batch has few tiles (4x4 outputs at batch 64, 14x14
+#: at batch 4, a single dense image): its transformed filters, 2.25x larger
+#: than F(2x2)'s and made once per call, then cost more than its GEMMs
+#: save, and F(2x2) is ahead, as on 2x2 outputs from 256 channels, which
+#: F(4x4) does not take. "always" uses F(2x2, 3x3) and "f4" F(4x4, 3x3)
+#: wherever it applies (tests, ablations); "never" keeps im2col + GEMM.
+#: The thresholds are measured choices (docs/architecture.md,
+#: docs/benchmarks.md "Winograd against im2col").
 WINOGRAD = "auto"
 WINOGRAD_SIZES = (
     # (channels at least, F(4x4) from output size and from 4x4 tiles in the

@@ -21,9 +21,10 @@ from .channels_last import is_channels_last
 from .conv import _pair, conv_output_size, window_output_size
 
 #: The CPU path works through the channels (the images, for an input laid
-#: out channels-last) in chunks of about this many output elements, so that a chunk's temporaries (the row maxima in
-#: forward, the masks in backward) are still in cache when they are read
-#: back; whole-array passes made both directions about 2x slower at VGG's
+#: out channels-last) in chunks of about this many output elements, so
+#: that a chunk's temporaries (the row maxima in forward, the masks in
+#: backward) are still in cache when they are read back; whole-array
+#: passes made both directions about 2x slower at VGG's
 #: 224x224 sizes (docs/architecture.md).
 CHUNK_ELEMENTS = 1 << 16
 
