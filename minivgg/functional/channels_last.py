@@ -1,5 +1,6 @@
-"""im2col + GEMM with the channels last: the thin convolutions of §2.1 (the
-first blocks of a narrow VGG, every layer of a small map) on the CPU.
+"""im2col + GEMM with the channels last, on the CPU: the convolutions of
+§2.1 that Winograd does not take (below 64 channels, as in a narrow VGG;
+2x2 maps; small batches; configuration C's 1x1 layers).
 
 functional/conv.py lays the columns out channel-major, one row per (c, i, j)
 and one column per output pixel. Building that matrix copies rows of OW
