@@ -66,6 +66,19 @@ def split(fn, total, size, min_size=1 << 15):
         j.result()
 
 
+def split_copy(dst, src, min_size=1 << 15):
+    """dst[...] = src for NumPy arrays, cut along the first axis of dst
+    longer than one into one range per thread (see split): the strided
+    copies of im2col, Winograd's gathers and the layout changes."""
+    import numpy as np
+    axis = 0 if dst.shape[0] > 1 or dst.ndim == 1 else 1
+    lead = (slice(None),) * axis
+
+    def part(a, b):
+        np.copyto(dst[lead + (slice(a, b),)], src[lead + (slice(a, b),)])
+    split(part, dst.shape[axis], dst.size, min_size)
+
+
 def set_threads(n):
     """Use at most ``n`` threads for BLAS and for minivgg's copies (None or 0: all cores)."""
     global _limit, _blas_limiter

@@ -38,7 +38,7 @@ Shape letters: N, C, H, W, K, KH, KW, OH, OW as in functional/__init__.py.
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from ..threads import split
+from ..threads import split, split_copy
 from .winograd import scratch
 
 _PARALLEL_MIN = 1 << 16  # elements; smaller copies stay on one thread
@@ -57,22 +57,13 @@ def is_channels_last(a):
     return a.transpose(0, 2, 3, 1).flags.c_contiguous
 
 
-def _split_copy(dst, src):
-    """dst[...] = src over the CPU threads, along the first axis longer than one."""
-    axis = 0 if dst.shape[0] > 1 or dst.ndim == 1 else 1
-    lead = (slice(None),) * axis
-
-    def part(a, b):
-        np.copyto(dst[lead + (slice(a, b),)], src[lead + (slice(a, b),)])
-    split(part, dst.shape[axis], dst.size, _PARALLEL_MIN)
-
-
-def padded(x, ph, pw, key, rows=None, cols=None, row0=0):
+def padded(x, ph, pw, key, rows=None, cols=None, row0=0, min_size=None):
     """x (N, C, H, W), any layout, zero-padded by (PH, PW) and laid out
     channels-last in a kept scratch buffer (N, ROWS, COLS, C): buf[:, t, s]
     = xpad[:, :, row0 + t, s] (by default all of xpad; Winograd asks for a
     band of rows, which may also cut x). A view of x itself when x is
-    channels-last and nothing is padded or cut."""
+    channels-last and nothing is padded or cut. The copy is split over
+    threads from ``min_size`` elements (default: this module's _PARALLEL_MIN)."""
     n, c, h, w = x.shape
     rows = h + 2 * ph if rows is None else rows
     cols = w + 2 * pw if cols is None else cols
@@ -87,7 +78,8 @@ def padded(x, ph, pw, key, rows=None, cols=None, row0=0):
     if hi > lo:
         buf[:, lo:hi, :pw] = 0
         buf[:, lo:hi, pw + ww:] = 0
-        _split_copy(buf[:, lo:hi, pw:pw + ww], xl[:, row0 + lo - ph:row0 + hi - ph, :ww])
+        split_copy(buf[:, lo:hi, pw:pw + ww], xl[:, row0 + lo - ph:row0 + hi - ph, :ww],
+                   _PARALLEL_MIN if min_size is None else min_size)
     return buf
 
 
@@ -106,7 +98,7 @@ def _column_blocks(xpad, kh, kw, oh, ow, k):
         # The KW neighbours' channels are adjacent in xpad: one run of KW*C.
         view = as_strided(xpad[i0:, r0:], (nb, rows, ow, kh, kw * c), (s_n, s_h, s_w, s_h, s_c),
                           writeable=False)
-        _split_copy(col.reshape(nb, rows, ow, kh, kw * c), view)
+        split_copy(col.reshape(nb, rows, ow, kh, kw * c), view, _PARALLEL_MIN)
         yield (i0 * oh + r0) * ow, col
 
 

@@ -38,14 +38,14 @@ import numpy as np
 from ..autograd import Function, Tensor
 from ..backend import get_array_module
 from ..cuda import ops
-from ..threads import split
+from ..threads import split_copy
 from . import channels_last, winograd, winograd4
 
 _PARALLEL_MIN = 1 << 16  # elements; smaller copies are not worth a thread hand-off
 
 
 def _copy(dst, src):
-    """dst[...] = src, split over CPU threads along axis 0 for big NumPy arrays.
+    """dst[...] = src, split over CPU threads (threads.split_copy) for big NumPy arrays.
 
     NumPy's strided copy runs on one core while BLAS uses them all; the
     im2col copies are a third of a training step on a 2-core machine, and
@@ -53,8 +53,8 @@ def _copy(dst, src):
     """
     if get_array_module(dst) is not np:
         dst[...] = src
-        return dst
-    split(lambda a, b: np.copyto(dst[a:b], src[a:b]), dst.shape[0], dst.size, _PARALLEL_MIN)
+    else:
+        split_copy(dst, src, _PARALLEL_MIN)
     return dst
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from ..autograd import Function, Tensor
 from ..backend import get_array_module
 from ..cuda import ops
-from ..threads import split
+from ..threads import split, split_copy
 from .channels_last import is_channels_last
 from .conv import _pair, conv_output_size, window_output_size
 
@@ -81,7 +81,7 @@ def _empty_like_layout(shape, dtype, axis, zeros=False):
 def _copy_to_layout(a, axis):
     """A copy of ``a`` (N, C, H, W) laid out as _empty_like_layout(..., axis)."""
     out = _empty_like_layout(a.shape, a.dtype, axis)
-    split(lambda lo, hi: np.copyto(out[lo:hi], a[lo:hi]), a.shape[0], a.size)
+    split_copy(out, a)
     return out
 
 
@@ -198,7 +198,7 @@ class MaxPool2d(Function):
                                          self.stride, self.padding)
         (kh, kw), (sh, sw), (ph, pw) = self.kernel, self.stride, self.padding
         n, c, h, w = self.x_shape
-        oh, ow = out_hw = gy.shape[2:]
+        oh, ow = gy.shape[2:]
         overlap = sh < kh or sw < kw
         # When the windows tile the input exactly, every input position gets
         # written by one slot, and gx needs no zeros first.

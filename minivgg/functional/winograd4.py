@@ -59,9 +59,9 @@ T tiles, TY x TX tiles per image.
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from ..threads import split
+from ..threads import split, split_copy
 from . import winograd
-from .channels_last import _split_copy, padded
+from .channels_last import padded
 from .winograd import scratch
 
 #: BT (input transform), G (filter transform), AT (output transform) of
@@ -153,7 +153,7 @@ def _gather(xp, rows, tx, size, key):
     view = as_strided(xp, (size, size, n, rows, tx, c),
                       (sr, sq, sn, M_OUT * sr, M_OUT * sq, sc), writeable=False)
     d = scratch(key, (size, size, n, rows, tx, c), xp.dtype)
-    _split_copy(d, view)
+    split_copy(d, view, winograd._PARALLEL_MIN)
     return d.reshape(size * size, -1)
 
 
@@ -183,7 +183,8 @@ def conv3x3(x, w, padding=(1, 1), b=None, relu=False, u=None):
         nb, rows = i1 - i0, r1 - r0
         # The padded input rows this block's tiles read (a band of one image,
         # or whole images), so the scratch stays block-sized.
-        xp = padded(x[i0:i1], ph, pw, "w4xpad", M_OUT * rows + 2, M_OUT * tx + 2, M_OUT * r0)
+        xp = padded(x[i0:i1], ph, pw, "w4xpad", M_OUT * rows + 2, M_OUT * tx + 2, M_OUT * r0,
+                    winograd._PARALLEL_MIN)
         d = _gather(xp, rows, tx, A_IN, "w4d")
         tiles = nb * rows * tx
         v = scratch("w4v", (36, tiles, c), dtype)
@@ -236,8 +237,10 @@ def weight_grad(x, gy, padding=(1, 1)):
     for i0, i1, r0, r1 in _blocks(n, ty, tx, 36 * (c + k)):
         nb, rows = i1 - i0, r1 - r0
         tiles = nb * rows * tx
-        xp = padded(x[i0:i1], ph, pw, "w4xpad", M_OUT * rows + 2, M_OUT * tx + 2, M_OUT * r0)
-        gp = padded(gy[i0:i1], 0, 0, "w4gpad", M_OUT * rows, M_OUT * tx, M_OUT * r0)
+        xp = padded(x[i0:i1], ph, pw, "w4xpad", M_OUT * rows + 2, M_OUT * tx + 2, M_OUT * r0,
+                    winograd._PARALLEL_MIN)
+        gp = padded(gy[i0:i1], 0, 0, "w4gpad", M_OUT * rows, M_OUT * tx, M_OUT * r0,
+                    winograd._PARALLEL_MIN)
         v = scratch("w4v", (36, tiles, c), dtype)
         np.matmul(kb, _gather(xp, rows, tx, A_IN, "w4d"), out=v.reshape(36, -1))
         dm = scratch("w4m", (36, tiles, k), dtype)
