@@ -446,12 +446,14 @@ class Conv2d(Function):
         self.relu = relu
 
     def forward(self, x, w, b=None):
-        n = x.shape[0]
-        k = w.shape[0]
+        # The algorithm is chosen once here; backward follows the same choice.
         wino = _winograd(self.device, x.shape, w.shape, self.stride, self.padding)
+        self.wino = wino
+        self.last = wino is None and _channels_last(self.device, x.shape, w.shape,
+                                                    self.stride, self.padding)
         if wino is not None:
             y = wino.conv3x3(x, w, self.padding, b, self.relu)
-        elif _channels_last(self.device, x.shape, w.shape, self.stride, self.padding):
+        elif self.last:
             y = channels_last.conv(x, w, self.padding, b, self.relu).transpose(0, 3, 1, 2)
         else:
             y = _conv_gemm(self.device, x, w, self.stride, self.padding, b, self.relu)
@@ -461,13 +463,13 @@ class Conv2d(Function):
 
     def backward(self, gy):
         x, w, dev = self.x, self.w, self.device
-        k, c, kh, kw = w.shape
+        k, _, kh, kw = w.shape
         (sh, sw), (ph, pw) = self.stride, self.padding
         has_b = len(self.needs_input_grad) == 3
         need_x, need_w = self.needs_input_grad[:2]
         need_b = has_b and self.needs_input_grad[2]
-        wino = _winograd(dev, x.shape, w.shape, self.stride, self.padding)
-        if wino is None and _channels_last(dev, x.shape, w.shape, self.stride, self.padding):
+        wino = self.wino
+        if self.last:
             return self._backward_channels_last(gy, need_x, need_w, need_b, has_b)
         cpu_gemm = not dev.uses_kernels and wino is None
         if cpu_gemm and need_w and not need_x:
