@@ -55,7 +55,7 @@ def test_forward_matches_reference(rng, monkeypatch, chunk, layout, xs, ws, pad)
 @pytest.mark.parametrize("xs,ws,pad", CASES)
 def test_weight_bias_grad_matches_plain_reference(rng, monkeypatch, chunk, xs, ws, pad):
     monkeypatch.setitem(conv_mod.CHUNK_ELEMENTS, "cpu", chunk)
-    x, g = rng.standard_normal(xs), None
+    x = rng.standard_normal(xs)
     oh, ow = xs[2] + 2 * pad[0] - ws[2] + 1, xs[3] + 2 * pad[1] - ws[3] + 1
     g = rng.standard_normal((xs[0], oh, ow, ws[0]))
     gw, gb = CL.weight_bias_grad(laid_out(x, "channel-major"), g, ws, pad, True)
