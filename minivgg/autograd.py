@@ -24,7 +24,10 @@ Design choices (see docs/architecture.md):
   kernels from it. Mixing devices in one op is an error, never a silent copy.
 * A leaf's gradient accumulates *in place* once it exists, so a gradient
   that is a view into a flat buffer (the optimizer's, which the data-parallel
-  trainer averages in one exchange) stays that view.
+  trainer averages in one exchange) stays that view. A leaf without a
+  gradient whose ``grad_home`` is set (the optimizer sets it to the leaf's
+  view into that buffer) gets its first gradient written there, so the
+  optimizer never has to zero the buffer between steps.
 """
 import contextlib
 import threading
@@ -86,7 +89,9 @@ class Tensor:
 
     ``data`` is a NumPy or CuPy array; ``grad`` is an array of the same shape
     (set on leaves after ``backward``) or None. ``requires_grad`` marks leaves
-    whose gradient is wanted.
+    whose gradient is wanted. ``grad_home``, None unless an optimizer set
+    it, is the array a leaf's first gradient is written into (``grad`` then
+    becomes that array).
     """
 
     __array_priority__ = 1000  # so that ndarray + Tensor defers to Tensor
@@ -111,6 +116,7 @@ class Tensor:
         self.creator = None
         self.name = name
         self._hooks = []
+        self.grad_home = None
 
     # -- array-like properties ------------------------------------------
     @property
@@ -269,8 +275,22 @@ class Tensor:
 
 
 #: Returned by ``Function.backward`` for an input whose gradient it has
-#: already added to ``self.grad_into[i]``, the buffer the autograd offered.
+#: already stored in ``self.grad_into[i]``, the buffer the autograd offered
+#: (added to it, or written over it where ``self.grad_fresh[i]``).
 ADDED_IN_PLACE = object()
+
+
+def _grad_home(t, like):
+    """The array leaf ``t``'s first gradient of this pass is to be written
+    into: its ``grad_home`` (the optimizer's view into its flat gradient
+    buffer, set by optim.flat) when it still fits ``like`` (shape, dtype
+    and array type: a model moved to another device or dtype leaves
+    stale homes, which are then ignored)."""
+    home = t.grad_home
+    if home is None or home.shape != like.shape or home.dtype != like.dtype \
+            or type(home) is not type(like) or not _writeable(home):
+        return None
+    return home
 
 
 def _buffer_id(a):
@@ -321,11 +341,16 @@ def _run_backward(root, grad, retain_graph):
     # another leaf in this pass (Add gives the same gy to both of its inputs).
     handed_out = {_buffer_id(grad)}
 
-    def deliver_to_leaf(t, g):
-        if g is None:  # the function added it to t.grad itself (ADDED_IN_PLACE)
-            pass
+    def deliver_to_leaf(t, g, home=None):
+        if g is None:  # the function stored it itself (ADDED_IN_PLACE), in home if fresh
+            if t.grad is None:
+                t.grad = home
         elif t.grad is None:
-            if _buffer_id(g) in handed_out or not _writeable(g):
+            home = _grad_home(t, g)
+            if home is not None:  # the optimizer's buffer: written, never zeroed first
+                home[...] = g
+                g = home
+            elif _buffer_id(g) in handed_out or not _writeable(g):
                 g = g.copy()
             handed_out.add(_buffer_id(g))
             t.grad = g
@@ -355,26 +380,37 @@ def _run_backward(root, grad, retain_graph):
             shape, dtype = fn.output_meta
             gy = get_array_module(*[t.data for t in fn.inputs]).zeros(shape, dtype)
         # Leaves that already hold a gradient buffer (the optimizer's flat
-        # views) are offered to the function, which may add its contribution
-        # to one directly and return ADDED_IN_PLACE for that input: Linear
-        # does, block by block, instead of allocating a weight-sized product.
-        fn.grad_into = tuple(t.grad if t.creator is None and t.requires_grad
-                             and t.grad is not None and _writeable(t.grad) else None
-                             for t in fn.inputs)
+        # views), or have a home for their first one, are offered to the
+        # function, which may add its contribution to the one (write it over
+        # the other) directly and return ADDED_IN_PLACE for that input:
+        # Linear does, block by block, instead of allocating a weight-sized
+        # product.
+        into, fresh = [], []
+        for t in fn.inputs:
+            a, new = None, False
+            if t.creator is None and t.requires_grad:
+                if t.grad is not None:
+                    a = t.grad if _writeable(t.grad) else None
+                else:
+                    a = _grad_home(t, t.data)
+                    new = a is not None
+            into.append(a)
+            fresh.append(new)
+        fn.grad_into, fn.grad_fresh = tuple(into), tuple(fresh)
         with _device_errors(fn, "backward", [gy]):
             gxs = fn.backward(gy)
-        fn.grad_into = None
+        offered, fn.grad_into, fn.grad_fresh = fn.grad_into, None, None
         del gy
         if not isinstance(gxs, tuple):
             gxs = (gxs,)
         if len(gxs) != len(fn.inputs):
             raise RuntimeError(f"{type(fn).__name__}.backward returned {len(gxs)} gradients "
                                f"for {len(fn.inputs)} inputs")
-        for t, gx in zip(fn.inputs, gxs):
+        for i, (t, gx) in enumerate(zip(fn.inputs, gxs)):
             if gx is None or not t.requires_grad:
                 continue
             if gx is ADDED_IN_PLACE:
-                deliver_to_leaf(t, None)
+                deliver_to_leaf(t, None, offered[i])
                 continue
             if gx.shape != t.shape:
                 raise RuntimeError(f"{type(fn).__name__}.backward gave a gradient of shape "
@@ -399,12 +435,17 @@ class Function:
     Non-tensor arguments (stride, padding, ...) go to ``__init__``.
 
     During backward, ``self.grad_into[i]`` is the gradient array input i
-    already holds when it is a leaf that has one (else None); backward may
-    add its gradient to that array itself and return ``ADDED_IN_PLACE``
-    for input i, which spares a gradient-sized temporary.
+    already holds when it is a leaf that has one, or the array its first
+    gradient is to be written into (its ``grad_home``, an optimizer's
+    buffer) when it has none yet and ``self.grad_fresh[i]`` is True; else
+    None. Backward may add its gradient to that array itself (write it
+    there, when fresh: the array's contents are then meaningless) and
+    return ``ADDED_IN_PLACE`` for input i, which spares a gradient-sized
+    temporary.
     """
 
     grad_into = None
+    grad_fresh = None
 
     def __call__(self, *inputs):
         dev = common_device(inputs, type(self).__name__)

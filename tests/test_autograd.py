@@ -149,9 +149,12 @@ def test_leaf_gradients_never_share_memory():
 
 
 def test_linear_adds_its_weight_gradient_into_the_optimizers_buffer(rng, monkeypatch):
-    """Linear adds dW straight into the flat gradient view it is offered
-    (Function.grad_into), in blocks of rows: the view stays the same array,
-    a second backward accumulates, and hooks still fire once per pass."""
+    """Linear stores dW straight into the flat gradient view it is offered
+    (Function.grad_into), in blocks of rows: after zero_grad() (gradients
+    None) the first backward writes over the view's stale contents, a
+    second one adds to it; with zero_grad(set_to_none=False) it adds to the
+    zeroed view. The view stays the same array, and hooks still fire once
+    per pass."""
     from minivgg import functional as F
     import importlib
     linear_mod = importlib.import_module("minivgg.functional.linear")
@@ -163,16 +166,26 @@ def test_linear_adds_its_weight_gradient_into_the_optimizers_buffer(rng, monkeyp
     gy = rng.standard_normal((3, 4))
     opt = SGD([w, b], 0.1)
     opt.zero_grad()
-    view = w.grad
+    assert w.grad is None and b.grad is None
+    view, bview = w.grad_home, b.grad_home
+    assert np.shares_memory(view, opt.buffers().grad)
+    opt.buffers().grad.fill(np.nan)       # stale contents: never read
     fired = []
     w.register_hook(lambda t: fired.append(1))
     F.linear(Tensor(x), w, b).backward(gy)
-    assert w.grad is view
+    assert w.grad is view and b.grad is bview
     np.testing.assert_allclose(w.grad, gy.T @ x, rtol=1e-13)
+    np.testing.assert_allclose(b.grad, gy.sum(0), rtol=1e-13)
     F.linear(Tensor(x), w, b).backward(gy)
     np.testing.assert_allclose(w.grad, 2 * gy.T @ x, rtol=1e-13)
     np.testing.assert_allclose(b.grad, 2 * gy.sum(0), rtol=1e-13)
     assert fired == [1, 1]
+    opt.zero_grad(set_to_none=False)
+    assert w.grad is view and not w.grad.any()
+    F.linear(Tensor(x), w, b).backward(gy)
+    assert w.grad is view
+    np.testing.assert_allclose(w.grad, gy.T @ x, rtol=1e-13)
+    assert fired == [1, 1, 1]
     # Without a buffer the gradient is a new array, as before.
     w2 = Tensor(w.data.copy(), requires_grad=True)
     F.linear(Tensor(x), w2).backward(gy)

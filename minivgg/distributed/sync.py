@@ -90,6 +90,9 @@ class GradientSync:
             self._reset()
             return
         t0 = time.perf_counter()
+        # Parameters this rank's backward did not reach (an empty slice of
+        # the last batch) join the average with zeros, not stale buffer contents.
+        self.flat.materialize_grads()
         if not self.overlap_enabled:
             self.comm.allreduce_mean(self.flat.grad)
         else:

@@ -5,26 +5,36 @@ import numpy as np
 
 from ..autograd import ADDED_IN_PLACE, Function, reshape
 
-#: Rows of dW per block when Linear adds its weight gradient straight into the
-#: gradient buffer: a block (rows x F_in) stays in cache between the GEMM
-#: that writes it and the addition that reads it (about 2^20 elements).
+#: Rows of dW per block when Linear stores its weight gradient straight
+#: into the optimizer's gradient buffer: a block (rows x F_in) stays in
+#: cache between the GEMM that writes it and the addition that reads it
+#: (about 2^20 elements), or, when written over the buffer, between
+#: OpenBLAS's own pass that clears it and the pass that fills it.
 ACCUMULATE_ELEMENTS = 1 << 20
 
 
-def add_matmul(a, b, out):
-    """out += a @ b without an out-sized temporary: a (M, P), b (P, Q), out (M, Q).
+def matmul_into(a, b, out, add=True):
+    """out += a @ b (out = a @ b when not ``add``), a (M, P), b (P, Q),
+    out (M, Q), without an out-sized temporary.
 
-    The product is formed in blocks of rows that fit in cache and each
-    block is added while it is hot: one pass over ``out`` instead of a
-    freshly allocated (page-faulted) M x Q product and a second pass to add it.
+    The product is formed in blocks of rows that fit in cache: each block
+    is added while it is hot (one pass over ``out`` instead of a freshly
+    allocated, page-faulted M x Q product and a second pass to add it), or
+    written in place (BLAS clears its output before it accumulates into
+    it: on a cache-sized block both passes stay in cache; over the whole of
+    FC1's 103M-element dW they were two passes over memory, 27 against 21
+    ms, docs/architecture.md).
     """
     rows = max(1, ACCUMULATE_ELEMENTS // max(out.shape[1], 1))
-    tmp = np.empty((min(rows, out.shape[0]), out.shape[1]), dtype=out.dtype)
+    tmp = np.empty((min(rows, out.shape[0]), out.shape[1]), dtype=out.dtype) if add else None
     for r0 in range(0, out.shape[0], rows):
         r1 = min(out.shape[0], r0 + rows)
-        t = tmp[:r1 - r0]
-        np.matmul(a[r0:r1], b, out=t)
-        out[r0:r1] += t
+        if add:
+            t = tmp[:r1 - r0]
+            np.matmul(a[r0:r1], b, out=t)
+            out[r0:r1] += t
+        else:
+            np.matmul(a[r0:r1], b, out=out[r0:r1])
     return out
 
 
@@ -56,9 +66,10 @@ class Linear(Function):
             into = self.grad_into[1] if self.grad_into else None
             if into is not None and not self.device.uses_kernels \
                     and into.dtype == np.result_type(gy.dtype, self.x.dtype):
-                # The optimizer's gradient view: add dW to it in cached blocks
-                # (FC1 of VGG at 224x224 has 103M weights).
-                add_matmul(gy.T, self.x, into)
+                # The optimizer's gradient view: add dW to it (write it
+                # there, for the first gradient of the pass) in cached
+                # blocks (FC1 of VGG at 224x224 has 103M weights).
+                matmul_into(gy.T, self.x, into, add=not self.grad_fresh[1])
                 gw = ADDED_IN_PLACE
             else:
                 gw = gy.T @ self.x

@@ -2,9 +2,12 @@
 
 ``FlatParameters(params)`` copies every parameter into one contiguous
 buffer and makes each ``p.data`` a view into it; gradients get a twin
-buffer, and ``zero_grad`` makes each ``p.grad`` a zeroed view into that
-(the autograd accumulates into an existing gradient in place, so the views
-survive backward). Then:
+buffer, and each ``p.grad_home`` is the parameter's view into that: the
+autograd writes a parameter's first gradient of a backward pass there and
+accumulates later ones in place, so ``p.grad`` is that view after
+backward. ``zero_grad`` therefore only sets every ``p.grad`` to None (or,
+with ``set_to_none=False``, zeroes the buffer and points each ``p.grad``
+at its view): no pass over the buffer between steps. Then:
 
 * one kernel launch updates every parameter (``kernels/sgd.cu``);
 * the data-parallel trainer averages all gradients with one in-place
@@ -58,6 +61,7 @@ class FlatParameters:
             p.data = self.data[a:b].reshape(p.shape)
             self.views.append(p.data)
             self.grad_views.append(self.grad[a:b].reshape(p.shape))
+            p.grad_home = self.grad_views[-1]
 
     def ranges(self):
         """[(start, end)] of each parameter in the buffers, in parameter order."""
@@ -69,11 +73,28 @@ class FlatParameters:
         return all(p.data is v and p.device == self.device
                    for p, v in zip(self.params, self.views))
 
-    def zero_grad(self):
-        """Zero the gradient buffer and point every ``p.grad`` at its view."""
+    def zero_grad(self, set_to_none=True):
+        """Forget every gradient: ``p.grad = None``, the next backward
+        writing each parameter's first gradient into its view (the
+        buffer's old contents are never read). With ``set_to_none=False``,
+        zero the buffer and point every ``p.grad`` at its view instead."""
+        if set_to_none:
+            for p in self.params:
+                p.grad = None
+            return
         self.grad.fill(0)
         for p, g in zip(self.params, self.grad_views):
             p.grad = g
+
+    def materialize_grads(self):
+        """Make the buffer hold every gradient: each ``p.grad`` that is None
+        becomes its zeroed view (a rank of a data-parallel run whose slice
+        of the batch reached no parameter, or not this one, still takes
+        part in the average with zeros, and then applies it)."""
+        for p, g in zip(self.params, self.grad_views):
+            if p.grad is None:
+                g.fill(0)
+                p.grad = g
 
     def collect_grads(self):
         """Bring gradients that live elsewhere (set by hand, or after a

@@ -93,9 +93,12 @@ class SGD:
             return [None] * len(self.params)
         return [v if has else None for v, has in zip(self._velocity_views(), self.has_velocity)]
 
-    def zero_grad(self):
-        """Zero every gradient (as views into the flat gradient buffer)."""
-        self.buffers().zero_grad()
+    def zero_grad(self, set_to_none=True):
+        """Forget every gradient before the next backward: ``p.grad = None``
+        (the next backward writes each parameter's gradient straight into
+        its view of the flat gradient buffer, so nothing is zeroed), or
+        with ``set_to_none=False`` a zeroed view for each."""
+        self.buffers().zero_grad(set_to_none)
 
     def step(self, grad_scale=1.0):
         """One update from the gradients in ``p.grad``, multiplied by
