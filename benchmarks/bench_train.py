@@ -186,6 +186,7 @@ CHANNEL_MAJOR = {"WINOGRAD": "never", "CHANNELS_LAST": "never"}
 CHANNELS_LAST = {"WINOGRAD": "never", "CHANNELS_LAST": "always"}
 F2 = {"WINOGRAD": "always"}
 F4 = {"WINOGRAD": "f4"}
+WHOLE_MAP = {"SMALL_MAP": "always"}
 
 
 def winograd_ablation(a, out, lines):
@@ -197,14 +198,16 @@ def winograd_ablation(a, out, lines):
     convolutions and poolings leave it, and its gradient in the layout of
     its own output: channel-major for F(2x2), channels-last otherwise."""
     import minivgg.functional.conv as conv
+    from minivgg.functional import small_maps
     rng = np.random.default_rng(0)
     load_before = load_average()
     layers = [(c, k, h, a.batch_224) for c, k, h in VGG_D_CONVS[1:]] + \
         [(64, 128, 16, 64), (128, 256, 8, 64), (256, 256, 8, 64), (512, 512, 4, 64),
          (512, 512, 2, 64)] + [(c, k, h, 64) for c, k, h in SMALL_CONVS[1:]]
     out("| layer (C -> K, H=W, batch) | im2col ms | channels last ms | F(2x2) ms | F(4x4) ms "
-        "| channels last speed-up | F(2x2) speed-up | F(4x4) speed-up | default |")
-    out("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+        "| whole map ms | channels last speed-up | F(2x2) speed-up | F(4x4) speed-up "
+        "| whole map speed-up | default |")
+    out("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for c, k, h, n in layers:
         w = rng.standard_normal((k, c, 3, 3), dtype=np.float32) * 0.05
         b = np.zeros(k, np.float32)
@@ -223,13 +226,23 @@ def winograd_ablation(a, out, lines):
                 F.conv2d(*ts, 1, 1, relu=True).backward(gy)
             return run
         f4 = h >= 4
+        whole = small_maps.applies((n, c, h, h), (k, c, 3, 3), (1, 1), (1, 1))
         runs = [_with(layer(), **CHANNEL_MAJOR), _with(layer(), **CHANNELS_LAST),
-                _with(layer(False), **F2)] + [_with(layer(), **F4)] * f4
+                _with(layer(False), **F2)] + [_with(layer(), **F4)] * f4 + \
+            [_with(layer(), **WHOLE_MAP)] * whole
         wall, cpu = interleaved_best_cpu(runs, a.repeats)
-        t = list(cpu if a.threads == 1 else wall) + [float("nan")] * (not f4)
-        out(f"| {c} -> {k}, {h}, {n} | {1e3 * t[0]:.1f} | {1e3 * t[1]:.1f} | {1e3 * t[2]:.1f} | "
-            + (f"{1e3 * t[3]:.1f}" if f4 else "-") + f" | {t[0] / t[1]:.2f} | {t[0] / t[2]:.2f} | "
-            + (f"{t[0] / t[3]:.2f}" if f4 else "-") + f" | {conv_algorithm(c, k, h, n)} |")
+        t = list(cpu if a.threads == 1 else wall)
+        t4 = t[3] if f4 else None
+        tw = t[-1] if whole else None
+
+        def ms(v):
+            return "-" if v is None else f"{1e3 * v:.1f}"
+
+        def up(v):
+            return "-" if v is None else f"{t[0] / v:.2f}"
+        out(f"| {c} -> {k}, {h}, {n} | {ms(t[0])} | {ms(t[1])} | {ms(t[2])} | {ms(t4)} | "
+            f"{ms(tw)} | {up(t[1])} | {up(t[2])} | {up(t4)} | {up(tw)} | "
+            f"{conv_algorithm(c, k, h, n)} |")
     out()
     out("| VGG-A step | im2col s | im2col, channels last where chosen s | default s "
         "| channels last speed-up | default speed-up |")
@@ -261,6 +274,8 @@ def winograd_ablation(a, out, lines):
                 f"channel-major im2col + GEMM (conv.WINOGRAD = \"never\", CHANNELS_LAST = "
                 f"\"never\"), the channels-last one (CHANNELS_LAST = \"always\"), "
                 f"Winograd F(2x2, 3x3) (WINOGRAD = \"always\") and F(4x4, 3x3) (\"f4\"), "
+                f"the whole-map GEMM where every output sees every input (SMALL_MAP = "
+                f"\"always\"), "
                 f"and as chosen by default (\"auto\": the last column; the table "
                 f"conv.WINOGRAD_SIZES = {conv.WINOGRAD_SIZES} of (channels at least, F(4x4) "
                 f"from output size and from tiles in the batch, F(2x2) from output size), "

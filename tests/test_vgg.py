@@ -114,17 +114,19 @@ def test_vgg_matches_pytorch_forward_and_backward(cfg, size, monkeypatch):
     im2col for the first layer, Winograd F(4x4, 3x3) and F(2x2, 3x3) for A;
     for D at 32, with Winograd kept to 512 channels and at least 128 tiles
     for F(4x4), the channels-last im2col on its 64- to 256-channel layers
-    and F(2x2) on its 512-channel ones. (Inputs of 64
+    and F(2x2) on its 512-channel ones; at 32 the whole-map GEMM on the
+    last block's 2x2 maps. (Inputs of 64
     and more for D, 96 for A, are left out: the early layers' float32
     gradients then differ from PyTorch's by up to 1e-2 whatever the
     algorithm, im2col included; in float64 they agree to 1e-14.)"""
     if cfg == "D":
         monkeypatch.setattr(conv_mod, "WINOGRAD_SIZES", ((512, 4, 128, 2),))
     torch = pytest.importorskip("torch", reason="PyTorch (the oracle) is not installed")
-    from minivgg.functional import channels_last, winograd, winograd4
+    from minivgg.functional import channels_last, small_maps, winograd, winograd4
     from minivgg.testing import torch_vgg
     ran = []
-    for mod, name in ((winograd, "conv3x3"), (winograd4, "conv3x3"), (channels_last, "conv")):
+    for mod, name in ((winograd, "conv3x3"), (winograd4, "conv3x3"), (channels_last, "conv"),
+                      (small_maps, "conv")):
         real = getattr(mod, name)
         monkeypatch.setattr(mod, name, lambda *a, _m=mod, _r=real, **k:
                             ran.append(_m.__name__) or _r(*a, **k))
@@ -152,6 +154,7 @@ def test_vgg_matches_pytorch_forward_and_backward(cfg, size, monkeypatch):
     assert "minivgg.functional.winograd" in ran
     assert ("minivgg.functional.winograd4" in ran) == (cfg == "A")
     assert cfg != "D" or "minivgg.functional.channels_last" in ran
+    assert ("minivgg.functional.small_maps" in ran) == (size == 32)     # the 2x2 maps
 
 
 def test_torchvision_state_dict_loads_unchanged():

@@ -107,7 +107,8 @@ def test_the_default_choice(monkeypatch):
     assert pick(cpu, (2, 128, 8, 8), (128, 128, 3, 3), (1, 1), (1, 1)) is None
     assert pick(device("emu"), (8, 64, 56, 56), (128, 64, 3, 3), (1, 1), (1, 1)) is None
     assert conv_mod.algorithm_name(cpu, (8, 64, 56, 56), (128, 64, 3, 3)) == "Winograd F(4x4,3x3)"
-    assert conv_mod.algorithm_name(cpu, (64, 512, 2, 2), (512, 512, 3, 3)) == "Winograd F(2x2,3x3)"
+    assert conv_mod.algorithm_name(cpu, (64, 512, 4, 4), (512, 512, 3, 3)) == "Winograd F(2x2,3x3)"
+    assert conv_mod.algorithm_name(cpu, (64, 512, 2, 2), (512, 512, 3, 3)) == "whole-map GEMM"
     assert conv_mod.algorithm_name(cpu, (8, 3, 32, 32), (64, 3, 3, 3)) == "im2col + GEMM"
     monkeypatch.setattr(conv_mod, "WINOGRAD", "f4")
     assert pick(cpu, (8, 3, 7, 7), (64, 3, 3, 3), (1, 1), (1, 1)) is W             # forced

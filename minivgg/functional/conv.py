@@ -21,7 +21,8 @@ The result is returned as an (N, K, OH, OW) *view* of the product, never
 copied back into NCHW order. On the CPU the product is turned round,
 col^T @ W^T, so each output pixel's K channels lie together (channels
 last, (N*OH*OW, K)), the layout every CPU convolution leaves (the
-channels-last im2col of functional/channels_last.py, Winograd F(4x4)) and
+channels-last im2col of functional/channels_last.py, the whole-map GEMM
+of functional/small_maps.py, Winograd F(4x4)) and
 the next one reads fastest; on a kernel device it stays (K, N*OH*OW),
 channel-major, the layout its kernels read.
 
@@ -39,7 +40,7 @@ from ..autograd import Function, Tensor
 from ..backend import get_array_module
 from ..cuda import ops
 from ..threads import split_copy
-from . import channels_last, winograd, winograd4
+from . import channels_last, small_maps, winograd, winograd4
 
 _PARALLEL_MIN = 1 << 16  # elements; smaller copies are not worth a thread hand-off
 
@@ -424,8 +425,37 @@ def _channels_last(dev, x_shape, w_shape, stride, padding):
             and k * c * kh * kw <= CHANNELS_LAST_MAX_WEIGHTS)
 
 
+#: A convolution on a map so small that every output pixel sees every input
+#: pixel (3x3, padding 1, on a 2x2 or 1x1 map: VGG's last block on a 32x32
+#: image) is one GEMM with a matrix that repeats the filter's taps
+#: (functional/small_maps.py): 1.9x faster than F(2x2, 3x3) at 512 channels,
+#: 2x2, batch 64, 10x on a 1x1 map (docs/architecture.md). "auto" takes it
+#: wherever it applies on the CPU, unless WINOGRAD or CHANNELS_LAST forces
+#: another algorithm, and while its matrix has at most SMALL_MAP_MAX_ELEMENTS
+#: elements (a dense evaluation's FC-as-conv layer on an exact 7x7 map also
+#: applies, but its matrix would be a reordered copy of 103M weights, which
+#: the channel-major im2col uses in place); "always" wherever it applies,
+#: "never" nowhere (tests, ablations).
+SMALL_MAP = "auto"
+SMALL_MAP_MAX_ELEMENTS = 1 << 23
+
+
+def _small_map(dev, x_shape, w_shape, stride, padding):
+    """True when the CPU path computes this convolution as one GEMM over the whole map."""
+    if dev.uses_kernels or SMALL_MAP == "never":
+        return False
+    if not small_maps.applies(x_shape, w_shape, stride, padding):
+        return False
+    if SMALL_MAP == "always":
+        return True
+    return (WINOGRAD == "auto" and CHANNELS_LAST == "auto"
+            and small_maps.matrix_size(x_shape, w_shape, padding) <= SMALL_MAP_MAX_ELEMENTS)
+
+
 def algorithm_name(dev, x_shape, w_shape, stride=(1, 1), padding=(1, 1)):
     """What the CPU path runs for this convolution, in words (benchmarks, summaries)."""
+    if _small_map(dev, x_shape, w_shape, stride, padding):
+        return "whole-map GEMM"
     mod = _winograd(dev, x_shape, w_shape, stride, padding)
     if mod is None and _channels_last(dev, x_shape, w_shape, stride, padding):
         return "im2col + GEMM, channels last"
@@ -447,11 +477,17 @@ class Conv2d(Function):
 
     def forward(self, x, w, b=None):
         # The algorithm is chosen once here; backward follows the same choice.
-        wino = _winograd(self.device, x.shape, w.shape, self.stride, self.padding)
+        self.small = _small_map(self.device, x.shape, w.shape, self.stride, self.padding)
+        wino = None if self.small else _winograd(self.device, x.shape, w.shape, self.stride,
+                                                 self.padding)
         self.wino = wino
-        self.last = wino is None and _channels_last(self.device, x.shape, w.shape,
-                                                    self.stride, self.padding)
-        if wino is not None:
+        self.last = not self.small and wino is None and _channels_last(
+            self.device, x.shape, w.shape, self.stride, self.padding)
+        if self.small:  # its matrix is kept for dX
+            self.mt = small_maps.matrix(w, x.shape[2], x.shape[3], self.padding,
+                                        np.result_type(x.dtype, w.dtype))
+            y = small_maps.conv(x, w, self.padding, b, self.relu, self.mt).transpose(0, 3, 1, 2)
+        elif wino is not None:
             y = wino.conv3x3(x, w, self.padding, b, self.relu)
         elif self.last:
             y = channels_last.conv(x, w, self.padding, b, self.relu).transpose(0, 3, 1, 2)
@@ -469,6 +505,11 @@ class Conv2d(Function):
         need_x, need_w = self.needs_input_grad[:2]
         need_b = has_b and self.needs_input_grad[2]
         wino = self.wino
+        if self.small:
+            gx, gw, gb = small_maps.grads(x, w, gy, self.padding, self.y, need_x, need_w, need_b,
+                                          self.mt)
+            gx = None if gx is None else gx.transpose(0, 3, 1, 2)
+            return (gx, gw) + ((gb,) if has_b else ())
         if self.last:
             return self._backward_channels_last(gy, need_x, need_w, need_b, has_b)
         cpu_gemm = not dev.uses_kernels and wino is None
@@ -526,7 +567,7 @@ class Conv2d(Function):
 
     def release(self):
         super().release()
-        self.x = self.w = self.y = None
+        self.x = self.w = self.y = self.mt = None
 
 
 def conv2d(x, w, b=None, stride=1, padding=0, relu=False):
