@@ -150,9 +150,23 @@ def restore_removed_numpy_names():
     return " with np.int/np.sctypes restored"
 
 
-def worker(name, compat, size, batch):
+def keep_freed_memory_here():
+    """minivgg.memory.keep_freed_memory() in a worker, without importing
+    minivgg (its module needs nothing but ctypes)."""
+    import importlib.util
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "minivgg", "memory.py")
+    spec = importlib.util.spec_from_file_location("minivgg_memory", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.keep_freed_memory()
+
+
+def worker(name, compat, size, batch, keep):
     """Time one step per line read from stdin; reply with a JSON line."""
     note = restore_removed_numpy_names() if compat else ""
+    if keep and keep_freed_memory_here():
+        note += ", freed memory kept"
     step, label = {"dezero": dezero_step, "chainer": chainer_step}[name](size, batch)
     print(json.dumps({"label": label.replace(")", note + ")", 1)}), flush=True)
     for _ in sys.stdin:
@@ -165,12 +179,14 @@ class Remote:
     """A framework in its own process: ``remote()`` runs one step there and
     returns its time."""
 
-    def __init__(self, name, pythonpath, threads, compat, size, batch):
+    def __init__(self, name, pythonpath, threads, compat, size, batch, keep):
         env = dict(os.environ, PYTHONPATH=pythonpath, OPENBLAS_NUM_THREADS=str(threads),
                    OMP_NUM_THREADS=str(threads), SETUPTOOLS_USE_DISTUTILS="stdlib")
         self.proc = subprocess.Popen([sys.executable, "-W", "ignore", os.path.abspath(__file__),
                                       "--worker", name, "--size", str(size), "--batch", str(batch)]
-                                     + ["--compat"] * compat, stdin=subprocess.PIPE,
+                                     + ["--compat"] * compat
+                                     + ["--keep-freed-memory-everywhere"] * keep,
+                                     stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, env=env)
         line = self.proc.stdout.readline()
         if not line:
@@ -199,6 +215,13 @@ def main(argv=None):
     p.add_argument("--size", type=int, default=32, help="input height and width (default 32)")
     p.add_argument("--batch", type=int, default=64, help="images per step (default 64)")
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--release-freed-memory", action="store_true",
+                   help="leave glibc's allocator as it is in this process (by default minivgg "
+                        "keeps freed memory, as its Trainer does; PyTorch, in the same "
+                        "process, then shares the setting)")
+    p.add_argument("--keep-freed-memory-everywhere", action="store_true",
+                   help="keep freed memory in the DeZero and Chainer workers too (they run "
+                        "as shipped otherwise)")
     p.add_argument("--write-md", metavar="PATH")
     a = p.parse_args(argv)
     if a.size < 32 or a.size % 32:
@@ -206,7 +229,7 @@ def main(argv=None):
     if a.batch < 1:
         p.error(f"--batch must be at least 1, got {a.batch}")
     if a.worker:
-        return worker(a.worker, a.compat, a.size, a.batch)
+        return worker(a.worker, a.compat, a.size, a.batch, a.keep_freed_memory_everywhere)
 
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -222,6 +245,8 @@ def main(argv=None):
 
     set_threads(a.threads)
     torch.set_num_threads(a.threads)
+    from minivgg import memory
+    kept = not a.release_freed_memory and memory.keep_freed_memory()
     load_before = load_average()
     model = vgg("A", num_classes=CLASSES, input_size=a.size, fc_width=FC, init="kaiming", seed=0)
     tmodel = torch_vgg(model)
@@ -253,7 +278,8 @@ def main(argv=None):
     remotes = []
     for name, path in (("dezero", a.dezero_path), ("chainer", a.chainer_path)):
         if path:
-            r = Remote(name, path, a.threads, a.compat, a.size, a.batch)
+            r = Remote(name, path, a.threads, a.compat, a.size, a.batch,
+                       kept and a.keep_freed_memory_everywhere)
             remotes.append(r)
             contestants.append((r.label, r))
     best = {label: float("inf") for label, _ in contestants}
@@ -279,7 +305,12 @@ def main(argv=None):
         f"one SGD step "
         f"(momentum 0.9, weight decay 5e-4), written with each framework's own layers; best "
         f"of {a.repeats} interleaved runs after a warm-up. 'x minivgg' is the framework's "
-        f"time over minivgg's (above 1: minivgg is faster).",
+        f"time over minivgg's (above 1: minivgg is faster). "
+        + ("Freed memory kept in the process (minivgg.memory, as minivgg's Trainer runs) "
+           "for minivgg and for PyTorch beside it"
+           + (", and in the other frameworks' workers." if a.keep_freed_memory_everywhere
+              and remotes else "; the other frameworks run as shipped." if remotes else ".")
+           if kept else "glibc's allocator as it is (freed memory handed back) for all."),
         "",
         "| framework | s/step | img/s | x minivgg |",
         "| --- | ---: | ---: | ---: |",

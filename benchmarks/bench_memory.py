@@ -32,6 +32,7 @@ from common import command_line, machine, today, write_section  # noqa: E402
 
 from minivgg import Tensor  # noqa: E402
 from minivgg import functional as F  # noqa: E402
+from minivgg import memory  # noqa: E402
 from minivgg.functional.conv import CHUNK_ELEMENTS  # noqa: E402
 from minivgg.models import vgg  # noqa: E402
 from minivgg.optim import SGD  # noqa: E402
@@ -45,7 +46,7 @@ def _status(key):
     return float("nan")
 
 
-def rss_child(framework, batch):
+def rss_child(framework, batch, keep=True):
     """In a fresh process: build VGG-D, reset the peak, run two steps, print MiB."""
     import gc
     m = vgg("D", num_classes=1000, input_size=224, init="kaiming", seed=0)
@@ -68,6 +69,8 @@ def rss_child(framework, batch):
     else:
         from minivgg.threads import set_threads
         set_threads(1)
+        if keep:      # as Trainer runs it (Recipe.keep_freed_memory)
+            memory.keep_freed_memory()
         opt = SGD(m.parameters(), 1e-3, 0.9, 5e-4)
 
         def step():

@@ -159,6 +159,13 @@ def train_step_case(torch, size, batch, repeats, fc_width=4096, cfg="A", width_m
     return interleaved_best_cpu([ours, theirs], repeats)
 
 
+def _allocator_note():
+    from minivgg import memory
+    return ("Freed memory kept in the process (minivgg.memory, as minivgg's Trainer runs), "
+            "for both frameworks." if memory.keeping() else
+            "glibc's allocator as it is (freed memory handed back).")
+
+
 def model_label(cfg, width, fc):
     """"VGG-A", or "VGG-A x0.25, FC 128" for a narrowed model."""
     return f"VGG-{cfg}" + (f" x{width:g}, FC {fc}" if (width, fc) != (1.0, 4096) else "")
@@ -268,7 +275,8 @@ def winograd_ablation(a, out, lines):
         clock = "CPU time of the process (one thread)" if a.threads == 1 else "wall time"
         text = (f"Measured by `benchmarks/bench_train.py --winograd-ablation` on {today()}; "
                 f"machine: {machine(load=False)}; threads: {a.threads}; load "
-                f"average before the run {load_before}, after {load_average()}.\n\n"
+                f"average before the run {load_before}, after {load_average()}. "
+                f"{_allocator_note()}\n\n"
                 f"Command: `{command_line()}`\n\nconv2d 3x3 pad 1 + ReLU forward + backward, "
                 f"and whole VGG-A training steps, with the CPU path's convolutions as the "
                 f"channel-major im2col + GEMM (conv.WINOGRAD = \"never\", CHANNELS_LAST = "
@@ -300,6 +308,9 @@ def main(argv=None):
                    help="threads for BLAS, minivgg and PyTorch alike (default: one per core)")
     p.add_argument("--only-steps", action="store_true",
                    help="skip GEMM and per-layer conv timings (quick check of the step ratio)")
+    p.add_argument("--release-freed-memory", action="store_true",
+                   help="leave glibc's allocator as it is (by default freed memory is kept in "
+                        "the process, as minivgg's Trainer does, for both frameworks)")
     p.add_argument("--winograd-ablation", action="store_true",
                    help="instead: im2col + GEMM (channel-major, channels last) against "
                         "Winograd, per layer and per step")
@@ -313,6 +324,9 @@ def main(argv=None):
         sys.exit("this benchmark compares against PyTorch: pip install torch==2.13.0")
     from minivgg.threads import set_threads
     set_threads(a.threads)
+    from minivgg import memory
+    if not a.release_freed_memory:
+        memory.keep_freed_memory()      # as minivgg's Trainer runs; PyTorch here shares it
     torch.set_num_threads(a.threads)
     minivgg.manual_seed(0)
     load_before = load_average()
@@ -414,7 +428,8 @@ def main(argv=None):
                 f"{load_average()}.\n\n"
                 f"Command: `{command_line()}`\n\nRatios are minivgg time / PyTorch time in "
                 f"the same run (below 1: minivgg is faster). Best of {a.repeats} runs after "
-                f"a warm-up, the two frameworks' runs interleaved.\n\n" + "\n".join(lines))
+                f"a warm-up, the two frameworks' runs interleaved. "
+                + _allocator_note() + "\n\n" + "\n".join(lines))
         write_section(a.write_md, a.section, text)
         print(f"wrote {a.write_md}")
 

@@ -28,6 +28,7 @@ from .backend import DeviceError, as_numpy, device as get_device, parse_device, 
 from .checkpoint import CheckpointError, load_checkpoint, read_meta, save_checkpoint
 from .data.transforms import parse_scale
 from .distributed import GradientSync
+from .memory import keep_freed_memory
 from .threads import OtherWork, auto_threads, set_threads, threads
 from .models import CONFIGS, vgg
 from .nn.init import INIT_SCHEMES
@@ -36,6 +37,7 @@ from .optim import SGD, ReduceLROnPlateau
 
 #: Recipe fields the command line spells other than --field-name.
 _FLAG_SPELLING = {"overlap": "--no-overlap", "progress": "--no-progress",
+                  "keep_freed_memory": "--release-freed-memory",
                   "resume_lr": "--lr (continue with this rate)"}
 
 
@@ -96,6 +98,7 @@ class Recipe:
     tf32: bool = False                # allow TF32 tensor-core GEMMs on a cuda device
     dtype: str = "float32"            # float64: for exact equivalence and gradient checks
     threads: int = 0                  # CPU threads for BLAS and copies; 0: what is free, per epoch
+    keep_freed_memory: bool = True    # keep freed memory in the process: no page faults (memory.py)
     distributed: str = "none"         # none | mpi (CPU processes) | nccl (one GPU per process)
     overlap: bool = True              # average gradient buckets during backward
     bucket_mb: float = 25.0           # size of those buckets
@@ -382,6 +385,10 @@ class Trainer:
         self.device = get_device(dev)  # DeviceError now, before any work
         set_tf32(self.device, recipe.tf32)
         self._set_threads()
+        if recipe.keep_freed_memory:
+            # The step's big arrays are reused from the process's heap
+            # instead of being mapped, faulted in and unmapped every step.
+            keep_freed_memory()
         if resume:
             self.resume_ckpt = load_checkpoint(resume)
             if self.resume_ckpt.meta.get("epoch") is None:
@@ -394,7 +401,8 @@ class Trainer:
     #: Output files of a run, in its --out folder.
     RUN_FILES = ("last.npz", "best.npz", "metrics.jsonl", "recipe.json", "curves.png")
     #: Recipe fields a resumed run may change; the others must be the checkpoint's.
-    MAY_CHANGE_ON_RESUME = ("epochs", "max_steps", "workers", "threads", "micro_batch", "device",
+    MAY_CHANGE_ON_RESUME = ("epochs", "max_steps", "workers", "threads", "keep_freed_memory",
+                            "micro_batch", "device",
                             "tf32", "distributed", "overlap", "bucket_mb", "plot", "progress",
                             "strict", "resume_lr", "out", "overwrite")
 

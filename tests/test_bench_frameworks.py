@@ -62,3 +62,13 @@ def test_the_data_follow_size_and_batch():
     r = run_python(code)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "(8, 3, 224, 224) float32 [0, 1, 2, 3, 4, 5, 6, 7]"
+
+
+def test_a_worker_keeps_freed_memory_without_importing_minivgg():
+    code = ("import sys, bench_frameworks as b\n"
+            "print(b.keep_freed_memory_here(), 'minivgg' in sys.modules)\n")
+    r = run_python(code)
+    assert r.returncode == 0, r.stderr
+    import ctypes
+    glibc = hasattr(ctypes.CDLL(None), "gnu_get_libc_version")
+    assert r.stdout.split() == [str(glibc), "False"]

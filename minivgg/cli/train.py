@@ -137,6 +137,10 @@ def make_parser(argv=None):
                    help="CPU threads for BLAS and minivgg's copies; 0: chosen before each "
                         "epoch from the cores other programs leave free (and divided among "
                         "the ranks sharing the machine), which keeps a shared machine fast")
+    p.add_argument("--release-freed-memory", dest="keep_freed_memory", action="store_false",
+                   help="let the C library hand freed memory back to the system after every "
+                        "step (by default the process keeps it, so that each step's big arrays "
+                        "cost no page faults; docs/architecture.md)")
     p.add_argument("--dtype", default=D.dtype, choices=["float32", "float64"],
                    help="parameter and activation type (float64: slow, for exact comparisons)")
     p.add_argument("--distributed", default=D.distributed, choices=["none", "mpi", "nccl"],

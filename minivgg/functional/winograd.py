@@ -103,16 +103,16 @@ def weight_transform(w):
     return (_kron_g(w.dtype) @ taps.T).reshape(16, k, c)
 
 
-#: U of the flipped kernel: G reverses into itself with rows 0 and 3 swapped,
-#: so G rot180(g) G^T = (G g G^T)[s][:, s] with s = (3, 1, 2, 0).
-_FLIP = [4 * a + b for a in (3, 1, 2, 0) for b in (3, 1, 2, 0)]
-
-
 def flipped_weight_transform(w):
     """U of the kernel of dX = conv(gy, rot180(w) with K and C swapped):
-    w (K, C, 3, 3) -> (16, C, K), from weight_transform(w) by permuting the
-    16 positions (a copy) and transposing each matrix (a view)."""
-    return weight_transform(w)[_FLIP].transpose(0, 2, 1)
+    w (K, C, 3, 3) -> (16, C, K). Turning a 3x3 filter by 180 degrees
+    reverses its 9 taps (row-major), so this is weight_transform with the
+    columns of kron(G, G) reversed: no copy of the filters or of U (a
+    permuted copy of U took 3.6 of 5.7 ms for 512 x 512 filters); each
+    matrix is then transposed (a view)."""
+    k, c = w.shape[:2]
+    taps = w.reshape(k * c, 9)
+    return (_kron_g(w.dtype)[:, ::-1] @ taps.T).reshape(16, k, c).transpose(0, 2, 1)
 
 
 def weight_transform_adjoint(du):

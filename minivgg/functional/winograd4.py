@@ -128,8 +128,12 @@ def weight_transform(w):
 
 def flipped_weight_transform(w):
     """U of the kernel of dX = conv(gy, rot180(w) with K and C swapped):
-    w (K, C, 3, 3) -> (36, C, K)."""
-    return weight_transform(w[:, :, ::-1, ::-1]).transpose(0, 2, 1)
+    w (K, C, 3, 3) -> (36, C, K): weight_transform with the columns of
+    kron(G, G) reversed (turning a 3x3 filter by 180 degrees reverses its 9
+    taps), which spares a copy of the flipped filters."""
+    k, c = w.shape[:2]
+    return (kron("G", w.dtype)[:, ::-1] @ w.reshape(k * c, 9).T).reshape(36, k, c) \
+        .transpose(0, 2, 1)
 
 
 def weight_transform_adjoint(du):
