@@ -286,7 +286,7 @@ def winograd_ablation(a, out, lines):
                 f"\"always\"), "
                 f"and as chosen by default (\"auto\": the last column; the table "
                 f"conv.WINOGRAD_SIZES = {conv.WINOGRAD_SIZES} of (channels at least, F(4x4) "
-                f"from output size and from tiles in the batch, F(2x2) from output size), "
+                f"from output size and from output pixels in the batch, F(2x2) from output size), "
                 f"else im2col, channels last "
                 f"where it applies), best of {a.repeats} interleaved runs by {clock}; the "
                 f"speed-ups are against the channel-major im2col. Each layer gets its input "

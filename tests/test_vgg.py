@@ -111,8 +111,8 @@ def test_whole_small_vgg_gradcheck_float64(cfg):
 @pytest.mark.parametrize("cfg,size", [("A", 32), ("D", 32), ("A", 64)])
 def test_vgg_matches_pytorch_forward_and_backward(cfg, size, monkeypatch):
     """float32, the CPU path's own choice of algorithms: the channel-major
-    im2col for the first layer, Winograd F(4x4, 3x3) and F(2x2, 3x3) for A;
-    for D at 32, with Winograd kept to 512 channels and at least 128 tiles
+    im2col for the first layer, Winograd F(2x2, 3x3) for A and F(4x4, 3x3) at 64;
+    for D at 32, with Winograd kept to 512 channels and at least 2048 output pixels
     for F(4x4), the channels-last im2col on its 64- to 256-channel layers
     and F(2x2) on its 512-channel ones; at 32 the whole-map GEMM on the
     last block's 2x2 maps. (Inputs of 64
@@ -120,7 +120,7 @@ def test_vgg_matches_pytorch_forward_and_backward(cfg, size, monkeypatch):
     gradients then differ from PyTorch's by up to 1e-2 whatever the
     algorithm, im2col included; in float64 they agree to 1e-14.)"""
     if cfg == "D":
-        monkeypatch.setattr(conv_mod, "WINOGRAD_SIZES", ((512, 4, 128, 2),))
+        monkeypatch.setattr(conv_mod, "WINOGRAD_SIZES", ((512, 4, 2048, 2),))
     torch = pytest.importorskip("torch", reason="PyTorch (the oracle) is not installed")
     from minivgg.functional import channels_last, small_maps, winograd, winograd4
     from minivgg.testing import torch_vgg
@@ -152,7 +152,8 @@ def test_vgg_matches_pytorch_forward_and_backward(cfg, size, monkeypatch):
     ty = tm(torch.tensor(x[:1])).detach().numpy()
     assert np.abs(y - ty).max() <= 1e-4 * np.abs(ty).max()
     assert "minivgg.functional.winograd" in ran
-    assert ("minivgg.functional.winograd4" in ran) == (cfg == "A")
+    # F(4x4) from 1024 output pixels in the batch: A's 32x32 and 16x16 maps at 64
+    assert ("minivgg.functional.winograd4" in ran) == (cfg == "A" and size == 64)
     assert cfg != "D" or "minivgg.functional.channels_last" in ran
     assert ("minivgg.functional.small_maps" in ran) == (size == 32)     # the 2x2 maps
 

@@ -334,9 +334,9 @@ def _conv_weight_grad(dev, x, gy2, w_shape, stride, padding):
 
 #: Which algorithm the CPU path uses for 3x3 stride-1 convolutions. "auto":
 #: by the smaller of the two channel counts, the first row of WINOGRAD_SIZES
-#: it reaches gives the output size (on both sides) and the number of 4x4
-#: output tiles in the batch from which Winograd F(4x4, 3x3) (winograd4) is
-#: used, else the output size from which F(2x2, 3x3) (winograd) is, else
+#: it reaches gives the output size (on both sides) and the number of output
+#: pixels in the batch (N*OH*OW) from which Winograd F(4x4, 3x3) (winograd4)
+#: is used, else the output size from which F(2x2, 3x3) (winograd) is, else
 #: (None, or a smaller output) im2col + GEMM, with the channels last (below)
 #: for all but the first layer. Below the last row's channel count, and
 #: below WINOGRAD_MIN_MACS multiply-adds in the direct convolution of the
@@ -344,23 +344,21 @@ def _conv_weight_grad(dev, x, gy2, w_shape, stride, padding):
 #: more than the multiplications they save (the first layer, the thin
 #: layers of a narrow model, small evaluation batches). F(4x4), laid out
 #: channels-last like the activations around it, is the fastest from 64
-#: channels on every output it applies to (4x4 and up; from 32 to 63
-#: channels it ties with the channels-last im2col), except with 512
-#: channels where the batch has few tiles (4x4 outputs at batch 64, 14x14
-#: at batch 4, a single dense image): its transformed filters, 2.25x larger
-#: than F(2x2)'s and made once per call, then cost more than its GEMMs
-#: save, and F(2x2) is ahead, as on 2x2 outputs from 256 channels, which
-#: F(4x4) does not take. "always" uses F(2x2, 3x3) and "f4" F(4x4, 3x3)
+#: channels once the batch has 1024 output pixels (from 32 to 63 channels it
+#: ties with the channels-last im2col). Below that its transformed filters,
+#: 2.25x larger than F(2x2)'s and made three times per step (forward, dX's
+#: flipped filters, dW), cost more than its GEMMs save: F(2x2) is ahead
+#: from 256 channels (and on 2x2 outputs, which F(4x4) does not take), the
+#: channels-last im2col below. "always" uses F(2x2, 3x3) and "f4" F(4x4, 3x3)
 #: wherever it applies (tests, ablations); "never" keeps im2col + GEMM.
 #: The thresholds are measured choices (docs/architecture.md,
 #: docs/benchmarks.md "Winograd against im2col").
 WINOGRAD = "auto"
 WINOGRAD_SIZES = (
-    # (channels at least, F(4x4) from output size and from 4x4 tiles in the
-    #  batch, F(2x2) from output size)
-    (512, 4, 128, 2),
-    (256, 4, 1, 2),
-    (64, 4, 1, None),
+    # (channels at least, F(4x4) from output size and from output pixels in
+    #  the batch, F(2x2) from output size)
+    (256, 4, 1024, 2),
+    (64, 4, 1024, None),
 )
 WINOGRAD_MIN_MACS = 1 << 25
 
@@ -379,11 +377,10 @@ def _winograd(dev, x_shape, w_shape, stride, padding):
     oh, ow = (x_shape[2] + 2 * padding[0] - 2, x_shape[3] + 2 * padding[1] - 2)
     if not (f4 or f2) or x_shape[0] * oh * ow * w_shape[0] * w_shape[1] * 9 < WINOGRAD_MIN_MACS:
         return None
-    channels, size = min(w_shape[:2]), min(oh, ow)
-    tiles = x_shape[0] * -(-oh // 4) * -(-ow // 4)
-    for at_least, f4_from, f4_tiles, f2_from in WINOGRAD_SIZES:
+    channels, size, pixels = min(w_shape[:2]), min(oh, ow), x_shape[0] * oh * ow
+    for at_least, f4_from, f4_pixels, f2_from in WINOGRAD_SIZES:
         if channels >= at_least:
-            if f4 and size >= f4_from and tiles >= f4_tiles:
+            if f4 and size >= f4_from and pixels >= f4_pixels:
                 return winograd4
             if f2 and f2_from is not None and size >= f2_from:
                 return winograd
