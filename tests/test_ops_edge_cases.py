@@ -288,3 +288,25 @@ def test_dropout_module_drops_in_train_mode_only(p):
     np.testing.assert_array_equal(seq(x).data, x.data)
     seq.train()
     assert abs(float((seq(x).data == 0).mean()) - p) < 0.01
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("zeros", [7, 1 << 18])
+def test_relu_into_equals_maximum_with_zero(rng, monkeypatch, dtype, zeros):
+    """relu_into (the CPU convolutions' fused ReLU) against np.maximum(a, 0):
+    small and large, contiguous (in slices when larger than the kept zeros)
+    and strided arrays, in place and into another array, NaN and -0.0 kept
+    as maximum keeps them."""
+    from minivgg.functional import activation
+    monkeypatch.setattr(activation, "RELU_ZEROS", zeros)
+    for shape in [(5,), (3, 4, 5), (64, 70)]:
+        a = rng.standard_normal(shape).astype(dtype)
+        a.reshape(-1)[:3] = [np.nan, -0.0, 0.0]
+        for src in (a, a[..., ::2], a.T):
+            want = np.maximum(src, 0)
+            got = activation.relu_into(src, np.empty_like(src))
+            np.testing.assert_array_equal(got, want)
+            assert np.array_equal(np.signbit(got), np.signbit(want))
+            inplace = src.copy()
+            assert activation.relu_into(inplace, inplace) is inplace
+            np.testing.assert_array_equal(inplace, want)

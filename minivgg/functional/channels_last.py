@@ -39,6 +39,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from ..threads import split, split_copy
+from .activation import relu_into
 from .winograd import scratch
 
 _PARALLEL_MIN = 1 << 16  # elements; smaller copies stay on one thread
@@ -128,7 +129,7 @@ def conv(x, w, padding=(1, 1), b=None, relu=False):
         if bias is not None:
             block += bias
         if relu:
-            np.maximum(block, 0, out=block)
+            relu_into(block, block)
     return y
 
 

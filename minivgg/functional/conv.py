@@ -41,6 +41,7 @@ from ..backend import get_array_module
 from ..cuda import ops
 from ..threads import split_copy
 from . import channels_last, small_maps, winograd, winograd4
+from .activation import relu_into
 
 _PARALLEL_MIN = 1 << 16  # elements; smaller copies are not worth a thread hand-off
 
@@ -286,7 +287,7 @@ def _conv_gemm(dev, x, w, stride, padding, b=None, relu=False):
         if b is not None and not ones:
             block += b
         if relu:
-            np.maximum(block, 0, out=block)
+            relu_into(block, block)
     return y2.reshape(n, oh, ow, k).transpose(0, 3, 1, 2)
 
 

@@ -34,6 +34,7 @@ Shape letters: N, C, H, W, K, KH, KW, OH, OW as in functional/__init__.py.
 """
 import numpy as np
 
+from .activation import relu_into
 from .channels_last import masked_gradient
 
 
@@ -91,7 +92,7 @@ def conv(x, w, padding=(1, 1), b=None, relu=False, mt=None):
     if b is not None:
         y += b.astype(dtype, copy=False)
     if relu:
-        np.maximum(y, 0, out=y)
+        relu_into(y, y)
     return y
 
 

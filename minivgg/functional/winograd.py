@@ -56,6 +56,7 @@ import threading
 import numpy as np
 
 from ..threads import split
+from .activation import relu_into
 
 #: B^T (input transform), G (filter transform), A^T (output transform) of F(2x2, 3x3).
 BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
@@ -262,7 +263,7 @@ def _output_tiles(m, y, blk, bias, relu, a, b):
             dst = y[a:b, i0:i1, 2 * r0 + i:2 * r1:2, j::2]
             tiles = t[j].transpose(0, 3, 1, 2)          # (K, NI, NR, TX)
             if relu:
-                np.maximum(tiles, 0, out=dst)
+                relu_into(tiles, dst)
             else:
                 np.copyto(dst, tiles)
 

@@ -61,6 +61,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from ..threads import split, split_copy
 from . import winograd
+from .activation import relu_into
 from .channels_last import padded
 from .winograd import scratch
 
@@ -219,7 +220,7 @@ def _scatter(t, y, r0, oh, ow, relu):
             dst = y[:, y0:y0 + M_OUT * (nr - 1) + 1:M_OUT, j::M_OUT]
             src = t[i, j, :, :nr, :nc]
             if relu:
-                np.maximum(src, 0, out=dst)
+                relu_into(src, dst)
             else:
                 np.copyto(dst, src)
     split(put, M_OUT * M_OUT, t.size, winograd._PARALLEL_MIN)
