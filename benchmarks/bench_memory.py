@@ -12,7 +12,8 @@ counted apart.
 
 ``--rss`` instead measures the peak resident memory of a VGG-D training
 step at 224x224 (batch ``--batch``, 1000 classes) against PyTorch's: each
-framework runs two steps in a fresh process of its own; the peak (VmHWM) is
+framework runs two steps in a fresh process of its own (minivgg keeping freed
+memory, as its Trainer does: minivgg/memory.py); the peak (VmHWM) is
 reset once the model and optimizer exist, so it covers the steps alone,
 and the resident memory at that moment is reported beside it. Section
 "Peak memory of a VGG-D step against PyTorch".
@@ -98,7 +99,9 @@ def rss(a):
     lines = [f"Measured by `benchmarks/bench_memory.py --rss` on {today()}; machine: "
              f"{machine()}.", "", f"Command: `{command_line()}`", "",
              f"VGG-D, 224x224, batch {a.batch}, 1000 classes, SGD with momentum and weight decay; "
-             f"each framework in a fresh process, one thread. 'Resident before' is the "
+             f"each framework in a fresh process, one thread; minivgg as its Trainer runs it, "
+             f"with freed memory kept in the process (minivgg.memory), PyTorch as shipped. "
+             f"'Resident before' is the "
              f"process's memory once the model and optimizer exist (PyTorch's includes its "
              f"libraries); 'peak during the steps' is the largest resident set over two "
              f"steps (VmHWM, reset just before them).", "",
