@@ -4,7 +4,8 @@ dW; where conv2d chooses it; and max-pooling on its layout."""
 import numpy as np
 import pytest
 
-from minivgg import Tensor, gradcheck
+from conv_checks import check_channels_last_forward, check_channels_last_path, laid_out
+from minivgg import Tensor
 from minivgg import functional as F
 from minivgg.backend import device
 from minivgg.functional import channels_last as CL
@@ -22,15 +23,6 @@ CASES = [
 ]
 
 
-def laid_out(a, layout):
-    """``a`` (N, C, H, W) with the same values in another memory layout."""
-    if layout == "channels-last":
-        return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
-    if layout == "channel-major":
-        return np.ascontiguousarray(a.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
-    return a
-
-
 @pytest.mark.parametrize("chunk", [1, 60, 1 << 19])
 @pytest.mark.parametrize("layout", ["nchw", "channel-major", "channels-last"])
 @pytest.mark.parametrize("xs,ws,pad", CASES)
@@ -38,17 +30,7 @@ def test_forward_matches_reference(rng, monkeypatch, chunk, layout, xs, ws, pad)
     """In blocks of whole images, or bands of rows down to one (``chunk``),
     from inputs of every layout, with and without bias and ReLU."""
     monkeypatch.setitem(conv_mod.CHUNK_ELEMENTS, "cpu", chunk)
-    x, w, b = rng.standard_normal(xs), rng.standard_normal(ws), rng.standard_normal(ws[0])
-    ref = F.conv2d_reference(x, w, b, 1, pad)
-    xl = laid_out(x, layout)
-    y = CL.conv(xl, w, pad, b)
-    assert y.shape == (xs[0],) + ref.shape[2:] + (ws[0],) and y.flags.c_contiguous
-    np.testing.assert_allclose(y.transpose(0, 3, 1, 2), ref, rtol=1e-12, atol=1e-12)
-    y = CL.conv(xl, w, pad, b, relu=True).transpose(0, 3, 1, 2)
-    np.testing.assert_allclose(y, np.maximum(ref, 0), rtol=1e-12, atol=1e-12)
-    y = CL.conv(xl, w, pad).transpose(0, 3, 1, 2)
-    np.testing.assert_allclose(y, F.conv2d_reference(x, w, None, 1, pad), rtol=1e-12,
-                               atol=1e-12)
+    check_channels_last_forward(CL.conv, rng, layout, xs, ws, pad)
 
 
 @pytest.mark.parametrize("chunk", [1, 60, 1 << 19])
@@ -83,23 +65,9 @@ def test_conv2d_through_channels_last_gradcheck(rng, monkeypatch, relu, xs, ws, 
     last too) all through this module, float64, against central differences;
     the output and dX come out channels-last."""
     monkeypatch.setattr(conv_mod, "CHANNELS_LAST", "always")
-    calls = []
-    for name in ("conv", "weight_bias_grad"):
-        real = getattr(CL, name)
-        monkeypatch.setattr(CL, name, lambda *a, _n=name, _r=real, **k:
-                            calls.append(_n) or _r(*a, **k))
-    x = Tensor(rng.standard_normal(xs), requires_grad=True)
-    w = Tensor(rng.standard_normal(ws), requires_grad=True)
-    b = Tensor(rng.standard_normal(ws[0]), requires_grad=True)
-    y = F.conv2d(x, w, b, 1, pad, relu=relu)
-    ref = F.conv2d_reference(x, w, b, 1, pad)
-    np.testing.assert_allclose(y.data, np.maximum(ref, 0) if relu else ref, rtol=1e-12,
-                               atol=1e-12)
-    assert CL.is_channels_last(y.data)
-    y.backward(rng.standard_normal(y.shape))
-    assert CL.is_channels_last(x.grad)
+    calls = check_channels_last_path(rng, monkeypatch, CL, ("conv", "weight_bias_grad"), xs, ws,
+                                     pad, relu)
     assert calls.count("conv") == 2 and calls.count("weight_bias_grad") == 1
-    assert gradcheck(lambda x, w, b: F.conv2d(x, w, b, 1, pad, relu=relu), [x, w, b]) < 1e-5
 
 
 @pytest.mark.parametrize("need", [(True, False, True), (False, True, False), (False, False, True),

@@ -4,10 +4,10 @@ loop reference convolution and the other CPU paths; where conv2d chooses it."""
 import numpy as np
 import pytest
 
-from minivgg import Tensor, gradcheck
+from conv_checks import check_channels_last_forward, check_channels_last_path, laid_out
+from minivgg import Tensor
 from minivgg import functional as F
 from minivgg.backend import device
-from minivgg.functional import channels_last as CL
 from minivgg.functional import conv as conv_mod
 from minivgg.functional import small_maps as SM
 
@@ -20,14 +20,6 @@ CASES = [
     ((2, 4, 3, 3), (2, 4, 3, 3), (0, 0)),   # no padding: one output, an FC layer
     ((1, 2, 2, 3), (3, 2, 3, 3), (1, 0)),   # padding on one axis only
 ]
-
-
-def laid_out(a, layout):
-    if layout == "channels-last":
-        return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
-    if layout == "channel-major":
-        return np.ascontiguousarray(a.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
-    return a
 
 
 def test_applies_where_every_output_sees_every_input():
@@ -57,16 +49,7 @@ def test_matrix_repeats_the_taps(rng):
 @pytest.mark.parametrize("xs,ws,pad", CASES)
 def test_forward_matches_reference(rng, layout, xs, ws, pad):
     assert SM.applies(xs, ws, (1, 1), pad)
-    x, w, b = rng.standard_normal(xs), rng.standard_normal(ws), rng.standard_normal(ws[0])
-    ref = F.conv2d_reference(x, w, b, 1, pad)
-    xl = laid_out(x, layout)
-    y = SM.conv(xl, w, pad, b)
-    assert y.shape == (xs[0],) + ref.shape[2:] + (ws[0],) and y.flags.c_contiguous
-    np.testing.assert_allclose(y.transpose(0, 3, 1, 2), ref, rtol=1e-12, atol=1e-12)
-    y = SM.conv(xl, w, pad, b, relu=True).transpose(0, 3, 1, 2)
-    np.testing.assert_allclose(y, np.maximum(ref, 0), rtol=1e-12, atol=1e-12)
-    y = SM.conv(xl, w, pad).transpose(0, 3, 1, 2)
-    np.testing.assert_allclose(y, F.conv2d_reference(x, w, None, 1, pad), rtol=1e-12, atol=1e-12)
+    check_channels_last_forward(SM.conv, rng, layout, xs, ws, pad)
 
 
 @pytest.mark.parametrize("relu", [False, True])
@@ -74,23 +57,8 @@ def test_forward_matches_reference(rng, layout, xs, ws, pad):
 def test_conv2d_through_the_whole_map_gemm_gradcheck(rng, monkeypatch, relu, xs, ws, pad):
     """conv2d chooses this path by default; forward, dX, dW and db, float64,
     against central differences; output and dX channels-last."""
-    calls = []
-    for name in ("conv", "grads"):
-        real = getattr(SM, name)
-        monkeypatch.setattr(SM, name, lambda *a, _n=name, _r=real, **k:
-                            calls.append(_n) or _r(*a, **k))
-    x = Tensor(rng.standard_normal(xs), requires_grad=True)
-    w = Tensor(rng.standard_normal(ws), requires_grad=True)
-    b = Tensor(rng.standard_normal(ws[0]), requires_grad=True)
-    y = F.conv2d(x, w, b, 1, pad, relu=relu)
-    ref = F.conv2d_reference(x, w, b, 1, pad)
-    np.testing.assert_allclose(y.data, np.maximum(ref, 0) if relu else ref, rtol=1e-12,
-                               atol=1e-12)
-    assert CL.is_channels_last(y.data)
-    y.backward(rng.standard_normal(y.shape))
-    assert CL.is_channels_last(x.grad)
+    calls = check_channels_last_path(rng, monkeypatch, SM, ("conv", "grads"), xs, ws, pad, relu)
     assert calls == ["conv", "grads"]
-    assert gradcheck(lambda x, w, b: F.conv2d(x, w, b, 1, pad, relu=relu), [x, w, b]) < 1e-5
 
 
 @pytest.mark.parametrize("gy_layout", ["channels-last", "channel-major"])

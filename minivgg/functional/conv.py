@@ -407,15 +407,23 @@ CHANNELS_LAST_MIN_PIXELS = 64
 CHANNELS_LAST_MAX_WEIGHTS = 1 << 22
 
 
+def _forced(dev, knob, applies):
+    """What a CPU algorithm's knob decides by itself: False on a kernel
+    device, for "never" or where the algorithm does not apply (``applies``,
+    a function of no arguments), True for "always", None for "auto" (the
+    caller's rule decides)."""
+    if dev.uses_kernels or knob == "never" or not applies():
+        return False
+    return True if knob == "always" else None
+
+
 def _channels_last(dev, x_shape, w_shape, stride, padding):
     """True when the CPU path computes this (non-Winograd) convolution
     with the channels last."""
-    if dev.uses_kernels or CHANNELS_LAST == "never":
-        return False
-    if not channels_last.applies(x_shape, w_shape, stride, padding):
-        return False
-    if CHANNELS_LAST == "always":
-        return True
+    forced = _forced(dev, CHANNELS_LAST,
+                     lambda: channels_last.applies(x_shape, w_shape, stride, padding))
+    if forced is not None:
+        return forced
     n, c, h, wd = x_shape
     k, _, kh, kw = w_shape
     pixels = n * (h + 2 * padding[0] - kh + 1) * (wd + 2 * padding[1] - kw + 1)
@@ -440,12 +448,10 @@ SMALL_MAP_MAX_ELEMENTS = 1 << 23
 
 def _small_map(dev, x_shape, w_shape, stride, padding):
     """True when the CPU path computes this convolution as one GEMM over the whole map."""
-    if dev.uses_kernels or SMALL_MAP == "never":
-        return False
-    if not small_maps.applies(x_shape, w_shape, stride, padding):
-        return False
-    if SMALL_MAP == "always":
-        return True
+    forced = _forced(dev, SMALL_MAP, lambda: small_maps.applies(x_shape, w_shape, stride,
+                                                               padding))
+    if forced is not None:
+        return forced
     return (WINOGRAD == "auto" and CHANNELS_LAST == "auto"
             and small_maps.matrix_size(x_shape, w_shape, padding) <= SMALL_MAP_MAX_ELEMENTS)
 
