@@ -302,7 +302,7 @@ def test_relu_into_equals_maximum_with_zero(rng, monkeypatch, dtype, zeros):
     for shape in [(5,), (3, 4, 5), (64, 70)]:
         a = rng.standard_normal(shape).astype(dtype)
         a.reshape(-1)[:3] = [np.nan, -0.0, 0.0]
-        for src in (a, a[..., ::2], a.T):
+        for src in (a, a[..., ::2], a.T, np.asfortranarray(a)):
             want = np.maximum(src, 0)
             got = activation.relu_into(src, np.empty_like(src))
             np.testing.assert_array_equal(got, want)

@@ -33,10 +33,12 @@ def _zeros(n, dtype):
 def relu_into(src, out):
     """out[...] = max(src, 0) for NumPy arrays of one shape (``out`` may be
     ``src``, for in place); a NaN stays NaN, as in maximum. Contiguous
-    arrays go through in slices of RELU_ZEROS elements against the kept
-    zeros, others of up to RELU_ZEROS elements against zeros of their shape;
-    anything else takes NumPy's scalar loop."""
-    n = src.size
+    arrays (rows or columns) go through in slices of RELU_ZEROS elements
+    against the kept zeros, others of up to RELU_ZEROS elements against
+    zeros of their shape; anything else takes NumPy's scalar loop."""
+    n, result = src.size, out
+    if src.flags.f_contiguous and out.flags.f_contiguous and not src.flags.c_contiguous:
+        src, out = src.T, out.T     # the same numbers, read in memory order
     if n <= RELU_ZEROS:
         np.maximum(src, _zeros(n, src.dtype).reshape(src.shape), out=out)
     elif src.flags.c_contiguous and out.flags.c_contiguous:
@@ -46,7 +48,7 @@ def relu_into(src, out):
             np.maximum(a[s:e], _zeros(e - s, src.dtype), out=o[s:e])
     else:
         np.maximum(src, 0, out=out)
-    return out
+    return result
 
 
 class ReLU(Function):
