@@ -132,3 +132,46 @@ def test_float32_error_bound():
     for the output, 1.7e-5 to 2.2e-5 for dW (F(2x2): 1.5e-6 to 2.5e-6 and
     1.3e-6 to 2.6e-6), with VGG's layer widths and kaiming weights."""
     check_float32_error_bound(W, 1e-4)
+
+
+@pytest.mark.parametrize("xs,k,pad", CASES)
+def test_flip_turns_input_and_output_round(rng, tiling, xs, k, pad):
+    """conv3x3(..., flip=True) is rot180(conv3x3(rot180(x))), from the
+    transformed filters too, with partial tiles at odd sizes (float64)."""
+    from minivgg import functional as F
+    x, w, b = rng.standard_normal(xs), rng.standard_normal((k, xs[1], 3, 3)), rng.standard_normal(k)
+    got = W.conv3x3(x, w, pad, b, relu=True, flip=True)
+    want = np.maximum(F.conv2d_reference(x[:, :, ::-1, ::-1], w, b, 1, pad), 0)[:, :, ::-1, ::-1]
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+    got_u = W.conv3x3(x, None, pad, b, relu=True, u=W.weight_transform(w), flip=True)
+    np.testing.assert_array_equal(got_u, got)
+    assert got.transpose(0, 2, 3, 1).flags.c_contiguous       # channels-last, not a turned view
+
+
+def test_dx_reuses_forwards_filters(rng, monkeypatch):
+    """With F(4x4) forward, dX is rot180 of the convolution of rot180(gy) with
+    the kernel's channels swapped, from forward's U: no filter transform in
+    backward beyond dW's adjoint, and the numbers of the flipped-kernel path
+    (float64). Under no_grad forward keeps no U."""
+    import minivgg
+    from minivgg import Tensor
+    from minivgg import functional as F
+    monkeypatch.setattr(conv_mod, "WINOGRAD", "f4")
+    calls = []
+    for name in ("weight_transform", "flipped_weight_transform"):
+        real = getattr(W, name)
+        monkeypatch.setattr(W, name, lambda *a, _n=name, _r=real: calls.append(_n) or _r(*a))
+    x0, w0 = rng.standard_normal((2, 5, 9, 7)), rng.standard_normal((4, 5, 3, 3))
+    gy = rng.standard_normal((2, 4, 9, 7))
+    x, w = Tensor(x0, requires_grad=True), Tensor(w0, requires_grad=True)
+    F.conv2d(x, w, None, 1, 1, relu=False).backward(gy)
+    assert calls == ["weight_transform"]
+    monkeypatch.setattr(conv_mod, "WINOGRAD", "never")
+    xr = Tensor(x0, requires_grad=True)
+    F.conv2d(xr, Tensor(w0), None, 1, 1).backward(gy)
+    np.testing.assert_allclose(x.grad, xr.grad, rtol=1e-10, atol=1e-10)
+    monkeypatch.setattr(conv_mod, "WINOGRAD", "f4")
+    with minivgg.no_grad():
+        fn = conv_mod.Conv2d(1, 1)
+        fn(Tensor(x0), Tensor(w0))
+    assert fn.u is None

@@ -36,7 +36,7 @@ the chunking and the algorithm are the same as here.
 """
 import numpy as np
 
-from ..autograd import Function, Tensor
+from ..autograd import Function, Tensor, is_grad_enabled
 from ..backend import get_array_module
 from ..cuda import ops
 from ..threads import split_copy
@@ -478,6 +478,7 @@ class Conv2d(Function):
         self.stride = _pair(stride, "stride")
         self.padding = _pair(padding, "padding")
         self.relu = relu
+        self.u = self.mt = None     # F(4x4)'s transformed filters, the whole-map matrix
 
     def forward(self, x, w, b=None):
         # The algorithm is chosen once here; backward follows the same choice.
@@ -492,7 +493,12 @@ class Conv2d(Function):
                                         np.result_type(x.dtype, w.dtype))
             y = small_maps.conv(x, w, self.padding, b, self.relu, self.mt).transpose(0, 3, 1, 2)
         elif wino is not None:
-            y = wino.conv3x3(x, w, self.padding, b, self.relu)
+            u = None
+            if wino is winograd4 and is_grad_enabled():
+                # Its transformed filters are kept: dX reads them again (backward).
+                u = self.u = winograd4.weight_transform(
+                    w.astype(np.result_type(x.dtype, w.dtype), copy=False))
+            y = wino.conv3x3(x, w, self.padding, b, self.relu, u=u)
         elif self.last:
             y = channels_last.conv(x, w, self.padding, b, self.relu).transpose(0, 3, 1, 2)
         else:
@@ -541,7 +547,12 @@ class Conv2d(Function):
                 w_t = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (C, K, KH, KW)
                 pad_t = (kh - 1 - ph, kw - 1 - pw)
                 wino = _winograd(dev, gy.shape, w_t.shape, (1, 1), pad_t)
-                if wino is not None:
+                if wino is winograd4 and self.u is not None:
+                    # rot180(conv(rot180(gy), w with in/out channels swapped)):
+                    # forward's U, read transposed, instead of a new transform.
+                    gx = winograd4.conv3x3(gy, None, pad_t, u=self.u.transpose(0, 2, 1),
+                                           flip=True)
+                elif wino is not None:
                     u_t = wino.flipped_weight_transform(w)
                     gx = wino.conv3x3(gy, None, pad_t, u=u_t)
                 else:
@@ -571,7 +582,7 @@ class Conv2d(Function):
 
     def release(self):
         super().release()
-        self.x = self.w = self.y = self.mt = None
+        self.x = self.w = self.y = self.mt = self.u = None
 
 
 def conv2d(x, w, b=None, stride=1, padding=0, relu=False):

@@ -44,7 +44,13 @@ runs fastest. (Laid out channel-major, with a column per tile, the 64- and
 Backward, exact for the algorithm above:
 
 * dX of a stride-1 convolution is the convolution of gy with the flipped,
-  transposed kernel (padding 2 - P): the same forward code;
+  transposed kernel (padding 2 - P): the same forward code. Turning the
+  image round instead of the kernel, it is also rot180 of the convolution
+  of rot180(gy) with the kernel transposed (its in and out channels
+  swapped, not flipped), whose transformed filters are forward's U read
+  transposed: conv2d keeps U from forward and backward makes no filter
+  transform for dX (``conv3x3(..., flip=True)``; flipped_weight_transform
+  serves callers without U);
 * dW: with dM = kron(A, A)^T @ dY (per 4x4 tile of gy, zero past the
   edge), dU = dM^T @ V (36 GEMMs of K x T x C), and dW = kron(G, G)^T @ dU.
 
@@ -167,12 +173,15 @@ def _blocks(n, ty, tx, per_tile):
     return winograd._blocks(n, ty, tx, per_tile, BLOCK_ELEMENTS, MIN_BLOCK_TILES)
 
 
-def conv3x3(x, w, padding=(1, 1), b=None, relu=False, u=None):
+def conv3x3(x, w, padding=(1, 1), b=None, relu=False, u=None, flip=False):
     """Winograd F(4x4, 3x3) convolution: x (N, C, H, W) any layout, w (K,
     C, 3, 3), b (K,) or None -> y (N, K, OH, OW), a view of an (N, OH, OW,
     K) array (channels last), max(y, 0) if ``relu``. Needs applies(...).
     ``u`` (36, K, C): the transformed filters, when already at hand (then
-    ``w`` may be None)."""
+    ``w`` may be None). ``flip``: rot180(conv(rot180(x))) instead, x read
+    and y written turned round by 180 degrees (dX from forward's U, below)."""
+    if flip:
+        x = x[:, :, ::-1, ::-1]
     n, c, h, wd = x.shape
     k = w.shape[0] if u is None else u.shape[1]
     ph, pw = padding
@@ -184,6 +193,7 @@ def conv3x3(x, w, padding=(1, 1), b=None, relu=False, u=None):
     bias = None if b is None else b.astype(dtype, copy=False)
     kb, ka = kron("B", dtype), kron("A", dtype)
     y = np.empty((n, oh, ow, k), dtype=dtype)
+    yw = y[:, ::-1, ::-1] if flip else y        # where the tiles go
     for i0, i1, r0, r1 in _blocks(n, ty, tx, 36 * (c + k)):
         nb, rows = i1 - i0, r1 - r0
         # The padded input rows this block's tiles read (a band of one image,
@@ -200,7 +210,7 @@ def conv3x3(x, w, padding=(1, 1), b=None, relu=False, u=None):
             m[_BIAS_POS] += bias
         t = scratch("w4y", (M_OUT, M_OUT, nb, rows, tx, k), dtype)
         np.matmul(ka, m.reshape(36, -1), out=t.reshape(16, -1))
-        _scatter(t, y[i0:i1], r0, oh, ow, relu)
+        _scatter(t, yw[i0:i1], r0, oh, ow, relu)
     return y.transpose(0, 3, 1, 2)
 
 
