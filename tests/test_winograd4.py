@@ -149,10 +149,11 @@ def test_flip_turns_input_and_output_round(rng, tiling, xs, k, pad):
 
 
 def test_dx_reuses_forwards_filters(rng, monkeypatch):
-    """With F(4x4) forward, dX is rot180 of the convolution of rot180(gy) with
-    the kernel's channels swapped, from forward's U: no filter transform in
-    backward beyond dW's adjoint, and the numbers of the flipped-kernel path
-    (float64). Under no_grad forward keeps no U."""
+    """With F(4x4) forward, where U is at least as large as gy, dX is rot180
+    of the convolution of rot180(gy) with the kernel's channels swapped,
+    from forward's U: no filter transform in backward beyond dW's adjoint,
+    and the numbers of the im2col path (float64). Under no_grad forward
+    keeps no U."""
     import minivgg
     from minivgg import Tensor
     from minivgg import functional as F
@@ -175,3 +176,13 @@ def test_dx_reuses_forwards_filters(rng, monkeypatch):
         fn = conv_mod.Conv2d(1, 1)
         fn(Tensor(x0), Tensor(w0))
     assert fn.u is None
+    # Where gy is larger than U (36 C < N H W: a big map, few channels), dX
+    # takes the flipped filters instead, with the same numbers.
+    calls.clear()
+    x2 = Tensor(x0[:, :3], requires_grad=True)
+    F.conv2d(x2, Tensor(w0[:, :3]), None, 1, 1).backward(gy)
+    assert calls == ["weight_transform", "flipped_weight_transform"]
+    monkeypatch.setattr(conv_mod, "WINOGRAD", "never")
+    xr2 = Tensor(x0[:, :3], requires_grad=True)
+    F.conv2d(xr2, Tensor(w0[:, :3]), None, 1, 1).backward(gy)
+    np.testing.assert_allclose(x2.grad, xr2.grad, rtol=1e-10, atol=1e-10)

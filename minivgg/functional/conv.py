@@ -456,6 +456,19 @@ def _small_map(dev, x_shape, w_shape, stride, padding):
             and small_maps.matrix_size(x_shape, w_shape, padding) <= SMALL_MAP_MAX_ELEMENTS)
 
 
+def _dx_reuses_u(x_shape, w_shape):
+    """True when F(4x4)'s dX is to come from forward's transformed filters
+    U (36 x K x C numbers), with gy read and dX written turned round
+    (winograd4): where U is at least as large as gy (N x OH x OW x K, with
+    OH x OW = H x W at VGG's padding), i.e. 36 C >= N H W. There the filter
+    transform it saves outweighs the descending reads and writes, which
+    cost more than they save on big maps (64 -> 64 at 224x224, batch 8:
+    349-356 against 375-384 ms forward + backward, interleaved with
+    PyTorch's runs; 512 -> 512 at 4x4, batch 64: dX 15.9 -> 10.1 ms)."""
+    n, c, h, wd = x_shape
+    return 36 * c >= n * h * wd
+
+
 def algorithm_name(dev, x_shape, w_shape, stride=(1, 1), padding=(1, 1)):
     """What the CPU path runs for this convolution, in words (benchmarks, summaries)."""
     if _small_map(dev, x_shape, w_shape, stride, padding):
@@ -494,7 +507,7 @@ class Conv2d(Function):
             y = small_maps.conv(x, w, self.padding, b, self.relu, self.mt).transpose(0, 3, 1, 2)
         elif wino is not None:
             u = None
-            if wino is winograd4 and is_grad_enabled():
+            if wino is winograd4 and is_grad_enabled() and _dx_reuses_u(x.shape, w.shape):
                 # Its transformed filters are kept: dX reads them again (backward).
                 u = self.u = winograd4.weight_transform(
                     w.astype(np.result_type(x.dtype, w.dtype), copy=False))
