@@ -8,7 +8,7 @@ from minivgg import Tensor, gradcheck
 from minivgg import functional as F
 from minivgg.functional import conv as conv_mod
 from minivgg.models import CONFIGS, DEPTHS, vgg
-from minivgg.nn import Conv2d, Linear, LocalResponseNorm
+from minivgg.nn import Conv2d, LocalResponseNorm
 
 PARAMS_224 = {"A": 132_863_336, "A-LRN": 132_863_336, "B": 133_047_848, "C": 133_638_952,
               "D": 138_357_544, "E": 143_667_240}
