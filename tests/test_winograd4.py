@@ -186,3 +186,48 @@ def test_dx_reuses_forwards_filters(rng, monkeypatch):
     xr2 = Tensor(x0[:, :3], requires_grad=True)
     F.conv2d(xr2, Tensor(w0[:, :3]), None, 1, 1).backward(gy)
     np.testing.assert_allclose(x2.grad, xr2.grad, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("xs,k,pad", CASES)
+def test_weight_grad_from_forwards_tiles(rng, tiling, xs, k, pad):
+    """dW from the transformed input tiles forward left in v_out (whole
+    images or bands of rows per block) equals dW that transforms x again
+    (float64), and forward's output is unchanged by keeping them."""
+    x, w = rng.standard_normal(xs), rng.standard_normal((k, xs[1], 3, 3))
+    v = np.empty((36, W.tile_count(xs, pad), xs[1]))
+    y = W.conv3x3(x, w, pad, v_out=v)
+    np.testing.assert_array_equal(y, W.conv3x3(x, w, pad))
+    gy = rng.standard_normal(y.shape)
+    np.testing.assert_allclose(W.weight_grad(x, gy, pad, v=v), W.weight_grad(x, gy, pad),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_conv2d_keeps_small_tiles_for_dw(rng, monkeypatch):
+    """conv2d keeps V for dW below WINOGRAD_KEEP_V elements (none under
+    no_grad), and its dW equals the im2col path's (float64)."""
+    import minivgg
+    from minivgg import Tensor
+    from minivgg import functional as F
+    monkeypatch.setattr(conv_mod, "WINOGRAD", "f4")
+    x0, w0 = rng.standard_normal((2, 5, 9, 7)), rng.standard_normal((4, 5, 3, 3))
+    gy = rng.standard_normal((2, 4, 9, 7))
+    kept = []
+    real = W.weight_grad
+    monkeypatch.setattr(W, "weight_grad", lambda *a, **kw: kept.append(kw.get("v") is not None)
+                        or real(*a, **kw))
+    for limit, want in ((1 << 22, True), (0, False)):
+        monkeypatch.setattr(conv_mod, "WINOGRAD_KEEP_V", limit)
+        monkeypatch.setattr(conv_mod, "WINOGRAD", "f4")
+        w = Tensor(w0, requires_grad=True)
+        F.conv2d(Tensor(x0), w, None, 1, 1).backward(gy)
+        assert kept[-1] is want
+        monkeypatch.setattr(conv_mod, "WINOGRAD", "never")
+        wr = Tensor(w0, requires_grad=True)
+        F.conv2d(Tensor(x0), wr, None, 1, 1).backward(gy)
+        np.testing.assert_allclose(w.grad, wr.grad, rtol=1e-10, atol=1e-10)
+    monkeypatch.setattr(conv_mod, "WINOGRAD", "f4")
+    monkeypatch.setattr(conv_mod, "WINOGRAD_KEEP_V", 1 << 22)
+    with minivgg.no_grad():
+        fn = conv_mod.Conv2d(1, 1)
+        fn(Tensor(x0), Tensor(w0))
+    assert fn.v is None

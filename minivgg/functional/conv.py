@@ -456,6 +456,14 @@ def _small_map(dev, x_shape, w_shape, stride, padding):
             and small_maps.matrix_size(x_shape, w_shape, padding) <= SMALL_MAP_MAX_ELEMENTS)
 
 
+#: F(4x4) keeps its transformed input tiles V (36 x T x C numbers) from
+#: forward for dW when they have at most this many elements (16 MiB in
+#: float32): every layer of VGG at 32x32, batch 64, and the 14x14 layers at
+#: 224x224, batch 8; bigger ones are made again in backward, block by block
+#: in cache, rather than held for the whole step.
+WINOGRAD_KEEP_V = 1 << 22
+
+
 def _dx_reuses_u(x_shape, w_shape):
     """True when F(4x4)'s dX is to come from forward's transformed filters
     U (36 x K x C numbers), with gy read and dX written turned round
@@ -491,7 +499,8 @@ class Conv2d(Function):
         self.stride = _pair(stride, "stride")
         self.padding = _pair(padding, "padding")
         self.relu = relu
-        self.u = self.mt = None     # F(4x4)'s transformed filters, the whole-map matrix
+        # F(4x4)'s transformed filters and input tiles, the whole-map matrix
+        self.u = self.v = self.mt = None
 
     def forward(self, x, w, b=None):
         # The algorithm is chosen once here; backward follows the same choice.
@@ -506,12 +515,20 @@ class Conv2d(Function):
                                         np.result_type(x.dtype, w.dtype))
             y = small_maps.conv(x, w, self.padding, b, self.relu, self.mt).transpose(0, 3, 1, 2)
         elif wino is not None:
-            u = None
-            if wino is winograd4 and is_grad_enabled() and _dx_reuses_u(x.shape, w.shape):
-                # Its transformed filters are kept: dX reads them again (backward).
-                u = self.u = winograd4.weight_transform(
-                    w.astype(np.result_type(x.dtype, w.dtype), copy=False))
-            y = wino.conv3x3(x, w, self.padding, b, self.relu, u=u)
+            u = v = None
+            dtype = np.result_type(x.dtype, w.dtype)
+            if wino is winograd4 and is_grad_enabled():
+                if _dx_reuses_u(x.shape, w.shape):
+                    # Its transformed filters are kept: dX reads them again (backward).
+                    u = self.u = winograd4.weight_transform(w.astype(dtype, copy=False))
+                size = 36 * winograd4.tile_count(x.shape, self.padding) * x.shape[1]
+                if size <= WINOGRAD_KEEP_V:
+                    # So are its transformed input tiles, which dW reads again.
+                    v = self.v = np.empty((36, size // (36 * x.shape[1]), x.shape[1]), dtype)
+            if wino is winograd4:
+                y = wino.conv3x3(x, w, self.padding, b, self.relu, u=u, v_out=v)
+            else:
+                y = wino.conv3x3(x, w, self.padding, b, self.relu)
         elif self.last:
             y = channels_last.conv(x, w, self.padding, b, self.relu).transpose(0, 3, 1, 2)
         else:
@@ -549,7 +566,9 @@ class Conv2d(Function):
             return gy.transpose(1, 0, 2, 3).reshape(k, -1)
         gx = gw = gb = None
         if need_w:
-            if wino is not None:
+            if wino is winograd4 and self.v is not None:
+                gw = wino.weight_grad(x, gy, self.padding, v=self.v)
+            elif wino is not None:
                 gw = wino.weight_grad(x, gy, self.padding)
             elif cpu_gemm:
                 gw, gb = _weight_bias_grad(x, gy, w.shape, self.stride, self.padding, need_b)
@@ -595,7 +614,7 @@ class Conv2d(Function):
 
     def release(self):
         super().release()
-        self.x = self.w = self.y = self.mt = self.u = None
+        self.x = self.w = self.y = self.mt = self.u = self.v = None
 
 
 def conv2d(x, w, b=None, stride=1, padding=0, relu=False):

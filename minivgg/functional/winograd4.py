@@ -173,13 +173,21 @@ def _blocks(n, ty, tx, per_tile):
     return winograd._blocks(n, ty, tx, per_tile, BLOCK_ELEMENTS, MIN_BLOCK_TILES)
 
 
-def conv3x3(x, w, padding=(1, 1), b=None, relu=False, u=None, flip=False):
+def tile_count(x_shape, padding=(1, 1)):
+    """T, the 4x4 output tiles of a batch: N * ceil(OH / 4) * ceil(OW / 4)."""
+    n, _, h, wd = x_shape
+    return n * _tiles(M_OUT, h + 2 * padding[0] - 2) * _tiles(M_OUT, wd + 2 * padding[1] - 2)
+
+
+def conv3x3(x, w, padding=(1, 1), b=None, relu=False, u=None, flip=False, v_out=None):
     """Winograd F(4x4, 3x3) convolution: x (N, C, H, W) any layout, w (K,
     C, 3, 3), b (K,) or None -> y (N, K, OH, OW), a view of an (N, OH, OW,
     K) array (channels last), max(y, 0) if ``relu``. Needs applies(...).
     ``u`` (36, K, C): the transformed filters, when already at hand (then
     ``w`` may be None). ``flip``: rot180(conv(rot180(x))) instead, x read
-    and y written turned round by 180 degrees (dX from forward's U, below)."""
+    and y written turned round by 180 degrees (dX from forward's U, below).
+    ``v_out`` (36, T, C): where to leave the transformed input tiles V, for
+    weight_grad to use again (tile_count gives T)."""
     if flip:
         x = x[:, :, ::-1, ::-1]
     n, c, h, wd = x.shape
@@ -194,6 +202,7 @@ def conv3x3(x, w, padding=(1, 1), b=None, relu=False, u=None, flip=False):
     kb, ka = kron("B", dtype), kron("A", dtype)
     y = np.empty((n, oh, ow, k), dtype=dtype)
     yw = y[:, ::-1, ::-1] if flip else y        # where the tiles go
+    first = 0                                   # the block's first tile
     for i0, i1, r0, r1 in _blocks(n, ty, tx, 36 * (c + k)):
         nb, rows = i1 - i0, r1 - r0
         # The padded input rows this block's tiles read (a band of one image,
@@ -202,7 +211,9 @@ def conv3x3(x, w, padding=(1, 1), b=None, relu=False, u=None, flip=False):
                     winograd._PARALLEL_MIN)
         d = _gather(xp, rows, tx, A_IN, "w4d")
         tiles = nb * rows * tx
-        v = scratch("w4v", (36, tiles, c), dtype)
+        v = (scratch("w4v", (36, tiles, c), dtype) if v_out is None
+             else v_out[:, first:first + tiles])
+        first += tiles
         np.matmul(kb, d, out=v.reshape(36, -1))
         m = scratch("w4m", (36, tiles, k), dtype)
         np.matmul(v, u.transpose(0, 2, 1), out=m)       # BLAS reads U^T in place, no copy
@@ -236,8 +247,10 @@ def _scatter(t, y, r0, oh, ow, relu):
     split(put, M_OUT * M_OUT, t.size, winograd._PARALLEL_MIN)
 
 
-def weight_grad(x, gy, padding=(1, 1)):
-    """dW of conv3x3: x (N, C, H, W), gy (N, K, OH, OW), any layouts -> (K, C, 3, 3)."""
+def weight_grad(x, gy, padding=(1, 1), v=None):
+    """dW of conv3x3: x (N, C, H, W), gy (N, K, OH, OW), any layouts -> (K, C, 3, 3).
+    ``v``: forward's transformed input tiles (conv3x3's ``v_out``), used
+    instead of transforming x again."""
     n, c, h, wd = x.shape
     k = gy.shape[1]
     ph, pw = padding
@@ -249,17 +262,22 @@ def weight_grad(x, gy, padding=(1, 1)):
     kb, ka_t = kron("B", dtype), np.ascontiguousarray(kron("A", dtype).T)
     du = np.zeros((36, k, c), dtype=dtype)
     part = np.empty_like(du)
+    first = 0
     for i0, i1, r0, r1 in _blocks(n, ty, tx, 36 * (c + k)):
         nb, rows = i1 - i0, r1 - r0
         tiles = nb * rows * tx
-        xp = padded(x[i0:i1], ph, pw, "w4xpad", M_OUT * rows + 2, M_OUT * tx + 2, M_OUT * r0,
-                    winograd._PARALLEL_MIN)
         gp = padded(gy[i0:i1], 0, 0, "w4gpad", M_OUT * rows, M_OUT * tx, M_OUT * r0,
                     winograd._PARALLEL_MIN)
-        v = scratch("w4v", (36, tiles, c), dtype)
-        np.matmul(kb, _gather(xp, rows, tx, A_IN, "w4d"), out=v.reshape(36, -1))
+        if v is None:
+            xp = padded(x[i0:i1], ph, pw, "w4xpad", M_OUT * rows + 2, M_OUT * tx + 2,
+                        M_OUT * r0, winograd._PARALLEL_MIN)
+            vb = scratch("w4v", (36, tiles, c), dtype)
+            np.matmul(kb, _gather(xp, rows, tx, A_IN, "w4d"), out=vb.reshape(36, -1))
+        else:   # the same blocks as forward's, so the same tiles
+            vb = v[:, first:first + tiles].astype(dtype, copy=False)
+        first += tiles
         dm = scratch("w4m", (36, tiles, k), dtype)
         np.matmul(ka_t, _gather(gp, rows, tx, M_OUT, "w4g"), out=dm.reshape(36, -1))
-        np.matmul(dm.transpose(0, 2, 1), v, out=part)       # dU = dM^T V per position
+        np.matmul(dm.transpose(0, 2, 1), vb, out=part)      # dU = dM^T V per position
         du += part
     return weight_transform_adjoint(du)
