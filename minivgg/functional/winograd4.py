@@ -52,7 +52,9 @@ Backward, exact for the algorithm above:
   transform for dX (``conv3x3(..., flip=True)``; flipped_weight_transform
   serves callers without U);
 * dW: with dM = kron(A, A)^T @ dY (per 4x4 tile of gy, zero past the
-  edge), dU = dM^T @ V (36 GEMMs of K x T x C), and dW = kron(G, G)^T @ dU.
+  edge), dU = dM^T @ V (36 GEMMs of K x T x C), and dW = kron(G, G)^T @ dU;
+  V is forward's when conv2d kept it (``v_out``; small layers), else
+  made again block by block.
 
 Float32 error: G has entries 1/4, 1/6, 1/12, 1/24 and BT, AT entries up
 to 8, so the rounding error is about 10x that of F(2x2, 3x3); the bound
