@@ -464,7 +464,7 @@ def _small_map(dev, x_shape, w_shape, stride, padding):
 WINOGRAD_KEEP_V = 1 << 22
 
 
-def _dx_reuses_u(x_shape, w_shape):
+def _dx_reuses_u(x_shape):
     """True when F(4x4)'s dX is to come from forward's transformed filters
     U (36 x K x C numbers), with gy read and dX written turned round
     (winograd4): where U is at least as large as gy (N x OH x OW x K, with
@@ -518,13 +518,13 @@ class Conv2d(Function):
             u = v = None
             dtype = np.result_type(x.dtype, w.dtype)
             if wino is winograd4 and is_grad_enabled():
-                if _dx_reuses_u(x.shape, w.shape):
+                if _dx_reuses_u(x.shape):
                     # Its transformed filters are kept: dX reads them again (backward).
                     u = self.u = winograd4.weight_transform(w.astype(dtype, copy=False))
-                size = 36 * winograd4.tile_count(x.shape, self.padding) * x.shape[1]
-                if size <= WINOGRAD_KEEP_V:
+                tiles, c = winograd4.tile_count(x.shape, self.padding), x.shape[1]
+                if 36 * tiles * c <= WINOGRAD_KEEP_V:
                     # So are its transformed input tiles, which dW reads again.
-                    v = self.v = np.empty((36, size // (36 * x.shape[1]), x.shape[1]), dtype)
+                    v = self.v = np.empty((36, tiles, c), dtype)
             if wino is winograd4:
                 y = wino.conv3x3(x, w, self.padding, b, self.relu, u=u, v_out=v)
             else:

@@ -170,6 +170,17 @@ def _gather(xp, rows, tx, size, key):
     return d.reshape(size * size, -1)
 
 
+def _input_tiles(x, blk, padding, tx, kb, out):
+    """out (36, tiles, C) = kron(BT, BT) @ D for the tiles of block ``blk``
+    (images i0..i1, tile rows r0..r1) of x (N, C, H, W) padded by
+    ``padding``: the padded band's 6x6 tiles gathered, then transformed."""
+    i0, i1, r0, r1 = blk
+    rows = r1 - r0
+    xp = padded(x[i0:i1], padding[0], padding[1], "w4xpad", M_OUT * rows + 2, M_OUT * tx + 2,
+                M_OUT * r0, winograd._PARALLEL_MIN)
+    np.matmul(kb, _gather(xp, rows, tx, A_IN, "w4d"), out=out.reshape(36, -1))
+
+
 def _blocks(n, ty, tx, per_tile):
     """The blocks of winograd._blocks, sized by this module's constants."""
     return winograd._blocks(n, ty, tx, per_tile, BLOCK_ELEMENTS, MIN_BLOCK_TILES)
@@ -205,18 +216,16 @@ def conv3x3(x, w, padding=(1, 1), b=None, relu=False, u=None, flip=False, v_out=
     y = np.empty((n, oh, ow, k), dtype=dtype)
     yw = y[:, ::-1, ::-1] if flip else y        # where the tiles go
     first = 0                                   # the block's first tile
-    for i0, i1, r0, r1 in _blocks(n, ty, tx, 36 * (c + k)):
+    for blk in _blocks(n, ty, tx, 36 * (c + k)):
+        i0, i1, r0, r1 = blk
         nb, rows = i1 - i0, r1 - r0
-        # The padded input rows this block's tiles read (a band of one image,
-        # or whole images), so the scratch stays block-sized.
-        xp = padded(x[i0:i1], ph, pw, "w4xpad", M_OUT * rows + 2, M_OUT * tx + 2, M_OUT * r0,
-                    winograd._PARALLEL_MIN)
-        d = _gather(xp, rows, tx, A_IN, "w4d")
         tiles = nb * rows * tx
         v = (scratch("w4v", (36, tiles, c), dtype) if v_out is None
              else v_out[:, first:first + tiles])
         first += tiles
-        np.matmul(kb, d, out=v.reshape(36, -1))
+        # From the padded input rows this block's tiles read (a band of one
+        # image, or whole images), so the scratch stays block-sized.
+        _input_tiles(x, blk, padding, tx, kb, v)
         m = scratch("w4m", (36, tiles, k), dtype)
         np.matmul(v, u.transpose(0, 2, 1), out=m)       # BLAS reads U^T in place, no copy
         if bias is not None:
@@ -255,7 +264,6 @@ def weight_grad(x, gy, padding=(1, 1), v=None):
     instead of transforming x again."""
     n, c, h, wd = x.shape
     k = gy.shape[1]
-    ph, pw = padding
     oh, ow = gy.shape[2:]
     ty, tx = _tiles(M_OUT, oh), _tiles(M_OUT, ow)
     dtype = np.result_type(x.dtype, gy.dtype)
@@ -265,16 +273,15 @@ def weight_grad(x, gy, padding=(1, 1), v=None):
     du = np.zeros((36, k, c), dtype=dtype)
     part = np.empty_like(du)
     first = 0
-    for i0, i1, r0, r1 in _blocks(n, ty, tx, 36 * (c + k)):
+    for blk in _blocks(n, ty, tx, 36 * (c + k)):
+        i0, i1, r0, r1 = blk
         nb, rows = i1 - i0, r1 - r0
         tiles = nb * rows * tx
         gp = padded(gy[i0:i1], 0, 0, "w4gpad", M_OUT * rows, M_OUT * tx, M_OUT * r0,
                     winograd._PARALLEL_MIN)
         if v is None:
-            xp = padded(x[i0:i1], ph, pw, "w4xpad", M_OUT * rows + 2, M_OUT * tx + 2,
-                        M_OUT * r0, winograd._PARALLEL_MIN)
             vb = scratch("w4v", (36, tiles, c), dtype)
-            np.matmul(kb, _gather(xp, rows, tx, A_IN, "w4d"), out=vb.reshape(36, -1))
+            _input_tiles(x, blk, padding, tx, kb, vb)
         else:   # the same blocks as forward's, so the same tiles
             vb = v[:, first:first + tiles].astype(dtype, copy=False)
         first += tiles
