@@ -6,7 +6,10 @@
    examples/train_vgg.py trains by default at 32x32, batch 64: time, the algorithm
    the CPU path chose, GFLOP/s counted as a direct convolution would
    (2*K*C*9 per output pixel; Winograd does fewer multiplications, so this
-   is its effective rate), fraction of numpy's GEMM rate, ratio; and
+   is its effective rate), fraction of numpy's GEMM rate for minivgg and
+   for PyTorch, ratio; for each table's first layer (the image's: no dX)
+   its two GEMMs and one read of its output gradient timed alone, the
+   lowest time im2col + GEMM as NumPy calls could reach there; and
    max_pool2d 2x2 forward + backward at VGG's five pooling shapes.
 3. Whole training steps (forward, backward, SGD update; 10 classes, the
    paper's FC width 4096): VGG-A at 32x32, batch 64, and the model
@@ -95,6 +98,41 @@ def conv_case(torch, c, k, h, batch, repeats):
     # forward, dW and (except for the first layer) dX: one GEMM-sized product each
     flops = 2 * batch * k * c * 9 * h * h * (3 if need_dx else 2)
     return (flops,) + interleaved_best_cpu([ours, theirs], repeats)
+
+
+def products_alone(c, k, h, batch, repeats):
+    """What a layer without dX (the image's) cannot go below as im2col + GEMM
+    in NumPy calls:
+    its two GEMMs timed alone over the bands minivgg cuts the layer into
+    (each band's operands already in cache, the layer's bias row left out),
+    forward (pixels x 9C) @ (9C x K) and dW (9C x pixels) @ (pixels x K),
+    each in the faster of its two orientations; and one read of its output
+    gradient (N*K*H*W numbers, which backward must read from memory to mask
+    it with the ReLU). Seconds, (forward, dW, read), of wall time and of
+    CPU time."""
+    from minivgg.functional.conv import _cpu_blocks
+    rng = np.random.default_rng(0)
+    ckk = 9 * c
+    bands = [(i1 - i0) * (r1 - r0) * h for i0, i1, r0, r1 in _cpu_blocks(batch, h, h, ckk, k)]
+    p = max(bands)
+    cols = rng.standard_normal((p, ckk), dtype=np.float32)
+    cols_t = np.ascontiguousarray(cols.T)
+    w = rng.standard_normal((k, ckk), dtype=np.float32)
+    w_t = np.ascontiguousarray(w.T)
+    g = rng.standard_normal((p, k), dtype=np.float32)
+    g_t = np.ascontiguousarray(g.T)
+    gy = rng.standard_normal(batch * k * h * h, dtype=np.float32)
+
+    def over_bands(product):
+        def run():
+            for n in bands:
+                product(n)
+        return run
+    times = interleaved_best_cpu([
+        over_bands(lambda n: cols[:n] @ w_t), over_bands(lambda n: w @ cols_t[:, :n]),
+        over_bands(lambda n: cols_t[:, :n] @ g[:n]), over_bands(lambda n: g_t[:, :n] @ cols[:n]),
+        lambda: gy.max()], repeats)
+    return [(min(t[0], t[1]), min(t[2], t[3]), t[4]) for t in times]
 
 
 # (C, H) of the inputs of VGG's five 2x2 max-poolings at 224x224.
@@ -372,23 +410,35 @@ def main(argv=None):
             f"elsewhere):")
         out()
         out(f"| C -> K | H=W | algorithm | minivgg ms | PyTorch ms | ratio{extra} | "
-            f"minivgg GFLOP/s | % of numpy GEMM |")
+            f"minivgg GFLOP/s | % of numpy GEMM | PyTorch % of numpy GEMM |")
         out("| --- | ---: | --- | ---: | ---: | ---: |" + (" ---: | ---: | ---: |" if cpu else "")
-            + " ---: | ---: |")
+            + " ---: | ---: | ---: |")
         tot = np.zeros(4)
         for c, k, h in layers:
             flops, wall, cput = conv_case(torch, c, k, h, batch, a.repeats)
             tot += [wall[0], wall[1], cput[0], cput[1]]
-            gf = flops / (cput[0] if cpu else wall[0]) / 1e9
+            t = cput if cpu else wall
+            gf, gf_torch = flops / t[0] / 1e9, flops / t[1] / 1e9
             cols = (f" | {1e3 * cput[0]:.1f} | {1e3 * cput[1]:.1f} | {cput[0] / cput[1]:.2f}"
                     if cpu else "")
             out(f"| {c} -> {k} | {h} | {conv_algorithm(c, k, h, batch)} | {1e3 * wall[0]:.1f} | "
                 f"{1e3 * wall[1]:.1f} | {wall[0] / wall[1]:.2f}{cols} | {gf:.1f} | "
-                f"{100 * gf / ref:.0f}% |")
+                f"{100 * gf / ref:.0f}% | {100 * gf_torch / ref:.0f}% |")
         cols = (f" | {1e3 * tot[2]:.1f} | {1e3 * tot[3]:.1f} | {tot[2] / tot[3]:.2f}" if cpu
                 else "")
         out(f"| {last} | | | {1e3 * tot[0]:.1f} | {1e3 * tot[1]:.1f} | "
-            f"{tot[0] / tot[1]:.2f}{cols} | | |")
+            f"{tot[0] / tot[1]:.2f}{cols} | | | |")
+        out()
+        c, k, h = layers[0]
+        fwd, dw, read = products_alone(c, k, h, batch, a.repeats)[1 if cpu else 0]
+        flops = 2 * batch * k * c * 9 * h * h * 2
+        floor = fwd + dw + read
+        out(f"The {c} -> {k} layer's two GEMMs alone, each in its faster orientation "
+            f"({clock} time): forward {1e3 * fwd:.1f} ms, dW {1e3 * dw:.1f} ms; one read of "
+            f"its output gradient {1e3 * read:.1f} ms. Together {1e3 * floor:.1f} ms, "
+            f"{100 * flops / floor / 1e9 / ref:.0f}% of numpy's GEMM: the most im2col + GEMM "
+            f"as NumPy and BLAS calls could reach on this layer with every other pass free "
+            f"(90% would be {1e3 * flops / (0.9 * ref * 1e9):.1f} ms).")
         out()
     out(f"max_pool2d 2x2, forward + backward, batch {a.batch_224} (the inputs of VGG's five "
         f"poolings at 224x224):")
