@@ -52,6 +52,16 @@ def test_forward_matches_reference(rng, layout, xs, ws, pad):
     check_channels_last_forward(SM.conv, rng, layout, xs, ws, pad)
 
 
+@pytest.mark.parametrize("turned_below", [0, 10 ** 9])
+def test_both_orientations_of_the_forward_product(rng, monkeypatch, turned_below):
+    """Y = X @ MT^T as it lies, or (MT @ X^T)^T copied back to rows (small
+    batches): the same channels-last output either way."""
+    monkeypatch.setattr(SM, "TURNED_BELOW", turned_below)
+    for layout in ("nchw", "channels-last"):
+        for xs, ws, pad in CASES[:2]:
+            check_channels_last_forward(SM.conv, rng, layout, xs, ws, pad)
+
+
 @pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("xs,ws,pad", CASES)
 def test_conv2d_through_the_whole_map_gemm_gradcheck(rng, monkeypatch, relu, xs, ws, pad):

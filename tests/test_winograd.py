@@ -51,6 +51,24 @@ def test_weight_transform_its_adjoint_and_the_flipped_kernel(rng):
     check_weight_transform(W, rng, 2)
 
 
+@pytest.mark.parametrize("block", [4, 1024])
+def test_the_adjoint_in_blocks_of_filters(rng, monkeypatch, block):
+    """kron_adjoint over blocks of filters (4: four blocks, the last short)
+    is G^T dU G filter by filter, for both modules' G (float64 and float32)."""
+    from minivgg.functional import winograd4 as W4
+    monkeypatch.setattr(W, "ADJOINT_BLOCK", block)
+    for mod, a in ((W, 4), (W4, 6)):
+        for dtype in (np.float64, np.float32):
+            du = rng.standard_normal((a * a, 3, 5)).astype(dtype)
+            dw = mod.weight_transform_adjoint(du)
+            assert dw.shape == (3, 5, 3, 3) and dw.dtype == dtype and dw.flags.c_contiguous
+            for k in range(3):
+                for c in range(5):
+                    want = mod.G.T @ du[:, k, c].reshape(a, a).astype(np.float64) @ mod.G
+                    tol = 1e-12 if dtype == np.float64 else 1e-5
+                    np.testing.assert_allclose(dw[k, c], want, rtol=tol, atol=tol)
+
+
 @pytest.mark.parametrize("row0,rows", [(0, 4), (1, 2), (3, 2)])
 def test_parity_planes(rng, row0, rows):
     x = rng.standard_normal((2, 3, 5, 6))

@@ -118,8 +118,26 @@ def flipped_weight_transform(w):
 
 def weight_transform_adjoint(du):
     """dW = G^T dU G: dU (16, K, C) -> dW (K, C, 3, 3); the adjoint of weight_transform."""
-    _, k, c = du.shape
-    return (du.reshape(16, k * c).T @ _kron_g(du.dtype)).reshape(k, c, 3, 3)
+    return kron_adjoint(du, _kron_g(du.dtype))
+
+
+#: Filters per product in kron_adjoint. OpenBLAS multiplies a block of
+#: 1024 columns of dU^T by the small matrix faster than all of them at once
+#: (F(4x4), one thread: 512 x 512 filters 5.2 -> 4.8 ms, 256 x 256 0.94 ->
+#: 0.64 ms; about 1.1 ms in a VGG-A step at 32x32).
+ADJOINT_BLOCK = 1024
+
+
+def kron_adjoint(du, kron_g):
+    """dW = dUᵀ @ kron(G, G) per filter: dU (P, K, C), kron_g (P, 9) ->
+    dW (K, C, 3, 3), in blocks of ADJOINT_BLOCK filters (the adjoint of
+    both Winograd modules' filter transforms)."""
+    p, k, c = du.shape
+    flat = du.reshape(p, k * c)
+    dw = np.empty((k * c, 9), dtype=np.result_type(du.dtype, kron_g.dtype))
+    for s in range(0, k * c, ADJOINT_BLOCK):
+        np.matmul(flat[:, s:s + ADJOINT_BLOCK].T, kron_g, out=dw[s:s + ADJOINT_BLOCK])
+    return dw.reshape(k, c, 3, 3)
 
 
 _SCRATCH = threading.local()

@@ -147,8 +147,7 @@ def flipped_weight_transform(w):
 
 def weight_transform_adjoint(du):
     """dW = G^T dU G: dU (36, K, C) -> dW (K, C, 3, 3); the adjoint of weight_transform."""
-    _, k, c = du.shape
-    return (du.reshape(36, k * c).T @ kron("G", du.dtype)).reshape(k, c, 3, 3)
+    return winograd.kron_adjoint(du, kron("G", du.dtype))
 
 
 def _tiles(nt, out_size):
