@@ -102,10 +102,9 @@ def conv_case(torch, c, k, h, batch, repeats):
 
 def products_alone(c, k, h, batch, repeats):
     """What a layer without dX (the image's) cannot go below as im2col + GEMM
-    in NumPy calls:
-    its two GEMMs timed alone over the bands minivgg cuts the layer into
-    (each band's operands already in cache, the layer's bias row left out),
-    forward (pixels x 9C) @ (9C x K) and dW (9C x pixels) @ (pixels x K),
+    in NumPy calls: its two GEMMs timed alone over the bands minivgg cuts the
+    layer into (each band's operands already in cache, the layer's bias row
+    left out), forward (pixels x 9C) @ (9C x K) and dW (9C x pixels) @ (pixels x K),
     each in the faster of its two orientations; and one read of its output
     gradient (N*K*H*W numbers, which backward must read from memory to mask
     it with the ReLU). Seconds, (forward, dW, read), of wall time and of
