@@ -131,8 +131,7 @@ def applies(x_shape, w_shape, stride, padding):
 
 def weight_transform(w):
     """U = G w G^T per filter: w (K, C, 3, 3) -> U (36, K, C)."""
-    k, c = w.shape[:2]
-    return (kron("G", w.dtype) @ w.reshape(k * c, 9).T).reshape(36, k, c)
+    return winograd.kron_filters(w, kron("G", w.dtype))
 
 
 def flipped_weight_transform(w):
@@ -140,9 +139,7 @@ def flipped_weight_transform(w):
     w (K, C, 3, 3) -> (36, C, K): weight_transform with the columns of
     kron(G, G) reversed (turning a 3x3 filter by 180 degrees reverses its 9
     taps), which spares a copy of the flipped filters."""
-    k, c = w.shape[:2]
-    return (kron("G", w.dtype)[:, ::-1] @ w.reshape(k * c, 9).T).reshape(36, k, c) \
-        .transpose(0, 2, 1)
+    return winograd.kron_filters(w, kron("G", w.dtype)[:, ::-1]).transpose(0, 2, 1)
 
 
 def weight_transform_adjoint(du):
