@@ -60,6 +60,14 @@ def gemm_gflops(torch, n=2048, repeats=3):
     return [flops / t / 1e9 for t in wall], [flops / t / 1e9 for t in cpu]
 
 
+def laid_out(rng, n, ch, h, last):
+    """Random float32 (N, CH, H, H) data laid out channels-last (``last``)
+    or channel-major, as minivgg's CPU layers leave their outputs."""
+    if last:
+        return rng.standard_normal((n, h, h, ch), dtype=np.float32).transpose(0, 3, 1, 2)
+    return rng.standard_normal((ch, n, h, h), dtype=np.float32).transpose(1, 0, 2, 3)
+
+
 def conv_case(torch, c, k, h, batch, repeats):
     """conv2d + ReLU forward + backward, x and gy laid out as each
     framework's layers around it leave them: NCHW for PyTorch; for minivgg,
@@ -70,16 +78,11 @@ def conv_case(torch, c, k, h, batch, repeats):
     otherwise: the pooling or convolution after it hands its gradient back
     in that layout)."""
     rng = np.random.default_rng(0)
-
-    def laid_out(ch, last):
-        if last:
-            return rng.standard_normal((batch, h, h, ch), dtype=np.float32).transpose(0, 3, 1, 2)
-        return rng.standard_normal((ch, batch, h, h), dtype=np.float32).transpose(1, 0, 2, 3)
     x = (rng.standard_normal((batch, c, h, h), dtype=np.float32) if c == 3 else
-         laid_out(c, True))
+         laid_out(rng, batch, c, h, True))
     w = (rng.standard_normal((k, c, 3, 3), dtype=np.float32) * 0.05)
     b = np.zeros(k, np.float32)
-    gy = laid_out(k, "F(2x2" not in conv_algorithm(c, k, h, batch))
+    gy = laid_out(rng, batch, k, h, "F(2x2" not in conv_algorithm(c, k, h, batch))
     need_dx = c != 3
 
     def ours():
@@ -257,12 +260,7 @@ def winograd_ablation(a, out, lines):
         b = np.zeros(k, np.float32)
 
         def layer(gy_last=True):
-            def shaped(ch, last):
-                if last:
-                    a = rng.standard_normal((n, h, h, ch), dtype=np.float32)
-                    return a.transpose(0, 3, 1, 2)
-                return rng.standard_normal((ch, n, h, h), dtype=np.float32).transpose(1, 0, 2, 3)
-            x, gy = shaped(c, True), shaped(k, gy_last)
+            x, gy = laid_out(rng, n, c, h, True), laid_out(rng, n, k, h, gy_last)
 
             def run():
                 ts = [Tensor(x, requires_grad=True), Tensor(w, requires_grad=True),
