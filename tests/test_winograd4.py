@@ -58,6 +58,43 @@ def test_kronecker_form_of_the_2d_transforms(rng):
     assert np.all(W.kron("A", np.float64)[:, W._BIAS_POS] == 1)   # the bias reaches all 16
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_separable_transforms_equal_the_kronecker_products(rng, monkeypatch, threads, dtype):
+    """transform(name, d) = kron(L, L) @ d for BT, AT and the adjoint of AT,
+    over several column chunks with a short last one, on one thread and
+    split over two."""
+    from minivgg.threads import set_threads
+    monkeypatch.setattr(W, "TRANSFORM_COLUMNS", 7)
+    monkeypatch.setattr(W2, "_PARALLEL_MIN", 1)
+    want = {"B": W.kron("B", np.float64), "A": W.kron("A", np.float64),
+            "AT": W.kron("A", np.float64).T}
+    set_threads(threads)
+    try:
+        for name, k in want.items():
+            d = rng.standard_normal((k.shape[1], 30)).astype(dtype)
+            out = np.full((k.shape[0], 30), np.nan, dtype=dtype)
+            W.transform(name, d, out)
+            tol = 1e-12 if dtype == np.float64 else 2e-5
+            np.testing.assert_allclose(out, k @ d.astype(np.float64), rtol=tol, atol=tol * 50)
+    finally:
+        set_threads(None)
+
+
+def test_blocks_fit_the_cache_unless_the_filters_do_not():
+    """About BLOCK_ELEMENTS per block (a band of tile rows of one image for
+    64 -> 64 at 224x224); LARGE_U_TILES at least once U outgrows the cache
+    (512 -> 512 at 28x28, batch 8: one block of all 392 tiles)."""
+    blocks = W._blocks(8, 56, 56, 64, 64)
+    tiles = {(i1 - i0) * (r1 - r0) * 56 for i0, i1, r0, r1 in blocks[:-1]}
+    per_tile = 36 * (64 + 64)
+    assert tiles == {224} and 224 * per_tile <= W.BLOCK_ELEMENTS < 280 * per_tile
+    assert sum((i1 - i0) * (r1 - r0) for i0, i1, r0, r1 in blocks) == 8 * 56
+    assert 36 * 512 * 512 > W.CACHED_U_ELEMENTS >= 36 * 128 * 128
+    assert W._blocks(8, 7, 7, 512, 512) == [(0, 8, 0, 7)]
+    assert len(W._blocks(8, 7, 7, 128, 128)) > 1
+
+
 def test_weight_transform_its_adjoint_and_the_flipped_kernel(rng):
     check_weight_transform(W, rng, 4)
 
