@@ -51,22 +51,40 @@ def test_weight_transform_its_adjoint_and_the_flipped_kernel(rng):
     check_weight_transform(W, rng, 2)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("block", [4, 1024])
-def test_the_adjoint_in_blocks_of_filters(rng, monkeypatch, block):
-    """kron_adjoint over blocks of filters (4: four blocks, the last short)
-    is G^T dU G filter by filter, for both modules' G (float64 and float32)."""
+def test_the_filter_transforms_in_chunks_of_filters(rng, monkeypatch, block, threads):
+    """The filter transform, its flipped form and its adjoint over chunks of
+    filters (4: four chunks, the last short; split over two threads or not)
+    are G w G^T, G rot180(w) G^T and G^T dU G filter by filter, for both
+    modules' G (float64 and float32)."""
     from minivgg.functional import winograd4 as W4
-    monkeypatch.setattr(W, "ADJOINT_BLOCK", block)
-    for mod, a in ((W, 4), (W4, 6)):
-        for dtype in (np.float64, np.float32):
-            du = rng.standard_normal((a * a, 3, 5)).astype(dtype)
-            dw = mod.weight_transform_adjoint(du)
-            assert dw.shape == (3, 5, 3, 3) and dw.dtype == dtype and dw.flags.c_contiguous
-            for k in range(3):
-                for c in range(5):
-                    want = mod.G.T @ du[:, k, c].reshape(a, a).astype(np.float64) @ mod.G
-                    tol = 1e-12 if dtype == np.float64 else 1e-5
-                    np.testing.assert_allclose(dw[k, c], want, rtol=tol, atol=tol)
+    from minivgg.threads import set_threads
+    monkeypatch.setattr(W, "FILTER_COLUMNS", block)
+    monkeypatch.setattr(W, "_PARALLEL_MIN", 1)
+    set_threads(threads)
+    try:
+        for mod, a in ((W, 4), (W4, 6)):
+            for dtype in (np.float64, np.float32):
+                tol = 1e-12 if dtype == np.float64 else 1e-5
+                w = rng.standard_normal((3, 5, 3, 3)).astype(dtype)
+                du = rng.standard_normal((a * a, 3, 5)).astype(dtype)
+                u, uf = mod.weight_transform(w), mod.flipped_weight_transform(w)
+                dw = mod.weight_transform_adjoint(du)
+                assert u.shape == du.shape and uf.shape == (a * a, 5, 3)
+                assert dw.shape == (3, 5, 3, 3) and dw.flags.c_contiguous
+                assert u.dtype == uf.dtype == dw.dtype == dtype
+                for k in range(3):
+                    for c in range(5):
+                        w64 = w[k, c].astype(np.float64)
+                        for got, want in (
+                                (u[:, k, c], mod.G @ w64 @ mod.G.T),
+                                (uf[:, c, k], mod.G @ w64[::-1, ::-1] @ mod.G.T),
+                                (dw[k, c], mod.G.T @ du[:, k, c].reshape(a, a) @ mod.G)):
+                            np.testing.assert_allclose(got.reshape(want.shape), want,
+                                                       rtol=tol, atol=tol)
+    finally:
+        set_threads(None)
 
 
 @pytest.mark.parametrize("row0,rows", [(0, 4), (1, 2), (3, 2)])

@@ -82,63 +82,84 @@ def applies(x_shape, w_shape, stride, padding):
     return oh >= 2 and ow >= 2 and oh % 2 == 0 and ow % 2 == 0
 
 
-_KRON_G = {}
+def filter_transform(w, g):
+    """U = g w g^T for every filter: w (K, C, 3, 3), g (A, 3) -> U (A*A, K, C),
+    U[A*a + b, k, c] = (g w[k, c] g^T)[a, b] (both Winograd modules'
+    filter transforms; A = 4 for F(2x2), 6 for F(4x4)).
 
-
-def _kron_g(dtype):
-    """kron(G, G) (16x9) in ``dtype``, made once per dtype."""
-    dtype = np.dtype(dtype)
-    if dtype not in _KRON_G:
-        _KRON_G[dtype] = np.kron(G, G).astype(dtype)
-    return _KRON_G[dtype]
-
-
-def kron_filters(w, kron_g):
-    """kron_g (P, 9) @ the taps of every filter: w (K, C, 3, 3) -> (P, K, C),
-    one product with the taps read in place as a transposed (9, K*C)
-    operand (both Winograd modules' filter transforms)."""
+    FILTER_COLUMNS filters at a time: their 9 taps copied into rows (a
+    transposed copy, so that BLAS reads unit strides), then two passes of g,
+    over the taps' rows, then over their columns, in cache. One product of
+    kron(g, g) with the taps read in place took 1.8-2.6x longer (F(4x4),
+    one thread, 256 x 128 to 512 x 512 filters)."""
     k, c = w.shape[:2]
-    return (kron_g @ w.reshape(k * c, 9).T).reshape(kron_g.shape[0], k, c)
+    a = g.shape[0]
+    g = g.astype(w.dtype)
+    taps = w.reshape(k * c, 9)
+    u = np.empty((a, a, k * c), dtype=w.dtype)
+
+    def chunks(lo, hi):
+        for s, e in _filter_chunks(k * c, lo, hi):
+            t = scratch("ftaps", (3, 3, e - s), w.dtype)       # t[i, j] = w[..., i, j]
+            np.copyto(t, taps[s:e].reshape(e - s, 3, 3).transpose(1, 2, 0))
+            half = scratch("fhalf", (3, a, e - s), w.dtype)     # half[j] = g @ t[:, j]
+            np.matmul(g, t.transpose(1, 0, 2), out=half)
+            np.matmul(g, half.transpose(1, 0, 2), out=u[:, :, s:e])
+    split(chunks, -(-k * c // FILTER_COLUMNS), u.size, _PARALLEL_MIN)
+    return u.reshape(a * a, k, c)
+
+
+def filter_transform_adjoint(du, g):
+    """dW = g^T dU g for every filter: dU (A*A, K, C), g (A, 3) -> dW (K, C,
+    3, 3); filter_transform's steps run backward (the two passes of g^T,
+    then the taps copied back to filter-major order)."""
+    k, c = du.shape[1:]
+    a = g.shape[0]
+    gt = np.ascontiguousarray(g.T.astype(du.dtype))
+    d = du.reshape(a, a, k * c)
+    dw = np.empty((k * c, 9), dtype=du.dtype)
+
+    def chunks(lo, hi):
+        for s, e in _filter_chunks(k * c, lo, hi):
+            half = scratch("fhalf", (a, 3, e - s), du.dtype)    # half[j] = g^T @ dU[:, j]
+            np.matmul(gt, d[:, :, s:e].transpose(1, 0, 2), out=half)
+            t = scratch("ftaps", (3, 3, e - s), du.dtype)
+            np.matmul(gt, half.transpose(1, 0, 2), out=t)
+            np.copyto(dw[s:e].reshape(e - s, 3, 3).transpose(1, 2, 0), t)
+    split(chunks, -(-k * c // FILTER_COLUMNS), dw.size, _PARALLEL_MIN)
+    return dw.reshape(k, c, 3, 3)
+
+
+#: Filters per step of filter_transform and its adjoint: 16384 filters'
+#: taps and halves are 1.9 MiB (float32, F(4x4)), in the core's cache
+#: alongside the block of U being written.
+FILTER_COLUMNS = 16384
+
+
+def _filter_chunks(total, lo, hi):
+    """(s, e): the filters of chunks lo..hi of FILTER_COLUMNS each."""
+    for s in range(lo * FILTER_COLUMNS, min(total, hi * FILTER_COLUMNS), FILTER_COLUMNS):
+        yield s, min(total, s + FILTER_COLUMNS)
 
 
 def weight_transform(w):
-    """U = G w G^T per filter: w (K, C, 3, 3) -> U (16, K, C), U[4a + b] = (G w G^T)[a, b]:
-    kron(G, G) (16x9) times the filter taps."""
-    return kron_filters(w, _kron_g(w.dtype))
+    """U = G w G^T per filter: w (K, C, 3, 3) -> U (16, K, C), U[4a + b] = (G w G^T)[a, b]."""
+    return filter_transform(w, G)
 
 
 def flipped_weight_transform(w):
     """U of the kernel of dX = conv(gy, rot180(w) with K and C swapped):
     w (K, C, 3, 3) -> (16, C, K). Turning a 3x3 filter by 180 degrees
-    reverses its 9 taps (row-major), so this is weight_transform with the
-    columns of kron(G, G) reversed: no copy of the filters or of U (a
-    permuted copy of U took 3.6 of 5.7 ms for 512 x 512 filters); each
-    matrix is then transposed (a view)."""
-    return kron_filters(w, _kron_g(w.dtype)[:, ::-1]).transpose(0, 2, 1)
+    is g w[::-1, ::-1] g^T = (g J) w (g J)^T with J the reversal, so this is
+    weight_transform with the columns of G reversed: no copy of the filters
+    or of U (a permuted copy of U took 3.6 of 5.7 ms for 512 x 512 filters);
+    each matrix is then transposed (a view)."""
+    return filter_transform(w, G[:, ::-1]).transpose(0, 2, 1)
 
 
 def weight_transform_adjoint(du):
     """dW = G^T dU G: dU (16, K, C) -> dW (K, C, 3, 3); the adjoint of weight_transform."""
-    return kron_adjoint(du, _kron_g(du.dtype))
-
-
-#: Filters per product in kron_adjoint. OpenBLAS multiplies a block of
-#: 1024 columns of dU^T by the small matrix faster than all of them at once
-#: (F(4x4), one thread: 512 x 512 filters 5.2 -> 4.8 ms, 256 x 256 0.94 ->
-#: 0.64 ms; about 1.1 ms in a VGG-A step at 32x32).
-ADJOINT_BLOCK = 1024
-
-
-def kron_adjoint(du, kron_g):
-    """dW = dUᵀ @ kron(G, G) per filter: dU (P, K, C), kron_g (P, 9) ->
-    dW (K, C, 3, 3), in blocks of ADJOINT_BLOCK filters (the adjoint of
-    both Winograd modules' filter transforms)."""
-    p, k, c = du.shape
-    flat = du.reshape(p, k * c)
-    dw = np.empty((k * c, 9), dtype=np.result_type(du.dtype, kron_g.dtype))
-    for s in range(0, k * c, ADJOINT_BLOCK):
-        np.matmul(flat[:, s:s + ADJOINT_BLOCK].T, kron_g, out=dw[s:s + ADJOINT_BLOCK])
-    return dw.reshape(k, c, 3, 3)
+    return filter_transform_adjoint(du, G)
 
 
 _SCRATCH = threading.local()

@@ -171,20 +171,20 @@ def applies(x_shape, w_shape, stride, padding):
 
 def weight_transform(w):
     """U = G w G^T per filter: w (K, C, 3, 3) -> U (36, K, C)."""
-    return winograd.kron_filters(w, kron("G", w.dtype))
+    return winograd.filter_transform(w, G)
 
 
 def flipped_weight_transform(w):
     """U of the kernel of dX = conv(gy, rot180(w) with K and C swapped):
-    w (K, C, 3, 3) -> (36, C, K): weight_transform with the columns of
-    kron(G, G) reversed (turning a 3x3 filter by 180 degrees reverses its 9
-    taps), which spares a copy of the flipped filters."""
-    return winograd.kron_filters(w, kron("G", w.dtype)[:, ::-1]).transpose(0, 2, 1)
+    w (K, C, 3, 3) -> (36, C, K): weight_transform with the columns of G
+    reversed (as winograd.flipped_weight_transform), which spares a copy of
+    the flipped filters."""
+    return winograd.filter_transform(w, G[:, ::-1]).transpose(0, 2, 1)
 
 
 def weight_transform_adjoint(du):
     """dW = G^T dU G: dU (36, K, C) -> dW (K, C, 3, 3); the adjoint of weight_transform."""
-    return winograd.kron_adjoint(du, kron("G", du.dtype))
+    return winograd.filter_transform_adjoint(du, G)
 
 
 def _tiles(nt, out_size):
@@ -306,10 +306,10 @@ def weight_grad(x, gy, padding=(1, 1), v=None):
     dtype = np.result_type(x.dtype, gy.dtype)
     x = x.astype(dtype, copy=False)
     gy = gy.astype(dtype, copy=False)
-    du = np.zeros((36, k, c), dtype=dtype)
-    part = np.empty_like(du)
+    du = np.empty((36, k, c), dtype=dtype)
+    part = None         # the next blocks' share, added to the first's
     first = 0
-    for blk in _blocks(n, ty, tx, c, k):
+    for index, blk in enumerate(_blocks(n, ty, tx, c, k)):
         i0, i1, r0, r1 = blk
         nb, rows = i1 - i0, r1 - r0
         tiles = nb * rows * tx
@@ -323,6 +323,10 @@ def weight_grad(x, gy, padding=(1, 1), v=None):
         first += tiles
         dm = scratch("w4m", (36, tiles, k), dtype)
         transform("AT", _gather(gp, rows, tx, M_OUT, "w4g"), dm.reshape(36, -1))
-        np.matmul(dm.transpose(0, 2, 1), vb, out=part)      # dU = dM^T V per position
-        du += part
+        if index == 0:      # dU = dM^T V per position
+            np.matmul(dm.transpose(0, 2, 1), vb, out=du)
+        else:
+            part = np.empty_like(du) if part is None else part
+            np.matmul(dm.transpose(0, 2, 1), vb, out=part)
+            du += part
     return weight_transform_adjoint(du)
