@@ -109,6 +109,19 @@ def test_weight_grad_matches_im2col(rng, tiling, xs, k, pad):
     check_weight_grad(W, rng, xs, k, pad, 1e-11)
 
 
+@pytest.mark.parametrize("xs,k,pad", CASES)
+def test_bias_grad_from_dm(rng, tiling, xs, k, pad):
+    """weight_grad(..., bias=True): the same dW, and db from dM's bias row
+    equal to gy summed over images and pixels (partial tiles included:
+    their surplus outputs are zeros in dM)."""
+    x = rng.standard_normal(xs)
+    oh, ow = xs[2] + 2 * pad[0] - 2, xs[3] + 2 * pad[1] - 2
+    gy = rng.standard_normal((xs[0], k, oh, ow))
+    dw, db = W.weight_grad(x, gy, pad, bias=True)
+    np.testing.assert_allclose(dw, W.weight_grad(x, gy, pad), rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(db, gy.sum(axis=(0, 2, 3)), rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("xs,k,pad", CASES[1:6])
 def test_conv2d_through_winograd4_gradcheck(rng, monkeypatch, tiling, xs, k, pad, relu):

@@ -566,7 +566,9 @@ class Conv2d(Function):
             return gy.transpose(1, 0, 2, 3).reshape(k, -1)
         gx = gw = gb = None
         if need_w:
-            if wino is winograd4 and self.v is not None:
+            if wino is winograd4 and need_b:    # db too, from the same pass over gy
+                gw, gb = wino.weight_grad(x, gy, self.padding, v=self.v, bias=True)
+            elif wino is winograd4:
                 gw = wino.weight_grad(x, gy, self.padding, v=self.v)
             elif wino is not None:
                 gw = wino.weight_grad(x, gy, self.padding)

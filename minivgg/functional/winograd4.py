@@ -295,10 +295,12 @@ def _scatter(t, y, r0, oh, ow, relu):
     split(put, M_OUT * M_OUT, t.size, winograd._PARALLEL_MIN)
 
 
-def weight_grad(x, gy, padding=(1, 1), v=None):
+def weight_grad(x, gy, padding=(1, 1), v=None, bias=False):
     """dW of conv3x3: x (N, C, H, W), gy (N, K, OH, OW), any layouts -> (K, C, 3, 3).
     ``v``: forward's transformed input tiles (conv3x3's ``v_out``), used
-    instead of transforming x again."""
+    instead of transforming x again. With ``bias``, (dW, db): db (K,) is
+    the sum of dM's row _BIAS_POS, which adds up each tile's 16 gradients
+    once (the adjoint of the bias's way in), so gy is not read again for it."""
     n, c, h, wd = x.shape
     k = gy.shape[1]
     oh, ow = gy.shape[2:]
@@ -308,6 +310,7 @@ def weight_grad(x, gy, padding=(1, 1), v=None):
     gy = gy.astype(dtype, copy=False)
     du = np.empty((36, k, c), dtype=dtype)
     part = None         # the next blocks' share, added to the first's
+    db = np.zeros(k, dtype=dtype) if bias else None
     first = 0
     for index, blk in enumerate(_blocks(n, ty, tx, c, k)):
         i0, i1, r0, r1 = blk
@@ -323,10 +326,13 @@ def weight_grad(x, gy, padding=(1, 1), v=None):
         first += tiles
         dm = scratch("w4m", (36, tiles, k), dtype)
         transform("AT", _gather(gp, rows, tx, M_OUT, "w4g"), dm.reshape(36, -1))
+        if bias:
+            db += dm[_BIAS_POS].sum(axis=0)
         if index == 0:      # dU = dM^T V per position
             np.matmul(dm.transpose(0, 2, 1), vb, out=du)
         else:
             part = np.empty_like(du) if part is None else part
             np.matmul(dm.transpose(0, 2, 1), vb, out=part)
             du += part
-    return weight_transform_adjoint(du)
+    dw = weight_transform_adjoint(du)
+    return (dw, db) if bias else dw
