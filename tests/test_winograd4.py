@@ -134,28 +134,29 @@ def test_conv2d_through_winograd4_gradcheck(rng, monkeypatch, tiling, xs, k, pad
 def test_the_default_choice(monkeypatch):
     cpu = device("cpu")
     pick = conv_mod._winograd
-    # 64 channels and more, with at least 1024 output pixels in the batch:
+    # 64 channels and more, with at least 256 output pixels in the batch:
     # F(4x4) on every output it takes (4x4 and up)
     assert pick(cpu, (8, 64, 56, 56), (128, 64, 3, 3), (1, 1), (1, 1)) is W
     assert pick(cpu, (8, 512, 28, 28), (512, 512, 3, 3), (1, 1), (1, 1)) is W
     assert pick(cpu, (8, 512, 14, 14), (512, 512, 3, 3), (1, 1), (1, 1)) is W      # 1568 pixels
-    assert pick(cpu, (64, 512, 4, 4), (512, 512, 3, 3), (1, 1), (1, 1)) is W       # 1024
+    assert pick(cpu, (4, 512, 14, 14), (512, 512, 3, 3), (1, 1), (1, 1)) is W      # 784
+    assert pick(cpu, (12, 512, 8, 8), (512, 512, 3, 3), (1, 1), (1, 1)) is W       # 768
+    assert pick(cpu, (1, 512, 16, 16), (512, 512, 3, 3), (1, 1), (1, 1)) is W      # dense, Q 256
     assert pick(cpu, (64, 256, 4, 4), (512, 256, 3, 3), (1, 1), (1, 1)) is W       # 256 channels
+    assert pick(cpu, (16, 256, 4, 4), (256, 256, 3, 3), (1, 1), (1, 1)) is W       # 256 pixels
+    assert pick(cpu, (16, 128, 4, 4), (128, 128, 3, 3), (1, 1), (1, 1)) is W
     assert pick(cpu, (16, 128, 8, 8), (256, 128, 3, 3), (1, 1), (1, 1)) is W
     assert pick(cpu, (64, 512, 7, 7), (512, 512, 3, 3), (1, 1), (1, 1)) is W       # odd size
     # from 256 channels, fewer pixels, and 2x2 outputs: F(2x2)
-    assert pick(cpu, (4, 512, 14, 14), (512, 512, 3, 3), (1, 1), (1, 1)) is W2     # 784 pixels
-    assert pick(cpu, (12, 512, 8, 8), (512, 512, 3, 3), (1, 1), (1, 1)) is W2      # 768
-    assert pick(cpu, (1, 512, 16, 16), (512, 512, 3, 3), (1, 1), (1, 1)) is W2     # dense, Q 256
     assert pick(cpu, (1, 256, 14, 14), (512, 256, 3, 3), (1, 1), (1, 1)) is W2     # 196
-    assert pick(cpu, (16, 256, 4, 4), (256, 256, 3, 3), (1, 1), (1, 1)) is W2      # 256
+    assert pick(cpu, (4, 512, 4, 4), (512, 512, 3, 3), (1, 1), (1, 1)) is W2       # 64
     assert pick(cpu, (64, 512, 2, 2), (512, 512, 3, 3), (1, 1), (1, 1)) is W2      # 604M: pays
     assert pick(cpu, (64, 256, 2, 2), (256, 256, 3, 3), (1, 1), (1, 1)) is W2
     # below 256 channels on 2x2 outputs or with fewer pixels, odd outputs with
     # fewer pixels, below 64 channels, the first layer: im2col (channels last
     # where it applies)
     assert pick(cpu, (64, 128, 2, 2), (128, 128, 3, 3), (1, 1), (1, 1)) is None
-    assert pick(cpu, (16, 128, 4, 4), (128, 128, 3, 3), (1, 1), (1, 1)) is None    # 256 pixels
+    assert pick(cpu, (8, 128, 4, 4), (128, 128, 3, 3), (1, 1), (1, 1)) is None     # 128 pixels
     assert pick(cpu, (4, 512, 7, 7), (512, 512, 3, 3), (1, 1), (1, 1)) is None     # 196, odd
     assert pick(cpu, (64, 32, 16, 16), (64, 32, 3, 3), (1, 1), (1, 1)) is None
     assert pick(cpu, (8, 3, 224, 224), (64, 3, 3, 3), (1, 1), (1, 1)) is None      # first layer
@@ -164,7 +165,7 @@ def test_the_default_choice(monkeypatch):
     assert pick(cpu, (2, 128, 8, 8), (128, 128, 3, 3), (1, 1), (1, 1)) is None
     assert pick(device("emu"), (8, 64, 56, 56), (128, 64, 3, 3), (1, 1), (1, 1)) is None
     assert conv_mod.algorithm_name(cpu, (8, 64, 56, 56), (128, 64, 3, 3)) == "Winograd F(4x4,3x3)"
-    assert conv_mod.algorithm_name(cpu, (32, 512, 4, 4), (512, 512, 3, 3)) == "Winograd F(2x2,3x3)"
+    assert conv_mod.algorithm_name(cpu, (8, 512, 4, 4), (512, 512, 3, 3)) == "Winograd F(2x2,3x3)"
     assert conv_mod.algorithm_name(cpu, (64, 512, 2, 2), (512, 512, 3, 3)) == "whole-map GEMM"
     assert conv_mod.algorithm_name(cpu, (8, 3, 32, 32), (64, 3, 3, 3)) == "im2col + GEMM"
     monkeypatch.setattr(conv_mod, "WINOGRAD", "f4")

@@ -345,7 +345,7 @@ def _conv_weight_grad(dev, x, gy2, w_shape, stride, padding):
 #: more than the multiplications they save (the first layer, the thin
 #: layers of a narrow model, small evaluation batches). F(4x4), laid out
 #: channels-last like the activations around it, is the fastest from 64
-#: channels once the batch has 1024 output pixels (from 32 to 63 channels it
+#: channels once the batch has 256 output pixels (from 32 to 63 channels it
 #: ties with the channels-last im2col). Below that its transformed filters,
 #: 2.25x larger than F(2x2)'s and made three times per step (forward, dX's
 #: flipped filters, dW), cost more than its GEMMs save: F(2x2) is ahead
@@ -358,8 +358,8 @@ WINOGRAD = "auto"
 WINOGRAD_SIZES = (
     # (channels at least, F(4x4) from output size and from output pixels in
     #  the batch, F(2x2) from output size)
-    (256, 4, 1024, 2),
-    (64, 4, 1024, None),
+    (256, 4, 256, 2),
+    (64, 4, 256, None),
 )
 WINOGRAD_MIN_MACS = 1 << 25
 
