@@ -23,14 +23,19 @@ CASES = [
 ]
 
 
-@pytest.fixture(params=["whole", "small"])
+@pytest.fixture(params=["whole", "small", "chunks"])
 def tiling(request, monkeypatch):
-    """Blocks as large as they come, and the smallest blocks (one tile row of
-    one image) with threaded gathers, even for tiny cases."""
+    """Blocks as large as they come; the smallest blocks (one tile row of
+    one image), gathered and transformed a tile row at a time, split over
+    threads, even for tiny cases; and whole blocks gathered and transformed
+    in chunks of a few images or tile rows."""
     if request.param == "small":
         monkeypatch.setattr(W, "BLOCK_ELEMENTS", 1)
         monkeypatch.setattr(W, "MIN_BLOCK_TILES", 1)
+        monkeypatch.setattr(W, "TRANSFORM_COLUMNS", 8)
         monkeypatch.setattr(W2, "_PARALLEL_MIN", 1)
+    if request.param == "chunks":
+        monkeypatch.setattr(W, "TRANSFORM_COLUMNS", 40)
     return request.param
 
 
