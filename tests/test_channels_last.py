@@ -138,7 +138,8 @@ def test_the_choice(monkeypatch):
     assert not pick(cpu, (150, 512, 7, 7), (4096, 512, 7, 7), (1, 1), (0, 0))  # FC as conv
     assert not pick(device("emu"), (64, 16, 16, 16), (32, 16, 3, 3), (1, 1), (1, 1))
     name = conv_mod.algorithm_name
-    assert name(cpu, (64, 16, 16, 16), (32, 16, 3, 3)) == "im2col + GEMM, channels last"
+    assert name(cpu, (4, 16, 16, 16), (32, 16, 3, 3)) == "im2col + GEMM, channels last"
+    assert name(cpu, (64, 16, 16, 16), (32, 16, 3, 3)) == "Winograd F(4x4,3x3)"
     assert name(cpu, (64, 3, 32, 32), (16, 3, 3, 3)) == "im2col + GEMM"
     assert name(cpu, (8, 512, 4, 4), (512, 512, 3, 3)) == "Winograd F(2x2,3x3)"
     assert name(cpu, (64, 512, 2, 2), (512, 512, 3, 3)) == "whole-map GEMM"
@@ -147,7 +148,7 @@ def test_the_choice(monkeypatch):
     assert not pick(cpu, (64, 16, 16, 16), (32, 16, 3, 3), (2, 2), (1, 1))
     monkeypatch.setattr(conv_mod, "CHANNELS_LAST", "never")
     assert not pick(cpu, (64, 16, 16, 16), (32, 16, 3, 3), (1, 1), (1, 1))
-    assert name(cpu, (64, 16, 16, 16), (32, 16, 3, 3)) == "im2col + GEMM"
+    assert name(cpu, (4, 16, 16, 16), (32, 16, 3, 3)) == "im2col + GEMM"
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 1 << 16])

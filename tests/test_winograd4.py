@@ -139,8 +139,11 @@ def test_conv2d_through_winograd4_gradcheck(rng, monkeypatch, tiling, xs, k, pad
 def test_the_default_choice(monkeypatch):
     cpu = device("cpu")
     pick = conv_mod._winograd
-    # 64 channels and more, with at least 256 output pixels in the batch:
+    # 8 channels and more, with at least 256 output pixels in the batch:
     # F(4x4) on every output it takes (4x4 and up)
+    assert pick(cpu, (64, 32, 16, 16), (64, 32, 3, 3), (1, 1), (1, 1)) is W
+    assert pick(cpu, (64, 16, 16, 16), (32, 16, 3, 3), (1, 1), (1, 1)) is W        # thin layers
+    assert pick(cpu, (64, 8, 32, 32), (16, 8, 3, 3), (1, 1), (1, 1)) is W
     assert pick(cpu, (8, 64, 56, 56), (128, 64, 3, 3), (1, 1), (1, 1)) is W
     assert pick(cpu, (8, 512, 28, 28), (512, 512, 3, 3), (1, 1), (1, 1)) is W
     assert pick(cpu, (8, 512, 14, 14), (512, 512, 3, 3), (1, 1), (1, 1)) is W      # 1568 pixels
@@ -158,12 +161,13 @@ def test_the_default_choice(monkeypatch):
     assert pick(cpu, (64, 512, 2, 2), (512, 512, 3, 3), (1, 1), (1, 1)) is W2      # 604M: pays
     assert pick(cpu, (64, 256, 2, 2), (256, 256, 3, 3), (1, 1), (1, 1)) is W2
     # below 256 channels on 2x2 outputs or with fewer pixels, odd outputs with
-    # fewer pixels, below 64 channels, the first layer: im2col (channels last
-    # where it applies)
+    # fewer pixels, below 8 channels (the first layer), too few
+    # multiply-adds: im2col (channels last where it applies)
+    assert pick(cpu, (64, 4, 32, 32), (8, 4, 3, 3), (1, 1), (1, 1)) is None         # 4 channels
+    assert pick(cpu, (4, 16, 16, 16), (32, 16, 3, 3), (1, 1), (1, 1)) is None       # 4.7M
     assert pick(cpu, (64, 128, 2, 2), (128, 128, 3, 3), (1, 1), (1, 1)) is None
     assert pick(cpu, (8, 128, 4, 4), (128, 128, 3, 3), (1, 1), (1, 1)) is None     # 128 pixels
     assert pick(cpu, (4, 512, 7, 7), (512, 512, 3, 3), (1, 1), (1, 1)) is None     # 196, odd
-    assert pick(cpu, (64, 32, 16, 16), (64, 32, 3, 3), (1, 1), (1, 1)) is None
     assert pick(cpu, (8, 3, 224, 224), (64, 3, 3, 3), (1, 1), (1, 1)) is None      # first layer
     assert pick(cpu, (8, 64, 3, 3), (64, 64, 3, 3), (1, 1), (1, 1)) is None        # 3x3 output
     # A small evaluation batch: 2 x 8 x 8 outputs, 19M multiply-adds, too few to pay.

@@ -339,15 +339,16 @@ def _conv_weight_grad(dev, x, gy2, w_shape, stride, padding):
 #: pixels in the batch (N*OH*OW) from which Winograd F(4x4, 3x3) (winograd4)
 #: is used, else the output size from which F(2x2, 3x3) (winograd) is, else
 #: (None, or a smaller output) im2col + GEMM, with the channels last (below)
-#: for all but the first layer. Below the last row's channel count, and
-#: below WINOGRAD_MIN_MACS multiply-adds in the direct convolution of the
-#: batch, always im2col: the transforms and the filter transform then cost
-#: more than the multiplications they save (the first layer, the thin
-#: layers of a narrow model, small evaluation batches). F(4x4), laid out
-#: channels-last like the activations around it, is the fastest from 64
-#: channels once the batch has 256 output pixels (from 32 to 63 channels it
-#: ties with the channels-last im2col). Below that its transformed filters,
-#: 2.25x larger than F(2x2)'s and made three times per step (forward, dX's
+#: for all but the first layer. Below the last row's channel count (the
+#: image's 3 channels), and below WINOGRAD_MIN_MACS multiply-adds in the
+#: direct convolution of the batch (small evaluation batches), always
+#: im2col: the transforms and the filter transform then cost more than the
+#: multiplications they save. F(4x4), laid out channels-last like the
+#: activations around it, is the fastest from 8 channels once the batch has
+#: 256 output pixels (16 -> 32 at 16x16, batch 64: 3.4 against 4.8 ms for
+#: the channels-last im2col; 512 -> 512 at 14x14, batch 4: 33.9 against
+#: 41.7 ms for F(2x2)). With fewer pixels its transformed filters, 2.25x
+#: larger than F(2x2)'s and made three times per step (forward, dX's
 #: flipped filters, dW), cost more than its GEMMs save: F(2x2) is ahead
 #: from 256 channels (and on 2x2 outputs, which F(4x4) does not take), the
 #: channels-last im2col below. "always" uses F(2x2, 3x3) and "f4" F(4x4, 3x3)
@@ -359,7 +360,7 @@ WINOGRAD_SIZES = (
     # (channels at least, F(4x4) from output size and from output pixels in
     #  the batch, F(2x2) from output size)
     (256, 4, 256, 2),
-    (64, 4, 256, None),
+    (8, 4, 256, None),
 )
 WINOGRAD_MIN_MACS = 1 << 25
 

@@ -18,16 +18,18 @@ tiles:
     M (36, T, K) = V @ U^T                36 GEMMs of T x C x K
     Y (16, T, K) = kron(AT, AT) @ M       the 4x4 output tiles
 
-Here the transforms are matrix products too: a 2-D transform of a tile is
-the Kronecker product of the 1-D matrices applied to the tile as a vector
-of 36 numbers (row-major), so each transform is one product of a 36x36
-(or 16x36) matrix with a matrix of all the tiles of a block. That is BLAS
-work at BLAS speed, one pass over the data, where the F(2x2) module writes
-its transforms as NumPy additions (several passes). The 36 GEMMs do
-36*K*C*T = 2.25*K*C*N*OH*OW multiply-adds against 9*K*C*N*OH*OW for
-im2col + GEMM. The input transform costs 36 multiply-adds per element of
-V and the output transform 36 per output value, where the GEMMs cost C
-(K for dW) per element, with C, K >= 64 wherever this module is chosen.
+Written for a tile as a vector of 36 numbers (row-major), each 2-D
+transform is one matrix, the Kronecker product of the 1-D matrix with
+itself (kron(BT, BT) above; ``kron`` builds them, and the tests hold the
+code to them). The code applies the 1-D matrix twice instead, to the
+tiles' rows and then to their columns (``transform``): two BLAS products
+with a 6x6 (4x6) matrix over a few thousand tiles at a time, 12 (15)
+multiply-adds per number made instead of 36, and the half-done tiles stay
+in cache. The F(2x2) module writes its transforms as NumPy additions instead.
+The 36 GEMMs do 36*K*C*T = 2.25*K*C*N*OH*OW multiply-adds against
+9*K*C*N*OH*OW for im2col + GEMM; the transforms cost 12 per element of V
+and 15 per output value, where the GEMMs cost C (K for dW) per element, with
+C, K >= 64 wherever this module is chosen.
 
 Tiles start every 4 pixels; T = N * TY * TX with TY = ceil(OH / 4): an
 output size that is not a multiple of 4 gets a last row (column) of tiles
@@ -54,7 +56,8 @@ Backward, exact for the algorithm above:
 * dW: with dM = kron(A, A)^T @ dY (per 4x4 tile of gy, zero past the
   edge), dU = dM^T @ V (36 GEMMs of K x T x C), and dW = kron(G, G)^T @ dU;
   V is forward's when conv2d kept it (``v_out``; small layers), else
-  made again block by block.
+  made again block by block; db is dM's row _BIAS_POS (below) summed over
+  the tiles.
 
 Float32 error: G has entries 1/4, 1/6, 1/12, 1/24 and BT, AT entries up
 to 8, so the rounding error is about 10x that of F(2x2, 3x3); the bound
