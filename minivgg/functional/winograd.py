@@ -82,6 +82,18 @@ def applies(x_shape, w_shape, stride, padding):
     return oh >= 2 and ow >= 2 and oh % 2 == 0 and ow % 2 == 0
 
 
+#: Filters per step of filter_transform and its adjoint: 16384 filters'
+#: taps and halves are 1.9 MiB (float32, F(4x4)), in the core's cache
+#: alongside the block of U being written.
+FILTER_COLUMNS = 16384
+
+
+def _filter_chunks(total, lo, hi):
+    """(s, e): the filters of chunks lo..hi of FILTER_COLUMNS each."""
+    for s in range(lo * FILTER_COLUMNS, min(total, hi * FILTER_COLUMNS), FILTER_COLUMNS):
+        yield s, min(total, s + FILTER_COLUMNS)
+
+
 def filter_transform(w, g):
     """U = g w g^T for every filter: w (K, C, 3, 3), g (A, 3) -> U (A*A, K, C),
     U[A*a + b, k, c] = (g w[k, c] g^T)[a, b] (both Winograd modules'
@@ -128,18 +140,6 @@ def filter_transform_adjoint(du, g):
             np.copyto(dw[s:e].reshape(e - s, 3, 3).transpose(1, 2, 0), t)
     split(chunks, -(-k * c // FILTER_COLUMNS), dw.size, _PARALLEL_MIN)
     return dw.reshape(k, c, 3, 3)
-
-
-#: Filters per step of filter_transform and its adjoint: 16384 filters'
-#: taps and halves are 1.9 MiB (float32, F(4x4)), in the core's cache
-#: alongside the block of U being written.
-FILTER_COLUMNS = 16384
-
-
-def _filter_chunks(total, lo, hi):
-    """(s, e): the filters of chunks lo..hi of FILTER_COLUMNS each."""
-    for s in range(lo * FILTER_COLUMNS, min(total, hi * FILTER_COLUMNS), FILTER_COLUMNS):
-        yield s, min(total, s + FILTER_COLUMNS)
 
 
 def weight_transform(w):

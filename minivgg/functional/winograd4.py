@@ -28,8 +28,9 @@ multiply-adds per number made instead of 36, and the half-done tiles stay
 in cache. The F(2x2) module writes its transforms as NumPy additions instead.
 The 36 GEMMs do 36*K*C*T = 2.25*K*C*N*OH*OW multiply-adds against
 9*K*C*N*OH*OW for im2col + GEMM; the transforms cost 12 per element of V
-and 15 per output value, where the GEMMs cost C (K for dW) per element, with
-C, K >= 64 wherever this module is chosen.
+and 15 per output value, where the GEMMs cost C (K for dW) per element:
+they weigh most on the thinnest layers this module takes (from 8
+channels, conv.WINOGRAD_SIZES).
 
 Tiles start every 4 pixels; T = N * TY * TX with TY = ceil(OH / 4): an
 output size that is not a multiple of 4 gets a last row (column) of tiles
