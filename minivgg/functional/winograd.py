@@ -94,6 +94,19 @@ def _filter_chunks(total, lo, hi):
         yield s, min(total, s + FILTER_COLUMNS)
 
 
+def sandwich(m, d, out):
+    """out[:, :, x] = m @ d[:, :, x] @ m^T for every column x: d (Q, Q, X),
+    m (P, Q) -> out (P, P, X), as two BLAS passes of m, over the tiles'
+    rows (into a kept scratch), then over their columns; the form of every
+    Winograd transform on the CPU (tiles, filters and their adjoints), on
+    cache-sized column ranges."""
+    q, p = d.shape[0], m.shape[0]
+    half = scratch("sandwich", (q, p, d.shape[2]), out.dtype)    # half[j] = m @ d[:, j]
+    np.matmul(m, d.transpose(1, 0, 2), out=half)
+    np.matmul(m, half.transpose(1, 0, 2), out=out)
+    return out
+
+
 def filter_transform(w, g):
     """U = g w g^T for every filter: w (K, C, 3, 3), g (A, 3) -> U (A*A, K, C),
     U[A*a + b, k, c] = (g w[k, c] g^T)[a, b] (both Winograd modules'
@@ -114,9 +127,7 @@ def filter_transform(w, g):
         for s, e in _filter_chunks(k * c, lo, hi):
             t = scratch("ftaps", (3, 3, e - s), w.dtype)       # t[i, j] = w[..., i, j]
             np.copyto(t, taps[s:e].reshape(e - s, 3, 3).transpose(1, 2, 0))
-            half = scratch("fhalf", (3, a, e - s), w.dtype)     # half[j] = g @ t[:, j]
-            np.matmul(g, t.transpose(1, 0, 2), out=half)
-            np.matmul(g, half.transpose(1, 0, 2), out=u[:, :, s:e])
+            sandwich(g, t, u[:, :, s:e])
     split(chunks, -(-k * c // FILTER_COLUMNS), u.size, _PARALLEL_MIN)
     return u.reshape(a * a, k, c)
 
@@ -133,10 +144,7 @@ def filter_transform_adjoint(du, g):
 
     def chunks(lo, hi):
         for s, e in _filter_chunks(k * c, lo, hi):
-            half = scratch("fhalf", (a, 3, e - s), du.dtype)    # half[j] = g^T @ dU[:, j]
-            np.matmul(gt, d[:, :, s:e].transpose(1, 0, 2), out=half)
-            t = scratch("ftaps", (3, 3, e - s), du.dtype)
-            np.matmul(gt, half.transpose(1, 0, 2), out=t)
+            t = sandwich(gt, d[:, :, s:e], scratch("ftaps", (3, 3, e - s), du.dtype))
             np.copyto(dw[s:e].reshape(e - s, 3, 3).transpose(1, 2, 0), t)
     split(chunks, -(-k * c // FILTER_COLUMNS), dw.size, _PARALLEL_MIN)
     return dw.reshape(k, c, 3, 3)

@@ -159,13 +159,9 @@ def transform(name, d, out):
 def _transform_part(name, d3, o3):
     """transform on this thread: d3 (Q, Q, X) -> o3 (P, P, X)."""
     m = _SMALL[name].astype(o3.dtype)
-    p, q = m.shape
-    cols = d3.shape[2]
-    for s in range(0, cols, TRANSFORM_COLUMNS):
-        e = min(cols, s + TRANSFORM_COLUMNS)
-        half = scratch("w4half", (q, p, e - s), o3.dtype)    # half[j] = L @ tile[:, j]
-        np.matmul(m, d3[:, :, s:e].transpose(1, 0, 2), out=half)
-        np.matmul(m, half.transpose(1, 0, 2), out=o3[:, :, s:e])
+    for s in range(0, d3.shape[2], TRANSFORM_COLUMNS):
+        cols = slice(s, s + TRANSFORM_COLUMNS)
+        winograd.sandwich(m, d3[:, :, cols], o3[:, :, cols])
 
 
 def applies(x_shape, w_shape, stride, padding):
@@ -217,13 +213,9 @@ def _transformed_tiles(xp, rows, tx, size, name, out):
     view = as_strided(xp, (size, size, n, rows, tx, c),
                       (sr, sq, sn, M_OUT * sr, M_OUT * sq, sc), writeable=False)
     per_row = tx * c
-    if rows * per_row <= TRANSFORM_COLUMNS:     # whole images per chunk
-        step = TRANSFORM_COLUMNS // (rows * per_row)
-        chunks = [(i, min(n, i + step), 0, rows) for i in range(0, n, step)]
-    else:                                       # tile rows of one image
-        step = max(1, TRANSFORM_COLUMNS // per_row)
-        chunks = [(i, i + 1, t, min(rows, t + step)) for i in range(n) for t in range(0, rows, step)]
-
+    # Whole images per chunk when one fits, else tile rows of one image:
+    # the blocks of winograd._blocks with C columns per tile.
+    chunks = winograd._blocks(n, rows, tx, c, TRANSFORM_COLUMNS, 1)
     p = _SMALL[name].shape[0]
     o3 = out.reshape(p, p, -1)
 
