@@ -1,6 +1,7 @@
 """im2col + GEMM with the channels last, on the CPU: the convolutions of
-§2.1 that Winograd does not take (below 64 channels, as in a narrow VGG;
-2x2 maps; small batches; configuration C's 1x1 layers).
+§2.1 that neither Winograd nor the whole-map GEMM takes (batches below
+256 output pixels or 2^25 multiply-adds, configuration C's 1x1 layers,
+and whatever the algorithm switches in conv.py send here).
 
 functional/conv.py lays the columns out channel-major, one row per (c, i, j)
 and one column per output pixel. Building that matrix copies rows of OW
