@@ -28,6 +28,9 @@ GPU_SKIP_PREFIX = "needs a GPU"
 _disallowed_skips = []  # (test id, reason) of skips that CI does not allow
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+# The shared check modules (kinks.py, conv_checks.py, ...) live beside this
+# file; tests in subfolders import them too, whatever order pytest collects in.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture

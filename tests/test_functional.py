@@ -8,6 +8,8 @@ import pytest
 from minivgg import Tensor, gradcheck
 from minivgg import functional as F
 from minivgg.functional.conv import col2im, im2col
+from minivgg.gradcheck import away_from_kinks, pool_ties, relu_kinks
+from kinks import conv_inputs, conv_relu_kinks
 
 CONV_CASES = [
     # (N, C, H, W), (K, C, KH, KW), stride, padding
@@ -74,7 +76,7 @@ def test_max_pool_matches_reference_and_gradcheck(rng, xs, k, s, p):
     y = F.max_pool2d(Tensor(x), k, s, p).data
     np.testing.assert_array_equal(y, F.max_pool2d_reference(x, k, s, p))
     assert gradcheck(lambda t: F.max_pool2d(t, k, s, p), [Tensor(x, requires_grad=True)],
-                     eps=1e-4) < 1e-6
+                     eps=1e-4, kinks=lambda a: [pool_ties(a, k, s, p)]) < 1e-6
 
 
 def test_max_pool_ties_go_to_first_in_row_major_order():
@@ -146,11 +148,11 @@ def test_max_pool_too_small_input():
 
 
 def test_relu_gradcheck_and_values(rng):
-    x = rng.standard_normal((3, 4, 2))
-    x[np.abs(x) < 1e-3] = 0.5  # keep finite differences away from the kink
+    relu_kinks_of = lambda a: [relu_kinks(a)]   # noqa: E731
+    x, = away_from_kinks(lambda r: (r.standard_normal((3, 4, 2)),), relu_kinks_of, 1e-4)
     y = F.relu(Tensor(x)).data
     np.testing.assert_array_equal(y, np.maximum(x, 0))
-    assert gradcheck(F.relu, [Tensor(x, requires_grad=True)]) < 1e-8
+    assert gradcheck(F.relu, [Tensor(x, requires_grad=True)], kinks=relu_kinks_of) < 1e-8
 
 
 def test_dropout_is_inverted_seedable_and_identity_in_eval(rng):
@@ -269,8 +271,8 @@ def test_conv2d_in_bands_and_without_input_grad(rng, monkeypatch, chunk, bias, r
     (_conv_weight_grad of the masked gy, a bias sum)."""
     import minivgg.functional.conv as conv
     monkeypatch.setitem(conv.CHUNK_ELEMENTS, "cpu", chunk)
-    x0, w0 = rng.standard_normal(xs), rng.standard_normal(ws)
-    b0 = rng.standard_normal(ws[0]) if bias else None
+    x0, w0, *b0 = conv_inputs(xs, ws, stride, pad, relu, bias=bias)
+    b0 = b0[0] if bias else None
 
     def run(x_grad):
         x = Tensor(x0, requires_grad=x_grad)
@@ -298,7 +300,8 @@ def test_conv2d_in_bands_and_without_input_grad(rng, monkeypatch, chunk, bias, r
     w = Tensor(w0, requires_grad=True)
     args = [x, w] + ([Tensor(b0, requires_grad=True)] if bias else [])
     assert gradcheck(lambda x, w, *b: F.conv2d(x, w, b[0] if b else None, stride, pad,
-                                               relu=relu), args) < 1e-5
+                                               relu=relu), args,
+                     kinks=conv_relu_kinks(stride, pad) if relu else None) < 1e-5
 
 
 def test_conv2d_bands_cut_only_images_bigger_than_a_chunk():

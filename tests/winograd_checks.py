@@ -9,6 +9,7 @@ from minivgg import Tensor, gradcheck
 from minivgg import functional as F
 from minivgg.backend import device
 from minivgg.functional import conv as conv_mod
+from kinks import conv_inputs, conv_relu_kinks
 
 
 def check_transform_matrices(W, m):
@@ -106,12 +107,11 @@ def check_conv2d_gradcheck(W, mode, monkeypatch, rng, xs, k, pad, relu, tol, eps
     real_conv, real_grad = W.conv3x3, W.weight_grad
     monkeypatch.setattr(W, "conv3x3", lambda *a, **kw: calls.append("y") or real_conv(*a, **kw))
     monkeypatch.setattr(W, "weight_grad", lambda *a, **kw: calls.append("w") or real_grad(*a, **kw))
-    x = Tensor(rng.standard_normal(xs), requires_grad=True)
-    w = Tensor(rng.standard_normal((k, xs[1], 3, 3)), requires_grad=True)
-    b = Tensor(rng.standard_normal(k), requires_grad=True)
+    x, w, b = (Tensor(a, requires_grad=True)
+               for a in conv_inputs(xs, (k, xs[1], 3, 3), 1, pad, relu, eps))
     y = F.conv2d(x, w, b, 1, pad, relu=relu)
     ref = F.conv2d_reference(x, w, b, 1, pad)
     np.testing.assert_allclose(y.data, np.maximum(ref, 0) if relu else ref, rtol=tol, atol=tol)
     assert gradcheck(lambda x, w, b: F.conv2d(x, w, b, 1, pad, relu=relu), [x, w, b],
-                     eps=eps) < 1e-5
+                     eps=eps, kinks=conv_relu_kinks(1, pad) if relu else None) < 1e-5
     assert calls.count("w") and calls.count("y") >= 2   # forward and dX, and dW, ran here

@@ -7,7 +7,13 @@ import minivgg
 from minivgg import Tensor, gradcheck
 from minivgg import functional as F
 from minivgg.models import vgg
+from minivgg.gradcheck import away_from_kinks, distinct_values, pool_ties, relu_kinks
 from minivgg.optim import SGD
+from kinks import conv_inputs, conv_relu_kinks
+
+
+def relu_kinks_of(x):
+    return [relu_kinks(x)]
 
 
 def leaf(a, emu):
@@ -16,18 +22,18 @@ def leaf(a, emu):
 
 @pytest.mark.parametrize("stride,pad,relu", [(1, 1, False), (1, 1, True), (2, 0, False),
                                              (1, 0, True)])
-def test_conv2d_gradcheck_on_emu(emu, rng, stride, pad, relu):
-    x = leaf(rng.standard_normal((2, 3, 5, 6)), emu)
-    w = leaf(rng.standard_normal((4, 3, 3, 3)), emu)
-    b = leaf(rng.standard_normal(4), emu)
-    assert gradcheck(lambda x, w, b: F.conv2d(x, w, b, stride, pad, relu=relu), [x, w, b]) < 1e-5
+def test_conv2d_gradcheck_on_emu(emu, stride, pad, relu):
+    x, w, b = (leaf(a, emu) for a in conv_inputs((2, 3, 5, 6), (4, 3, 3, 3), stride, pad, relu))
+    assert gradcheck(lambda x, w, b: F.conv2d(x, w, b, stride, pad, relu=relu), [x, w, b],
+                     kinks=conv_relu_kinks(stride, pad) if relu else None) < 1e-5
 
 
 @pytest.mark.parametrize("k,s,pad", [(2, 2, 0), (3, 2, 1)])
 def test_max_pool_gradcheck_on_emu(emu, rng, k, s, pad):
     # Distinct values (a permutation) so that no window has a tie to break.
-    x = leaf(rng.permutation(2 * 3 * 7 * 7).reshape(2, 3, 7, 7) * 0.1, emu)
-    assert gradcheck(lambda t: F.max_pool2d(t, k, s, pad), [x]) < 1e-5
+    x = leaf(distinct_values((2, 3, 7, 7), rng, gap=0.1), emu)
+    assert gradcheck(lambda t: F.max_pool2d(t, k, s, pad), [x],
+                     kinks=lambda a: [pool_ties(a, k, s, pad)]) < 1e-5
 
 
 def test_lrn_gradcheck_on_emu(emu, rng):
@@ -37,8 +43,9 @@ def test_lrn_gradcheck_on_emu(emu, rng):
 
 
 def test_dropout_and_relu_gradcheck_on_emu(emu, rng):
-    x = leaf(rng.standard_normal((4, 9)) + 0.05, emu)
-    assert gradcheck(lambda t: F.dropout(F.relu(t), 0.4, True, key=17), [x]) < 1e-8
+    x = leaf(away_from_kinks(lambda r: (r.standard_normal((4, 9)),), relu_kinks_of, 1e-4)[0], emu)
+    assert gradcheck(lambda t: F.dropout(F.relu(t), 0.4, True, key=17), [x],
+                     kinks=relu_kinks_of) < 1e-8
 
 
 def test_softmax_cross_entropy_gradcheck_on_emu(emu, rng):
