@@ -33,7 +33,7 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 
 from minivgg import Tensor, no_grad  # noqa: E402
-from minivgg.autograd import reshape  # noqa: E402
+from minivgg.arithmetic import reshape  # noqa: E402
 from minivgg import functional as F  # noqa: E402
 from minivgg.nn import Conv2d, Linear, MaxPool2d, Module, ReLU, Sequential  # noqa: E402
 from minivgg.nn.init import init_weight  # noqa: E402

@@ -40,6 +40,8 @@ import weakref
 
 import numpy as np
 
+from ..fast import select
+from ..fast.select import use_ops
 from .base import CorruptImageError
 from .transforms import Compose, ToCHW, ToFloat
 
@@ -187,8 +189,10 @@ def _put(out_q, msg, stop, parent_pid):
             continue
 
 
-def _worker_loop(dataset, transform, jobs, seed, epoch, strict, out_q, stop, parent_pid, slots):
+def _worker_loop(dataset, transform, jobs, seed, epoch, strict, out_q, stop, parent_pid, slots,
+                 tier="fast"):
     """Worker process body: build the batches in ``jobs`` in order, hand them over via out_q."""
+    use_ops(tier)   # the parent's tier (fused or unfused transforms), also under spawn
     # Ctrl-C goes to the whole process group; the parent alone handles it and
     # then stops the workers, so they do not each print a traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -292,7 +296,8 @@ class _BatchIterator:
             p = ctx.Process(
                 target=_worker_loop,
                 args=(ld.dataset, ld.transform, self.jobs[wid::w], ld.seed, self.epoch,
-                      ld.strict, self._queues[wid], self._stop, os.getpid(), self._slots[wid]),
+                      ld.strict, self._queues[wid], self._stop, os.getpid(), self._slots[wid],
+                      select.tier()),
                 name=f"minivgg-loader-{wid}",
                 daemon=True,
             )

@@ -30,6 +30,8 @@ import numbers
 import numpy as np
 from PIL import Image
 
+from ..fast import select
+from ..fast.transforms import fused_tail
 from .base import CorruptImageError, check_image
 from .folder import ImageFile
 
@@ -109,25 +111,37 @@ class Compose:
             if not callable(t):
                 raise ValueError(f"Compose: {t!r} is not callable")
         steps = self.transforms
-        #: True when the pipeline starts with a rescale and a crop: it then
-        #: also takes an ImageFile (ImageFolder.open_file) and decodes only what
-        #: the crop needs (RescaleShorter.rescale_crop); the loader uses that.
-        self.reads_files = (len(steps) >= 2 and isinstance(steps[0], RescaleShorter)
-                            and isinstance(steps[1], (RandomCrop, CenterCrop)))
+        self._starts_with_crop = (len(steps) >= 2 and isinstance(steps[0], RescaleShorter)
+                                  and isinstance(steps[1], (RandomCrop, CenterCrop)))
         self._tail = _fused_tail(steps)
+
+    @property
+    def reads_files(self):
+        """True when, in the fast tier, the pipeline starts with a rescale and
+        a crop: it then also takes an ImageFile (ImageFolder.open_file) and
+        decodes only what the crop needs (RescaleShorter.rescale_crop); the
+        loader uses that. The textbook tier decodes every image whole."""
+        return self._starts_with_crop and select.fuses_transforms()
 
     def __call__(self, img, rng=None):
         steps, start = self.transforms, 0
+        fast = select.fuses_transforms()
         if isinstance(img, ImageFile):
-            if self.reads_files:
+            if self._starts_with_crop and fast:
                 img, start = steps[0].rescale_crop(img, steps[1], rng), 2
             else:
                 img = img.array()
-        end = len(steps) if self._tail is None else self._tail[0]
+        tail = self._tail if fast else None
+        end = len(steps) if tail is None else tail[0]
         for t in steps[start:end]:
             img = t(img, rng)
-        if self._tail is not None and start <= end:
-            img = _run_fused_tail(self._tail, img, rng)
+        if tail is not None and start <= end:
+            _, flip, colour, mean = tail
+            if flip is not None:
+                img = flip(img, rng)
+            check_image(img, "ToFloat input")
+            shift = None if colour is None else colour.sample_shift(rng)
+            img = fused_tail(img, shift, mean.mean_rgb)
         return img
 
     def __repr__(self):
@@ -138,7 +152,8 @@ class Compose:
 def _fused_tail(steps):
     """(index, flip, colour, mean) when the pipeline ends with
     [RandomHorizontalFlip], ToFloat, [PCAColourShift], SubtractMean, ToCHW
-    (the §3.1 and evaluation pipelines), else None."""
+    (the §3.1 and evaluation pipelines), else None: the steps that the fast
+    tier runs as one pass (minivgg/fast/transforms.py)."""
     i = len(steps)
     if i < 3 or type(steps[-1]) is not ToCHW or type(steps[-2]) is not SubtractMean:
         return None
@@ -153,26 +168,6 @@ def _fused_tail(steps):
     if i >= 1 and type(steps[i - 1]) is RandomHorizontalFlip:
         i, flip = i - 1, steps[i - 1]
     return i, flip, colour, mean
-
-
-def _run_fused_tail(tail, img, rng):
-    """The tail steps in one pass per channel, written straight in CHW order:
-    the same random draws and the same float32 operations in the same order
-    as the separate steps, so the same numbers."""
-    _, flip, colour, mean = tail
-    if flip is not None:
-        img = flip(img, rng)
-    check_image(img, "ToFloat input")
-    shift = None if colour is None else colour.sample_shift(rng).astype(np.float32)
-    h, w, _ = img.shape
-    out = np.empty((3, h, w), dtype=np.float32)
-    scale = np.float32(1.0 / 255.0)
-    for c in range(3):
-        np.multiply(img[:, :, c], scale, out=out[c], dtype=np.float32)
-        if shift is not None:
-            out[c] += shift[c]
-        out[c] -= mean._mean32[c]
-    return out
 
 
 class RescaleShorter:

@@ -13,8 +13,9 @@ from collections import OrderedDict
 
 import numpy as np
 
-from ..autograd import Tensor, reshape
-from ..functional.conv import Conv2d as ConvFn, check_conv_shapes
+from ..arithmetic import reshape
+from ..autograd import Tensor
+from ..fast import select
 from ..nn import Conv2d, Dropout, Linear, LocalResponseNorm, MaxPool2d, Module, ReLU, Sequential
 from ..nn.init import INIT_SCHEMES, init_weight, zero_
 
@@ -221,11 +222,8 @@ class LinearAsConv(Module):
 
     def forward(self, x):
         w_shape = (self.weight.shape[0], self.in_channels, self.kernel_size, self.kernel_size)
-        check_conv_shapes(x.shape, w_shape, (1, 1), (0, 0),
-                          where=f"{self.name} (FC as {self.kernel_size}x{self.kernel_size} conv)")
-        w = reshape(self.weight, w_shape)
-        fn = ConvFn(1, 0)
-        return fn(x, w) if self.bias is None else fn(x, w, self.bias)
+        return select.conv2d(x, reshape(self.weight, w_shape), self.bias, 1, 0, where=(
+            f"{self.name} (FC as {self.kernel_size}x{self.kernel_size} conv)"))
 
     def extra_repr(self):
         return (f"{self.in_channels}, {self.weight.shape[0]}, "
