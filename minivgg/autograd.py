@@ -135,7 +135,7 @@ class Tensor:
         """Call ``fn(tensor)`` as soon as this leaf's gradient is complete;
         returns a handle with ``.remove()``."""
         self._hooks.append(fn)
-        return _HookHandle(self._hooks, fn)
+        return HookHandle(self._hooks, fn)
 
     def backward(self, grad=None, retain_graph=False):
         """Back-propagate from this tensor: every leaf that requires a
@@ -157,7 +157,9 @@ class Tensor:
         _run_backward(self, grad, retain_graph)
 
 
-class _HookHandle:
+class HookHandle:
+    """What ``register_hook`` returns: ``remove()`` unregisters the hook."""
+
     def __init__(self, hooks, fn):
         self.hooks, self.fn = hooks, fn
 

@@ -30,6 +30,13 @@ with:
 
 Everything is computed from ``models.vgg.CONFIGS`` without building a
 network, so VGG-E at 224 costs nothing to summarise.
+
+``--algorithms`` prints instead, for a batch of ``--batch`` images, which
+implementation of each layer runs and why: the convolution algorithm the
+fast tier's selector picks (minivgg/fast/select.py) for that input, or the
+textbook op with ``--ops reference``:
+
+    python -m minivgg.summary --cfg A --input 32 --batch 64 --algorithms
 """
 import argparse
 import dataclasses
@@ -239,6 +246,51 @@ def format_all(fmt="text", input_size=224, num_classes=1000, width_mult=1.0, fc_
     return render_table(header, body, fmt)
 
 
+def format_algorithms(cfg, input_size=224, batch=64, width_mult=1.0, fc_width=4096,
+                      num_classes=1000, device="cpu", ops="fast", fmt="text"):
+    """One row per layer: its input (N, C, H, W), what runs and why, by the
+    selector (minivgg/fast/select.py) for ``device`` under tier ``ops``."""
+    from .backend import device as get_device
+    from .fast import select
+    dev = get_device(device)
+    rows = layer_rows(cfg, input_size, num_classes, width_mult, fc_width)
+    body, c = [], 3
+    with select.use_ops(ops):
+        fast = select.tier() == "fast"
+        for r in rows:
+            shape = (batch, c) + r.shape[1:] if r.name.startswith(("pool", "lrn")) else None
+            if r.notation.startswith("conv"):
+                k = int(r.notation[4])
+                x_shape = (batch, c, r.shape[1], r.shape[2])
+                what = select.describe_conv(dev, x_shape, (r.shape[0], c, k, k), (1, 1),
+                                            (k // 2, k // 2))
+                body.append([r.name, r.notation, _shape(x_shape)] + what.split(": ", 1))
+            elif r.notation == "maxpool":
+                body.append([r.name, r.notation, _shape((batch, c, r.shape[1] * 2,
+                                                         r.shape[2] * 2)),
+                             "max-pool, no stored argmax" if fast and not dev.uses_kernels
+                             else "max-pool keeping its argmax",
+                             "fast tier (fast/pooling.py)" if fast and not dev.uses_kernels
+                             else "textbook (functional/pooling.py)" if not dev.uses_kernels
+                             else "the kernels of kernels/pool.cu"])
+            elif r.notation == "LRN":
+                body.append([r.name, r.notation, _shape(shape), "LRN",
+                             "one implementation in both tiers (functional/normalization.py)"])
+            elif r.notation.startswith("FC"):
+                body.append([r.name, r.notation, _shape((batch, r.params // r.shape[0] - 1)),
+                             "linear, dW into the optimizer's buffer" if fast else "linear",
+                             "fast tier (fast/linear.py)" if fast
+                             else "textbook (functional/linear.py)"])
+            if r.shape and len(r.shape) == 3:
+                c = r.shape[0]
+    header = ["layer", "Table 1", "input (N, C, H, W)", "runs", "why"]
+    text = render_table(header, body, fmt)
+    if fmt != "csv":
+        text += (f"\nVGG-{cfg}, batch {batch}, {input_size}x{input_size} input, on {dev}, "
+                 f"{ops} tier (python -m minivgg.summary --algorithms; minivgg/fast/select.py).\n")
+    return text
+
+
 def make_parser():
     p = argparse.ArgumentParser(
         prog="python -m minivgg.summary",
@@ -253,13 +305,26 @@ def make_parser():
                    help="scale every conv's channels, as train_vgg.py --width-mult does")
     p.add_argument("--fc-width", type=int, default=4096, help="width of fc6 and fc7")
     p.add_argument("--format", default="text", choices=("text", "markdown", "csv"))
+    p.add_argument("--algorithms", action="store_true",
+                   help="print which implementation of each layer runs, and why, for a batch "
+                        "of --batch images (minivgg/fast/select.py)")
+    p.add_argument("--batch", type=int, default=64, help="batch size for --algorithms")
+    p.add_argument("--ops", default="fast", choices=("fast", "reference"),
+                   help="tier for --algorithms: the fast tier or the textbook ops")
+    p.add_argument("--device", default="cpu", help="device for --algorithms (cpu, emu, cuda)")
     return p
 
 
 def main(argv=None):
     args = make_parser().parse_args(argv)
     try:
-        if args.all:
+        if args.algorithms:
+            if args.batch < 1:
+                raise ValueError(f"--batch must be >= 1, got {args.batch}")
+            out = format_algorithms(args.cfg, args.input, args.batch, args.width_mult,
+                                    args.fc_width, args.classes, args.device, args.ops,
+                                    args.format)
+        elif args.all:
             out = format_all(args.format, args.input, args.classes, args.width_mult,
                              args.fc_width)
         else:

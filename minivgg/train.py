@@ -28,6 +28,7 @@ from .backend import DeviceError, as_numpy, device as get_device, parse_device, 
 from .checkpoint import CheckpointError, load_checkpoint, read_meta, save_checkpoint
 from .data.transforms import parse_scale
 from .distributed import GradientSync
+from .fast.select import TIERS, use_ops
 from .memory import keep_freed_memory
 from .threads import OtherWork, auto_threads, set_threads, threads
 from .models import CONFIGS, vgg
@@ -98,6 +99,7 @@ class Recipe:
     tf32: bool = False                # allow TF32 tensor-core GEMMs on a cuda device
     dtype: str = "float32"            # float64: for exact equivalence and gradient checks
     threads: int = 0                  # CPU threads for BLAS and copies; 0: what is free, per epoch
+    ops: str = "fast"                 # fast | reference (the textbook ops, minivgg/functional)
     keep_freed_memory: bool = True    # keep freed memory in the process: no page faults (memory.py)
     distributed: str = "none"         # none | mpi (CPU processes) | nccl (one GPU per process)
     overlap: bool = True              # average gradient buckets during backward
@@ -120,6 +122,8 @@ class Recipe:
             raise ValueError(f"--dropout must be in [0, 1), got {self.dropout}")
         if self.init_std <= 0:
             raise ValueError(f"--init-std must be positive, got {self.init_std}")
+        if self.ops not in TIERS:
+            raise ValueError(f"--ops must be one of {', '.join(TIERS)}, got {self.ops!r}")
         if self.resume_lr < 0:
             raise ValueError(f"resume_lr must be >= 0 (0: keep the checkpoint's), got "
                              f"{self.resume_lr}")
@@ -402,7 +406,7 @@ class Trainer:
     RUN_FILES = ("last.npz", "best.npz", "metrics.jsonl", "recipe.json", "curves.png")
     #: Recipe fields a resumed run may change; the others must be the checkpoint's.
     MAY_CHANGE_ON_RESUME = ("epochs", "max_steps", "workers", "threads", "keep_freed_memory",
-                            "micro_batch", "device",
+                            "micro_batch", "device", "ops",
                             "tf32", "distributed", "overlap", "bucket_mb", "plot", "progress",
                             "strict", "resume_lr", "out", "overwrite")
 
@@ -455,6 +459,7 @@ class Trainer:
     # -- setup ---------------------------------------------------------------
     def _setup(self):
         """Build everything; the steps that talk to other ranks come last."""
+        use_ops(self.recipe.ops)    # the tier every op, the model and the data pipeline use
         self._agree(self._prepare)
         comm = self.comm
         # Rank 0 computed (or found) the mean RGB; the others receive it.

@@ -45,6 +45,7 @@ from minivgg.data.classes import read_class_names
 from minivgg.data.preprocess import PRESETS
 from minivgg.evaluate import PROTOCOLS, EvalNet, parse_scales
 from minivgg.models import CONFIGS
+from minivgg.fast.select import add_ops_flag, use_ops
 from minivgg.threads import OtherWork, add_threads_flag, apply_threads_flag
 
 #: Test scales for weights that record no training scale, at a 224 crop.
@@ -71,6 +72,7 @@ def make_parser():
     p.add_argument("--batch-size", type=int, default=64,
                    help="crops per forward pass (dense inputs: the same number of pixels)")
     add_threads_flag(p)
+    add_ops_flag(p)
     return p
 
 
@@ -114,6 +116,7 @@ def class_names(net, spec):
 def main(argv=None):
     p = make_parser()
     args = p.parse_args(argv)
+    use_ops(args.ops)
     other_work = OtherWork()  # what other programs do while we load: --threads 0
     try:
         if args.topk < 1:

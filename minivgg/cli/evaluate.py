@@ -44,6 +44,7 @@ from minivgg.data import stratified_subset
 from minivgg.data.preprocess import PRESETS
 from minivgg.evaluate import (
     PROTOCOLS, EvalNet, check_same_classes, evaluate, format_report, parse_scales)
+from minivgg.fast.select import add_ops_flag, use_ops
 from minivgg.threads import OtherWork, add_threads_flag, apply_threads_flag
 
 DEFAULT_VAL_SIZE, DEFAULT_IMAGE_SIZE, DEFAULT_SEED = 1000, 32, 0
@@ -120,12 +121,14 @@ def make_parser():
     p.add_argument("--tf32", action="store_true",
                    help="on a cuda device, allow TF32 tensor-core matrix products")
     add_threads_flag(p)
+    add_ops_flag(p)
     return p
 
 
 def main(argv=None):
     p = make_parser()
     args = p.parse_args(argv)
+    use_ops(args.ops)
     other_work = OtherWork()  # what other programs do while we load: --threads 0
     # Everything that can be wrong with the request is checked before any image is read.
     try:

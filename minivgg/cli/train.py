@@ -28,6 +28,7 @@ import traceback
 from minivgg.backend import DeviceError, parse_device
 from minivgg.checkpoint import CheckpointError
 from minivgg.distributed import DistributedError, env_rank, init as init_distributed
+from minivgg.fast.select import OPS_HELP, TIERS
 from minivgg.models import CONFIGS
 from minivgg.profiles import PROFILES, profile_recipe
 from minivgg.train import Recipe, Trainer, TrainingDiverged
@@ -137,6 +138,7 @@ def make_parser(argv=None):
                    help="CPU threads for BLAS and minivgg's copies; 0: chosen before each "
                         "epoch from the cores other programs leave free (and divided among "
                         "the ranks sharing the machine), which keeps a shared machine fast")
+    p.add_argument("--ops", default=D.ops, choices=TIERS, help=OPS_HELP)
     p.add_argument("--release-freed-memory", dest="keep_freed_memory", action="store_false",
                    help="let the C library hand freed memory back to the system after every "
                         "step (by default the process keeps it, so that each step's big arrays "

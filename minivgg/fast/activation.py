@@ -9,6 +9,7 @@ import numpy as np
 from .. import random as mrandom
 from ..autograd import Function
 from ..cuda import ops
+from ..functional.activation import keep_mask
 
 #: NumPy (2.4) runs ``maximum(a, 0)`` through a loop about 3x slower than
 #: ``maximum(a, zeros)`` with an array of zeros of a's shape (358,400 floats
@@ -77,14 +78,9 @@ class ReLU(Function):
 
 
 class Dropout(Function):
-    """Inverted dropout: y = x * m / (1 - p), m ~ Bernoulli(1 - p), any shape.
-
-    Scaling at training time keeps the expected activation unchanged, so
-    evaluation is the identity (the paper's Caffe does the same). The mask
-    of element i (C order) is a hash of the stream key and i
-    (``minivgg.random``): the same on every device, and recomputed in
-    backward rather than stored.
-    """
+    """Inverted dropout, y = x * keep / (1 - p): the textbook Dropout
+    (minivgg/functional/activation.py) with the same keep mask, recomputed
+    in backward from its stream key rather than stored."""
 
     def __init__(self, p, key):
         self.p, self.key = p, key
@@ -93,7 +89,7 @@ class Dropout(Function):
 
     def _mask(self, x):
         """m: scale where kept, 0 where dropped (NumPy reference of the kernel)."""
-        keep = mrandom.uniform24(self.key, x.size).reshape(x.shape) >= self.threshold
+        keep = keep_mask(self.key, self.p, x.shape)
         return keep.astype(x.dtype) * x.dtype.type(self.scale)
 
     def forward(self, x):

@@ -41,6 +41,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from ..threads import split, split_copy
 from .activation import relu_into
+from .blocks import cpu_blocks as _cpu_blocks
 from .winograd import scratch
 
 _PARALLEL_MIN = 1 << 16  # elements; smaller copies stay on one thread
@@ -90,7 +91,6 @@ def _column_blocks(xpad, kh, kw, oh, ow, k):
     block in the (N*OH*OW, K) result, col), col (M, KH*KW*C) the block's
     columns in a kept scratch buffer:
     col[(n, r, s), (i, j, c)] = xpad[i0 + n, r0 + r + i, s + j, c]."""
-    from .conv import _cpu_blocks       # conv imports this module
     n, c = xpad.shape[0], xpad.shape[3]
     ckk = kh * kw * c
     s_n, s_h, s_w, s_c = xpad.strides

@@ -278,6 +278,17 @@ def linear(x, w, b=None, where="linear"):
     return fn(x, w) if b is None else fn(x, w, b)
 
 
+#: The help of every command's --ops option.
+OPS_HELP = ("fast: the fastest implementation of each op for this machine (minivgg/fast); "
+            "reference: the textbook ops of minivgg/functional, unfused, as "
+            "docs/paper_to_code.md teaches them (slower; the same numbers up to float rounding)")
+
+
+def add_ops_flag(parser):
+    """Give a command the --ops option (apply it with ``use_ops(args.ops)``)."""
+    parser.add_argument("--ops", default="fast", choices=TIERS, help=OPS_HELP)
+
+
 def fuses_conv_relu():
     """True when a Conv2d followed by a ReLU runs as one op (the fast tier)."""
     return _tier == "fast"

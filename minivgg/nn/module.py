@@ -5,7 +5,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from ..autograd import Tensor
+from ..autograd import HookHandle, Tensor
 from ..backend import as_numpy, device as _device, get_array_module
 
 
@@ -67,13 +67,7 @@ class Module:
         that follows a Conv2d runs inside the convolution, so hooks on it do
         not fire: use the textbook tier, ``minivgg.use_ops("reference")``.)"""
         self._forward_hooks.append(fn)
-        hooks = self._forward_hooks
-
-        class _Handle:
-            def remove(self_inner):
-                if fn in hooks:
-                    hooks.remove(fn)
-        return _Handle()
+        return HookHandle(self._forward_hooks, fn)
 
     @property
     def name(self):
