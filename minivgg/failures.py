@@ -206,9 +206,10 @@ def how_to_continue(trainer, skip=()):
     """The command-line advice that continues the run from what is on disk
     (with the flags this run changed; ``skip``: those the caller adds)."""
     out, last = trainer.recipe.out, trainer.checkpoint_path()
-    if os.path.exists(last):
-        return f"continue with --resume {out}" + repeat_flags(trainer, last, skip)
     ck = trainer.resume_ckpt
+    if os.path.exists(last) and (checkpoint_state(last) is not None or ck is None
+                                 or os.path.abspath(ck.path) == os.path.abspath(last)):
+        return f"continue with --resume {out}" + repeat_flags(trainer, last, skip)
     if ck is not None and os.path.exists(ck.path):
         return f"continue with --resume {ck.path}" + repeat_flags(trainer, ck.path, skip)
     if any(os.path.exists(os.path.join(out, f)) for f in trainer.RUN_FILES):

@@ -5,6 +5,7 @@ killed loader worker, memory running out in a step, a damaged file met on
 or a file-size limit set; each test checks the one line on stderr, the exit
 status, the files left, and that continuing as the line says finishes with
 the weights of an uninterrupted run, bit for bit."""
+import errno
 import json
 import os
 import re
@@ -188,7 +189,7 @@ def test_a_worker_killed_each_time_stops_the_run_with_its_state_saved(tmp_path, 
                     r"\(epoch 2, batch \d\)", line), line
     epoch, batch, step = position(out)
     assert epoch == 1 and 0 <= batch < 4 and step == 6 + batch
-    assert f"the state at " in line and f"was saved to {out}/last.npz" in line
+    assert "the state at " in line and f"was saved to {out}/last.npz" in line
     assert line.endswith(f"continue with --resume {out} --workers 1 (SIGKILL is what the kernel "
                          f"sends when memory runs out: fewer workers hold fewer batches)")
     assert_consistent(out)
@@ -348,3 +349,48 @@ def test_evaluate_output_on_a_failing_disk_is_one_line_and_no_half_table(tmp_pat
                           faults=["eio:table.md"]))
     assert line.startswith(f"error: could not write {table}: an input/output error")
     assert os.listdir(tmp_path / "out") == []
+
+
+# -- the pieces ------------------------------------------------------------------
+
+@pytest.mark.parametrize("code, reason, todo", [
+    (errno.ENOSPC, "no space is left on the device [ENOSPC]", "free some space"),
+    (errno.EDQUOT, "the disk quota is used up [EDQUOT]", "free some space or raise the quota"),
+    (errno.EROFS, "the file system is read-only [EROFS]", "write to another folder"),
+])
+def test_a_failed_write_names_the_file_the_cause_and_the_remedy(tmp_path, code, reason, todo):
+    from minivgg.checkpoint import atomic_write
+    from minivgg.failures import WriteError, describe
+
+    def full(f):
+        f.write(b"half")
+        raise OSError(code, os.strerror(code))
+    path = tmp_path / "last.npz"
+    path.write_bytes(b"old")
+    with pytest.raises(WriteError) as e:
+        atomic_write(path, full)
+    assert describe(e.value) == (f"could not write {path}: {reason}", todo)
+    assert path.read_bytes() == b"old" and os.listdir(tmp_path) == ["last.npz"]
+
+
+def test_validation_takes_micro_batches_and_gives_the_same_figures(straight):
+    """--micro-batch, advised when memory runs out, bounds validation's batch too."""
+    from minivgg.checkpoint import load_checkpoint
+    from minivgg.data import DataLoader, SyntheticShapes, eval_transform
+    from minivgg.train import evaluate_loader
+    model = load_checkpoint(straight).build_model()
+    loader = DataLoader(SyntheticShapes(20, 32, 5, "val"), 8,
+                        eval_transform(32, (32, 36), [0.5, 0.5, 0.5]), shuffle=False)
+    seen = []
+    forward = model.forward
+
+    def counting(x):
+        seen.append(len(x.data))
+        return forward(x)
+    model.forward = counting
+    whole = evaluate_loader(model, loader)
+    assert max(seen) == 8
+    seen.clear()
+    pieces = evaluate_loader(model, loader, chunk=3)
+    assert max(seen) == 3 and sum(seen) == 20
+    np.testing.assert_allclose(pieces, whole, rtol=1e-5)
