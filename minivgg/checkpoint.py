@@ -27,6 +27,8 @@ from collections import OrderedDict
 
 import numpy as np
 
+from .failures import writing
+
 FORMAT = "minivgg-checkpoint"
 VERSION = 1
 
@@ -68,7 +70,14 @@ def atomic_write(path, write, suffix=".npz", by_name=False):
     """Call ``write(f)`` on a temporary file beside ``path`` (``write(name)``
     with ``by_name``, for writers that open the file themselves), flush it to
     disk, then rename it over ``path``; on any error remove it and re-raise, so
-    ``path`` is either the old file or the complete new one. Returns ``path``."""
+    ``path`` is either the old file or the complete new one. Returns ``path``.
+    An OSError (a full disk...) is raised as a ``failures.WriteError`` naming
+    ``path``."""
+    with writing(path):
+        return _write_then_rename(path, write, suffix, by_name)
+
+
+def _write_then_rename(path, write, suffix, by_name):
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
@@ -92,7 +101,7 @@ def atomic_write(path, write, suffix=".npz", by_name=False):
                 os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
+        with contextlib.suppress(OSError):  # a failing disk must not hide the first error
             os.unlink(tmp)
         raise
     return path
@@ -151,8 +160,9 @@ def _damage_is_checkpoint_error(path):
         raise
     except (zipfile.BadZipFile, OSError, ValueError, KeyError, EOFError,
             UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"checkpoint {path!r} is truncated or corrupted "
-                              f"({type(e).__name__}: {e})") from e
+        state = ("cannot be read" if isinstance(e, OSError) and e.errno is not None  # an I/O error
+                 else "is truncated or corrupted")
+        raise CheckpointError(f"checkpoint {path!r} {state} ({type(e).__name__}: {e})") from e
 
 
 def _meta(z, path):

@@ -21,13 +21,14 @@ import warnings
 
 import numpy as np
 
+from . import failures, runfolder
 from . import functional as F
 from . import random as mrandom
 from .autograd import Tensor, no_grad
 from .backend import DeviceError, as_numpy, device as get_device, parse_device, set_tf32
-from .checkpoint import CheckpointError, load_checkpoint, read_meta, save_checkpoint
+from .checkpoint import CheckpointError, atomic_write, load_checkpoint, read_meta, save_checkpoint
 from .data.transforms import parse_scale
-from .distributed import GradientSync
+from .distributed import DistributedError, GradientSync
 from .fast.select import TIERS, use_ops
 from .memory import keep_freed_memory
 from .threads import OtherWork, auto_threads, set_threads, threads
@@ -242,11 +243,7 @@ def mean_rgb_cached(recipe, train_ds):
         except (OSError, ValueError, KeyError):
             pass  # a damaged cache is recomputed
     mean = compute_mean_rgb(train_ds, recipe.mean_images or None, progress=recipe.progress)
-    os.makedirs(recipe.out, exist_ok=True)
-    tmp = cache + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump({"key": key, "mean_rgb": [float(v) for v in mean]}, f)
-    os.replace(tmp, cache)
+    runfolder.write_json(cache, {"key": key, "mean_rgb": [float(v) for v in mean]})
     return mean
 
 
@@ -289,11 +286,13 @@ def init_from_checkpoint(model, path):
     return [name for name, _, _ in plan]
 
 
-def evaluate_loader(model, loader, progress=False, desc="val", comm=None):
+def evaluate_loader(model, loader, progress=False, desc="val", comm=None, chunk=0):
     """Single-crop validation: (mean loss, top-1 error, top-5 error).
 
     With a communicator, each rank evaluates its shard of ``loader`` and the
     sums are added over ranks, so every rank returns the whole set's figures.
+    ``chunk`` > 0: forward at most that many images at a time (--micro-batch:
+    a machine short of memory for training is short of it here too).
     """
     from tqdm import tqdm
 
@@ -307,13 +306,14 @@ def evaluate_loader(model, loader, progress=False, desc="val", comm=None):
             param = next(iter(model.parameters()), None)
             dtype = None if param is None else param.dtype
             for x, y in tqdm(loader, desc=desc, leave=False, disable=not progress, unit="batch"):
-                if len(y) == 0:  # this rank's share of a short batch is empty
-                    continue
-                logits = model(Tensor(dev.asarray(x, dtype=dtype), device=dev))
-                scores = as_numpy(logits.data)
-                sums += [float(F.softmax_cross_entropy(logits, y).item()) * len(y),
-                         topk_correct(scores, y, 1).sum(), topk_correct(scores, y, 5).sum(),
-                         len(y)]
+                step = chunk or max(len(y), 1)
+                for s in range(0, len(y), step):  # nothing when this rank's share is empty
+                    xs, ys = x[s:s + step], y[s:s + step]
+                    logits = model(Tensor(dev.asarray(xs, dtype=dtype), device=dev))
+                    scores = as_numpy(logits.data)
+                    sums += [float(F.softmax_cross_entropy(logits, ys).item()) * len(ys),
+                             topk_correct(scores, ys, 1).sum(), topk_correct(scores, ys, 5).sum(),
+                             len(ys)]
     finally:
         model.train(was_training)
     if comm is not None:
@@ -347,6 +347,7 @@ class Trainer:
         self.is_root = self.comm.rank == 0
         self.log = log if self.is_root else (lambda *a, **k: None)
         self.stop_signal = None
+        self.step_rng = None  # dropout's state when the step under way began
         self.resume_ckpt = None
         self.other_work = OtherWork()
         self._agree(self._check, resume)
@@ -394,11 +395,12 @@ class Trainer:
             # instead of being mapped, faulted in and unmapped every step.
             keep_freed_memory()
         if resume:
-            self.resume_ckpt = load_checkpoint(resume)
+            self.resume_ckpt = runfolder.load_for_resume(resume)
             if self.resume_ckpt.meta.get("epoch") is None:
                 raise CheckpointError(f"{self.resume_ckpt.path} holds no training state to "
                                       f"resume from")
             self._check_same_run(self.resume_ckpt)
+            runfolder.check_best(self.resume_ckpt, recipe.out)
         else:
             self._check_run_folder()
 
@@ -471,8 +473,10 @@ class Trainer:
         self.sync = GradientSync(comm, self.optimizer.buffers(), self.recipe.bucket_mb,
                                  self.recipe.overlap)
         if self.is_root:
-            with open(os.path.join(self.recipe.out, "recipe.json"), "w") as f:
-                json.dump(dataclasses.asdict(self.recipe), f, indent=2)
+            runfolder.write_json(os.path.join(self.recipe.out, "recipe.json"),
+                                 dataclasses.asdict(self.recipe), indent=2)
+            if self.resume_ckpt is not None:  # its log, not one cut short or run past it
+                runfolder.reconcile_metrics(self.recipe.out, self.history, self.log)
 
     def _prepare(self):
         """Data, model, optimizer, schedule and resumed state, on this rank alone."""
@@ -542,7 +546,7 @@ class Trainer:
         self.global_step = ck.meta["global_step"]
         self.history = ck.meta.get("history", [])
         self.partial = ck.meta.get("partial", self.partial)
-        self.best = ck.meta.get("best")
+        self.best = runfolder.best_on_resume(ck.meta.get("best"), self.recipe.out, self.log)
         self.log(f"resumed from {ck.path}: epoch {self.epoch + 1}, batch {self.batch}, "
                  f"step {self.global_step}, lr {self.optimizer.lr:g}")
 
@@ -654,8 +658,18 @@ class Trainer:
                 f"({files})")
 
     def run(self):
-        """Train to the end of the recipe; returns the metrics history."""
-        self._setup()
+        """Train to the end of the recipe; returns the metrics history.
+
+        A failure that is not the request's (a full disk, a killed loader
+        worker, memory running out) is raised as one failures.RunFailed line,
+        after saving the state of the last completed step where it is intact
+        (failures.training_failure)."""
+        try:
+            self._setup()
+        except (ValueError, FileNotFoundError, DeviceError, DistributedError):  # the request's
+            raise
+        except Exception as e:
+            raise failures.training_failure(self, e, "setup") from e
         self.log(self.describe())
         old = {s: signal.signal(s, self._handle_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
@@ -663,11 +677,18 @@ class Trainer:
             # NumPy's overflow warnings along the way.
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 self._epochs()
+        except (KeyboardInterrupt, TrainingDiverged):
+            raise
+        except Exception as e:
+            raise failures.training_failure(self, e, "train") from e
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
         if self.recipe.plot and self.history:
-            self.plot()
+            try:
+                self.plot()
+            except Exception as e:
+                raise failures.training_failure(self, e, "plot") from e
         return self.history
 
     def _epochs(self):
@@ -686,7 +707,9 @@ class Trainer:
             p = self.partial
             for x, y in self.train_loader.iter_from(self.batch):
                 ts = time.perf_counter()
+                self.step_rng = mrandom.get_state()  # what a failure in the step goes back to
                 loss, correct, images = self.train_step(x, y)
+                self.step_rng = None
                 self.batch = self.train_loader.position
                 self.global_step += 1
                 p["loss"] += loss * images
@@ -717,7 +740,8 @@ class Trainer:
         r = self.recipe
         p = self.partial
         val_loss, top1, top5 = evaluate_loader(self.model, self.val_loader,
-                                               r.progress and self.is_root, comm=self.comm)
+                                               r.progress and self.is_root, comm=self.comm,
+                                               chunk=r.micro_batch)
         val_skipped = int(self.comm.sum_host([len(self.val_loader.skipped)])[0])
         row = {"epoch": self.epoch + 1, "step": self.global_step,
                "train_loss": p["loss"] / max(p["seen"], 1),
@@ -727,9 +751,6 @@ class Trainer:
                "images_per_s": p["seen"] / max(p["time"], 1e-9),
                "skipped_images": p["skipped"] + val_skipped}
         self.history.append(row)
-        if self.is_root:
-            with open(os.path.join(r.out, "metrics.jsonl"), "a") as f:
-                f.write(json.dumps(row) + "\n")
         self.log(f"epoch {row['epoch']}/{r.epochs}: train loss {row['train_loss']:.4f}, "
                  f"top-1 err {100 * row['train_top1_err']:.2f}% | val top-1 err "
                  f"{100 * top1:.2f}%, top-5 err {100 * top5:.2f}% | lr {row['lr']:g} | "
@@ -745,6 +766,8 @@ class Trainer:
             self.best = {"epoch": row["epoch"], "val_top1_err": top1, "val_top5_err": top5}
             self.save(self.checkpoint_path("best.npz"))
         self.save()
+        if self.is_root:  # the log gains the row once the checkpoint holds it
+            runfolder.write_metrics(r.out, self.history)
         if row["skipped_images"] and self.is_root:
             warnings.warn(f"epoch {row['epoch']}: {row['skipped_images']} unreadable images "
                           f"were skipped (use --strict to stop on them)")
@@ -773,6 +796,9 @@ class Trainer:
         fig.suptitle(f"VGG-{self.recipe.cfg} on {self.recipe.data}")
         fig.tight_layout()
         path = os.path.join(self.recipe.out, "curves.png")
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
+        try:
+            atomic_write(path, lambda name: fig.savefig(name, dpi=100, format="png"),
+                         suffix=".png", by_name=True)
+        finally:
+            plt.close(fig)
         return path

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from minivgg.checkpoint import load_checkpoint
+from minivgg.failures import RunFailed
 from minivgg.models import vgg
 from minivgg.train import Recipe, Trainer, TrainingDiverged, init_from_checkpoint, parse_scale
 
@@ -204,9 +205,15 @@ def test_imagefolder_run_with_a_corrupt_image_skips_and_counts(tmp_path):
     assert history[0]["skipped_images"] == 1
     r_strict = tiny_recipe(tmp_path / "o2", data=f"imagefolder:{tmp_path / 'd'}", epochs=1,
                            strict=True)
-    with pytest.raises(ValueError, match="bad.jpg"):
+    with pytest.raises(RunFailed, match="bad.jpg") as e:
         with pytest.warns(UserWarning):
             Trainer(r_strict, log=lambda *_: None).run()
+    # --strict stops like any failure: the steps done are saved, to resume from
+    # once the file is fixed.
+    assert "replace or remove the file" in str(e.value)
+    assert f"--resume {tmp_path / 'o2'}" in str(e.value)
+    ck = load_checkpoint(tmp_path / "o2")
+    assert ck.meta["epoch"] == 0 and ck.meta["batch"] == ck.meta["global_step"]
 
 
 def test_parse_scale():

@@ -34,7 +34,9 @@ sub-folder names), else "class <k>".
 Every request is checked before the model runs: a missing or unreadable image
 or weights file, weights of another configuration than --cfg, a class list of
 the wrong length, or a bad scale ends with exit status 2 and a message naming
-the file or value and what was expected; nothing is written.
+the file or value and what was expected; nothing is written. A failure while
+classifying (memory running out...) is one line and exit status 1; --debug
+prints its traceback first.
 """
 import argparse
 import os
@@ -44,8 +46,9 @@ from minivgg.data import CorruptImageError, load_rgb
 from minivgg.data.classes import read_class_names
 from minivgg.data.preprocess import PRESETS
 from minivgg.evaluate import PROTOCOLS, EvalNet, parse_scales
-from minivgg.models import CONFIGS
+from minivgg.failures import add_debug_flag, run_command
 from minivgg.fast.select import add_ops_flag, use_ops
+from minivgg.models import CONFIGS
 from minivgg.threads import OtherWork, add_threads_flag, apply_threads_flag
 
 #: Test scales for weights that record no training scale, at a 224 crop.
@@ -73,6 +76,7 @@ def make_parser():
                    help="crops per forward pass (dense inputs: the same number of pixels)")
     add_threads_flag(p)
     add_ops_flag(p)
+    add_debug_flag(p)
     return p
 
 
@@ -152,9 +156,13 @@ def main(argv=None):
 
 
 def console(argv=None):
-    """The ``minivgg-classify`` command: main(), then exit status 0 (errors exit 2 inside)."""
-    main(argv)
-    return 0
+    """The ``minivgg-classify`` command: main(), then exit status 0; a wrong
+    request exits 2 inside, a failure while classifying is one line and status
+    1 (minivgg.failures; --debug adds the traceback)."""
+    args = make_parser().parse_args(argv)  # a bad command line exits here, as in main
+    return run_command(lambda: main(argv), args.debug,
+                       memory_advice=f"use a smaller --batch-size (now {args.batch_size} crops, "
+                                     f"or their pixels, per forward pass)")
 
 
 if __name__ == "__main__":

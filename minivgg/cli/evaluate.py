@@ -31,7 +31,9 @@ Data:
                    exists, else test/ (the report names the folder)
 
 --limit N evaluates a class-stratified sample of N images, chosen with
---limit-seed, and says so; Ctrl-C stops with exit status 130.
+--limit-seed, and says so; Ctrl-C stops with exit status 130. A failure while
+evaluating (memory running out, an --output that cannot be written) is one
+line and exit status 1; --debug prints its traceback first.
 """
 import argparse
 import os
@@ -40,10 +42,12 @@ import sys
 import time
 
 from minivgg.backend import DeviceError, device, set_tf32
+from minivgg.checkpoint import atomic_write
 from minivgg.data import stratified_subset
 from minivgg.data.preprocess import PRESETS
 from minivgg.evaluate import (
     PROTOCOLS, EvalNet, check_same_classes, evaluate, format_report, parse_scales)
+from minivgg.failures import add_debug_flag, run_command
 from minivgg.fast.select import add_ops_flag, use_ops
 from minivgg.threads import OtherWork, add_threads_flag, apply_threads_flag
 
@@ -122,6 +126,7 @@ def make_parser():
                    help="on a cuda device, allow TF32 tensor-core matrix products")
     add_threads_flag(p)
     add_ops_flag(p)
+    add_debug_flag(p)
     return p
 
 
@@ -187,9 +192,8 @@ def main(argv=None):
             print(f"  {name:<20} {'n/a' if a != a else f'{100 * a:6.2f}'}")
     print(summary)
     if args.output:
-        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-        with open(args.output, "w", encoding="utf-8") as f:
-            f.write(text)
+        data = text.encode("utf-8")
+        atomic_write(args.output, lambda f: f.write(data), suffix=".tmp")
         print(f"wrote {args.output}")
     return report
 
@@ -207,9 +211,13 @@ def _disambiguate(nets):
 
 
 def console(argv=None):
-    """The ``minivgg-evaluate`` command: main(), then exit status 0 (errors exit 2 inside)."""
-    main(argv)
-    return 0
+    """The ``minivgg-evaluate`` command: main(), then exit status 0; a wrong
+    request exits 2 inside, a failure while evaluating is one line and status
+    1 (minivgg.failures; --debug adds the traceback)."""
+    args = make_parser().parse_args(argv)  # a bad command line exits here, as in main
+    return run_command(lambda: main(argv), args.debug,
+                       memory_advice=f"use a smaller --batch-size (now {args.batch_size} crops, "
+                                     f"or their pixels, per forward pass)")
 
 
 if __name__ == "__main__":

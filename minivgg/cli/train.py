@@ -25,6 +25,7 @@ import dataclasses
 import sys
 import traceback
 
+from minivgg import failures, runfolder
 from minivgg.backend import DeviceError, parse_device
 from minivgg.checkpoint import CheckpointError
 from minivgg.distributed import DistributedError, env_rank, init as init_distributed
@@ -157,6 +158,7 @@ def make_parser(argv=None):
     p.add_argument("--overwrite", action="store_true",
                    help="start over in an --out folder that holds another run (its files are "
                         "replaced); without it such a folder is refused")
+    failures.add_debug_flag(p)
     return p
 
 
@@ -181,8 +183,7 @@ def recipe_from_args(args, argv):
     values = {k: v for k, v in vars(args).items() if k in fields}
     values["progress"] = not args.no_progress
     if args.resume:
-        from minivgg.checkpoint import load_checkpoint
-        saved = (load_checkpoint(args.resume).meta.get("train") or {}).get("recipe") or {}
+        saved = (runfolder.load_for_resume(args.resume).meta.get("train") or {}).get("recipe") or {}
         given = given_flags(argv)
         merged = {k: v for k, v in saved.items() if k in fields}
         for k in given & fields:
@@ -212,15 +213,18 @@ def main(argv=None):
     except expected as e:
         # Every rank meets these errors together; one of them says so.
         if (comm.rank if comm is not None else env_rank()) == 0:
+            if args.debug:
+                traceback.print_exc()
             print(f"error: {e}", file=sys.stderr)
         return 2
-    except Exception:
+    except Exception as e:
+        # A failure of the run, not of the request (a full disk, a killed
+        # loader worker, memory): one line, the state kept (minivgg.failures).
         if comm is None or comm.size == 1:
-            raise
-        # One rank failed alone: show where, and stop every rank rather than
+            return failures.report(e, args.debug)
+        # One rank failed alone: say so, and stop every rank rather than
         # leave the others waiting for it forever.
-        print(f"rank {comm.rank} of {comm.size} failed:\n{traceback.format_exc()}",
-              file=sys.stderr, flush=True)
+        failures.report(e, args.debug, prefix=f"rank {comm.rank} of {comm.size} failed: ")
         comm.abort(1)
     comm.close()
     if history and comm.rank == 0:
