@@ -80,6 +80,8 @@ def atomic_write(path, write, suffix=".npz", by_name=False):
         if by_name:
             os.close(fd)
             write(tmp)
+            # The writer may have replaced the file (safetensors does, with 0600).
+            os.chmod(tmp, 0o666 & ~_umask())
             fd = os.open(tmp, os.O_RDONLY)
             try:
                 os.fsync(fd)
