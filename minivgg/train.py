@@ -58,6 +58,13 @@ def scale_for_meta(scale):
     return s_min if s_min == s_max else [s_min, s_max]
 
 
+def _absolute_data(data):
+    """--data with its directory made absolute, so that evaluation finds the
+    data set from any directory."""
+    kind, sep, path = data.partition(":")
+    return f"{kind}:{os.path.abspath(path)}" if sep and path else data
+
+
 @dataclasses.dataclass
 class Recipe:
     """Every training setting; defaults are the small-image profile that runs
@@ -614,7 +621,7 @@ class Trainer:
         meta = {"classes": self.classes, "mean_rgb": [float(v) for v in self.mean_rgb],
                 "preprocess": self.preprocess.to_meta(),
                 "train": {"scale": scale_for_meta(r.scale), "crop": r.crop,
-                          "recipe": dataclasses.asdict(r)},
+                          "recipe": dataclasses.asdict(r), "data": _absolute_data(r.data)},
                 "epoch": self.epoch, "batch": self.batch, "global_step": self.global_step,
                 "scheduler": self.scheduler.state_dict(), "rng": mrandom.get_state(),
                 "history": self.history, "partial": self.partial, "best": self.best,

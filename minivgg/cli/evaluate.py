@@ -101,14 +101,17 @@ def recorded_data(nets):
     for a model of the synthetic data's classes that records none."""
     from minivgg.data import SHAPE_CLASSES
     net = nets[0]
-    recipe = (net.weights.meta.get("train") or {}).get("recipe") or {}
-    data = recipe.get("data")
+    train = net.weights.meta.get("train") or {}
+    data = (train.get("recipe") or {}).get("data")
     if data:
         kind, _, path = str(data).partition(":")
-        if path and not os.path.isdir(path):
-            raise ValueError(f"{net.weights.path} was trained on --data {data}, and {path!r} is "
-                             f"not a directory here (relative paths are read from the current "
-                             f"directory); give --data {kind}:DIR")
+        if path and not os.path.isdir(path):  # given relative to another directory?
+            absolute = str(train.get("data") or "").partition(":")[2]
+            if not (absolute and os.path.isdir(absolute)):
+                raise ValueError(f"{net.weights.path} was trained on --data {data}, and "
+                                 f"{absolute or path!r} is not a directory here; give "
+                                 f"--data {kind}:DIR")
+            data = train["data"]
         return str(data), f"recorded in {net.weights.path}"
     if net.classes_known and list(net.classes) == list(SHAPE_CLASSES):
         return "synthetic", f"the classes of {net.weights.path}"
@@ -188,14 +191,14 @@ def main(argv=None):
     old = signal.getsignal(signal.SIGTERM)
     try:
         signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops it like Ctrl-C
-        for net in nets:
-            print(weights_line(net))
-            print(f"  test scales Q = {','.join(map(str, net.scales_for(args.protocol, scales)))}"
-                  f" ({scales_origin(net, scales is not None)})")
         print(f"data: {data}" + (f" ({where})" if where else "") +
               (f", {dataset.note}" if getattr(dataset, "note", "") else
                f", {len(dataset)} images") + ("" if data_origin == "--data" else
-                                              f" ({data_origin})"), flush=True)
+                                              f" ({data_origin})"))
+        for net in nets:
+            print(weights_line(net))
+            print(f"  test scales Q = {','.join(map(str, net.scales_for(args.protocol, scales)))}"
+                  f" ({scales_origin(net, scales is not None)})", flush=True)
         report = evaluate(nets, dataset, args.protocol, scales, batch_size=args.batch_size,
                           progress=not args.no_progress, on_skip=warn_unreadable)
     except ValueError as e:
