@@ -14,6 +14,7 @@ from minivgg import summary
 from minivgg.checkpoint import save_checkpoint
 from minivgg.cli import classify as classify_cli
 from minivgg.cli import evaluate as evaluate_cli
+from minivgg.cli import export as export_cli
 from minivgg.cli import train as train_cli
 from minivgg.io import WeightsError, inspect_weights, load_model, save_weights
 from minivgg.models import vgg
@@ -125,7 +126,7 @@ def test_evaluate_and_classify_give_foreign_weights_the_same_test_scales(tmp_pat
             capsys.readouterr().out
     # A file that records no data set needs --data, and says so.
     assert exit_code(evaluate_cli.main, ["--checkpoint", str(tmp_path / "tv.safetensors")]) == 2
-    assert "records no data set (torchvision and timm files never do); give --data " \
+    assert "records no data set to evaluate on (only training checkpoints do); give --data " \
            "imagefolder:DIR" in capsys.readouterr().err
 
 
@@ -251,3 +252,57 @@ def test_summary_reads_the_model_of_a_file(tmp_path, capsys):
     assert "--cfg: the model comes from" in capsys.readouterr().err
     assert summary.main([str(tmp_path / "missing.pth")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_export_writes_each_format_and_each_reads_back_with_nothing_repeated(tmp_path, capsys):
+    st = safetensors_or_skip()
+    torch_or_skip()
+    model = tiny(seed=4)
+    meta = {"classes": ["a", "b", "c"], "mean_rgb": [0.4, 0.5, 0.6],
+            "train": {"scale": [32, 40], "crop": 32}}
+    ck = str(save_checkpoint(tmp_path / "ck.npz", model, meta))
+    source = load_model(ck)
+    for name in ("w.safetensors", "w.pth", "w.npz", "timm.safetensors"):
+        layout = ["--layout", "timm"] if name.startswith("timm") else []
+        assert export_cli.main([ck, str(tmp_path / name)] + layout) == 0
+        assert capsys.readouterr().out.startswith(f"wrote {tmp_path / name} (")
+        w = load_model(tmp_path / name)
+        for k, v in model.state_dict().items():
+            np.testing.assert_array_equal(w.model.state_dict()[k], v, err_msg=f"{name} {k}")
+        if name.endswith(".pth"):  # a plain state dict: the defaults for foreign weights
+            assert w.preprocess_origin == "default" and w.classes is None
+        else:
+            assert w.preprocess == source.preprocess and w.classes == ["a", "b", "c"]
+            assert w.train_scale == [32, 40]
+        assert w.layout == ("timm" if layout else "torchvision")
+    with st.safe_open(str(tmp_path / "timm.safetensors"), "np") as f:
+        assert "head.fc.weight" in f.keys() and "classifier.6.weight" not in f.keys()
+    img = tmp_path / "x.png"
+    Image.fromarray(photo(40, 44)).save(img)
+    assert classify_cli.main([str(img), "--weights", str(tmp_path / "w.safetensors")]) == \
+        classify_cli.main([str(img), "--weights", ck])
+    before = sorted(os.listdir(tmp_path))
+    for bad, message in ((["out.bin"], "unknown extension '.bin'"),
+                         (["o.onnx", "--input-size", "64"], "give --dense too"),
+                         (["o.safetensors", "--dense"], "are for .onnx files"),
+                         (["o.npz", "--layout", "timm"], "minivgg checkpoints")):
+        assert exit_code(export_cli.main, [ck, str(tmp_path / bad[0])] + bad[1:]) == 2
+        assert message in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_export_to_onnx_states_the_inputs_it_needs(tmp_path, capsys):
+    onnx = pytest.importorskip("onnx", reason="the onnx package is not installed; "
+                                              "pip install onnx")
+    ck = str(save_checkpoint(tmp_path / "ck.npz", tiny(),
+                             {"classes": ["a", "b", "c"], "mean_rgb": [0.4, 0.5, 0.6]}))
+    assert export_cli.main([ck, str(tmp_path / "m.onnx")]) == 0
+    out = capsys.readouterr().out
+    assert "ONNX input (N, 3, 32, 32) -> logits (N, 3), images normalised as minivgg: RGB, " \
+           "[0, 1] pixel units, minus [0.4, 0.5, 0.6]" in out
+    assert export_cli.main([ck, str(tmp_path / "d.onnx"), "--dense", "--input-size", "64"]) == 0
+    assert "(N, 3, 64, 64) -> scores (N, 3, OH, OW)" in capsys.readouterr().out
+    for name, out_name in (("m.onnx", "logits"), ("d.onnx", "scores")):
+        proto = onnx.load(str(tmp_path / name))
+        onnx.checker.check_model(proto)
+        assert proto.graph.output[0].name == out_name

@@ -115,8 +115,8 @@ def recorded_data(nets):
         return str(data), f"recorded in {net.weights.path}"
     if net.classes_known and list(net.classes) == list(SHAPE_CLASSES):
         return "synthetic", f"the classes of {net.weights.path}"
-    raise ValueError(f"{net.weights.path} records no data set (torchvision and timm files never "
-                     f"do); give --data imagefolder:DIR (or cifar10:DIR, synthetic)")
+    raise ValueError(f"{net.weights.path} records no data set to evaluate on (only training "
+                     f"checkpoints do); give --data imagefolder:DIR (or cifar10:DIR, synthetic)")
 
 
 def make_parser():
