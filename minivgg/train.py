@@ -481,7 +481,9 @@ class Trainer:
                                  self.recipe.overlap)
         if self.is_root:
             with open(os.path.join(self.recipe.out, "recipe.json"), "w") as f:
-                json.dump(dataclasses.asdict(self.recipe), f, indent=2)
+                # The settings, and the input preprocessing they resolved to.
+                json.dump({**dataclasses.asdict(self.recipe),
+                           "preprocess": self.preprocess.to_meta()}, f, indent=2)
 
     def _prepare(self):
         """Data, model, optimizer, schedule and resumed state, on this rank alone."""
@@ -592,12 +594,13 @@ class Trainer:
         r, comm = self.recipe, self.comm
         scale = parse_scale(r.scale)
         shard = (comm.rank, comm.size)
-        # §2.1's mean subtraction as always; other weights' conventions whole.
-        minivgg = self.preprocess.name == "minivgg"
-        norm = self.mean_rgb if minivgg else self.preprocess
-        units = 255.0 * self.preprocess.scale  # the inherited units may differ from the recipe's
-        units = r.pixel_scale if math.isclose(units, r.pixel_scale) or not minivgg else units
-        units = units if minivgg else 1.0
+        # §2.1's mean subtraction as always (in the recipe's pixel units, or in
+        # those of the --init-from checkpoint); other weights' conventions whole.
+        if self.preprocess.name == "minivgg":
+            norm, units = self.mean_rgb, 255.0 * self.preprocess.scale
+            units = r.pixel_scale if math.isclose(units, r.pixel_scale) else units
+        else:
+            norm, units = self.preprocess, 1.0
         self.train_loader = DataLoader(self.train_ds, r.batch_size,
                                        train_transform(r.crop, scale, norm,
                                                        pixel_scale=units),

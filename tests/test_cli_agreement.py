@@ -306,3 +306,60 @@ def test_export_to_onnx_states_the_inputs_it_needs(tmp_path, capsys):
         proto = onnx.load(str(tmp_path / name))
         onnx.checker.check_model(proto)
         assert proto.graph.output[0].name == out_name
+
+
+def _documented(pattern):
+    """argv of every documented command matching ``pattern`` (a regex whose
+    group 1 is the arguments) in the README, docs/, examples/ and minivgg/cli/."""
+    import glob
+    import shlex
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+    files = [os.path.join(root, "README.md")] + sorted(glob.glob(os.path.join(root, "docs",
+                                                                              "*.md")))
+    files += sorted(glob.glob(os.path.join(root, "examples", "*.py")))
+    files += sorted(glob.glob(os.path.join(root, "minivgg", "cli", "*.py")))
+    found = []
+    for path in files:
+        with open(path, encoding="utf-8") as f:
+            text = f.read().replace("\\\\\n", " ").replace("\\\n", " ")
+        for line in text.splitlines():
+            m = re.search(pattern, line)
+            if m and "..." not in line and "…" not in line:
+                args = m.group(1).split("#")[0].strip().split("`")[0].strip()
+                found.append((os.path.relpath(path, root), shlex.split(args)))
+    return found
+
+
+PROGRAMS = {"train_vgg.py": lambda argv: train_cli.make_parser(argv),
+            "evaluate_vgg.py": lambda argv: evaluate_cli.make_parser(),
+            "classify.py": lambda argv: classify_cli.make_parser(),
+            "export.py": lambda argv: export_cli.make_parser()}
+
+
+def test_every_documented_command_parses_with_whole_option_names():
+    """What the README and docs tell a reader to type is accepted as written
+    (options are not abbreviated, so a stale or shortened one would fail)."""
+    from minivgg.models import CONFIGS
+
+    def template(argv):  # a placeholder such as --seed S or --protocol PROTOCOL, or a listing
+        return "--help" in argv or "python" in argv or any(
+            re.fullmatch(r"[A-Z]+", a) and a not in CONFIGS for a in argv)
+    checked = 0
+    for script, make in PROGRAMS.items():
+        for where, argv in _documented(rf"python examples/{re.escape(script)}\s(.*)"):
+            if template(argv):
+                continue
+            try:
+                make(argv).parse_args(argv)
+            except SystemExit:
+                pytest.fail(f"{where}: python examples/{script} {' '.join(argv)} does not parse")
+            checked += 1
+    for where, argv in _documented(r"python -m minivgg[ .]summary\s(.*)"):
+        if template(argv):
+            continue
+        try:
+            summary.make_parser().parse_args(argv)
+        except SystemExit:
+            pytest.fail(f"{where}: summary {' '.join(argv)} does not parse")
+        checked += 1
+    assert checked > 30

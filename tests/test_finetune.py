@@ -319,7 +319,9 @@ def test_recipe_json_and_resume_keep_the_recorded_preprocessing(tmp_path, pth):
     root = photo_folder(tmp_path / "photos", bad=False)
     r = folder_recipe(tmp_path, path, root, max_steps=2, batch_size=4)
     Trainer(r, log=lambda *_: None).run()
-    assert json.loads((tmp_path / "run" / "recipe.json").read_text())["preset"] == "auto"
+    recorded = json.loads((tmp_path / "run" / "recipe.json").read_text())
+    assert recorded["preset"] == "auto" and recorded["preprocess"]["preset"] == "torchvision"
+    assert recorded["preprocess"]["std"] == list(TORCHVISION_STD)
     lines = []
     resumed = Trainer(folder_recipe(tmp_path, path, root, batch_size=4),
                       resume=str(tmp_path / "run"), log=lines.append)
@@ -327,3 +329,20 @@ def test_recipe_json_and_resume_keep_the_recorded_preprocessing(tmp_path, pth):
     assert resumed.preprocess.name == "torchvision"
     assert any(line.startswith("preprocessing: torchvision") and "(as " in line
                for line in lines)
+
+
+def test_a_later_stage_keeps_the_mean_and_pixel_units_of_the_checkpoint_it_starts_from(tmp_path):
+    first = Trainer(tiny(tmp_path / "a", pixel_scale=255.0, lr=1e-5, max_steps=1),
+                    log=lambda *_: None)
+    first.run()
+    lines = []
+    second = Trainer(tiny(tmp_path / "b", cfg="B", init_from=str(tmp_path / "a"), lr=1e-5,
+                          scale="36"), log=lines.append)  # pixel_scale: the default 1
+    second._setup()
+    x, _ = next(iter(second.val_loader))
+    img, _ = second.val_ds[0]
+    crop = CenterCrop(32)(RescaleShorter(36)(img)).astype(np.float64) / 255
+    want = (255 * (crop - first.mean_rgb)).transpose(2, 0, 1)  # the first stage's 0-255 units
+    np.testing.assert_allclose(x[0], want, rtol=1e-4, atol=1e-3)
+    np.testing.assert_array_equal(second.mean_rgb, first.mean_rgb)
+    assert "its --pixel-scale 255 replaces this run's default 1" in second.preprocess_origin

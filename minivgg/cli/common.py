@@ -26,8 +26,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows "(default: X)" for options that take a value, not for switches."""
 
     def _get_help_string(self, action):
-        if action.nargs == 0:  # store_true / store_false: off unless given
-            return action.help
+        if action.nargs == 0 or action.default in (None, ""):
+            return action.help  # a switch is off unless given; "" and None say nothing
         return super()._get_help_string(action)
 
 

@@ -13,6 +13,12 @@ stages in docs/training.md:
     python examples/train_vgg.py --profile paper --cfg A --data imagefolder:/data/imagenet \\
         --scale 256 --out runs/A-s256
 
+Fine-tuning pretrained weights (torchvision, timm, a minivgg run) on a folder
+of your images: the model settings and the preprocessing come from the file,
+fc8 is re-initialised for your classes (docs/training.md):
+
+    python examples/train_vgg.py --init-from vgg16.pth --data imagefolder:photos --lr 0.001
+
 Data parallelism (§3.3, docs/distributed.md): N processes, each with 1/N of
 every batch, gradients averaged before each update:
 
