@@ -121,8 +121,10 @@ class Recipe:
     def resolved_fc_width(self):
         return self.fc_width or (4096 if self.crop >= 224 else 128)
 
-    def validate(self):
-        """Reject impossible recipes before any work, saying what to change."""
+    def validate(self, resuming=False):
+        """Reject impossible recipes before any work, saying what to change.
+        ``resuming``: the run continues a checkpoint, so its --init-from file
+        is not read again and need not exist any more."""
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
             if isinstance(v, float) and not math.isfinite(v):
@@ -175,7 +177,7 @@ class Recipe:
             path = self.data.split(":", 1)[1]
             if not os.path.isdir(path):
                 raise FileNotFoundError(f"data directory {path!r} does not exist")
-        if self.init_from and not os.path.exists(self.init_from):
+        if self.init_from and not resuming and not os.path.exists(self.init_from):
             raise FileNotFoundError(f"--init-from {self.init_from!r} does not exist")
         if self.preset not in ("auto",) + PRESETS:
             raise ValueError(f"unknown --preset {self.preset!r}; expected auto, "
@@ -377,7 +379,7 @@ class Trainer:
     def _check(self, resume):
         """Everything about the request that can be wrong, before any work."""
         recipe = self.recipe
-        recipe.validate()
+        recipe.validate(resuming=bool(resume))
         if recipe.batch_size % self.comm.size:
             raise ValueError(f"--batch-size {recipe.batch_size} (the global batch) cannot be "
                              f"split evenly over {self.comm.size} ranks; use a multiple of "

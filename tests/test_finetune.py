@@ -322,6 +322,7 @@ def test_recipe_json_and_resume_keep_the_recorded_preprocessing(tmp_path, pth):
     recorded = json.loads((tmp_path / "run" / "recipe.json").read_text())
     assert recorded["preset"] == "auto" and recorded["preprocess"]["preset"] == "torchvision"
     assert recorded["preprocess"]["std"] == list(TORCHVISION_STD)
+    os.rename(path, tmp_path / "moved.pth")  # resuming does not read the weights again
     lines = []
     resumed = Trainer(folder_recipe(tmp_path, path, root, batch_size=4),
                       resume=str(tmp_path / "run"), log=lines.append)
@@ -346,3 +347,15 @@ def test_a_later_stage_keeps_the_mean_and_pixel_units_of_the_checkpoint_it_start
     np.testing.assert_allclose(x[0], want, rtol=1e-4, atol=1e-3)
     np.testing.assert_array_equal(second.mean_rgb, first.mean_rgb)
     assert "its --pixel-scale 255 replaces this run's default 1" in second.preprocess_origin
+
+
+def test_freeze_features_on_the_emulated_gpu_matches_the_cpu(tmp_path, emu):
+    runs = {}
+    for dev in ("cpu", "emu"):
+        t = Trainer(tiny(tmp_path / dev, freeze="features", device=dev, dropout=0.0),
+                    log=lambda *_: None)
+        t.run()
+        runs[dev] = {k: np.asarray(v) for k, v in t.model.state_dict().items()}
+    for k, v in runs["cpu"].items():
+        scale = max(np.abs(v).max(), 1e-6)
+        np.testing.assert_allclose(runs["emu"][k], v, rtol=1e-3, atol=1e-4 * scale, err_msg=k)
