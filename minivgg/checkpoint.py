@@ -89,6 +89,8 @@ def _write_then_rename(path, write, suffix, by_name):
         if by_name:
             os.close(fd)
             write(tmp)
+            # The writer may have replaced the file (safetensors does, with 0600).
+            os.chmod(tmp, 0o666 & ~_umask())
             fd = os.open(tmp, os.O_RDONLY)
             try:
                 os.fsync(fd)

@@ -49,7 +49,8 @@ from .tables import render_table
 
 __all__ = [
     "PROTOCOLS", "SCALE_OFFSET", "GRID",
-    "test_scales", "single_scale", "default_scales", "check_scales", "check_protocol",
+    "test_scales", "single_scale", "default_scales", "foreign_scales", "check_scales",
+    "check_protocol", "FOREIGN_SINGLE_Q", "FOREIGN_MULTI_Q",
     "parse_scales",
     "rescale", "normalise", "as_preprocess", "crop_positions",
     "dense_score_map", "pool_score_map", "dense_scores", "multicrop_scores",
@@ -139,6 +140,21 @@ def default_scales(train_scale, protocol):
     if protocol == "single":
         return [single_scale(train_scale)]
     return test_scales(train_scale)
+
+
+#: Test scales for weights that record no training scale (torchvision's and
+#: timm's), at a 224 crop: torchvision's own resize-256 / centre-crop-224
+#: test for "single", the paper's Q for its S in [256, 512] models otherwise.
+FOREIGN_SINGLE_Q = 256
+FOREIGN_MULTI_Q = (256, 384, 512)
+
+
+def foreign_scales(crop, protocol):
+    """The test scales of weights without a recorded training scale:
+    FOREIGN_SINGLE_Q or FOREIGN_MULTI_Q, times crop / 224 for other crops."""
+    check_protocol(protocol)
+    qs = [FOREIGN_SINGLE_Q] if protocol == "single" else list(FOREIGN_MULTI_Q)
+    return [int(round(q * crop / 224)) for q in qs]
 
 
 def check_scales(scales, crop, who="test scales"):
@@ -486,6 +502,9 @@ class EvalNet:
         self.name = name or f"VGG-{self.cfg}"
         self.path = path
         self.weights = None  # the minivgg.io.LoadedWeights, for nets made by from_file
+        # Files that record no training scale (torchvision, timm) are tested at
+        # foreign_scales by default; a bare model without one needs scales given.
+        self.scales_default = "train" if train_scale is not None else None
 
     @classmethod
     def from_file(cls, path, cfg=None, preset=None):
@@ -507,6 +526,8 @@ class EvalNet:
                           f"{w.model.input_size}", stacklevel=2)
         net = cls(w.model, w.preprocess, w.train_scale, w.classes, path=w.path)
         net.weights = w
+        if w.train_scale is None:
+            net.scales_default = "foreign"
         return net
 
     @classmethod
@@ -523,9 +544,13 @@ class EvalNet:
         return str(lo) if not isinstance(self.train_scale, (list, tuple)) else f"{lo}-{hi}"
 
     def scales_for(self, protocol, scales=None):
-        """Checked test scales: ``scales`` if given, else default_scales."""
+        """Checked test scales: ``scales`` if given, else default_scales of
+        the training scale (foreign_scales for a file that records none)."""
         check_protocol(protocol)
-        if scales is None:
+        if scales is None and self.scales_default == "foreign":
+            scales = foreign_scales(self.crop, protocol)
+            who = f"{self.name} (no training scale, crop {self.crop}) default {protocol} scales"
+        elif scales is None:
             scales = default_scales(self.train_scale, protocol)
             who = (f"{self.name} (train S={self.train_scale_label}, crop {self.crop}) "
                    f"default {protocol} scales {scales}")
@@ -736,15 +761,15 @@ class EvalReport:
 
 
 def evaluate(nets, dataset, protocol="dense", scales=None, batch_size=64, limit=None,
-             grid=GRID, progress=True, topk=5):
+             grid=GRID, progress=True, topk=5, on_skip=None):
     """Evaluate one EvalNet, or fuse several, on ``dataset`` under ``protocol``.
 
     nets: an EvalNet or a list of them (fusion: posteriors averaged).
     dataset: ds[i] -> ((H, W, 3) uint8, label), ds.classes, ds.describe(i).
     scales: list of Q used for every net, or None for each net's default.
     limit: evaluate the first ``limit`` images only.
-    Images raising CorruptImageError are skipped with a warning and listed
-    in report.skipped. Every argument is checked before the first image.
+    Images raising CorruptImageError are skipped with a warning (or
+    ``on_skip(description, message)``) and listed in report.skipped. Every argument is checked before the first image.
     Returns an EvalReport; posteriors are (N, K) with N the images read.
     """
     from tqdm import tqdm
@@ -784,7 +809,10 @@ def evaluate(nets, dataset, protocol="dense", scales=None, batch_size=64, limit=
                 img, label = dataset[i]
             except CorruptImageError as e:
                 desc = dataset.describe(i) if hasattr(dataset, "describe") else f"#{i}"
-                warnings.warn(f"skipping unreadable image {desc}: {e}", stacklevel=2)
+                if on_skip is not None:
+                    on_skip(desc, str(e))
+                else:
+                    warnings.warn(f"skipping unreadable image {desc}: {e}", stacklevel=2)
                 skipped.append((i, desc, str(e)))
                 continue
             cache = {}

@@ -1,8 +1,18 @@
 """Layer-by-layer numbers of the VGG configurations (Table 1, Table 2, §2.3).
 
-    python -m minivgg.summary --cfg D                      # VGG-16 at 224, 1000 classes
-    python -m minivgg.summary --cfg A --input 32 --classes 10 --width-mult 0.25 --fc-width 128
-    python -m minivgg.summary --all --format markdown      # Table 1, six columns side by side
+    python -m minivgg.summary --profile paper --cfg D      # VGG-16 at 224, 1000 classes
+    python -m minivgg.summary                              # the default training model
+    python -m minivgg.summary runs/train/last.npz          # the model in a file (.npz, .pth,
+                                                           # .safetensors)
+    python -m minivgg.summary --profile paper --all --format markdown   # Table 1 side by side
+
+The defaults are those of examples/train_vgg.py: ``--profile small`` (VGG-A
+at a quarter of the widths, 32x32 input, FC 128, the 10 synthetic classes),
+``--profile paper`` the paper's (224 input, full widths, FC 4096, 1000
+classes); each flag overrides its profile's value, and ``--fc-width 0`` is
+training's rule (4096 for inputs of at least 224, else 128). A FILE gives
+the model instead: its configuration, widths, classes and input size are
+read from its shapes (``io.inspect_weights``, no weight is read).
 
 One row per layer, in Table 1's notation ("conv3-64" is a 3x3 convolution
 with 64 output channels, "conv1-256" configuration C's 1x1 convolution,
@@ -38,7 +48,6 @@ textbook op with ``--ops reference``:
 
     python -m minivgg.summary --cfg A --input 32 --batch 64 --algorithms
 """
-import argparse
 import dataclasses
 import sys
 
@@ -160,6 +169,14 @@ def _si(n, unit=""):
     return f"{n} {unit}".rstrip()
 
 
+def _is_paper_model(rows, input_size):
+    """Whether ``rows`` are Table 1's model as Table 2 counts it (224 input,
+    the paper's widths, FC 4096, 1000 classes)."""
+    by_name = {r.name: r for r in rows}
+    return (input_size == 224 and by_name["conv1_1"].shape[0] == 64
+            and by_name["fc6"].shape == (4096,) and by_name["fc8"].shape == (1000,))
+
+
 def format_rows(cfg, rows, fmt="text", input_size=224):
     """One configuration, one row per layer, a totals row; ``fmt``: text, markdown, csv."""
     csv_fmt = fmt == "csv"
@@ -185,7 +202,8 @@ def format_rows(cfg, rows, fmt="text", input_size=224):
     text = render_table(header, body, fmt, right=(3, 4, 5, 6))
     if not csv_fmt:
         note = (f"VGG-{cfg}: {t['params']:,} parameters ({t['params'] / 1e6:.1f} M"
-                + (f"; Table 2: {TABLE2_MILLIONS[cfg]} M" if cfg in TABLE2_MILLIONS else "")
+                + (f"; Table 2: {TABLE2_MILLIONS[cfg]} M" if cfg in TABLE2_MILLIONS
+                   and _is_paper_model(rows, input_size) else "")
                 + f"), {_si(t['mult_adds'])} multiply-adds per {input_size}x{input_size} "
                 f"image (forward), {_mib(t_bytes)} MiB of activations and their gradients "
                 f"for one training image.")
@@ -291,19 +309,50 @@ def format_algorithms(cfg, input_size=224, batch=64, width_mult=1.0, fc_width=40
     return text
 
 
+#: The flags that describe a model, which a FILE gives instead.
+_MODEL_FLAGS = {"cfg": "--cfg", "input": "--input", "classes": "--classes",
+                "width_mult": "--width-mult", "fc_width": "--fc-width", "profile": "--profile"}
+
+
+def _profile_defaults(name):
+    """--cfg, --input, --classes, --width-mult, --fc-width of a training profile."""
+    from .data.synthetic import SHAPE_CLASSES
+    from .profiles import profile_recipe
+    r = profile_recipe(name)
+    return {"cfg": r.cfg, "input": r.crop, "width_mult": r.width_mult, "fc_width": r.fc_width,
+            "classes": 1000 if name == "paper" else len(SHAPE_CLASSES)}
+
+
 def make_parser():
-    p = argparse.ArgumentParser(
+    from .cli.common import HelpFormatter, parser
+    p = parser(
         prog="python -m minivgg.summary",
+        formatter_class=HelpFormatter,
         description="Layer-by-layer parameters, multiply-adds, receptive fields and "
-                    "activation memory of a VGG configuration (Table 1, Table 2).")
-    p.add_argument("--cfg", default="D", choices=list(CONFIGS), help="Table 1 column")
+                    "activation memory of a VGG configuration (Table 1, Table 2), of the "
+                    "training defaults (--profile small, the default), the paper's model "
+                    "(--profile paper) or the model in a weights file.")
+    p.add_argument("file", nargs="?", default=None, metavar="FILE",
+                   help="a checkpoint or run folder, .pth or .safetensors: summarise the model "
+                        "it holds (read from its shapes)")
+    p.add_argument("--profile", default="small", choices=("small", "paper"),
+                   help="the defaults of examples/train_vgg.py --profile: small (VGG-A x0.25 at "
+                        "32x32, FC 128, 10 classes) or paper (224, full widths, FC 4096, "
+                        "1000 classes)")
+    p.add_argument("--cfg", default=None, choices=list(CONFIGS),
+                   help="Table 1 column (default: the profile's, A)")
     p.add_argument("--all", action="store_true",
                    help="print the six configurations side by side, as Table 1 does")
-    p.add_argument("--input", type=int, default=224, help="input side in pixels (paper: 224)")
-    p.add_argument("--classes", type=int, default=1000, help="output classes (paper: 1000)")
-    p.add_argument("--width-mult", type=float, default=1.0,
-                   help="scale every conv's channels, as train_vgg.py --width-mult does")
-    p.add_argument("--fc-width", type=int, default=4096, help="width of fc6 and fc7")
+    p.add_argument("--input", type=int, default=None,
+                   help="input side in pixels (default: the profile's crop, 32 or 224)")
+    p.add_argument("--classes", type=int, default=None,
+                   help="output classes (default: 10 on the small profile, 1000 on the paper's)")
+    p.add_argument("--width-mult", type=float, default=None,
+                   help="scale every conv's channels, as train_vgg.py --width-mult does "
+                        "(default: the profile's, 0.25 or 1)")
+    p.add_argument("--fc-width", type=int, default=None,
+                   help="width of fc6 and fc7; 0: 4096 for inputs >= 224, else 128, as in "
+                        "training (default: the profile's)")
     p.add_argument("--format", default="text", choices=("text", "markdown", "csv"))
     p.add_argument("--algorithms", action="store_true",
                    help="print which implementation of each layer runs, and why, for a batch "
@@ -315,21 +364,50 @@ def make_parser():
     return p
 
 
+def _file_model(args):
+    """(model keyword arguments, header line) of ``args.file``."""
+    from .io import inspect_weights
+    given = [flag for dest, flag in _MODEL_FLAGS.items()
+             if dest != "profile" and getattr(args, dest) is not None]
+    if args.profile != "small":
+        given.append("--profile")
+    if given or args.all:
+        raise ValueError(f"{' and '.join(given + (['--all'] if args.all else []))}: the model "
+                         f"comes from {args.file}; give either the file or the flags")
+    w = inspect_weights(args.file)
+    c = w.config
+    line = (f"{w.path} ({w.layout} names, .{w.format}): VGG-{c['cfg']}, widths "
+            f"x{c['width_mult']:g}, FC {c['fc_width']}, {c['input_size']}x{c['input_size']} "
+            f"input, {c['num_classes']} classes")
+    return c, line
+
+
 def main(argv=None):
     args = make_parser().parse_args(argv)
     try:
-        if args.algorithms:
+        header = ""
+        if args.file is not None:
+            c, header = _file_model(args)
+            cfg, size, classes = c["cfg"], c["input_size"], c["num_classes"]
+            width, fc = c["width_mult"], c["fc_width"]
+        else:
+            d = _profile_defaults(args.profile)
+            pick = {k: (getattr(args, k) if getattr(args, k) is not None else d[k]) for k in d}
+            cfg, size, classes = pick["cfg"], pick["input"], pick["classes"]
+            width = pick["width_mult"]
+            fc = pick["fc_width"] or (4096 if size >= 224 else 128)  # training's rule
+        if args.all:
+            out = format_all(args.format, size, classes, width, fc)
+        elif args.algorithms:
             if args.batch < 1:
                 raise ValueError(f"--batch must be >= 1, got {args.batch}")
-            out = format_algorithms(args.cfg, args.input, args.batch, args.width_mult,
-                                    args.fc_width, args.classes, args.device, args.ops,
-                                    args.format)
-        elif args.all:
-            out = format_all(args.format, args.input, args.classes, args.width_mult,
-                             args.fc_width)
+            out = format_algorithms(cfg, size, args.batch, width, fc, classes, args.device,
+                                    args.ops, args.format)
         else:
-            rows = layer_rows(args.cfg, args.input, args.classes, args.width_mult, args.fc_width)
-            out = format_rows(args.cfg, rows, args.format, args.input)
+            rows = layer_rows(cfg, size, classes, width, fc)
+            out = format_rows(cfg, rows, args.format, size)
+            if header and args.format != "csv":
+                out = header + "\n" + out
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -17,7 +17,6 @@ import os
 import signal
 import sys
 import time
-import warnings
 
 import numpy as np
 
@@ -26,10 +25,13 @@ from . import functional as F
 from . import random as mrandom
 from .autograd import Tensor, no_grad
 from .backend import DeviceError, as_numpy, device as get_device, parse_device, set_tf32
-from .checkpoint import CheckpointError, atomic_write, load_checkpoint, read_meta, save_checkpoint
+from .checkpoint import CheckpointError, atomic_write, load_checkpoint, save_checkpoint
+from .data.preprocess import PRESETS, from_meta, preset as make_preset
 from .data.transforms import parse_scale
 from .distributed import DistributedError, GradientSync
 from .fast.select import TIERS, use_ops
+from .finetune import (FREEZE, describe_preprocess, freeze, init_from_weights, photo_hint,
+                       training_preprocess)
 from .memory import keep_freed_memory
 from .threads import OtherWork, auto_threads, set_threads, threads
 from .models import CONFIGS, vgg
@@ -58,6 +60,13 @@ def scale_for_meta(scale):
     return s_min if s_min == s_max else [s_min, s_max]
 
 
+def _absolute_data(data):
+    """--data with its directory made absolute, so that evaluation finds the
+    data set from any directory."""
+    kind, sep, path = data.partition(":")
+    return f"{kind}:{os.path.abspath(path)}" if sep and path else data
+
+
 @dataclasses.dataclass
 class Recipe:
     """Every training setting; defaults are the small-image profile that runs
@@ -80,7 +89,8 @@ class Recipe:
     max_steps: int = 0                # 0: no limit
     init: str = "kaiming"             # paper: gauss (config A), then init-from
     init_std: float = 0.01
-    init_from: str = ""
+    init_from: str = ""               # any weights file io.load_model reads (fine-tuning, §3.1)
+    freeze: str = "none"              # none | features: keep the conv layers fixed
     fc_width: int = 0                 # 0: 4096 for crops >= 224, else 128
     width_mult: float = 0.25          # scales every conv's channels (paper: 1)
     fc_bias: float = 0.1              # initial FC1/FC2 bias (paper: 0)
@@ -92,9 +102,12 @@ class Recipe:
     seed: int = 0
     out: str = "runs/train"
     plot: bool = False
+    best_with_optimizer: bool = False  # best.npz also keeps the momentum buffers (resumable)
     strict: bool = False
     mean_images: int = 0              # images read for the mean RGB; 0: all
     pixel_scale: float = 1.0          # input units: 1 -> [0, 1] minus mean; paper (Caffe): 255
+    preset: str = "auto"              # auto: the --init-from file's, else minivgg (§2.1) |
+                                      # minivgg | torchvision | caffe (data/preprocess.py)
     progress: bool = True
     device: str = "cpu"               # cpu | cuda | cuda:N | emu (the CUDA kernels on the CPU)
     tf32: bool = False                # allow TF32 tensor-core GEMMs on a cuda device
@@ -111,8 +124,10 @@ class Recipe:
     def resolved_fc_width(self):
         return self.fc_width or (4096 if self.crop >= 224 else 128)
 
-    def validate(self):
-        """Reject impossible recipes before any work, saying what to change."""
+    def validate(self, resuming=False):
+        """Reject impossible recipes before any work, saying what to change.
+        ``resuming``: the run continues a checkpoint, so its --init-from file
+        is not read again and need not exist any more."""
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
             if isinstance(v, float) and not math.isfinite(v):
@@ -167,8 +182,14 @@ class Recipe:
             path = self.data.split(":", 1)[1]
             if not os.path.isdir(path):
                 raise FileNotFoundError(f"data directory {path!r} does not exist")
-        if self.init_from and not os.path.exists(self.init_from):
+        if self.init_from and not resuming and not os.path.exists(self.init_from):
             raise FileNotFoundError(f"--init-from {self.init_from!r} does not exist")
+        if self.preset not in ("auto",) + PRESETS:
+            raise ValueError(f"unknown --preset {self.preset!r}; expected auto, "
+                             f"{', '.join(PRESETS)}")
+        if self.freeze not in FREEZE:
+            raise ValueError(f"unknown --freeze {self.freeze!r}; expected one of "
+                             f"{', '.join(FREEZE)}")
         kind, _ = parse_device(self.device)
         if self.threads < 0:
             raise ValueError(f"--threads must be >= 0 (0: one per core), got {self.threads}")
@@ -216,8 +237,8 @@ def make_datasets(recipe):
     if kind == "cifar10":
         train, val = CIFAR10(path, train=True), CIFAR10(path, train=False)
     else:
-        train_dir, _ = split_folder(path, "train")
-        val_dir, _ = split_folder(path)
+        train_dir, _ = split_folder(path, "train", split_option=False)
+        val_dir, _ = split_folder(path, split_option=False)
         train, val = ImageFolder(train_dir), ImageFolder(val_dir)
         if train.classes != val.classes:
             raise ValueError(f"class folders differ between {train_dir} and {val_dir}: "
@@ -227,7 +248,7 @@ def make_datasets(recipe):
     return train, val
 
 
-def mean_rgb_cached(recipe, train_ds):
+def mean_rgb_cached(recipe, train_ds, on_skip=None):
     """Mean RGB of the training set, computed once and kept in out/mean_rgb.json."""
     from .data import compute_mean_rgb
     cache = os.path.join(recipe.out, "mean_rgb.json")
@@ -242,48 +263,30 @@ def mean_rgb_cached(recipe, train_ds):
                 return np.asarray(stored["mean_rgb"], np.float64)
         except (OSError, ValueError, KeyError):
             pass  # a damaged cache is recomputed
-    mean = compute_mean_rgb(train_ds, recipe.mean_images or None, progress=recipe.progress)
+    mean = compute_mean_rgb(train_ds, recipe.mean_images or None, progress=recipe.progress,
+                            on_skip=on_skip)
+    os.makedirs(recipe.out, exist_ok=True)
     runfolder.write_json(cache, {"key": key, "mean_rgb": [float(v) for v in mean]})
     return mean
 
 
 def init_from_checkpoint(model, path):
-    """Initialise ``model`` from a trained checkpoint, as in §3.1.
+    """Initialise ``model`` from trained weights, as in §3.1.
 
-    Same configuration (e.g. S=384 started from S=256, or multi-scale from
-    S=384): every weight is copied. A different, deeper configuration (the
-    paper's B-E from A): the source's first four conv layers (A: conv1_1,
-    conv2_1, conv3_1, conv3_2) go to the layers of the same name in
+    ``path``: any file ``io.load_model`` reads (a checkpoint or run
+    directory, .safetensors, a torchvision or timm .pth). Same configuration
+    (e.g. S=384 started from S=256, or multi-scale from S=384, or
+    fine-tuning): every weight is copied. A different, deeper configuration
+    (the paper's B-E from A): the source's first four conv layers (A:
+    conv1_1, conv2_1, conv3_1, conv3_2) go to the layers of the same name in
     ``model``, and the three FC layers to fc6-fc8; everything else keeps its
-    random initialisation. Returns the list of parameter names copied.
+    random initialisation. fc8 keeps its random initialisation when the
+    numbers of classes differ (finetune.init_from_weights). Returns the list
+    of parameter names copied.
     """
-    ckpt = load_checkpoint(path)
-    if ckpt.meta["model"]["cfg"] == model.cfg:
-        try:
-            model.load_state_dict(ckpt.model_state)  # checks every key and shape first
-        except ValueError as e:
-            raise ValueError(f"--init-from {path}: {e}; train with the same classes, crop and "
-                             f"--fc-width") from e
-        return list(ckpt.model_state)
-    src = ckpt.build_model()
-    src_layers, dst_layers = src.paper_layer_names(), model.paper_layer_names()
-    names = [n for n in src_layers if n.startswith("conv")][:4] + ["fc6", "fc7", "fc8"]
-    plan = []
-    for n in names:
-        if n not in dst_layers:
-            raise ValueError(f"--init-from {path}: VGG-{model.cfg} has no layer {n} to receive "
-                             f"VGG-{src.cfg}'s")
-        s, d = src_layers[n], dst_layers[n]
-        for attr in ("weight", "bias"):
-            a, b = getattr(s, attr), getattr(d, attr)
-            if a.shape != b.shape:
-                raise ValueError(f"--init-from {path}: {n}.{attr} has shape {a.shape} in "
-                                 f"VGG-{src.cfg} but {b.shape} in VGG-{model.cfg}; use the same "
-                                 f"classes, crop and --fc-width")
-            plan.append((d.name + "." + attr, b, a))
-    for _, dst_p, src_p in plan:
-        dst_p.data[...] = src_p.data
-    return [name for name, _, _ in plan]
+    from .io import load_model
+    copied, _ = init_from_weights(model, load_model(path).model, f"--init-from {path}")
+    return copied
 
 
 def evaluate_loader(model, loader, progress=False, desc="val", comm=None, chunk=0):
@@ -340,7 +343,7 @@ class Trainer:
     alone logs, shows progress and writes files.
     """
 
-    def __init__(self, recipe, resume=None, log=print, comm=None):
+    def __init__(self, recipe, resume=None, log=print, comm=None, notes=()):
         from .distributed import SingleProcess
         self.recipe = recipe
         self.comm = comm if comm is not None else SingleProcess()
@@ -349,6 +352,9 @@ class Trainer:
         self.stop_signal = None
         self.step_rng = None  # dropout's state when the step under way began
         self.resume_ckpt = None
+        self.source = None  # the --init-from weights (io.LoadedWeights), until copied
+        self.notes = list(notes)  # lines logged after the first one
+        self._unreadable = set()  # images already reported as unreadable in this run
         self.other_work = OtherWork()
         self._agree(self._check, resume)
 
@@ -379,7 +385,7 @@ class Trainer:
     def _check(self, resume):
         """Everything about the request that can be wrong, before any work."""
         recipe = self.recipe
-        recipe.validate()
+        recipe.validate(resuming=bool(resume))
         if recipe.batch_size % self.comm.size:
             raise ValueError(f"--batch-size {recipe.batch_size} (the global batch) cannot be "
                              f"split evenly over {self.comm.size} ranks; use a multiple of "
@@ -399,10 +405,19 @@ class Trainer:
             if self.resume_ckpt.meta.get("epoch") is None:
                 raise CheckpointError(f"{self.resume_ckpt.path} holds no training state to "
                                       f"resume from")
+            if self.resume_ckpt.optimizer_state is None:
+                folder = os.path.dirname(self.resume_ckpt.path) or "."
+                raise CheckpointError(
+                    f"{self.resume_ckpt.path} holds the model without the optimizer's state "
+                    f"(best.npz keeps none unless the run had --best-with-optimizer); resume "
+                    f"from the run's last.npz: --resume {folder}")
             self._check_same_run(self.resume_ckpt)
             runfolder.check_best(self.resume_ckpt, recipe.out)
         else:
             self._check_run_folder()
+            if recipe.init_from:  # a file that cannot start this run fails now
+                from .io import load_model
+                self.source = load_model(recipe.init_from)
 
     #: Output files of a run, in its --out folder.
     RUN_FILES = ("last.npz", "best.npz", "metrics.jsonl", "recipe.json", "curves.png")
@@ -410,7 +425,7 @@ class Trainer:
     MAY_CHANGE_ON_RESUME = ("epochs", "max_steps", "workers", "threads", "keep_freed_memory",
                             "micro_batch", "device", "ops",
                             "tf32", "distributed", "overlap", "bucket_mb", "plot", "progress",
-                            "strict", "resume_lr", "out", "overwrite")
+                            "strict", "resume_lr", "out", "overwrite", "best_with_optimizer")
 
     def _check_run_folder(self):
         """A new run must not mix its files with another run's."""
@@ -466,6 +481,8 @@ class Trainer:
         comm = self.comm
         # Rank 0 computed (or found) the mean RGB; the others receive it.
         self.mean_rgb = np.asarray(comm.broadcast_object(self.mean_rgb), np.float64)
+        if self.preprocess is None:  # §2.1: this training set's mean, in the recipe's units
+            self.preprocess = make_preset("minivgg", self.mean_rgb, self.recipe.pixel_scale)
         self._make_loaders()
         # Every rank starts from rank 0's weights, and exchanges gradients
         # through the optimizer's flat buffer.
@@ -473,8 +490,10 @@ class Trainer:
         self.sync = GradientSync(comm, self.optimizer.buffers(), self.recipe.bucket_mb,
                                  self.recipe.overlap)
         if self.is_root:
+            # The settings, and the input preprocessing they resolved to.
             runfolder.write_json(os.path.join(self.recipe.out, "recipe.json"),
-                                 dataclasses.asdict(self.recipe), indent=2)
+                                 {**dataclasses.asdict(self.recipe),
+                                  "preprocess": self.preprocess.to_meta()}, indent=2)
             if self.resume_ckpt is not None:  # its log, not one cut short or run past it
                 runfolder.reconcile_metrics(self.recipe.out, self.history, self.log)
 
@@ -499,22 +518,30 @@ class Trainer:
                                  f"{len(ck.meta['classes'])} classes; this run asks for VGG-{r.cfg}"
                                  f" on {len(self.classes)}")
             self.mean_rgb = np.asarray(ck.meta["mean_rgb"], np.float64)
+            saved = ck.meta.get("preprocess")
+            self.preprocess = from_meta(saved, ck.path) if saved is not None else None
+            self.preprocess_origin = f"(as {ck.path} records)"
         else:  # §2.1: one training-set mean for every stage of the S schedule
-            inherited = read_meta(r.init_from).get("mean_rgb") if r.init_from else None
-            if inherited is not None:
-                self.mean_rgb = np.asarray(inherited, np.float64)
+            self.preprocess, mean, self.preprocess_origin = training_preprocess(r, self.source)
+            if mean is not None:
+                self.mean_rgb = np.asarray(mean, np.float64)
             else:  # rank 0 computes (or finds) it; the others receive it in _setup
-                self.mean_rgb = mean_rgb_cached(r, self.train_ds) if self.is_root else None
+                self.mean_rgb = (mean_rgb_cached(r, self.train_ds, self._report_skip)
+                                 if self.is_root else None)
         self.model = vgg(r.cfg, num_classes=len(self.classes), fc_width=r.resolved_fc_width(),
                          input_size=r.crop, width_mult=r.width_mult, dropout=r.dropout,
                          init=r.init, init_std=r.init_std, seed=r.seed, fc_bias=r.fc_bias,
                          dtype=np.dtype(r.dtype))
         self.copied = []
         if ck is None and r.init_from:
-            self.copied = init_from_checkpoint(self.model, r.init_from)
-            self.log(f"initialised {len(self.copied)} tensors from {r.init_from}")
+            self._init_from_source()
+        frozen = freeze(self.model, r.freeze)
+        if frozen and ck is None:
+            self.notes.append(f"--freeze {r.freeze}: the {frozen} tensors of the conv layers stay "
+                              f"as they are; fc6-fc8 train")
         self.model.to(self.device)
-        self.optimizer = SGD(self.model.parameters(), r.lr, r.momentum, r.weight_decay)
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = SGD(trainable, r.lr, r.momentum, r.weight_decay)
         self.scheduler = ReduceLROnPlateau(self.optimizer, "max", 0.1, r.patience,
                                            min_lr=r.min_lr, max_reductions=r.max_lr_drops)
         self.epoch, self.batch, self.global_step = 0, 0, 0
@@ -525,6 +552,29 @@ class Trainer:
         mrandom.manual_seed(mrandom.rank_seed(r.seed, self.comm.rank))
         if ck is not None:
             self._restore(ck)
+
+    def _init_from_source(self):
+        """Copy the --init-from weights (§3.1, or fine-tuning), then let them go."""
+        r, src = self.recipe, self.source.model
+        self.copied, fresh = init_from_weights(self.model, src, f"--init-from {r.init_from}")
+        self.notes.append(f"initialised {len(self.copied)} tensors from {self.source.path} "
+                          f"(VGG-{src.cfg}, {src.num_classes} classes, {self.source.layout} "
+                          f"names, .{self.source.format})")
+        if fresh:
+            self.notes.append(f"fc8 ({', '.join(fresh)}) re-initialised ({r.init}): the weights "
+                              f"have {src.num_classes} classes, this data set "
+                              f"{len(self.classes)}")
+        self.source = None
+
+    def _report_skip(self, desc, message):
+        """One line per unreadable image per run (the loaders meet it every epoch)."""
+        if desc in self._unreadable:
+            return
+        self._unreadable.add(desc)
+        why = message.replace(f"cannot decode image {desc}: ", "").replace(f" '{desc}'", "")
+        rank = f"rank {self.comm.rank}: " if self.comm.size > 1 else ""
+        print(f"{rank}warning: skipping unreadable image {desc} in every epoch ({why}); --strict "
+              f"stops on it instead", file=sys.stderr, flush=True)
 
     def _restore(self, ck):
         """Continue the state saved in checkpoint ``ck``."""
@@ -556,34 +606,44 @@ class Trainer:
         r, comm = self.recipe, self.comm
         scale = parse_scale(r.scale)
         shard = (comm.rank, comm.size)
+        # §2.1's mean subtraction as always (in the recipe's pixel units, or in
+        # those of the --init-from checkpoint); other weights' conventions whole.
+        if self.preprocess.name == "minivgg":
+            norm, units = self.mean_rgb, 255.0 * self.preprocess.scale
+            units = r.pixel_scale if math.isclose(units, r.pixel_scale) else units
+        else:
+            norm, units = self.preprocess, 1.0
         self.train_loader = DataLoader(self.train_ds, r.batch_size,
-                                       train_transform(r.crop, scale, self.mean_rgb,
-                                                       pixel_scale=r.pixel_scale),
+                                       train_transform(r.crop, scale, norm,
+                                                       pixel_scale=units),
                                        shuffle=True, seed=r.seed, workers=r.workers,
-                                       strict=r.strict, shard=shard)
+                                       strict=r.strict, shard=shard, on_skip=self._report_skip)
         val_batch = -(-max(r.batch_size, 64) // comm.size) * comm.size
         self.val_loader = DataLoader(self.val_ds, val_batch,
-                                     eval_transform(r.crop, scale, self.mean_rgb,
-                                                    pixel_scale=r.pixel_scale),
+                                     eval_transform(r.crop, scale, norm,
+                                                    pixel_scale=units),
                                      shuffle=False, seed=r.seed, workers=r.workers,
-                                     strict=r.strict, shard=shard)
+                                     strict=r.strict, shard=shard, on_skip=self._report_skip)
 
     # -- checkpoints -----------------------------------------------------------
     def checkpoint_path(self, name="last.npz"):
         return os.path.join(self.recipe.out, name)
 
-    def save(self, path=None):
+    def save(self, path=None, optimizer=True):
+        """Write the model and its metadata (and, with ``optimizer``, the SGD
+        state that resuming needs) to ``path`` (default last.npz)."""
         r = self.recipe
         meta = {"classes": self.classes, "mean_rgb": [float(v) for v in self.mean_rgb],
+                "preprocess": self.preprocess.to_meta(),
                 "train": {"scale": scale_for_meta(r.scale), "crop": r.crop,
-                          "recipe": dataclasses.asdict(r)},
+                          "recipe": dataclasses.asdict(r), "data": _absolute_data(r.data)},
                 "epoch": self.epoch, "batch": self.batch, "global_step": self.global_step,
                 "scheduler": self.scheduler.state_dict(), "rng": mrandom.get_state(),
                 "history": self.history, "partial": self.partial, "best": self.best,
                 "world_size": self.comm.size}
         path = path or self.checkpoint_path()
         if self.is_root:
-            save_checkpoint(path, self.model, meta, self.optimizer)
+            save_checkpoint(path, self.model, meta, self.optimizer if optimizer else None)
         return path
 
     # -- the loop ----------------------------------------------------------------
@@ -671,6 +731,14 @@ class Trainer:
         except Exception as e:
             raise failures.training_failure(self, e, "setup") from e
         self.log(self.describe())
+        for line in self.notes:
+            self.log(line)
+        self.log(f"preprocessing: {describe_preprocess(self.preprocess)} "
+                 f"{self.preprocess_origin}")
+        if self.resume_ckpt is None and self.is_root:
+            hint = photo_hint(self.recipe, self.train_ds)
+            if hint:
+                self.log(hint)
         old = {s: signal.signal(s, self._handle_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
             # A diverging run is reported once, by the loss check, not by
@@ -751,11 +819,13 @@ class Trainer:
                "images_per_s": p["seen"] / max(p["time"], 1e-9),
                "skipped_images": p["skipped"] + val_skipped}
         self.history.append(row)
+        k = min(5, len(self.classes))  # top-5 of 3 classes is a top-3
         self.log(f"epoch {row['epoch']}/{r.epochs}: train loss {row['train_loss']:.4f}, "
                  f"top-1 err {100 * row['train_top1_err']:.2f}% | val top-1 err "
-                 f"{100 * top1:.2f}%, top-5 err {100 * top5:.2f}% | lr {row['lr']:g} | "
+                 f"{100 * top1:.2f}%, top-{k} err {100 * top5:.2f}% | lr {row['lr']:g} | "
                  f"{row['time_s']:.1f} s, {row['images_per_s']:.1f} img/s | skipped "
-                 f"{row['skipped_images']} images")
+                 f"{row['skipped_images']} images"
+                 + (" (unreadable; --strict stops on them)" if row["skipped_images"] else ""))
         if self.scheduler.step(1.0 - top1):
             self.log(f"validation accuracy stopped improving: lr divided by 10 to "
                      f"{self.optimizer.lr:g}")
@@ -764,13 +834,12 @@ class Trainer:
         self.partial = {"loss": 0.0, "correct": 0, "seen": 0, "time": 0.0, "skipped": 0}
         if self.best is None or top1 < self.best["val_top1_err"]:
             self.best = {"epoch": row["epoch"], "val_top1_err": top1, "val_top5_err": top5}
-            self.save(self.checkpoint_path("best.npz"))
+            # The model and what evaluation needs; the momentum buffers (as
+            # large as the model) only when asked: last.npz is the one to resume.
+            self.save(self.checkpoint_path("best.npz"), optimizer=r.best_with_optimizer)
         self.save()
         if self.is_root:  # the log gains the row once the checkpoint holds it
             runfolder.write_metrics(r.out, self.history)
-        if row["skipped_images"] and self.is_root:
-            warnings.warn(f"epoch {row['epoch']}: {row['skipped_images']} unreadable images "
-                          f"were skipped (use --strict to stop on them)")
 
     def plot(self):
         """Write out/curves.png: training loss and validation errors per epoch."""

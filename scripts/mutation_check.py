@@ -242,7 +242,7 @@ MUTATIONS = {
           "eval_transform(r.crop, scale, self.mean_rgb)")]),
     "init_from_three_convs": (
         "init from A copies three conv layers instead of four",
-        [("minivgg/train.py", "if n.startswith(\"conv\")][:4]", "if n.startswith(\"conv\")][:3]")]),
+        [("minivgg/finetune.py", "if n.startswith(\"conv\")][:4]", "if n.startswith(\"conv\")][:3]")]),
     # -- test protocols -------------------------------------------------------------------
     "eval_protocols_train_mode": (
         "evaluation protocols run the model in training mode (dropout on)",

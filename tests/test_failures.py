@@ -270,8 +270,15 @@ def damaged(tmp_path):
     return out
 
 
-def test_a_half_written_last_npz_names_it_and_the_way_on(damaged, straight):
-    out = damaged
+def test_a_half_written_last_npz_names_it_and_the_way_on(damaged, straight, tmp_path):
+    # best.npz holds the model alone by default: nothing to continue from there
+    with open(damaged / "last.npz", "r+b") as f:
+        f.truncate(500_000)
+    line = error_line(run("train", "--resume", str(damaged), "--epochs", "3"), status=2)
+    assert line.endswith(f"restore it from a backup; or start over in {damaged} with --overwrite")
+    # with --best-with-optimizer it holds a whole training state, offered as the way on
+    out = tmp_path / "kept"
+    assert train(out, "--epochs", "2", "--best-with-optimizer").returncode == 0
     with open(out / "last.npz", "r+b") as f:
         f.truncate(500_000)
     line = error_line(run("train", "--resume", str(out), "--epochs", "3"), status=2)

@@ -421,7 +421,7 @@ class _BatchIterator:
             ld.position = self.position
             for desc, msg in skipped:
                 ld.skipped.append(desc)
-                warnings.warn(f"DataLoader: skipping corrupt image {desc}: {msg}", stacklevel=2)
+                ld._report_skip(desc, msg)
             if x is not None:
                 return x, y
             if ld.shard[1] > 1:  # a sharded loader yields every batch: ranks stay in step
@@ -468,10 +468,13 @@ class DataLoader:
             batches stay the same); one more death raises WorkerDied.
         shard: (rank, size) to yield only slice ``rank`` of ``size`` of each
             batch (data-parallel training); batch_size must be a multiple of size.
+        on_skip: called as ``on_skip(description, message)`` for every image
+            skipped as corrupt; by default a warning, once per file over the
+            loader's life (not again every epoch).
 
     Iterating yields x (N, C, H, W) float32 and y (N,) int64; N = batch_size
     except for the last batch, or when corrupt images were skipped (each
-    skip is warned about and its ``describe`` string appended to
+    skip is reported (``on_skip``) and its ``describe`` string appended to
     ``loader.skipped``, reset at every pass).  A batch whose images are all
     corrupt is not yielded.  ``len(loader)`` is the number of nominal
     batches; ``loader.position`` the nominal index of the next batch.
@@ -480,7 +483,8 @@ class DataLoader:
     _start_method = None  # multiprocessing start method; None: fork where available (tests set it)
 
     def __init__(self, dataset, batch_size, transform=None, shuffle=True, seed=0, workers=0,
-                 prefetch=2, drop_last=False, strict=False, shard=(0, 1), restarts=2):
+                 prefetch=2, drop_last=False, strict=False, shard=(0, 1), restarts=2,
+                 on_skip=None):
         def nonneg_int(v, what, minimum):
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < minimum:
                 raise ValueError(f"DataLoader: {what} must be an int >= {minimum}, got {v!r}")
@@ -510,6 +514,15 @@ class DataLoader:
         self.epoch = 0
         self.position = 0
         self.skipped = []
+        self.on_skip = on_skip
+        self._warned = set()
+
+    def _report_skip(self, desc, msg):
+        if self.on_skip is not None:
+            self.on_skip(desc, msg)
+        elif desc not in self._warned:
+            self._warned.add(desc)
+            warnings.warn(f"DataLoader: skipping corrupt image {desc}: {msg}", stacklevel=4)
 
     def set_epoch(self, epoch):
         """Select the epoch whose order and augmentation the next pass uses."""

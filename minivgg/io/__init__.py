@@ -6,7 +6,8 @@ key names (``layouts``), the configuration read from the shapes.
 See docs/interop.md.
 """
 from .layouts import LAYOUTS, WeightsError, infer_config
-from .weights import FORMATS, LoadedWeights, load_model, load_weights, save_weights, weights_format
+from .weights import (FORMATS, LoadedWeights, WeightsInfo, inspect_weights, load_model,
+                      load_weights, save_weights, weights_format)
 
-__all__ = ["load_model", "load_weights", "save_weights", "LoadedWeights", "WeightsError",
-           "FORMATS", "LAYOUTS", "weights_format", "infer_config"]
+__all__ = ["load_model", "load_weights", "save_weights", "inspect_weights", "LoadedWeights",
+           "WeightsInfo", "WeightsError", "FORMATS", "LAYOUTS", "weights_format", "infer_config"]
