@@ -51,7 +51,7 @@ import numpy as np  # noqa: E402
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, ROOT)
 
-from minivgg import train as train_mod  # noqa: E402
+from minivgg.train import trainer as train_mod  # noqa: E402
 from minivgg.data.base import Dataset  # noqa: E402
 from minivgg.evaluate import EvalNet, evaluate, fuse_posteriors, topk_error  # noqa: E402
 from minivgg.train import Recipe, Trainer  # noqa: E402

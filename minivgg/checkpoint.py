@@ -21,13 +21,12 @@ half-loaded model.
 import contextlib
 import json
 import os
-import tempfile
 import zipfile
 from collections import OrderedDict
 
 import numpy as np
 
-from .failures import writing
+from .files import atomic_write  # noqa: F401  (where the run folder's writers find it)
 
 FORMAT = "minivgg-checkpoint"
 VERSION = 1
@@ -64,55 +63,6 @@ def save_checkpoint(path, model, meta, optimizer=None):
                 arrays[f"optim/velocity/{i}"] = v
     arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
     return atomic_write(path, lambda f: np.savez(f, **arrays))
-
-
-def atomic_write(path, write, suffix=".npz", by_name=False):
-    """Call ``write(f)`` on a temporary file beside ``path`` (``write(name)``
-    with ``by_name``, for writers that open the file themselves), flush it to
-    disk, then rename it over ``path``; on any error remove it and re-raise, so
-    ``path`` is either the old file or the complete new one. Returns ``path``.
-    An OSError (a full disk...) is raised as a ``failures.WriteError`` naming
-    ``path``."""
-    with writing(path):
-        return _write_then_rename(path, write, suffix, by_name)
-
-
-def _write_then_rename(path, write, suffix, by_name):
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=directory)
-    try:
-        # mkstemp makes the file private (0600); give it the mode any new file
-        # gets under the user's umask, as open() would.
-        os.chmod(tmp, 0o666 & ~_umask())
-        if by_name:
-            os.close(fd)
-            write(tmp)
-            # The writer may have replaced the file (safetensors does, with 0600).
-            os.chmod(tmp, 0o666 & ~_umask())
-            fd = os.open(tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        else:
-            with os.fdopen(fd, "wb") as f:
-                write(f)
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):  # a failing disk must not hide the first error
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def model_config(model):

@@ -272,3 +272,22 @@ def photo_hint(recipe, dataset, samples=8):
             f"crops of images rescaled to S = {recipe.scale}; for photos use --crop 224 "
             f"--scale 256 (or --init-from pretrained weights: docs/training.md, \"Fine-tuning "
             f"pretrained weights\")")
+
+
+def init_from_checkpoint(model, path):
+    """Initialise ``model`` from trained weights, as in §3.1.
+
+    ``path``: any file ``io.load_model`` reads (a checkpoint or run
+    directory, .safetensors, a torchvision or timm .pth). Same configuration
+    (e.g. S=384 started from S=256, or multi-scale from S=384, or
+    fine-tuning): every weight is copied. A different, deeper configuration
+    (the paper's B-E from A): the source's first four conv layers (A:
+    conv1_1, conv2_1, conv3_1, conv3_2) go to the layers of the same name in
+    ``model``, and the three FC layers to fc6-fc8; everything else keeps its
+    random initialisation. fc8 keeps its random initialisation when the
+    numbers of classes differ (finetune.init_from_weights). Returns the list
+    of parameter names copied.
+    """
+    from .io import load_model
+    copied, _ = init_from_weights(model, load_model(path).model, f"--init-from {path}")
+    return copied

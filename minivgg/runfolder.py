@@ -81,7 +81,6 @@ def _resumable(path):
 def resume_advice(path):
     """What to do when the checkpoint ``path`` given to --resume cannot be
     used: None unless it belongs to a run folder."""
-    from .failures import checkpoint_state
     path = os.fspath(path)
     file = os.path.join(path, "last.npz") if os.path.isdir(path) else path
     folder = os.path.dirname(os.path.abspath(file))
@@ -138,3 +137,16 @@ def best_on_resume(best, out, log):
             f"writes a new best.npz")
         return None
     return best
+
+
+def checkpoint_state(path):
+    """'the end of epoch 2 (step 8)' or 'epoch 3 up to batch 4 (step 12)' for
+    the training state in checkpoint ``path``; None if it cannot be read."""
+    try:
+        meta = read_meta(path)
+        epoch, batch, step = meta["epoch"], meta["batch"], meta["global_step"]
+    except Exception:  # a message must never hide the failure it reports
+        return None
+    if batch == 0:
+        return f"the end of epoch {epoch} (step {step})" if epoch else "the start"
+    return f"epoch {epoch + 1} up to batch {batch} (step {step})"

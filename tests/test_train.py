@@ -280,7 +280,7 @@ def test_threads_0_takes_one_thread_for_a_small_step(tmp_path, monkeypatch):
     """--threads 0: a step below AUTO_ONE_THREAD_MACS runs on one thread; a
     bigger one takes what auto_threads finds free (stubbed here to 2)."""
     import types
-    import minivgg.train as train_mod
+    import minivgg.train.trainer as train_mod
     from minivgg import threads as th
     from minivgg.train import AUTO_ONE_THREAD_MACS
     before = th.threads()

@@ -12,6 +12,7 @@ from collections import OrderedDict
 import numpy as np
 
 from .. import functional as F
+from ..arithmetic import reshape
 from ..fast import select
 from ..functional.shapes import pair as _pair
 from .module import Module, Parameter
@@ -166,3 +167,30 @@ class Sequential(Module):
                 x = layer(x)
                 i += 1
         return x
+
+
+class LinearAsConv(Module):
+    """A Linear layer applied as a KxK convolution with the *same* Parameters.
+
+    x (N, C, H, W) -> (N, F_out, H-K+1, W-K+1). The linear weight
+    (F_out, C*K*K) is reshaped to (F_out, C, K, K) inside the graph, so
+    gradients and updates flow to the one shared Parameter.
+    """
+
+    def __init__(self, linear, in_channels, kernel_size):
+        super().__init__()
+        if linear.in_features != in_channels * kernel_size ** 2:
+            raise ValueError(f"{linear.name}: {linear.in_features} inputs cannot be viewed as "
+                             f"{in_channels} channels x {kernel_size}x{kernel_size}")
+        self.weight = linear.weight
+        self.bias = linear.bias
+        self.in_channels, self.kernel_size = in_channels, kernel_size
+
+    def forward(self, x):
+        w_shape = (self.weight.shape[0], self.in_channels, self.kernel_size, self.kernel_size)
+        return select.conv2d(x, reshape(self.weight, w_shape), self.bias, 1, 0, where=(
+            f"{self.name} (FC as {self.kernel_size}x{self.kernel_size} conv)"))
+
+    def extra_repr(self):
+        return (f"{self.in_channels}, {self.weight.shape[0]}, "
+                f"kernel_size={self.kernel_size}")

@@ -1,17 +1,13 @@
-"""The paper's training procedure (§3.1): mini-batch SGD with momentum and
-weight decay on the softmax cross-entropy, dropout on FC1/FC2, the learning
-rate divided by 10 when validation accuracy stops improving, the
-initialisation policies (random, or the deeper nets started from a trained
-configuration A), and the training-scale schedule S = 256 -> 384 -> [256, 512].
+"""The §3.1 loop: epochs of SGD steps, each ended by validation, the
+learning rate divided by 10 when validation accuracy stops improving, and
+checkpoints from which a run continues bit for bit.
 
-``Recipe`` holds every setting (the command line of examples/train_vgg.py
-maps onto it one to one); ``Trainer(recipe).run()`` trains, validates,
-logs and checkpoints. Checkpoints hold everything needed to continue
-bit-identically on the CPU: weights, momentum buffers, scheduler, epoch and
-batch position, the dropout RNG state, the recipe and the mean RGB.
+``Trainer(recipe).run()`` trains. Checkpoints hold everything needed to
+continue bit-identically on the CPU: weights, momentum buffers, scheduler,
+epoch and batch position, the dropout RNG state, the recipe and the mean RGB.
+One step is step.py's; what a failure saves and says is failures.py's.
 """
 import dataclasses
-import json
 import math
 import os
 import signal
@@ -20,192 +16,27 @@ import time
 
 import numpy as np
 
-from . import failures, runfolder
-from . import functional as F
-from . import random as mrandom
-from .autograd import Tensor, no_grad
-from .backend import DeviceError, as_numpy, device as get_device, parse_device, set_tf32
-from .checkpoint import CheckpointError, atomic_write, load_checkpoint, save_checkpoint
-from .data.preprocess import PRESETS, from_meta, preset as make_preset
-from .data.transforms import parse_scale
-from .distributed import DistributedError, GradientSync
-from .fast.select import TIERS, use_ops
-from .finetune import (FREEZE, describe_preprocess, freeze, init_from_weights, photo_hint,
-                       training_preprocess)
-from .memory import keep_freed_memory
-from .threads import OtherWork, auto_threads, set_threads, threads
-from .models import CONFIGS, vgg
-from .nn.init import INIT_SCHEMES
-from .optim import SGD, ReduceLROnPlateau
+from .. import random as mrandom
+from .. import runfolder
+from ..autograd import Tensor
+from ..backend import DeviceError, device as get_device, set_tf32
+from ..checkpoint import CheckpointError, atomic_write, save_checkpoint
+from ..data.preprocess import from_meta, preset as make_preset
+from ..data.transforms import parse_scale
+from ..distributed import DistributedError, GradientSync
+from ..fast.select import use_ops
+from ..finetune import describe_preprocess, freeze, init_from_weights, photo_hint, \
+    training_preprocess
+from ..memory import keep_freed_memory
+from ..models import vgg
+from ..optim import SGD, ReduceLROnPlateau
+from ..threads import OtherWork, auto_threads, set_threads, threads
+from .data import make_datasets, mean_rgb_cached
+from .failures import training_failure
+from .recipe import TrainingDiverged, _absolute_data, _flag, scale_for_meta
+from .step import accumulate, warmup
+from .validation import evaluate_loader
 
-
-#: Recipe fields the command line spells other than --field-name.
-_FLAG_SPELLING = {"overlap": "--no-overlap", "progress": "--no-progress",
-                  "keep_freed_memory": "--release-freed-memory",
-                  "resume_lr": "--lr (continue with this rate)"}
-
-
-def _flag(name):
-    """The command-line flag of Recipe field ``name``, for messages."""
-    return _FLAG_SPELLING.get(name, "--" + name.replace("_", "-"))
-
-
-class TrainingDiverged(FloatingPointError):
-    """The loss became NaN or infinite; no checkpoint was written after it."""
-
-
-def scale_for_meta(scale):
-    """The checkpoint form of a training scale: an int, or [S_min, S_max]."""
-    s_min, s_max = parse_scale(scale)
-    return s_min if s_min == s_max else [s_min, s_max]
-
-
-def _absolute_data(data):
-    """--data with its directory made absolute, so that evaluation finds the
-    data set from any directory."""
-    kind, sep, path = data.partition(":")
-    return f"{kind}:{os.path.abspath(path)}" if sep and path else data
-
-
-@dataclasses.dataclass
-class Recipe:
-    """Every training setting; defaults are the small-image profile that runs
-    on a laptop CPU (the paper's values are noted where they differ)."""
-    cfg: str = "A"
-    data: str = "synthetic"           # synthetic | cifar10:DIR | imagefolder:DIR
-    image_size: int = 32              # side of generated synthetic images
-    train_size: int = 0               # synthetic: images generated (0: 48,000); real data: a
-                                      # class-stratified sample of this many (0: all)
-    val_size: int = 1000              # synthetic images in the validation split
-    crop: int = 32                    # paper: 224
-    scale: str = "32:40"              # paper: 256, 384 or 256:512
-    batch_size: int = 64              # paper: 256
-    micro_batch: int = 0              # 0: the whole batch at once
-    lr: float = 0.01                  # the paper's 1e-2 (1e-3 when fine-tuning S=384)
-    warmup_steps: int = 0             # linear lr ramp over the first steps (not in the paper)
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    epochs: int = 6                   # paper: 74
-    max_steps: int = 0                # 0: no limit
-    init: str = "kaiming"             # paper: gauss (config A), then init-from
-    init_std: float = 0.01
-    init_from: str = ""               # any weights file io.load_model reads (fine-tuning, §3.1)
-    freeze: str = "none"              # none | features: keep the conv layers fixed
-    fc_width: int = 0                 # 0: 4096 for crops >= 224, else 128
-    width_mult: float = 0.25          # scales every conv's channels (paper: 1)
-    fc_bias: float = 0.1              # initial FC1/FC2 bias (paper: 0)
-    dropout: float = 0.0              # paper: 0.5 (delays the start of small nets)
-    patience: int = 2                 # paper: not given
-    min_lr: float = 0.0               # 0: no floor; max_lr_drops bounds the schedule
-    max_lr_drops: int = 3             # the paper divided the rate 3 times
-    workers: int = 0
-    seed: int = 0
-    out: str = "runs/train"
-    plot: bool = False
-    best_with_optimizer: bool = False  # best.npz also keeps the momentum buffers (resumable)
-    strict: bool = False
-    mean_images: int = 0              # images read for the mean RGB; 0: all
-    pixel_scale: float = 1.0          # input units: 1 -> [0, 1] minus mean; paper (Caffe): 255
-    preset: str = "auto"              # auto: the --init-from file's, else minivgg (§2.1) |
-                                      # minivgg | torchvision | caffe (data/preprocess.py)
-    progress: bool = True
-    device: str = "cpu"               # cpu | cuda | cuda:N | emu (the CUDA kernels on the CPU)
-    tf32: bool = False                # allow TF32 tensor-core GEMMs on a cuda device
-    dtype: str = "float32"            # float64: for exact equivalence and gradient checks
-    threads: int = 0                  # CPU threads for BLAS and copies; 0: what is free, per epoch
-    ops: str = "fast"                 # fast | reference (the textbook ops, minivgg/functional)
-    keep_freed_memory: bool = True    # keep freed memory in the process: no page faults (memory.py)
-    distributed: str = "none"         # none | mpi (CPU processes) | nccl (one GPU per process)
-    overlap: bool = True              # average gradient buckets during backward
-    bucket_mb: float = 25.0           # size of those buckets
-    overwrite: bool = False           # start over in a folder that holds another run
-    resume_lr: float = 0.0            # >0: the lr to continue with on resume (a manual drop)
-
-    def resolved_fc_width(self):
-        return self.fc_width or (4096 if self.crop >= 224 else 128)
-
-    def validate(self, resuming=False):
-        """Reject impossible recipes before any work, saying what to change.
-        ``resuming``: the run continues a checkpoint, so its --init-from file
-        is not read again and need not exist any more."""
-        for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            if isinstance(v, float) and not math.isfinite(v):
-                raise ValueError(f"--{f.name.replace('_', '-')} must be a finite number, got {v}")
-        if not 0 < self.lr <= 10:
-            raise ValueError(f"--lr must be in (0, 10], got {self.lr} (the paper: 0.01)")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"--dropout must be in [0, 1), got {self.dropout}")
-        if self.init_std <= 0:
-            raise ValueError(f"--init-std must be positive, got {self.init_std}")
-        if self.ops not in TIERS:
-            raise ValueError(f"--ops must be one of {', '.join(TIERS)}, got {self.ops!r}")
-        if self.resume_lr < 0:
-            raise ValueError(f"resume_lr must be >= 0 (0: keep the checkpoint's), got "
-                             f"{self.resume_lr}")
-        if self.cfg not in CONFIGS:
-            raise ValueError(f"unknown config {self.cfg!r}; valid ones are {', '.join(CONFIGS)}")
-        if self.init not in INIT_SCHEMES:
-            raise ValueError(f"unknown --init {self.init!r}; valid ones are "
-                             f"{', '.join(INIT_SCHEMES)}")
-        s_min, _ = parse_scale(self.scale)
-        if self.crop > s_min:
-            raise ValueError(f"crop {self.crop} is larger than the smallest training scale "
-                             f"S={s_min}; use --crop <= {s_min} or --scale >= {self.crop}")
-        if self.crop < 32:
-            raise ValueError(f"crop {self.crop} is too small for VGG's five 2x2 poolings; "
-                             f"use --crop >= 32")
-        if not 0 < self.width_mult <= 4:
-            raise ValueError(f"--width-mult must be in (0, 4], got {self.width_mult}")
-        if self.train_size < 0:
-            raise ValueError(f"--train-size must be >= 0 (0: the default), got {self.train_size}")
-        for name in ("batch_size", "epochs", "image_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got "
-                                 f"{getattr(self, name)}")
-        if self.micro_batch < 0 or self.micro_batch > self.batch_size:
-            raise ValueError(f"--micro-batch must be between 1 and --batch-size "
-                             f"({self.batch_size}), or 0 for none; got {self.micro_batch}")
-        if self.lr <= 0 or not 0 <= self.momentum < 1 or self.weight_decay < 0:
-            raise ValueError(f"need lr > 0, 0 <= momentum < 1, weight decay >= 0; got lr "
-                             f"{self.lr}, momentum {self.momentum}, weight decay "
-                             f"{self.weight_decay}")
-        if self.max_steps < 0 or self.workers < 0 or self.seed < 0 or self.warmup_steps < 0:
-            raise ValueError("--max-steps, --warmup-steps, --workers and --seed must be >= 0")
-        kind = self.data.split(":", 1)[0]
-        if kind not in ("synthetic", "cifar10", "imagefolder"):
-            raise ValueError(f"unknown --data {self.data!r}; use synthetic, cifar10:DIR or "
-                             f"imagefolder:DIR")
-        if kind != "synthetic":
-            if ":" not in self.data or not self.data.split(":", 1)[1]:
-                raise ValueError(f"--data {self.data!r} needs a directory: {kind}:DIR")
-            path = self.data.split(":", 1)[1]
-            if not os.path.isdir(path):
-                raise FileNotFoundError(f"data directory {path!r} does not exist")
-        if self.init_from and not resuming and not os.path.exists(self.init_from):
-            raise FileNotFoundError(f"--init-from {self.init_from!r} does not exist")
-        if self.preset not in ("auto",) + PRESETS:
-            raise ValueError(f"unknown --preset {self.preset!r}; expected auto, "
-                             f"{', '.join(PRESETS)}")
-        if self.freeze not in FREEZE:
-            raise ValueError(f"unknown --freeze {self.freeze!r}; expected one of "
-                             f"{', '.join(FREEZE)}")
-        kind, _ = parse_device(self.device)
-        if self.threads < 0:
-            raise ValueError(f"--threads must be >= 0 (0: one per core), got {self.threads}")
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"--dtype must be float32 or float64, got {self.dtype!r}")
-        if self.distributed not in ("none", "mpi", "nccl"):
-            raise ValueError(f"unknown --distributed {self.distributed!r}; use none, mpi or nccl")
-        if not self.bucket_mb > 0:
-            raise ValueError(f"--bucket-mb must be positive, got {self.bucket_mb}")
-        if self.tf32 and kind != "cuda":
-            raise ValueError(f"--tf32 selects the GPU's TF32 matrix products; it needs "
-                             f"--device cuda, not {self.device!r}")
-
-
-#: Generated training images of the synthetic data when --train-size is 0.
-SYNTHETIC_TRAIN_SIZE = 48000
 
 #: With --threads 0, a run whose training step does fewer multiply-adds
 #: than this in its forward pass (per rank) uses one thread: its products
@@ -218,113 +49,6 @@ SYNTHETIC_TRAIN_SIZE = 48000
 #: were faster, 560 against 526 img/s, and at full width (9.8e9) 211
 #: against 184.
 AUTO_ONE_THREAD_MACS = 1 << 30
-
-
-def make_datasets(recipe):
-    """(train, val) datasets for ``recipe.data``.
-
-    ``imagefolder:DIR`` is the data set root: DIR/train/ for training and
-    DIR/val/ (else DIR/test/) for validation. ``--train-size N`` takes a
-    class-stratified sample of N training images of a real data set (all of
-    them by default); of the synthetic data it generates N (default 48,000).
-    """
-    from .data import CIFAR10, ImageFolder, SyntheticShapes, split_folder, stratified_subset
-    kind, _, path = recipe.data.partition(":")
-    if kind == "synthetic":
-        return (SyntheticShapes(recipe.train_size or SYNTHETIC_TRAIN_SIZE, recipe.image_size,
-                                recipe.seed, "train"),
-                SyntheticShapes(recipe.val_size, recipe.image_size, recipe.seed, "val"))
-    if kind == "cifar10":
-        train, val = CIFAR10(path, train=True), CIFAR10(path, train=False)
-    else:
-        train_dir, _ = split_folder(path, "train", split_option=False)
-        val_dir, _ = split_folder(path, split_option=False)
-        train, val = ImageFolder(train_dir), ImageFolder(val_dir)
-        if train.classes != val.classes:
-            raise ValueError(f"class folders differ between {train_dir} and {val_dir}: "
-                             f"{sorted(set(train.classes) ^ set(val.classes))}")
-    if recipe.train_size and recipe.train_size < len(train):
-        train = stratified_subset(train, recipe.train_size, recipe.seed)
-    return train, val
-
-
-def mean_rgb_cached(recipe, train_ds, on_skip=None):
-    """Mean RGB of the training set, computed once and kept in out/mean_rgb.json."""
-    from .data import compute_mean_rgb
-    cache = os.path.join(recipe.out, "mean_rgb.json")
-    key = {"data": recipe.data, "n": len(train_ds), "image_size": recipe.image_size,
-           "seed": recipe.seed if recipe.data == "synthetic" or recipe.train_size else None,
-           "mean_images": recipe.mean_images}
-    if os.path.exists(cache):
-        try:
-            with open(cache) as f:
-                stored = json.load(f)
-            if stored.get("key") == key:
-                return np.asarray(stored["mean_rgb"], np.float64)
-        except (OSError, ValueError, KeyError):
-            pass  # a damaged cache is recomputed
-    mean = compute_mean_rgb(train_ds, recipe.mean_images or None, progress=recipe.progress,
-                            on_skip=on_skip)
-    os.makedirs(recipe.out, exist_ok=True)
-    runfolder.write_json(cache, {"key": key, "mean_rgb": [float(v) for v in mean]})
-    return mean
-
-
-def init_from_checkpoint(model, path):
-    """Initialise ``model`` from trained weights, as in §3.1.
-
-    ``path``: any file ``io.load_model`` reads (a checkpoint or run
-    directory, .safetensors, a torchvision or timm .pth). Same configuration
-    (e.g. S=384 started from S=256, or multi-scale from S=384, or
-    fine-tuning): every weight is copied. A different, deeper configuration
-    (the paper's B-E from A): the source's first four conv layers (A:
-    conv1_1, conv2_1, conv3_1, conv3_2) go to the layers of the same name in
-    ``model``, and the three FC layers to fc6-fc8; everything else keeps its
-    random initialisation. fc8 keeps its random initialisation when the
-    numbers of classes differ (finetune.init_from_weights). Returns the list
-    of parameter names copied.
-    """
-    from .io import load_model
-    copied, _ = init_from_weights(model, load_model(path).model, f"--init-from {path}")
-    return copied
-
-
-def evaluate_loader(model, loader, progress=False, desc="val", comm=None, chunk=0):
-    """Single-crop validation: (mean loss, top-1 error, top-5 error).
-
-    With a communicator, each rank evaluates its shard of ``loader`` and the
-    sums are added over ranks, so every rank returns the whole set's figures.
-    ``chunk`` > 0: forward at most that many images at a time (--micro-batch:
-    a machine short of memory for training is short of it here too).
-    """
-    from tqdm import tqdm
-
-    from .evaluate import topk_correct
-    was_training = model.training
-    model.eval()
-    sums = np.zeros(4)  # loss sum, top-1 correct, top-5 correct, images
-    try:
-        with no_grad():
-            dev = model.device
-            param = next(iter(model.parameters()), None)
-            dtype = None if param is None else param.dtype
-            for x, y in tqdm(loader, desc=desc, leave=False, disable=not progress, unit="batch"):
-                step = chunk or max(len(y), 1)
-                for s in range(0, len(y), step):  # nothing when this rank's share is empty
-                    xs, ys = x[s:s + step], y[s:s + step]
-                    logits = model(Tensor(dev.asarray(xs, dtype=dtype), device=dev))
-                    scores = as_numpy(logits.data)
-                    sums += [float(F.softmax_cross_entropy(logits, ys).item()) * len(ys),
-                             topk_correct(scores, ys, 1).sum(), topk_correct(scores, ys, 5).sum(),
-                             len(ys)]
-    finally:
-        model.train(was_training)
-    if comm is not None:
-        sums = comm.sum_host(sums)
-    loss_sum, c1, c5, n = sums
-    if n == 0:
-        return float("nan"), float("nan"), float("nan")
-    return loss_sum / n, 1.0 - c1 / n, 1.0 - c5 / n
 
 
 def _bar_style():
@@ -344,7 +68,7 @@ class Trainer:
     """
 
     def __init__(self, recipe, resume=None, log=print, comm=None, notes=()):
-        from .distributed import SingleProcess
+        from ..distributed import SingleProcess
         self.recipe = recipe
         self.comm = comm if comm is not None else SingleProcess()
         self.is_root = self.comm.rank == 0
@@ -416,7 +140,7 @@ class Trainer:
         else:
             self._check_run_folder()
             if recipe.init_from:  # a file that cannot start this run fails now
-                from .io import load_model
+                from ..io import load_model
                 self.source = load_model(recipe.init_from)
 
     #: Output files of a run, in its --out folder.
@@ -457,7 +181,7 @@ class Trainer:
         the classifier's last layer left out (its size depends on classes
         not known yet at the first call): Table 1's layers at the crop size,
         times this rank's share of the batch."""
-        from .summary import layer_rows
+        from ..models.rows import layer_rows
         r = self.recipe
         rows = layer_rows(r.cfg, r.crop, 1, r.width_mult, r.resolved_fc_width())
         per_image = sum(row.mult_adds for row in rows if row.name != "fc8")
@@ -602,7 +326,7 @@ class Trainer:
 
     def _make_loaders(self):
         """Training and validation loaders: each rank loads its slice of every batch."""
-        from .data import DataLoader, eval_transform, train_transform
+        from ..data import DataLoader, eval_transform, train_transform
         r, comm = self.recipe, self.comm
         scale = parse_scale(r.scale)
         shard = (comm.rank, comm.size)
@@ -651,60 +375,40 @@ class Trainer:
         self.stop_signal = signum
 
     def train_step(self, x, y):
-        """One SGD step on this rank's slice of a batch (in micro-batches).
-
-        Returns (mean loss, correct, images) over the whole global batch.
-        Each rank back-propagates the *sum* of its images' losses; the
-        gradients are averaged over ranks (during backward, by buckets) and
-        the update scales them by ranks / images, which makes them the
-        gradient of the mean loss over the global batch whatever the sizes
-        of the slices (the last batch of an epoch may leave a rank empty).
-        """
+        """One SGD step (step.py) on this rank's slice of a batch: the plain
+        step's forward, backward and update, in --micro-batch pieces, the
+        gradients averaged over ranks, the loss checked. Returns (mean loss,
+        correct, images) over the whole global batch."""
         r = self.recipe
-        n = len(y)
-        micro = r.micro_batch or max(n, 1)
         self.optimizer.zero_grad()
-        loss_total, correct, bad = 0.0, 0, None
-        starts = list(range(0, n, micro))
-        for k, s in enumerate(starts):
-            xb, yb = x[s:s + micro], y[s:s + micro]
-            with self.sync.during_backward(k == len(starts) - 1):
-                logits = self.model(Tensor(self.device.asarray(xb, dtype=self.recipe.dtype),
-                                           device=self.device))
-                loss = F.softmax_cross_entropy(logits, yb)
-                value = float(loss.item())
-                if not math.isfinite(value) and bad is None:
-                    bad = value
-                (loss * len(yb)).backward()
-            loss_total += value * len(yb)
-            correct += int((as_numpy(logits.data).argmax(axis=1) == yb).sum())
+        loss_sum, correct = accumulate(self.model, x, y, r.micro_batch, self._input, self.sync)
         self.sync.finish()
         stop = self.stop_signal is not None
         loss_total, correct, images, bad_ranks, stops = self.comm.sum_host(
-            [loss_total, correct, n, bad is not None, stop])
+            [loss_sum, correct, len(y), not math.isfinite(loss_sum), stop])
         if stops and not stop:
             self.stop_signal = "on another rank"
         if bad_ranks:
-            value = bad if bad is not None else "non-finite on another rank"
-            last = self.checkpoint_path()
-            kept = (f"no checkpoint was written after it, so {last} still holds the last good "
-                    f"state" if os.path.exists(last) else
-                    "no checkpoint was written (the run had not finished an epoch)")
-            raise TrainingDiverged(
-                f"the loss became {value} at step {self.global_step + 1} (epoch "
-                f"{self.epoch + 1}, batch {self.batch + 1}); {kept}. Lower --lr (now "
-                f"{self.optimizer.lr:g}) or check the data")
-        scale = self.comm.size / max(images, 1)
-        if r.warmup_steps and self.global_step < r.warmup_steps:
-            # Ramp the rate linearly over the first steps; large early steps kill
-            # ReLUs of the narrow FC layers for good (docs/training.md).
-            lr = self.optimizer.lr
-            self.optimizer.lr = lr * (self.global_step + 1) / r.warmup_steps
-            self.optimizer.step(grad_scale=scale)
-            self.optimizer.lr = lr
-        else:
-            self.optimizer.step(grad_scale=scale)
+            self._diverged(loss_sum / max(len(y), 1) if not math.isfinite(loss_sum) else None)
+        with warmup(self.optimizer, self.global_step, r.warmup_steps):
+            self.optimizer.step(grad_scale=self.comm.size / max(images, 1))
         return loss_total / max(images, 1), int(correct), int(images)
+
+    def _input(self, xb):
+        """Host images -> the model's input Tensor on this run's device and dtype."""
+        return Tensor(self.device.asarray(xb, dtype=self.recipe.dtype), device=self.device)
+
+    def _diverged(self, value):
+        """Stop: the loss became ``value`` (None: on another rank)."""
+        value = value if value is not None else "non-finite on another rank"
+        last = self.checkpoint_path()
+        kept = (f"no checkpoint was written after it, so {last} still holds the last good "
+                f"state" if os.path.exists(last) else
+                "no checkpoint was written (the run had not finished an epoch)")
+        raise TrainingDiverged(
+            f"the loss became {value} at step {self.global_step + 1} (epoch "
+            f"{self.epoch + 1}, batch {self.batch + 1}); {kept}. Lower --lr (now "
+            f"{self.optimizer.lr:g}) or check the data")
 
     def describe(self):
         """One line: the model, its size, the data, where it runs, what it writes."""
@@ -729,7 +433,7 @@ class Trainer:
         except (ValueError, FileNotFoundError, DeviceError, DistributedError):  # the request's
             raise
         except Exception as e:
-            raise failures.training_failure(self, e, "setup") from e
+            raise training_failure(self, e, "setup") from e
         self.log(self.describe())
         for line in self.notes:
             self.log(line)
@@ -748,7 +452,7 @@ class Trainer:
         except (KeyboardInterrupt, TrainingDiverged):
             raise
         except Exception as e:
-            raise failures.training_failure(self, e, "train") from e
+            raise training_failure(self, e, "train") from e
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
@@ -756,7 +460,7 @@ class Trainer:
             try:
                 self.plot()
             except Exception as e:
-                raise failures.training_failure(self, e, "plot") from e
+                raise training_failure(self, e, "plot") from e
         return self.history
 
     def _epochs(self):
