@@ -431,7 +431,10 @@ def multicrop_scores(model, img, Q, mean_rgb, grid=GRID, flip=True, batch_size=6
 
 
 def single_crop_scores(model, img, Q, mean_rgb, pixel_scale=1.0):
-    """One centre crop at scale Q, no flip (§4.1 single-scale): (K,) posteriors.
+    """One centre crop at scale Q, no flip: (K,) posteriors. The ``single``
+    protocol, a quick check the paper does not use: §4.1's single-scale
+    evaluation (Table 3) is dense at one Q (``dense_scores``; see
+    docs/testing_protocols.md).
 
     At Q = crop on a square image this is exactly softmax(model(x)).
     """
