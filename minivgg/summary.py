@@ -48,7 +48,6 @@ textbook op with ``--ops reference``:
 
     python -m minivgg.summary --cfg A --input 32 --batch 64 --algorithms
 """
-import dataclasses
 import sys
 
 from .models.rows import BYTES_PER_VALUE, LayerRow, layer_rows, totals

@@ -6,14 +6,18 @@ import minivgg
 from minivgg import Function, Tensor, gradcheck, no_grad
 
 
-def test_tensor_used_twice_accumulates():
-    x = Tensor(np.array([1.0, -2.0, 3.0]), requires_grad=True)
-    y = (x * x + x * 3.0).sum()
-    y.backward()
-    np.testing.assert_allclose(x.grad, 2 * x.data + 3.0)
-    # A second backward through a new graph accumulates into .grad.
-    (x * 2.0).sum().backward()
-    np.testing.assert_allclose(x.grad, 2 * x.data + 5.0)
+@pytest.mark.parametrize("tier", ["reference", "fast"])
+def test_tensor_used_twice_accumulates(tier):
+    """By the core's plain rule (autograd.LeafGradients, the textbook tier)
+    and by the fast tier's hand-off alike."""
+    with minivgg.use_ops(tier):
+        x = Tensor(np.array([1.0, -2.0, 3.0]), requires_grad=True)
+        y = (x * x + x * 3.0).sum()
+        y.backward()
+        np.testing.assert_allclose(x.grad, 2 * x.data + 3.0)
+        # A second backward through a new graph accumulates into .grad.
+        (x * 2.0).sum().backward()
+        np.testing.assert_allclose(x.grad, 2 * x.data + 5.0)
 
 
 def test_arithmetic_gradients_float64():

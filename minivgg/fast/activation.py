@@ -2,7 +2,9 @@
 rectification (ReLU) non-linearity"; §3.1: "dropout regularisation for the
 first two fully-connected layers (dropout ratio set to 0.5)").
 
-On cuda and emu devices both run the kernels of ``kernels/activation.cu``.
+The fast tier's twins of minivgg/functional/activation.py (tests/test_tiers.py
+holds them equal). On cuda and emu devices both run the kernels of
+``kernels/activation.cu``.
 """
 import numpy as np
 
@@ -11,11 +13,11 @@ from ..autograd import Function
 from ..cuda import ops
 from ..functional.activation import keep_mask
 
-#: NumPy (2.4) runs ``maximum(a, 0)`` through a loop about 3x slower than
-#: ``maximum(a, zeros)`` with an array of zeros of a's shape (358,400 floats
-#: in cache: 0.107 against 0.033 ms; the first layer's ReLU at 224x224,
-#: batch 8: 7.7 against 1.9 ms), so relu_into's second operand is a kept,
-#: read-only array of zeros of up to RELU_ZEROS elements.
+#: NumPy (2.4) runs ``maximum(a, 0)`` through a slower loop than
+#: ``maximum(a, zeros)`` with an array of zeros of a's shape, so relu_into's
+#: second operand is a kept, read-only array of zeros of up to RELU_ZEROS
+#: elements (the measurements: docs/benchmarks.md, "Measurements behind the
+#: fast tier's constants").
 RELU_ZEROS = 1 << 18
 _ZEROS = {}
 

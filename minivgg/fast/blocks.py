@@ -5,11 +5,11 @@ column matrices stay in cache (shared by conv.py and channels_last.py)."""
 #: Images per im2col chunk are chosen so that one chunk's column matrix holds
 #: about this many elements. On the CPU, 2^19 (2 MiB of float32): it is
 #: written and read back while still in cache instead of making two trips to
-#: memory (2^20 made the first layer at 32x32, batch 64, and a small model's
-#: crop batches up to 15% slower, and was nowhere faster; 2^18 slowed the
-#: first layer at 224x224 by 13%). On a GPU, 2^28 (1 GiB of float32): big enough for cuBLAS to run
-#: at full speed, small enough that VGG-D at batch 64 and 224x224 (whose
-#: first column matrices would hold ~1.85e9 elements) fits in memory.
+#: memory (why 2^19 rather than 2^18 or 2^20: docs/benchmarks.md,
+#: "Measurements behind the fast tier's constants"). On a GPU, 2^28 (1 GiB
+#: of float32): big enough for cuBLAS to run at full speed, small enough
+#: that VGG-D at batch 64 and 224x224 (whose first column matrices would
+#: hold ~1.85e9 elements) fits in memory.
 CHUNK_ELEMENTS = {"cpu": 1 << 19, "cuda": 1 << 28, "emu": 1 << 28}
 
 

@@ -1,5 +1,10 @@
 """2-D convolution as im2col + GEMM (§2.1: the 3x3 stride-1 pad-1 and the
-1x1 convolutions of Table 1).
+1x1 convolutions of Table 1), the fast tier's: the same product as the
+textbook minivgg/functional/conv.py, in cache-sized blocks, with the bias
+and the ReLU fused, and the other CPU algorithms (Winograd, channels-last
+columns, the whole-map GEMM) called from here once fast/select.py has
+chosen one. tests/test_tiers.py holds every algorithm equal to the textbook
+convolution.
 
 Forward lays every receptive field out as a column, ``col`` of shape
 (C*KH*KW, N*OH*OW), and multiplies by the (K, C*KH*KW) weight matrix: one
@@ -21,10 +26,10 @@ The result is returned as an (N, K, OH, OW) *view* of the product, never
 copied back into NCHW order. On the CPU the product is turned round,
 col^T @ W^T, so each output pixel's K channels lie together (channels
 last, (N*OH*OW, K)), the layout every CPU convolution leaves (the
-channels-last im2col of functional/channels_last.py, the whole-map GEMM
-of functional/small_maps.py, Winograd F(4x4)) and
-the next one reads fastest; on a kernel device it stays (K, N*OH*OW),
-channel-major, the layout its kernels read.
+channels-last im2col of fast/channels_last.py, the whole-map GEMM of
+fast/small_maps.py, Winograd F(4x4) of fast/winograd4.py) and the next one
+reads fastest; on a kernel device it stays (K, N*OH*OW), channel-major,
+the layout its kernels read.
 
 Every convolution of VGG is followed by a ReLU; ``conv2d(..., relu=True)``
 applies it in the same pass as the bias (and its backward masks the
@@ -43,7 +48,7 @@ from ..functional.shapes import conv_output_size, pair as _pair
 from ..threads import split_copy
 from . import channels_last, small_maps, winograd, winograd4
 from .activation import relu_into
-from .blocks import CHUNK_ELEMENTS, chunks as _chunks, cpu_blocks as _cpu_blocks
+from .blocks import CHUNK_ELEMENTS, chunks as _chunks, cpu_blocks as _cpu_blocks  # noqa: F401
 
 #: The modules behind the algorithm names of select.CONV_ALGORITHMS.
 _WINOGRAD = {"winograd2": winograd, "winograd4": winograd4, None: None}
@@ -275,9 +280,8 @@ def _dx_reuses_u(x_shape):
     (winograd4): where U is at least as large as gy (N x OH x OW x K, with
     OH x OW = H x W at VGG's padding), i.e. 36 C >= N H W. There the filter
     transform it saves outweighs the descending reads and writes, which
-    cost more than they save on big maps (64 -> 64 at 224x224, batch 8:
-    349-356 against 375-384 ms forward + backward, interleaved with
-    PyTorch's runs; 512 -> 512 at 4x4, batch 64: dX 15.9 -> 10.1 ms)."""
+    cost more than they save on big maps (the measurements:
+    docs/benchmarks.md, "Measurements behind the fast tier's constants")."""
     n, c, h, wd = x_shape
     return 36 * c >= n * h * wd
 

@@ -1,16 +1,19 @@
-"""Fully-connected layers (§2.1: FC-4096, FC-4096, FC-1000 of Table 1) and
-the flattening between the conv stack and them.
+"""Fully-connected layers (§2.1: FC-4096, FC-4096, FC-1000 of Table 1), the
+fast tier's twin of minivgg/functional/linear.py (tests/test_tiers.py holds
+them equal): the product turned round for small batches, and dW handed to
+the optimizer's buffer (handoff.py) in cache-sized blocks. What each lever
+bought: docs/benchmarks.md, "Measurements behind the fast tier's constants".
 """
 import numpy as np
 
 from ..autograd import Function
 from .handoff import ADDED_IN_PLACE
 
-#: Rows of dW per block when Linear stores its weight gradient straight
-#: into the optimizer's gradient buffer: a block (rows x F_in) stays in
-#: cache between the GEMM that writes it and the addition that reads it
-#: (about 2^20 elements), or, when written over the buffer, between
-#: OpenBLAS's own pass that clears it and the pass that fills it.
+#: Elements of dW per block (its rows x F_in) when Linear stores its weight
+#: gradient straight into the optimizer's gradient buffer: a block stays in
+#: cache between the GEMM that writes it and the addition that reads it,
+#: or, when written over the buffer, between OpenBLAS's own pass that
+#: clears it and the pass that fills it.
 ACCUMULATE_ELEMENTS = 1 << 20
 
 
@@ -23,8 +26,7 @@ def matmul_into(a, b, out, add=True):
     allocated, page-faulted M x Q product and a second pass to add it), or
     written in place (BLAS clears its output before it accumulates into
     it: on a cache-sized block both passes stay in cache; over the whole of
-    FC1's 103M-element dW they were two passes over memory, 27 against 21
-    ms, docs/architecture.md).
+    FC1's 103M-element dW they would be two passes over memory).
     """
     rows = max(1, ACCUMULATE_ELEMENTS // max(out.shape[1], 1))
     tmp = np.empty((min(rows, out.shape[0]), out.shape[1]), dtype=out.dtype) if add else None
@@ -50,13 +52,12 @@ class Linear(Function):
 
     def forward(self, x, w, b=None):
         self.x, self.w = x, w
-        # On the CPU, (w @ x^T)^T: OpenBLAS is 1.2-1.4x faster with the
-        # weights as the left operand when the batch is small (FC1 at
-        # 224x224, batch 8: 42 against 55 ms). The transposed product is
-        # copied back to rows (N x F_out, a few MB at most): the ReLU and
-        # dropout after it, and their gradients, which arrive in rows, then
-        # run on arrays of one layout (mixed, the two FC ReLUs and dropouts
-        # of a VGG step at 32x32, batch 64 took 6.6 instead of 3.4 ms).
+        # On the CPU, (w @ x^T)^T: OpenBLAS is faster with the weights as
+        # the left operand when the batch is small. The transposed product
+        # is copied back to rows (N x F_out, a few MB at most), so that the
+        # ReLU and dropout after it, and their gradients, which arrive in
+        # rows, run on arrays of one layout (docs/benchmarks.md,
+        # "Measurements behind the fast tier's constants").
         y = x @ w.T if self.device.uses_kernels else np.ascontiguousarray((w @ x.T).T)
         if b is not None:
             y += b

@@ -8,6 +8,9 @@ Windows that would run past the (padded) input are dropped (floor mode);
 padding counts as -infinity. A NaN in a window is its maximum, and the
 first NaN gets the gradient (as in the kernel).
 
+The fast tier's twin of minivgg/functional/pooling.py, which keeps the
+argmax; this one recomputes the winners in backward instead of storing
+them (tests/test_tiers.py holds the two equal, ties and NaNs included).
 On cuda and emu devices forward and backward are the kernels of
 ``kernels/pool.cu`` (backward as a gather, one thread per input pixel).
 """
@@ -23,9 +26,9 @@ from .channels_last import is_channels_last
 #: The CPU path works through the channels (the images, for an input laid
 #: out channels-last) in chunks of about this many output elements, so
 #: that a chunk's temporaries (the row maxima in forward, the masks in
-#: backward) are still in cache when they are read back; whole-array
-#: passes made both directions about 2x slower at VGG's
-#: 224x224 sizes (docs/architecture.md).
+#: backward) are still in cache when they are read back (whole-array
+#: passes against chunks: docs/benchmarks.md, "Measurements behind the
+#: fast tier's constants").
 CHUNK_ELEMENTS = 1 << 16
 
 
@@ -194,7 +197,7 @@ class MaxPool2d(Function):
             # gy from a layer of the other layout (a Winograd dX after a
             # channels-last convolution, or the reverse): one copy of it,
             # a quarter of gx's size, instead of every pass below mixing
-            # layouts (4x slower at 16x16 with 128 channels).
+            # layouts, which strided reads make several times slower.
             gy = _copy_to_layout(gy, axis)
         gx = _empty_like_layout((n, c, h + 2 * ph, w + 2 * pw), gy.dtype, axis, zeros=not tiled)
         per_unit = gy.size // gy.shape[axis]

@@ -15,8 +15,9 @@ function here:
 * ``accumulate``: the batch in pieces of ``--micro-batch`` images whose
   gradients add up (one batch's memory in smaller bites), the gradient
   exchange between processes started during the last piece's backward;
-* ``diverged``: the check that the loss is still a number, agreed by every
-  process;
+* the check that the loss is still a number, agreed by every process in
+  the same exchange that adds up the step's loss and accuracy
+  (``Trainer.train_step``);
 * ``warmup``: an optional linear ramp of the learning rate over the first
   steps.
 
@@ -74,11 +75,6 @@ def accumulate(model, x, y, micro_batch, to_input, sync):
     if not loss_sums:
         return 0.0, 0
     return float(as_numpy(sum(loss_sums))), int(as_numpy(sum(correct)))
-
-
-def diverged(loss_sum, comm):
-    """True on every process when the loss of any process is NaN or infinite."""
-    return bool(comm.sum_host([loss_sum != loss_sum or abs(loss_sum) == float("inf")])[0])
 
 
 @contextlib.contextmanager

@@ -19,7 +19,7 @@ def evaluate_loader(model, loader, progress=False, desc="val", comm=None, chunk=
     """
     from tqdm import tqdm
 
-    from ..evaluate import topk_correct
+    from ..evaluate.metrics import topk_correct
     was_training = model.training
     model.eval()
     sums = np.zeros(4)  # loss sum, top-1 correct, top-5 correct, images

@@ -1,4 +1,5 @@
-"""A check shared by tests/test_channels_last.py and tests/test_small_maps.py:
+"""A check shared by tests/fast/test_channels_last.py and
+tests/fast/test_small_maps.py:
 conv2d through one of the CPU's channels-last paths, float64."""
 import numpy as np
 

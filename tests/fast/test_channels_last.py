@@ -1,4 +1,4 @@
-"""The channels-last im2col path (functional/channels_last.py), float64,
+"""The channels-last im2col path (minivgg/fast/channels_last.py), float64,
 against the loop reference convolution and the channel-major path's plain
 dW; where conv2d chooses it; and max-pooling on its layout."""
 import numpy as np

@@ -1,4 +1,4 @@
-"""The whole-map GEMM (functional/small_maps.py): convolutions on maps so
+"""The whole-map GEMM (minivgg/fast/small_maps.py): convolutions on maps so
 small that every output pixel sees every input pixel, float64, against the
 loop reference convolution and the other CPU paths; where conv2d chooses it."""
 import numpy as np

@@ -1,4 +1,4 @@
-"""Winograd F(2x2, 3x3) (functional/winograd.py) against the plain reference
+"""Winograd F(2x2, 3x3) (minivgg/fast/winograd.py) against the plain reference
 convolution, the im2col path and finite differences, and its float32 error."""
 import numpy as np
 import pytest

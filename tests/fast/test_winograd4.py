@@ -1,4 +1,4 @@
-"""Winograd F(4x4, 3x3) (functional/winograd4.py) against the plain reference
+"""Winograd F(4x4, 3x3) (minivgg/fast/winograd4.py) against the plain reference
 convolution, the im2col path and finite differences, its float32 error, and
 the choice between it, F(2x2, 3x3) and im2col."""
 import numpy as np

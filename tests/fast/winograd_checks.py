@@ -1,5 +1,5 @@
-"""Checks shared by tests/test_winograd.py (F(2x2, 3x3)) and
-tests/test_winograd4.py (F(4x4, 3x3)): both modules have the same interface
+"""Checks shared by tests/fast/test_winograd.py (F(2x2, 3x3)) and
+tests/fast/test_winograd4.py (F(4x4, 3x3)): both modules have the same interface
 (transform matrices BT, G, AT; weight_transform and its adjoint,
 flipped_weight_transform, conv3x3, weight_grad), and are held to the same
 oracles, each with its own tolerance."""
