@@ -6,7 +6,8 @@
 //   forward:  logp[n, :] = z - max(z) - log(sum(exp(z - max(z))))   (z = logits[n, :])
 //             loss[n] = -logp[n, labels[n]],  probs[n, :] = exp(logp[n, :])
 //   backward: dlogits[n, k] = (probs[n, k] - [k == labels[n]]) * scale,
-//             scale = dloss / N (the loss is the mean over the batch)
+//             scale = dloss / N (the loss is the mean over the batch; dloss is
+//             a one-element array on the device)
 //
 // Forward runs one thread per row: N is a batch (tens to hundreds of rows)
 // and each row a few thousand classes at most, so a per-row loop is cheap and
@@ -42,21 +43,25 @@ extern "C" __global__ void softmax_xent_fwd_f64(double* loss, double* probs, con
     softmax_xent_fwd(loss, probs, logits, labels, N, K);
 }
 
+// The upstream gradient dloss arrives as a one-element device array, read
+// here: passing it as a scalar would make the host wait for the forward pass
+// to finish just to learn its value.
 template <typename T>
 __device__ void softmax_xent_bwd(T* __restrict__ gx, const T* __restrict__ probs,
-                                 const long long* __restrict__ labels, long long N, long long K,
-                                 T scale) {
+                                 const long long* __restrict__ labels,
+                                 const T* __restrict__ dloss, long long N, long long K) {
+    const T scale = dloss[0] / T(N);  // the same rounding as the CPU path's gy / N
     const long long total = N * K;
-    #pragma unroll 1  // one copy of the body: see common.cuh
+#pragma unroll 1  // one copy of the body: see common.cuh
     for (long long e = first_element(); e < total; e += grid_stride()) {
         const Split nk = split_index(e, K);
         gx[e] = (probs[e] - (nk.rest == labels[nk.outer] ? T(1) : T(0))) * scale;
     }
 }
 
-extern "C" __global__ void softmax_xent_bwd_f32(float* gx, const float* probs, const long long* labels, long long N, long long K, float scale) {
-    softmax_xent_bwd(gx, probs, labels, N, K, scale);
+extern "C" __global__ void softmax_xent_bwd_f32(float* gx, const float* probs, const long long* labels, const float* dloss, long long N, long long K) {
+    softmax_xent_bwd(gx, probs, labels, dloss, N, K);
 }
-extern "C" __global__ void softmax_xent_bwd_f64(double* gx, const double* probs, const long long* labels, long long N, long long K, double scale) {
-    softmax_xent_bwd(gx, probs, labels, N, K, scale);
+extern "C" __global__ void softmax_xent_bwd_f64(double* gx, const double* probs, const long long* labels, const double* dloss, long long N, long long K) {
+    softmax_xent_bwd(gx, probs, labels, dloss, N, K);
 }

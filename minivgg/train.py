@@ -595,21 +595,31 @@ class Trainer:
         n = len(y)
         micro = r.micro_batch or max(n, 1)
         self.optimizer.zero_grad()
-        loss_total, correct, bad = 0.0, 0, None
+        dev = self.device
+        stats = []   # per micro-batch, on the device: (mean loss, correct predictions)
         starts = list(range(0, n, micro))
         for k, s in enumerate(starts):
             xb, yb = x[s:s + micro], y[s:s + micro]
             with self.sync.during_backward(k == len(starts) - 1):
-                logits = self.model(Tensor(self.device.asarray(xb, dtype=self.recipe.dtype),
-                                           device=self.device))
+                logits = self.model(Tensor(dev.asarray(xb, dtype=self.recipe.dtype),
+                                           device=dev))
                 loss = F.softmax_cross_entropy(logits, yb)
-                value = float(loss.item())
-                if not math.isfinite(value) and bad is None:
-                    bad = value
                 (loss * len(yb)).backward()
-            loss_total += value * len(yb)
-            correct += int((as_numpy(logits.data).argmax(axis=1) == yb).sum())
+            with dev.context():
+                hits = (logits.data.argmax(axis=1) == dev.asarray(yb)).sum()
+                stats.append(dev.xp.stack([loss.data.astype(np.float64), hits.astype(np.float64)]))
         self.sync.finish()
+        # The one wait of the step for the device, once all of its work is
+        # queued (the gradient exchange included): reading a loss right after
+        # its forward pass would keep the host from queueing backward meanwhile.
+        with dev.context():
+            read = as_numpy(dev.xp.stack(stats)) if stats else []
+        loss_total, correct, bad = 0.0, 0, None
+        for s, (value, hits) in zip(starts, read):
+            if not math.isfinite(value) and bad is None:
+                bad = float(value)
+            loss_total += float(value) * len(y[s:s + micro])
+            correct += int(hits)
         stop = self.stop_signal is not None
         loss_total, correct, images, bad_ranks, stops = self.comm.sum_host(
             [loss_total, correct, n, bad is not None, stop])

@@ -41,5 +41,6 @@ class CupyKernels(KernelLibrary):
 
     def _launch(self, sig, grid, block, args):
         fn = self.function(sig)
+        self.device.note_launch(sig.name)
         with self.cp.cuda.Device(self.device.index):
             fn((grid,), (block,), args)

@@ -243,15 +243,16 @@ def softmax_xent_forward(dev, logits, labels):
     return loss, probs
 
 
-def softmax_xent_backward(dev, probs, labels, scale):
-    """(probs - onehot(labels)) * scale."""
+def softmax_xent_backward(dev, probs, labels, dloss):
+    """(probs - onehot(labels)) * dloss / N, dloss a one-element array on the device
+    (read by the kernel, so that the host need not wait for its value)."""
     xp = dev.xp
     gx = xp.empty_like(probs)
     n, k = probs.shape
     check_index_range("softmax_xent_bwd", K=k)
+    dloss = xp.ascontiguousarray(dloss, dtype=probs.dtype).reshape(1)
     dev.kernels.launch("softmax_xent_bwd", probs.dtype, probs.size, gx, probs,
-                       xp.ascontiguousarray(labels, dtype=np.int64), i64(n), i64(k),
-                       probs.dtype.type(scale))
+                       xp.ascontiguousarray(labels, dtype=np.int64), dloss, i64(n), i64(k))
     return gx
 
 

@@ -35,7 +35,7 @@ def small_grid(monkeypatch):
     monkeypatch.setattr(launch, "MAX_BLOCKS", 3)
 
 
-@pytest.fixture(params=["emu", "cuda"])
+@pytest.fixture(params=["emu", pytest.param("cuda", marks=pytest.mark.needs_gpu)])
 def emu(request):
     """The kernel device under test (named emu for brevity: emu, or a GPU)."""
     return request.getfixturevalue("emu" if request.param == "emu" else "gpu")
