@@ -62,6 +62,9 @@ def pytest_addoption(parser):
                      help="run only the tests of the cuda device (those taking the gpu "
                           "fixture or marked needs_gpu): on a GPU machine, or under the CuPy "
                           "stand-in (tests/standin/run.py -m pytest --gpu-only)")
+    parser.addoption("--no-gpu", action="store_true",
+                     help="run every test but those of the cuda device (scripts/gpu_check.sh "
+                          "runs them first, with --gpu-only)")
 
 
 def pytest_configure(config):
@@ -75,10 +78,12 @@ def is_gpu_test(item):
 
 
 def pytest_collection_modifyitems(config, items):
-    if config.getoption("--gpu-only"):
-        keep = [item for item in items if is_gpu_test(item)]
-        config.hook.pytest_deselected(items=[item for item in items if not is_gpu_test(item)])
-        items[:] = keep
+    for option, wanted in (("--gpu-only", True), ("--no-gpu", False)):
+        if config.getoption(option):
+            keep = [item for item in items if is_gpu_test(item) == wanted]
+            config.hook.pytest_deselected(items=[item for item in items
+                                                 if is_gpu_test(item) != wanted])
+            items[:] = keep
     marked = [item for item in items if item.get_closest_marker("needs_gpu")]
     if marked and not gpu_available():
         skip = pytest.mark.skip(reason=f"{GPU_SKIP_PREFIX}: CuPy sees no CUDA device")
