@@ -31,7 +31,7 @@ with; the x86 MXCSR's FTZ and DAZ bits, set around each launch). Results
 then differ from NumPy's in the last bits the way the GPU's do, which is
 what the GPU tolerances of the test suite must allow. ``compile_module``
 builds one CUDA source text the same way; the CuPy stand-in of the test
-suite (tests/cuda/standin) runs ``cupy.RawModule`` code through it.
+suite (tests/standin) runs ``cupy.RawModule`` code through it.
 
 The emulator runs CUDA threads one after another, so it is slow: use small
 shapes. It is also the easiest place to read a kernel running: add a

@@ -131,7 +131,7 @@ def test_a_stage_cut_short_keeps_its_output_and_the_budget_names_what_is_left(tm
     assert res.returncode != 0
     assert "suite: started, limit " in summary and "-> suite.txt" in summary
     assert "suite: exit 124 after" in summary and "cut short by its limit" in summary
-    assert " passed" in (tmp_path / "out" / "suite.txt").read_text()   # what ran before the cut
+    assert " PASSED" in (tmp_path / "out" / "suite.txt").read_text()   # what ran before the cut
     res = gpu_check(dict(env, GPU_CHECK_BUDGET="5"), "bench")
     summary = (tmp_path / "out" / "summary.txt").read_text()
     assert res.returncode != 0

@@ -13,8 +13,17 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RUN = os.path.join(ROOT, "tests", "standin", "run.py")
-sys.path.insert(0, os.path.dirname(RUN))
-from run import environ  # noqa: E402  (tests/standin/run.py)
+
+
+def environ(devices):
+    """tests/standin/run.py's environment (loaded from its file: putting
+    tests/standin on this process's sys.path would make ``import cupy``
+    here find the stand-in)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("minivgg_standin_run", RUN)
+    run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run)
+    return run.environ(devices)
 
 
 def needs_g_plus_plus_and_mpi():
