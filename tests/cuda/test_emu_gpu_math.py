@@ -3,6 +3,10 @@ the CuPy stand-in runs): a*b+c contracted into one fused multiply-add as
 NVRTC does by default, and float32 denormals flushed to zero as CuPy's
 -ftz=true makes them. Each is shown on values where it changes the result,
 against the plain build that computes as NumPy does."""
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -48,3 +52,15 @@ def test_the_flush_does_not_leak_out_of_the_launch(builds):
     sgd(builds["gpu"], [1.0], [0], [1], 0.0, np.float32)
     # NumPy in this thread still sees float32 denormals.
     assert np.float32(1e-39) * np.float32(1) != 0
+
+
+def test_the_kernel_tests_hold_with_gpu_arithmetic(emu):
+    # The emu tolerances of test_kernels.py (float32: 2e-6, a tenth of the
+    # GPU's) met with the GPU's arithmetic, not only with NumPy's.
+    here = os.path.dirname(os.path.abspath(__file__))
+    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          "-k", "emu", os.path.join(here, "test_kernels.py")],
+                         cwd=os.path.dirname(os.path.dirname(here)), capture_output=True,
+                         text=True, timeout=300, env=dict(os.environ, MINIVGG_EMU_GPU_MATH="1"))
+    assert res.returncode == 0, res.stdout[-4000:]
+    assert " passed" in res.stdout and "failed" not in res.stdout

@@ -10,7 +10,7 @@ import pytest
 import minivgg
 from minivgg import Tensor
 from minivgg import functional as F
-from minivgg.backend import DeviceError, as_numpy
+from minivgg.backend import DeviceError
 from minivgg.models import vgg
 
 

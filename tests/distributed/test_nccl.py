@@ -5,7 +5,6 @@ one GPU where NCCL allows it (NCCL >= 2.30 with NCCL_MULTI_RANK_GPU_ENABLE=1),
 equal one process with the global batch; the exposed communication time is
 the time the GPU waited for the exchange; a rank that cannot start makes
 every rank stop with one message."""
-import os
 import textwrap
 
 import pytest
@@ -24,6 +23,17 @@ def nccl_or_skip(devices=1):
         return nccl
     except Exception as e:  # noqa: BLE001
         pytest.skip(f"needs a GPU with NCCL: {str(e)[:100]}")
+
+
+def two_ranks_or_skip(monkeypatch):
+    """Two NCCL ranks: on two GPUs, or on one where NCCL allows it (>= 2.30)."""
+    nccl = nccl_or_skip()
+    import cupy
+    if cupy.cuda.runtime.getDeviceCount() >= 2:
+        return
+    if nccl.get_version() < 23000:
+        pytest.skip("needs a GPU (two of them, or one whose NCCL >= 2.30 takes two ranks)")
+    monkeypatch.setenv("NCCL_MULTI_RANK_GPU_ENABLE", "1")
 
 
 def standin_or_skip():
@@ -109,10 +119,10 @@ SLOW_RANK = textwrap.dedent("""
 
 @pytest.mark.needs_gpu
 @pytest.mark.parametrize("how", ["overlap", "plain"])
-def test_exposed_communication_is_the_time_the_gpu_waited(tmp_path, how):
+def test_exposed_communication_is_the_time_the_gpu_waited(tmp_path, monkeypatch, how):
     # NCCL only queues the exchange; the host returns at once. The time that
     # counts is how long the GPU's compute stream waits for it.
-    nccl_or_skip(devices=2)
+    two_ranks_or_skip(monkeypatch)
     script = tmp_path / "slow_rank.py"
     script.write_text(SLOW_RANK)
     res = run(["0.001", how], ranks=2, script=str(script), timeout=180)

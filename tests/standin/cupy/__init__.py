@@ -31,8 +31,6 @@ Start a program with it in place with ``python tests/standin/run.py
 script.py ...`` (``CUPY_STANDIN_DEVICES``, default 2, sets the number of
 devices). docs/gpu.md says what passing under it proves, and what it does not.
 """
-import builtins
-import ctypes
 import functools
 import os
 
@@ -71,13 +69,15 @@ class _Op:
     Queues one operation on the current stream: checks it may read and
     write what it touches, and records that it did."""
 
-    def __init__(self, what, reads=(), writes=(), device_check=True):
+    def __init__(self, what, reads=(), writes=(), device_check=True, stream=None):
         self.what, self.reads, self.writes = what, list(reads), list(writes)
+        self.stream = stream
         if device_check:
             _check_devices(self.reads + self.writes, what)
 
     def __enter__(self):
-        self.stream = cuda.current_stream_state()
+        if self.stream is None:
+            self.stream = cuda.current_stream_state()
         self.seq = self.stream.begin()
         for a in self.reads:
             _standin.access(a._buf, self.stream, self.seq, self.what, False,
@@ -285,7 +285,7 @@ class ndarray:
     def get(self, stream=None, order="C", out=None, blocking=True):
         """A NumPy copy: queued on the current stream, then the host waits for it."""
         s = (stream or cuda.get_current_stream()).state()
-        with _Op("a device-to-host copy", [self], device_check=False):
+        with _Op("a device-to-host copy", [self], device_check=False, stream=s):
             host = _np.array(self._a, order=order, copy=True)
         if blocking:
             _standin.host_sync(dict(s.clock), s.device, ".get()")
@@ -711,7 +711,7 @@ class RawKernel:
             else:
                 values.append(_np.frombuffer(raw, dtype=p.dtype)[0].item())
         s = (stream or cuda.get_current_stream()).state()
-        with _Op(f"kernel {self.name}", reads, writes, device_check=False):
+        with _Op(f"kernel {self.name}", reads, writes, device_check=False, stream=s):
             if self.name in st.faults:
                 st.faults.discard(self.name)
                 fault = f"{self.name} faulted (planted with inject_fault)"
@@ -723,7 +723,6 @@ class RawKernel:
         if st.sticky is not None and os.environ.get("CUDA_LAUNCH_BLOCKING") == "1":
             _standin.note_host_sync("CUDA_LAUNCH_BLOCKING=1 launch")
             raise st.sticky
-        del s
 
 
 class RawModule:
@@ -759,4 +758,3 @@ class RawModule:
 
 from . import _core  # noqa: E402,F401  (cupy._core._routines_linalg)
 
-del builtins, ctypes
