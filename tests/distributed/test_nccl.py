@@ -112,7 +112,9 @@ SLOW_RANK = textwrap.dedent("""
         comm.sum_host([loss.item()])
         if step == 0:
             sync.finish_seconds = 0.0
-    print(f"rank {comm.rank} waited {sync.finish_seconds:.3f} s", flush=True)
+    # one file per rank: the two ranks' stdout lines may interleave
+    with open(f"{sys.argv[3]}/rank{comm.rank}.txt", "w") as f:
+        f.write(f"{sync.finish_seconds:.3f}")
     comm.close()
 """)
 
@@ -125,10 +127,9 @@ def test_exposed_communication_is_the_time_the_gpu_waited(tmp_path, monkeypatch,
     two_ranks_or_skip(monkeypatch)
     script = tmp_path / "slow_rank.py"
     script.write_text(SLOW_RANK)
-    res = run(["0.001", how], ranks=2, script=str(script), timeout=180)
+    res = run(["0.001", how, str(tmp_path)], ranks=2, script=str(script), timeout=180)
     assert res.returncode == 0, res.stderr[-3000:]
-    waited = {int(line.split()[1]): float(line.split()[3])
-              for line in res.stdout.splitlines() if line.startswith("rank ")}
+    waited = {r: float((tmp_path / f"rank{r}.txt").read_text()) for r in (0, 1)}
     assert waited[0] >= 0.5, f"rank 0 waited {waited[0]} s for a rank 1.5 s late"
 
 
