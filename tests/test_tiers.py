@@ -267,3 +267,45 @@ def test_the_one_step_example_runs_and_shows_each_stage():
     assert lines[0].startswith("batch (8, 3, 32, 32) float32 labels")
     assert lines[1].startswith("logits (8, 10) loss ")
     assert "the learning rate is 0.01" in lines[-2] and "the learning rate is 0.001" in lines[-1]
+
+
+def test_the_programs_run_on_the_textbook_tier(tmp_path):
+    """`--ops reference` on train, evaluate and classify: a run trained on the
+    textbook tier, then evaluated and classified on both tiers, which agree
+    (float32: the same numbers up to rounding)."""
+    import json
+    import subprocess
+    import sys
+    from PIL import Image
+    from conftest import ROOT
+
+    def run(*args):
+        res = subprocess.run([sys.executable, "-m", "minivgg", *map(str, args)], cwd=ROOT,
+                             capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stderr[-2000:]
+        return res.stdout
+    out = tmp_path / "run"
+    run("train", "--ops", "reference", "--width-mult", "0.125", "--fc-width", "16",
+        "--train-size", "32", "--val-size", "8", "--batch-size", "16", "--max-steps", "2",
+        "--no-progress", "--out", out)
+    with open(out / "recipe.json") as f:
+        assert json.load(f)["ops"] == "reference"
+    rows = {}
+    for tier in ("reference", "fast"):
+        run("evaluate", "--checkpoint", out, "--ops", tier, "--no-progress", "--format", "csv",
+            "--protocol", "dense", "--val-size", "8", "--output", tmp_path / f"{tier}.csv")
+        rows[tier] = (tmp_path / f"{tier}.csv").read_text().strip().splitlines()
+    assert rows["reference"][0] == rows["fast"][0] and rows["fast"][0].startswith("ConvNet,")
+    errors = {tier: [float(v) for v in r[1].rsplit(",", 3)[1:3]] for tier, r in rows.items()}
+    # the same errors, but for an image whose two best classes are closer than
+    # float32 rounding (their order may differ between the tiers): one image is 12.5%
+    assert np.abs(np.subtract(errors["reference"], errors["fast"])).max() <= 12.5 + 1e-9
+    img = tmp_path / "a.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 48, 3), np.uint8)).save(img)
+    lines = {tier: run("classify", img, "--weights", out, "--ops", tier, "--topk", "3")
+             for tier in ("reference", "fast")}
+    probs = {tier: [float(line.split()[1]) for line in text.splitlines()
+                    if line.strip()[:2] in ("1.", "2.", "3.")]
+             for tier, text in lines.items()}
+    assert len(probs["fast"]) == 3
+    np.testing.assert_allclose(probs["reference"], probs["fast"], atol=2e-4)
