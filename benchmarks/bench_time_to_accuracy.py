@@ -36,6 +36,35 @@ sys.path.insert(0, ROOT)
 
 FRAMEWORKS = ("minivgg", "torch")
 
+#: How the measurement is made: the opening of the section --write-md writes (the same
+#: text as the description of the benchmark in docs/benchmarks.md).
+METHOD = """\
+`benchmarks/bench_time_to_accuracy.py` measures minivgg's speed on a real job rather than
+on one step: it trains one cell of the reproduction (docs/reproduction.md; by default net
+A, seed 0, of `examples/reproduce_paper.py --profile cifar`) twice, once with minivgg's
+Trainer and once with an independent PyTorch twin of the same network and recipe, and
+reports the training time each needed to first reach a fixed validation error (40% top-1
+by default, `--target`), with both final errors.
+
+- Same data: both are fed by minivgg's DataLoader with the cell's training sample, held-out
+  validation images, transforms and seed, so they see the same batches in the same order.
+- Same recipe: Table 1's network at the profile's width, He initialisation (drawn by each
+  library's own generator, so the two nets start from different weights), SGD with momentum
+  0.9 and weight decay 5e-4, the profile's learning rate with its one fixed division by 10,
+  the §3.1 plateau rule, the same epochs. The twin is checked against minivgg in
+  `tests/test_bench_time_to_accuracy.py` (minivgg's weights copied into it give minivgg's
+  logits).
+- Each library at its default thread count, each in a fresh process: minivgg with
+  `--threads 0` (its own choice per epoch), PyTorch with `torch.get_num_threads()`.
+- The clock counts the training steps and the loading of their batches; it stops while
+  the net is validated (every `--eval-every` steps, 50 by default, and at each epoch end,
+  single centre crop) and while checkpoints are written.
+
+Because the two nets start from different random weights, their final errors are
+expected to differ by about the spread between seeds of the same cell in
+docs/reproduction.md, not to agree to the digit.
+"""
+
 
 def load_reproduce():
     """examples/reproduce_paper.py as a module, without the one-thread BLAS
@@ -370,10 +399,16 @@ def main(argv=None):
         json.dump({"args": {k: v for k, v in vars(args).items() if k not in ("worker", "json")},
                    "results": results}, f, indent=1)
     if args.write_md:
-        text = (f"`{command_line(argv and [__file__] + list(argv))}` on {today()}: "
-                f"{machine(load=False)}; load average {load_start} at the start, "
+        # The folders of this machine are written DIR and OUT.
+        command = command_line(argv and [__file__] + list(argv))
+        data = args.data
+        for path, name in ((args.data.partition(":")[2], "DIR"), (args.out, "OUT")):
+            if path:
+                command, data = command.replace(path, name), data.replace(path, name)
+        text = (f"{METHOD}\nMeasured by `{command}` (DIR: the folder of the data set) on "
+                f"{today()}: {machine(load=False)}; load average {load_start} at the start, "
                 f"{load_average()} at the end.\n\nCell {args.cell}, seed {args.seed} of "
-                f"`examples/reproduce_paper.py --profile {args.profile}` on `{args.data}`, "
+                f"`examples/reproduce_paper.py --profile {args.profile}` on `{data}`, "
                 f"validated every {args.eval_every} steps (single centre crop, the clock "
                 f"stopped).\n\n{table}\n")
         write_section(args.write_md, "Time to accuracy against PyTorch", text)

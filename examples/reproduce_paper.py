@@ -123,8 +123,8 @@ PROFILES = {
     # CPU. val_size images held out of the training folder drive the schedule; the
     # evaluation images come from the test folder, the same ones for every seed.
     "cifar": dict(width_mult=0.25, fc_width=128, dropout=0.0, train_size=20000, val_size=1000,
-                  eval_images=5000, multicrop_images=1000, base_epochs=10, base_drop=8,
-                  deep_epochs=6, deep_drop=4, scratch_epochs=16, scratch_drop=13,
+                  eval_images=3000, multicrop_images=500, base_epochs=8, base_drop=6,
+                  deep_epochs=8, deep_drop=6, scratch_epochs=8, scratch_drop=6,
                   base_patience=99, deep_patience=99, scratch_patience=99, batch_size=64,
                   lr=0.01, runs=CIFAR_RUNS, fusion=("D-jit", "E-jit"), learnt_below=50.0,
                   real_data=True),
@@ -949,7 +949,9 @@ def write_doc(path, dump, fig_paths):
     where = f"on {meta['data_name']}" if real else "at toy scale"
     L = [f"# The paper's comparisons, measured {where}\n"]
     L.append(
-        f"Measured by `{meta['command']}`; written on {meta['date']} from the {n_cells} "
+        f"Measured by `{meta['command']}`"
+        f"{' (' + meta['placeholders'] + ')' if meta.get('placeholders') else ''}; "
+        f"written on {meta['date']} from the {n_cells} "
         f"finished cells (networks x seeds) of `{meta['out']}`. Training and evaluating them took "
         f"{fmt_hours(meta['wall_h'])} of wall time in {meta['sessions']} session(s), on "
         f"the project's machine ({meta['machine']}; load average {meta['load']}: other jobs "
@@ -1210,20 +1212,32 @@ def report(out_root, prof, seeds, args, paths, sessions=None):
            if os.path.exists(os.path.join(cell_dir(out_root, Cell(n, done[0])), "last.npz"))]
     params = [EvalNet.from_checkpoint(p).model.num_parameters() for p in a_e]
     kind = args.data.partition(":")[0]
+    # Folders outside the current one are this machine's: the page names them DIR and OUT.
+    hidden = [(p, name) for p, name in ((args.data.partition(":")[2], "DIR"), (args.out, "OUT"))
+              if p and os.path.isabs(shown_path(p))]
+
+    def hide(text):
+        for p, name in sorted(hidden, key=lambda h: -len(h[0])):
+            text = text.replace(p.rstrip("/"), name)
+        return text
+    commands = dict.fromkeys(hide(s["command"]) for s in sessions)
     meta = {
         # The commands that trained the cells (a --report only writes the page).
-        "command": "`; `".join(dict.fromkeys(s["command"] for s in sessions)) or
-                   "python examples/reproduce_paper.py " + " ".join(args.argv),
+        "command": "`; `".join(commands) or hide("python examples/reproduce_paper.py " +
+                                                  " ".join(args.argv)),
+        "placeholders": ", ".join(f"{name}: the folder of the "
+                                  f"{'data set' if name == 'DIR' else 'runs'}"
+                                  for _, name in hidden),
         "date": datetime.date.today().isoformat(), "machine": machine_line(),
         "load": "; ".join(f"{s['load_start']} at the start and {s['load_end']} at the end of "
                           f"session {i + 1}" for i, s in enumerate(sessions)) or load_average(),
         "wall_h": sum(s["wall_s"] for s in sessions) / 3600, "sessions": len(sessions),
-        "profile": prof, "profile_name": args.profile, "data": args.data,
-        "data_name": data_name(args.data),
+        "profile": prof, "profile_name": args.profile, "data": hide(args.data),
+        "data_name": hide(data_name(args.data)),
         "data_desc": ("generated SyntheticShapes images" if kind == "synthetic" else
                       "real images"),
         "params_range": "-".join(f"{p / 1e3:.0f}K" for p in params) or "?",
-        "out": out_root,
+        "out": hide(out_root),
     }
     return write_report(paths, meta, seeds, results, histories, times)
 

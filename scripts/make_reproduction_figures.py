@@ -51,8 +51,9 @@ def _table_figure(plt, rows, title, meta, out):
         else:
             b.barh(yi, m, color=colour)
         seeds = sorted(r["top1"].items(), key=lambda kv: int(kv[0]))
-        b.plot([v for _, v in seeds], [yi] * len(seeds), "k.", ms=4)
-        b.text(max(hi if _finite(hi) else m, m), yi, f" {m:.1f}", va="center", fontsize=7)
+        b.plot([v for _, v in seeds], [yi] * len(seeds), ".", color="#3182bd", ms=5)
+        b.text(min(max(hi if _finite(hi) else m, m), 92), yi, f" {m:.1f}", va="center",
+               fontsize=7)
     a.set_xlim(20, 31)
     a.set_title("the paper: ImageNet, 1000 classes\ntop-1 val error (%)", fontsize=9)
     b.axvline(90, color="grey", ls=":", lw=1)
@@ -111,6 +112,7 @@ def _curves_figure(plt, histories, runs, out):
     cols = 3
     rows = math.ceil(len(names) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(11, 2.6 * rows), sharey=True, squeeze=False)
+    from matplotlib.ticker import MaxNLocator
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, name in zip(axes.flat, names):
         for i, s in enumerate(seeds):
@@ -118,6 +120,10 @@ def _curves_figure(plt, histories, runs, out):
             if not rows_:
                 continue
             shift = len(histories[s].get("A", [])) if name in FROM_A else 0
+            if shift:  # where the net starts from: A's curve, faint
+                ax.plot([r["epoch"] for r in histories[s]["A"]],
+                        [100 * r["val_top1_err"] for r in histories[s]["A"]], "-",
+                        color="#bdbdbd", lw=0.8, label="A" if i == 0 else None)
             ep = [r["epoch"] + shift for r in rows_]
             c = colours[i % len(colours)]
             ax.plot(ep, [100 * r["val_top1_err"] for r in rows_], "o-", ms=2.5, color=c,
@@ -127,8 +133,9 @@ def _curves_figure(plt, histories, runs, out):
                 if b["lr"] < a["lr"]:
                     ax.axvline(a["epoch"] + shift + 0.5, color=c, ls=":", lw=1)
         ax.axhline(90, color="grey", ls=":", lw=0.8)
-        ax.set_title(name + (" (from A's last epoch)" if name in FROM_A else ""), fontsize=8)
+        ax.set_title(name + (" (after A)" if name in FROM_A else ""), fontsize=8)
         ax.set_ylim(0, 100)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
@@ -138,7 +145,8 @@ def _curves_figure(plt, histories, runs, out):
     for ax in axes[-1]:
         ax.set_xlabel("epoch", fontsize=8)
     fig.suptitle("Learning curves of every cell: validation top-1 error (solid), training "
-                 "top-1 error (dashed); dotted: the rate divided by 10", fontsize=9)
+                 "top-1 error (dashed); dotted: the rate divided by 10; grey: A, where the "
+                 "net starts from", fontsize=9)
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     plt.close(fig)

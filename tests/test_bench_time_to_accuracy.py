@@ -46,6 +46,14 @@ def test_trains_both_and_reports_both(tmp_path, capsys):
     assert mv["params"] == tv["params"]
     text = md.read_text()
     assert "## Time to accuracy against PyTorch" in text and "| torch |" in text
+    assert bench.METHOD.splitlines()[0] in text
+    assert str(tree) not in text and "imagefolder:DIR" in text and "--out OUT" in text
+
+
+def test_the_docs_describe_the_benchmark_as_it_is():
+    bench = load()
+    with open(os.path.join(ROOT, "docs", "benchmarks.md"), encoding="utf-8") as f:
+        assert "## Time to accuracy against PyTorch\n\n" + bench.METHOD in f.read()
 
 
 def test_refuses_generated_shapes_and_impossible_targets(capsys):

@@ -96,6 +96,9 @@ def test_real_data_imagefolder_holds_out_validation_and_tests_on_the_test_folder
                     "--out", str(tmp_path / "runs"), "--doc", str(doc)]) == 0
     text = doc.read_text()
     assert "measured on CIFAR-10" in text  # the folder's classes are CIFAR-10's
+    # This machine's folders are not written into the page.
+    assert str(tmp_path) not in text and "--data imagefolder:DIR" in text
+    assert "--out OUT" in text and "DIR: the folder of the data set" in text
     assert "held out" in text
     done = sorted(p.parent.name for p in (tmp_path / "runs" / "tiny").rglob("cell.json"))
     assert done == ["A", "D"]
