@@ -26,6 +26,7 @@ import argparse
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -104,12 +105,12 @@ def cell_setup(args):
     test set) of the benchmarked cell."""
     rp = load_reproduce()
     prof = rp.PROFILES[args.profile]
-    if args.cell not in prof["runs"] or rp.RUNS[args.cell][3] is not None:
+    own = [n for n in prof["runs"] if rp.run_info(n, prof)[3] is None]
+    if args.cell not in own:
         raise ValueError(f"--cell {args.cell!r}: choose a net of the {args.profile} profile "
-                         f"trained from a random initialisation: "
-                         f"{', '.join(n for n in prof['runs'] if rp.RUNS[n][3] is None)}")
+                         f"trained from a random initialisation: {', '.join(own)}")
     cell = rp.Cell(args.cell, args.seed)
-    ns = argparse.Namespace(data=args.data, device="cpu")
+    ns = argparse.Namespace(data=args.data, device="cpu", threads=0)  # minivgg's default
     recipe = rp.recipe_for(cell, prof, ns, args.out)
     spec = rp.cell_spec(cell, prof, args.data)
     train, val = rp.seed_data(args.data, prof, args.seed)
@@ -404,7 +405,8 @@ def main(argv=None):
         data = args.data
         for path, name in ((args.data.partition(":")[2], "DIR"), (args.out, "OUT")):
             if path:
-                command, data = command.replace(path, name), data.replace(path, name)
+                pattern = re.escape(path.rstrip("/")) + r"(?=[/\s`']|$)"
+                command, data = re.sub(pattern, name, command), re.sub(pattern, name, data)
         text = (f"{METHOD}\nMeasured by `{command}` (DIR: the folder of the data set) on "
                 f"{today()}: {machine(load=False)}; load average {load_start} at the start, "
                 f"{load_average()} at the end.\n\nCell {args.cell}, seed {args.seed} of "

@@ -48,6 +48,7 @@ import json
 import math
 import os
 import platform
+import re
 import sys
 import time
 import warnings
@@ -66,6 +67,7 @@ from minivgg import train as train_mod  # noqa: E402
 from minivgg.checkpoint import load_checkpoint  # noqa: E402
 from minivgg.data.base import Dataset, Subset, stratified_subset  # noqa: E402
 from minivgg.evaluate import EvalNet, evaluate, fuse_posteriors, topk_error  # noqa: E402
+from minivgg.threads import set_threads  # noqa: E402
 from minivgg.train import Recipe, Trainer  # noqa: E402
 
 CROP = 32
@@ -94,10 +96,24 @@ RUNS = {
 #: The nets trained without A's layers (the paper's post-submission note).
 SCRATCH = ("D-he", "D-glorot", "B-glorot", "E-glorot")
 
+
+def run_info(name, prof):
+    """(configuration, training scale, init, started from, budget) of net ``name``
+    under ``prof``: with ``jit_from="same"`` the jittered nets are fine-tuned from the
+    fixed-scale net of their own configuration (§3.1: "multi-scale models were trained
+    by fine-tuning all layers of a single-scale model with the same configuration"),
+    with the "tune" budget, instead of starting from A."""
+    cfg, scale, init, source, budget = RUNS[name]
+    if name.endswith("-jit") and prof.get("jit_from") == "same":
+        return cfg, scale, init, cfg, "tune"
+    return cfg, scale, init, source, budget
+
 #: Training budgets. "base": nets trained from random weights (A, A-LRN); "deep": nets
-#: started from A; "scratch": deep nets from a random initialisation alone. Epochs of
-#: ``train_size`` images; ``*_drop``: the epoch after which the rate is divided by 10
-#: once (0: never; the plateau rule of §3.1 still applies with ``*_patience``).
+#: started from A; "scratch": deep nets from a random initialisation alone; "tune": the
+#: jittered nets fine-tuned from their fixed-scale net (``jit_from="same"``; else they
+#: start from A with the "deep" budget). Epochs of ``train_size`` images; ``*_drop``: the
+#: epoch after which the rate is divided by 10 once (0: never; the plateau rule of §3.1
+#: still applies with ``*_patience``); ``*_lr``: that budget's rate (default ``lr``).
 #: ``runs``: the networks trained, in order; ``fusion``: the two nets whose posteriors
 #: are averaged (Table 6); ``learnt_below``: the top-1 error (%) under which a net has
 #: left chance, the condition of every verdict. In the quick profile the patience is as
@@ -119,15 +135,16 @@ PROFILES = {
                  base_drop=0, deep_drop=0, scratch_drop=0, batch_size=64, lr=0.02,
                  runs=ALL_RUNS, fusion=("D-jit", "E-jit"), learnt_below=50.0),
     # Real images (CIFAR-10 at 32x32, or any 10-class ImageFolder), sized from pilot
-    # runs (docs/reproduction.md, "Budget") to fit about 2.5 hours on a quiet 2-core
+    # runs (PILOTS below, the page's "Budget") to fit about 2.5 hours on a quiet 2-core
     # CPU. val_size images held out of the training folder drive the schedule; the
     # evaluation images come from the test folder, the same ones for every seed.
     "cifar": dict(width_mult=0.25, fc_width=128, dropout=0.0, train_size=20000, val_size=1000,
-                  eval_images=3000, multicrop_images=500, base_epochs=8, base_drop=6,
-                  deep_epochs=8, deep_drop=6, scratch_epochs=8, scratch_drop=6,
-                  base_patience=99, deep_patience=99, scratch_patience=99, batch_size=64,
-                  lr=0.01, runs=CIFAR_RUNS, fusion=("D-jit", "E-jit"), learnt_below=50.0,
-                  real_data=True),
+                  eval_images=3000, multicrop_images=500, base_epochs=10, base_drop=8,
+                  deep_epochs=10, deep_drop=8, scratch_epochs=10, scratch_drop=8,
+                  tune_epochs=4, tune_drop=0, tune_lr=0.001, base_patience=99,
+                  deep_patience=99, scratch_patience=99, tune_patience=99, batch_size=64,
+                  lr=0.01, runs=CIFAR_RUNS, fusion=("D-jit", "E-jit"), jit_from="same",
+                  learnt_below=50.0, real_data=True),
     # For the test suite: every step of the pipeline in seconds, nothing learnt.
     "tiny": dict(width_mult=0.0625, fc_width=8, dropout=0.0, train_size=16, val_size=8,
                  eval_images=4, multicrop_images=2, base_epochs=2, deep_epochs=1,
@@ -393,7 +410,7 @@ def summarise(results, seeds, prof):
         paired = [s for s in got if ("D", "single") in results.get(s, {})]
         # Whether the net trains says something only where the same net started
         # from A did leave chance.
-        ok, _ = net_ok([RUNS[net][0]], list(got))
+        ok, _ = net_ok([run_info(net, prof)[0]], list(got))
         word = ("not measurable" if not ok else
                 "reproduces" if len(left) == len(got) and len(got) > 1 else
                 "contradicts" if not left and len(got) > 1 else "inconclusive")
@@ -438,8 +455,8 @@ def table_rows(prof):
     t3 = [("A, random init", ("A", "single")), ("A-LRN, random init", ("A-LRN", "single"))]
     t3 += [(f"{n}, from A", (n, "single")) for n in ("B", "C", "D", "E")]
     t3 += [(f"{n[0]}, {RUNS[n][2]} init, no A", (n, "single")) for n in SCRATCH if n in runs]
-    t3 += [(f"{jit_label(n)}, from A, Q = {Q_SINGLE[JITTER_S]}", (n, "single"))
-           for n in ("D-jit", "E-jit")]
+    t3 += [(f"{jit_label(n)}, from {run_info(n, prof)[3]}, Q = {Q_SINGLE[JITTER_S]}",
+            (n, "single")) for n in ("D-jit", "E-jit")]
     t4 = []
     for n in ("B", "C", "D", "E", "D-jit", "E-jit"):
         s = RUNS[n][1]
@@ -593,28 +610,28 @@ def cell_dir(out_root, cell):
 def cell_spec(cell, prof, data):
     """What a cell's results depend on; a finished cell is reused only when its
     stored spec is this one."""
-    cfg, scale, init, source, budget = RUNS[cell.name]
+    cfg, scale, init, source, budget = run_info(cell.name, prof)
     return {"net": cell.name, "seed": cell.seed, "cfg": cfg, "scale": scale, "init": init,
             "from": source, "data": data, "epochs": prof[f"{budget}_epochs"],
             "lr_drop_after": prof.get(f"{budget}_drop", 0),
-            "patience": prof[f"{budget}_patience"],
-            **{k: prof[k] for k in ("lr", "batch_size", "width_mult", "fc_width", "dropout",
+            "patience": prof[f"{budget}_patience"], "lr": prof.get(f"{budget}_lr", prof["lr"]),
+            **{k: prof[k] for k in ("batch_size", "width_mult", "fc_width", "dropout",
                                     "train_size", "val_size", "eval_images",
                                     "multicrop_images")},
             "protocols": [p[1] for p in evaluation_plan(prof, cell.name)]}
 
 
 def recipe_for(cell, prof, args, out_root):
-    cfg, scale, init, source, budget = RUNS[cell.name]
+    cfg, scale, init, source, budget = run_info(cell.name, prof)
     src = Cell(source, cell.seed) if source else None
     return Recipe(
         cfg=cfg, data=args.data, crop=CROP, scale=scale, batch_size=prof["batch_size"],
-        lr=prof["lr"], epochs=prof[f"{budget}_epochs"], init=init,
+        lr=prof.get(f"{budget}_lr", prof["lr"]), epochs=prof[f"{budget}_epochs"], init=init,
         init_from=os.path.join(cell_dir(out_root, src), "last.npz") if src else "",
         fc_width=prof["fc_width"], width_mult=prof["width_mult"], dropout=prof["dropout"],
         patience=prof[f"{budget}_patience"], train_size=prof["train_size"],
         val_size=prof["val_size"], seed=cell.seed, out=cell_dir(out_root, cell),
-        progress=False, device=args.device)
+        progress=False, device=args.device, threads=getattr(args, "threads", 1))
 
 
 def read_json(path):
@@ -734,7 +751,7 @@ def cell_cost(cell, prof):
     """(training, evaluation) work of a cell in forward multiply-adds: a training
     image costs about three forward passes (forward and backward), a validation
     image one; a dense view at Q costs (Q / 32)^2 crops, each with its flip."""
-    cfg, _, _, _, budget = RUNS[cell.name]
+    cfg, _, _, _, budget = run_info(cell.name, prof)
     macs = macs_per_image(cfg, prof)
     epoch = macs * (3 * prof["train_size"] + prof["val_size"])
     views = 0.0
@@ -757,8 +774,8 @@ class Progress:
 
     def _units(self, cell):
         epoch, ev = cell_cost(cell, self.prof)
-        spec = RUNS[cell.name][4]
-        return {"epoch": epoch, "epochs": self.prof[f"{spec}_epochs"], "eval": ev}
+        budget = run_info(cell.name, self.prof)[4]
+        return {"epoch": epoch, "epochs": self.prof[f"{budget}_epochs"], "eval": ev}
 
     def skip_epochs(self, cell, n):
         """n epochs of the cell were trained by an earlier session."""
@@ -823,11 +840,15 @@ def plan_cells(prof, seeds, selection=None):
             raise ValueError(f"--cells: seed {seed!r} of {item!r} is not one of the run's "
                              f"seeds {seeds}")
         want |= {c for c in cells if c.name == name and (not seed or c.seed == int(seed))}
-    for c in list(want):
-        source = RUNS[c.name][3]
-        if source and Cell(source, c.seed) not in want:
-            want.add(Cell(source, c.seed))
-            added.append(f"{source} seed {c.seed} (where {c.name} starts from)")
+    grew = True
+    while grew:  # D-jit starts from D, which starts from A
+        grew = False
+        for c in sorted(want, key=lambda c: (c.seed, c.name)):
+            source = run_info(c.name, prof)[3]
+            if source and Cell(source, c.seed) not in want:
+                want.add(Cell(source, c.seed))
+                added.append(f"{source} seed {c.seed} (where {c.name} starts from)")
+                grew = True
     return [c for c in cells if c in want], sorted(set(added))
 
 
@@ -867,6 +888,7 @@ def run_cells(cells, prof, args, out_root, log, state=None):
                                  on_epoch, log=lambda *a: None)
         train_s = time.perf_counter() - t0
         t0 = time.perf_counter()
+        set_threads(args.threads)
         eval_set, crop_set = eval_data(args.data, prof, c.seed)
         results = evaluate_cell(folder, c.name, prof, eval_set, crop_set)
         eval_s = time.perf_counter() - t0
@@ -1075,6 +1097,8 @@ def write_doc(path, dump, fig_paths):
                      f"{np.mean([t['eval_s'] for t in ts]):.0f} |")
     L.append(f"\nAll cells: {fmt_hours(meta['wall_h'])} of wall time over "
              f"{meta['sessions']} session(s) (the report itself not included).\n")
+    if meta.get("profile_name") == "cifar":
+        L.append(PILOTS)
     L.append(SCALE_UP)
     with open(path, "w", encoding="utf-8") as f:
         f.write("\n".join(L))
@@ -1092,6 +1116,36 @@ TABLE_NOTES = {
          "seed.\n",
 }
 
+#: How the cifar profile's budget was chosen: pilot runs on the CIFAR-10 JPEGs, seed 0.
+PILOTS = """## Budget
+
+The cifar profile was sized from pilot runs on the project's 2-core machine (seed 0,
+20,000 training images per epoch, lr 0.01, batch 64; validation top-1 error on 1,000
+test images, single centre crop, after each epoch):
+
+| pilot | validation top-1 error per epoch (%) |
+| --- | --- |
+| A, He init | 60.9, 56.1, 54.0, 44.6, 43.9, 41.5, 39.1, 37.0 |
+| D from A (§3.1) | 61.1, 55.4, 53.4, 47.2, 45.7 |
+| D, He init alone | 61.8, 60.6, 59.6, 50.4, 46.9 |
+| D, Glorot init alone | 90.0, 90.0 (loss 2.305 in both: at chance) |
+| E from A | 64.2, 56.6, 55.8, 48.5 |
+| D, S in [36, 72], from A (tested at Q = 54) | 69.4, 70.3, 64.3, 59.3 |
+| D, S in [36, 72], from that D after 5 epochs, lr 0.001 / 0.01 | 48.4 / 51.9 |
+
+An epoch of A took 18.1-19.4 s on the quiet machine (one BLAS thread, about 1,060
+images/s); a training step of A-LRN costs 1.3 times A's CPU time, D 1.9 times, E 2.4
+times. Hence: every net trained from scratch or from A gets 10 epochs (the rate divided
+by 10 after 8: the runs end long before the plateau rule would fire); the net without
+A is D with He's initialisation, since Glorot's left D at chance; the jittered nets
+are fine-tuned from D and E (as in §3.1) for 4 epochs at lr 0.001, the paper's
+fine-tuning rate, since started from A they left chance too slowly. Evaluation runs on
+one thread: with two, on the shared machine, the 150-crop protocol took 40 times the
+CPU time (15.7 s against 0.39 s for 6 images). In all, about 2.3 hours on a quiet
+machine; the ETA printed during the run measures it.
+
+"""
+
 SCALE_UP = """## Scaling up
 
 The budget is set by the profile (`PROFILES` in examples/reproduce_paper.py); any value
@@ -1103,11 +1157,14 @@ was made with):
   (the paper's 64-512, about 16x); `--set fc_width=512` widens FC1 and FC2;
 - images: `--set train_size=49000` (all of CIFAR-10's training images but the 1,000 held
   out) and `--set eval_images=10000` (the whole test set);
-- epochs: `--set base_epochs=40 --set base_drop=30` and the same for `deep_` and
-  `scratch_` (the rate is divided by 10 after the `_drop` epoch), or leave the drops to
-  the paper's plateau rule with `--set base_drop=0 --set base_patience=2`;
+- epochs: `--set base_epochs=40 --set base_drop=30` and the same for `deep_`,
+  `scratch_` and `tune_` (the rate is divided by 10 after the `_drop` epoch), or leave
+  the drops to the paper's plateau rule with `--set base_drop=0 --set base_patience=2`;
 - seeds: `--seeds 5` narrows every interval (by about a third from 3 seeds);
-- a GPU: `--device cuda` trains on it (evaluation stays on the CPU).
+- threads: `--threads 0` lets minivgg choose per epoch (wider nets on a machine of
+  their own gain from more than one);
+- a GPU: `--device cuda` trains there through the Trainer's CUDA path (the evaluation
+  stays on the CPU).
 
 Started again with the same command, a run reuses its finished cells, so a bigger run
 can be built up a few cells at a time with `--cells`.
@@ -1120,13 +1177,20 @@ def budget_text(prof):
                         ("deep", "B-E started from A's conv1_1, conv2_1, conv3_1, conv3_2 and "
                                  "fc6-fc8 (the rest He-initialised, §3.1)"),
                         ("scratch", "the deep nets without A, from their own initialisation "
-                                    "alone")):
-        if budget == "scratch" and not scratch_nets(prof):
+                                    "alone"),
+                        ("tune", "the nets with S jittered, fine-tuned from the fixed-S net "
+                                 "of their configuration and seed, every weight copied (§3.1: "
+                                 "\"fine-tuning all layers of a single-scale model with the "
+                                 "same configuration\")")):
+        if (budget == "scratch" and not scratch_nets(prof) or
+                budget == "tune" and prof.get("jit_from") != "same"):
             continue
         ep, drop, pat = (prof[f"{budget}_epochs"], prof.get(f"{budget}_drop", 0),
                          prof[f"{budget}_patience"])
         steps = ep * math.ceil(prof["train_size"] / prof["batch_size"])
         text = f"{who}: {ep} epoch{'s' if ep > 1 else ''} ({steps:,} steps)"
+        if prof.get(f"{budget}_lr", prof["lr"]) != prof["lr"]:
+            text += f" at lr {prof[f'{budget}_lr']}"
         if 0 < drop < ep:
             text += f", the rate divided by 10 after epoch {drop}"
         text += (", plateau rule off (patience as long as the run)" if pat + 1 >= ep else
@@ -1218,8 +1282,11 @@ def report(out_root, prof, seeds, args, paths, sessions=None):
 
     def hide(text):
         for p, name in sorted(hidden, key=lambda h: -len(h[0])):
-            text = text.replace(p.rstrip("/"), name)
-        return text
+            text = re.sub(re.escape(p.rstrip("/")) + r"(?=[/\s`]|$)", name, text)
+        # Any other folder outside this one (--doc, --img-dir): its file name only.
+        return re.sub(r"(?<![\w.])/[^\s`]*/([^\s`/]*)",
+                      lambda m: m.group(0) if not os.path.isabs(shown_path(m.group(0)))
+                      else ".../" + m.group(1), text)
     commands = dict.fromkeys(hide(s["command"]) for s in sessions)
     meta = {
         # The commands that trained the cells (a --report only writes the page).
@@ -1238,6 +1305,7 @@ def report(out_root, prof, seeds, args, paths, sessions=None):
                       "real images"),
         "params_range": "-".join(f"{p / 1e3:.0f}K" for p in params) or "?",
         "out": hide(out_root),
+        "results_json_from_root": hide(shown_path(paths[1])),
     }
     return write_report(paths, meta, seeds, results, histories, times)
 
@@ -1247,13 +1315,14 @@ def write_report(paths, meta, seeds, results, histories, times):
     prof = meta["profile"]
     for p in (doc, results_json):
         os.makedirs(os.path.dirname(os.path.abspath(p)), exist_ok=True)
-    meta["results_json_from_root"] = shown_path(results_json)
+    meta.setdefault("results_json_from_root", shown_path(results_json))
     summary = summarise(results, seeds, prof)
     dump = {"meta": meta, "seeds": seeds, "summary": summary,
             "paper": {f"{k[0]}|{k[1]}": v for k, v in PAPER.items()},
             "results": {str(s): {f"{k[0]}|{k[1]}": v for k, v in res.items()}
                         for s, res in results.items()},
-            "histories": {str(s): hs for s, hs in histories.items()}, "times": times}
+            "histories": {str(s): hs for s, hs in histories.items()}, "times": times,
+            "sources": {n: run_info(n, prof)[3] for n in prof["runs"]}}
     write_json(results_json, dump)
     figs = load_figure_module().make_figures(results_json, img_dir)
     write_doc(doc, dump, figs)
@@ -1319,6 +1388,10 @@ def main(argv=None):
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="change one value of the profile for this run (e.g. width_mult=0.5)")
     p.add_argument("--device", default="cpu", help="where to train: cpu or cuda[:N]")
+    p.add_argument("--threads", type=int, default=1,
+                   help="CPU threads of training and evaluation (default 1: these nets' "
+                        "products are small, and a second BLAS thread on a shared 2-core "
+                        "machine waits far more than it works; 0: minivgg's own choice)")
     p.add_argument("--out", default="runs/reproduce", help="folder of the runs (OUT/PROFILE/)")
     p.add_argument("--doc", default=None, help="the page to write (default "
                                                "OUT/PROFILE/reproduction.md)")
@@ -1336,6 +1409,8 @@ def main(argv=None):
     args.argv = list(argv if argv is not None else sys.argv[1:])
     if args.seeds < 1:
         p.error("--seeds must be >= 1")
+    if args.threads < 0:
+        p.error(f"--threads must be >= 0 (0: minivgg's own choice), got {args.threads}")
     if args.from_results:
         doc = args.doc or os.path.join(os.path.dirname(os.path.abspath(args.from_results)),
                                        "reproduction.md")

@@ -103,10 +103,7 @@ def _comparison_figure(plt, comps, scratch, out):
     return out
 
 
-FROM_A = {"B", "C", "D", "E", "D-jit", "E-jit"}
-
-
-def _curves_figure(plt, histories, runs, out):
+def _curves_figure(plt, histories, runs, sources, out):
     seeds = sorted(histories, key=int)
     names = [n for n in runs if any(n in histories[s] for s in seeds)]
     cols = 3
@@ -119,11 +116,18 @@ def _curves_figure(plt, histories, runs, out):
             rows_ = histories[s].get(name)
             if not rows_:
                 continue
-            shift = len(histories[s].get("A", [])) if name in FROM_A else 0
-            if shift:  # where the net starts from: A's curve, faint
-                ax.plot([r["epoch"] for r in histories[s]["A"]],
-                        [100 * r["val_top1_err"] for r in histories[s]["A"]], "-",
-                        color="#bdbdbd", lw=0.8, label="A" if i == 0 else None)
+            # A net started from another goes on from that one's last epoch, drawn
+            # faintly before it (D-jit: A, then D).
+            shift, chain, src = 0, [], sources.get(name)
+            while src:
+                chain.insert(0, src)
+                src = sources.get(src)
+            for k, src in enumerate(chain):
+                prev = histories[s].get(src, [])
+                ax.plot([r["epoch"] + shift for r in prev],
+                        [100 * r["val_top1_err"] for r in prev], "-", color="#bdbdbd",
+                        lw=0.8, label="where it starts from" if i == 0 and k == 0 else None)
+                shift += len(prev)
             ep = [r["epoch"] + shift for r in rows_]
             c = colours[i % len(colours)]
             ax.plot(ep, [100 * r["val_top1_err"] for r in rows_], "o-", ms=2.5, color=c,
@@ -133,7 +137,8 @@ def _curves_figure(plt, histories, runs, out):
                 if b["lr"] < a["lr"]:
                     ax.axvline(a["epoch"] + shift + 0.5, color=c, ls=":", lw=1)
         ax.axhline(90, color="grey", ls=":", lw=0.8)
-        ax.set_title(name + (" (after A)" if name in FROM_A else ""), fontsize=8)
+        ax.set_title(name + (f" (after {sources[name]})" if sources.get(name) else ""),
+                     fontsize=8)
         ax.set_ylim(0, 100)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.tick_params(labelsize=7)
@@ -145,8 +150,8 @@ def _curves_figure(plt, histories, runs, out):
     for ax in axes[-1]:
         ax.set_xlabel("epoch", fontsize=8)
     fig.suptitle("Learning curves of every cell: validation top-1 error (solid), training "
-                 "top-1 error (dashed); dotted: the rate divided by 10; grey: A, where the "
-                 "net starts from", fontsize=9)
+                 "top-1 error (dashed); dotted: the rate divided by 10; grey: the net it "
+                 "starts from", fontsize=9)
     fig.tight_layout()
     fig.savefig(out, dpi=100)
     plt.close(fig)
@@ -177,6 +182,7 @@ def make_figures(results_json, img_dir=None):
             plt, summary["comparisons"], summary["scratch"],
             os.path.join(img_dir, "reproduction_comparisons.png"))
     paths["curves"] = _curves_figure(plt, data["histories"], meta["profile"]["runs"],
+                                     data["sources"],
                                      os.path.join(img_dir, "reproduction_curves.png"))
     return paths
 

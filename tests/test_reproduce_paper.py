@@ -352,8 +352,35 @@ def test_every_profile_plans_every_comparison_it_can_measure():
     cifar = rp.PROFILES["cifar"]
     assert tuple(cifar["fusion"]) == ("D-jit", "E-jit") and "D-he" in cifar["runs"]
     assert cifar["real_data"] and cifar["learnt_below"] == 50.0
-    # Every run started from A names a run that is trained before it.
+    # §3.1: the jittered nets are fine-tuned from their own configuration's net.
+    assert rp.run_info("D-jit", cifar) == ("D", "36:72", "kaiming", "D", "tune")
+    assert rp.run_info("D-jit", rp.PROFILES["quick"])[3] == "A"
+    # Every run started from another names a run that is trained before it.
     for prof in rp.PROFILES.values():
         for i, name in enumerate(prof["runs"]):
-            source = rp.RUNS[name][3]
+            source = rp.run_info(name, prof)[3]
             assert source is None or source in prof["runs"][:i]
+
+
+def test_jittered_nets_fine_tuned_from_their_configuration(tmp_path, capsys, monkeypatch):
+    """With jit_from="same" (the cifar profile), --cells D-jit brings D and A with it,
+    and D-jit starts from all of D's weights at the tune budget's rate."""
+    rp = load()
+    prof = dict(rp.PROFILES["tiny"], jit_from="same", tune_epochs=1, tune_drop=0,
+                tune_patience=0, tune_lr=0.001)
+    monkeypatch.setitem(rp.PROFILES, "tiny", prof)
+    trained = _spy_trainings(rp, monkeypatch)
+    assert rp.main(["--profile", "tiny", "--seeds", "1", "--cells", "D-jit",
+                    "--out", str(tmp_path)]) == 0
+    assert trained == ["A", "D", "D-jit"]
+    out = capsys.readouterr().out
+    assert "also running A seed 0 (where D starts from), D seed 0 (where D-jit starts from)" \
+        in out
+    seed0 = tmp_path / "tiny" / "seed0"
+    recipe = json.loads((seed0 / "D-jit" / "recipe.json").read_text())
+    assert recipe["init_from"] == str(seed0 / "D" / "last.npz") and recipe["lr"] == 0.001
+    cell = json.loads((seed0 / "D-jit" / "cell.json").read_text())
+    assert cell["spec"]["from"] == "D" and cell["history"][0]["lr"] == 0.001
+    text = (tmp_path / "tiny" / "reproduction.md").read_text()
+    assert "fine-tuned from the fixed-S net of their configuration" in text
+    assert "D, S in [36, 72], from D, Q = 54" in text

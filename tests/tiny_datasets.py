@@ -1,4 +1,4 @@
-"""Tiny real-data layouts generated on the spot for the tests (never ../shared data):
+"""Tiny real-data layouts generated on the spot for the tests:
 an ImageFolder tree and a binary CIFAR-10 archive, both with CIFAR-10's class names."""
 import os
 
