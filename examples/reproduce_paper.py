@@ -407,15 +407,17 @@ def summarise(results, seeds, prof):
         if not got:
             continue
         left = [s for s in got if got[s] < learnt_below]
-        paired = [s for s in got if ("D", "single") in results.get(s, {})]
+        cfg = run_info(net, prof)[0]  # the same configuration, started from A
+        paired = [s for s in got if (cfg, "single") in results.get(s, {})]
         # Whether the net trains says something only where the same net started
         # from A did leave chance.
-        ok, _ = net_ok([run_info(net, prof)[0]], list(got))
+        ok, _ = net_ok([cfg], list(got))
         word = ("not measurable" if not ok else
                 "reproduces" if len(left) == len(got) and len(got) > 1 else
                 "contradicts" if not left and len(got) > 1 else "inconclusive")
-        diff = mean_interval([got[s] - results[s][("D", "single")]["top1"] for s in paired])
-        scratch.append({"net": net, "claim": SCRATCH_CLAIM, "errors": {str(s): got[s] for s in got},
+        diff = mean_interval([got[s] - results[s][(cfg, "single")]["top1"] for s in paired])
+        scratch.append({"net": net, "cfg": cfg, "claim": SCRATCH_CLAIM,
+                        "errors": {str(s): got[s] for s in got},
                         "left_chance": len(left), "seeds": len(got), "verdict": word,
                         "vs_from_A": {"mean": diff[0], "low": diff[1], "high": diff[2],
                                       "n": len(paired)}})
@@ -1032,7 +1034,8 @@ def write_doc(path, dump, fig_paths):
     for s in summary["scratch"]:
         v = s["vs_from_A"]
         L.append(f"| {s['claim']} ({s['net']}: left chance in {s['left_chance']} of "
-                 f"{s['seeds']} seeds) | no figure | {s['net']} minus D from A: "
+                 f"{s['seeds']} seeds) | no figure | {s['net']} minus "
+                 f"{s.get('cfg', 'D')} from A: "
                  f"{fmt_interval(v['mean'], v['low'], v['high'], True)} | "
                  f"{per_seed_text(s['errors'])} (error) | **{s['verdict']}** |")
     L.append("")
