@@ -899,6 +899,8 @@ def run_cells(cells, prof, args, out_root, log, state=None):
             "eval_s": eval_s, "finished": datetime.datetime.now().isoformat(timespec="seconds")})
         progress.cell_done(c)
         state["ran"] += 1
+        if state.get("on_cell"):
+            state["on_cell"]()
         log(f"    {c}: " + ", ".join(f"{lab} {r['top1']:.1f}%" for lab, r in results.items())
             + f" top-1 (evaluated in {eval_s:.0f} s) | {progress.line()}")
     return len(todo)
@@ -1301,6 +1303,7 @@ def report(out_root, prof, seeds, args, paths, sessions=None):
         "date": datetime.date.today().isoformat(), "machine": machine_line(),
         "load": "; ".join(f"{s['load_start']} at the start and {s['load_end']} at the end of "
                           f"session {i + 1}" for i, s in enumerate(sessions)) or load_average(),
+        # A session still running counts up to its last finished cell.
         "wall_h": sum(s["wall_s"] for s in sessions) / 3600, "sessions": len(sessions),
         "profile": prof, "profile_name": args.profile, "data": hide(args.data),
         "data_name": hide(data_name(args.data)),
@@ -1333,11 +1336,23 @@ def write_report(paths, meta, seeds, results, histories, times):
 
 
 def read_sessions(out_root):
+    """The sessions that trained cells in ``out_root``: sessions.jsonl gets a line
+    per finished cell of a session (its totals so far; a killed session keeps its
+    last), so each session's last line counts."""
     path = os.path.join(out_root, "sessions.jsonl")
     if not os.path.exists(path):
         return []
     with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+        lines = [json.loads(line) for line in f if line.strip()]
+    return list({(s["start"], s.get("pid")): s for s in lines}.values())
+
+
+def note_session(out_root, session, t0, ran):
+    """Append this session's totals so far to OUT/PROFILE/sessions.jsonl."""
+    session.update(end=datetime.datetime.now().isoformat(timespec="seconds"),
+                   wall_s=time.perf_counter() - t0, load_end=load_average(), cells_run=ran)
+    with open(os.path.join(out_root, "sessions.jsonl"), "a", encoding="utf-8") as f:
+        f.write(json.dumps(session) + "\n")
 
 
 def from_results(path, paths):
@@ -1449,9 +1464,10 @@ def main(argv=None):
         os.makedirs(out_root, exist_ok=True)
         session = {"command": "python examples/reproduce_paper.py " + " ".join(args.argv),
                    "start": datetime.datetime.now().isoformat(timespec="seconds"),
-                   "load_start": load_average()}
-        state = {"ran": 0}
+                   "pid": os.getpid(), "load_start": load_average()}
         t0 = time.perf_counter()
+        state = {"ran": 0}
+        state["on_cell"] = lambda: note_session(out_root, session, t0, state["ran"])
         try:
             run_cells(cells, prof, args, out_root, log, state)
         except KeyboardInterrupt:
@@ -1463,11 +1479,7 @@ def main(argv=None):
         finally:
             # Sessions that did work count towards the run's wall time.
             if state["ran"] or time.perf_counter() - t0 > 60:
-                session.update(end=datetime.datetime.now().isoformat(timespec="seconds"),
-                               wall_s=time.perf_counter() - t0, load_end=load_average(),
-                               cells_run=state["ran"])
-                with open(os.path.join(out_root, "sessions.jsonl"), "a", encoding="utf-8") as f:
-                    f.write(json.dumps(session) + "\n")
+                note_session(out_root, session, t0, state["ran"])
     try:
         doc, results_json, figs = report(out_root, prof, seeds, args, paths)
     except ValueError as e:

@@ -163,8 +163,14 @@ def test_killed_run_started_again_recomputes_no_finished_cell(tmp_path, monkeypa
     finished = {n for n, f in folders.items() if (f / "cell.json").exists()}
     assert len(finished) >= 3 and len(finished) < len(runs), finished
     stamps = {n: (folders[n] / "cell.json").read_bytes() for n in finished}
+    # The killed session's time is kept up to its last finished cell.
+    (killed,) = rp.read_sessions(str(out / "tiny"))
+    assert killed["cells_run"] == len(finished) and killed["wall_s"] > 0
     trained = _spy_trainings(rp, monkeypatch)
     assert rp.main(argv) == 0
+    assert [s["cells_run"] for s in rp.read_sessions(str(out / "tiny"))] == [
+        len(finished), len(runs) - len(finished)]
+    assert "in 2 session(s)" in (out / "tiny" / "reproduction.md").read_text()
     assert set(trained) == set(runs) - finished and len(trained) == len(set(trained))
     for n in finished:  # untouched
         assert (folders[n] / "cell.json").read_bytes() == stamps[n]
