@@ -1471,8 +1471,8 @@ def main(argv=None):
         try:
             run_cells(cells, prof, args, out_root, log, state)
         except KeyboardInterrupt:
-            log("interrupted: the finished cells and the last finished epoch are kept; "
-                "run the same command again to continue")
+            log("interrupted: the finished cells and the interrupted cell's last saved state "
+                "are kept; run the same command again to continue")
             return 130
         except (ValueError, FileNotFoundError) as e:
             p.error(str(e))
