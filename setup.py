@@ -40,5 +40,6 @@ setup(
         "minivgg-evaluate = minivgg.cli.evaluate:console",
         "minivgg-classify = minivgg.cli.classify:console",
         "minivgg-summary = minivgg.summary:main",
+        "minivgg-export = minivgg.cli.export:console",
     ]},
 )

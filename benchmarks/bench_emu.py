@@ -20,6 +20,7 @@ from minivgg import Tensor  # noqa: E402
 from minivgg import functional as F  # noqa: E402
 from minivgg.models import vgg  # noqa: E402
 from minivgg.optim import SGD  # noqa: E402
+from minivgg.backend import device  # noqa: E402
 from minivgg.profiler import Profiler  # noqa: E402
 
 
@@ -48,7 +49,7 @@ def main(argv=None):
     minivgg.manual_seed(0)
     times = {dev: best_time(step_fn(dev, x, y), a.repeats) for dev in ("cpu", "emu")}
     emu_step = step_fn("emu", x, y)
-    with Profiler("emu") as prof:
+    with Profiler(device("emu")) as prof:
         emu_step()
     kernel_ms = sum(t for n, _, t in prof.totals() if n.startswith("kernel "))
     torch_s = None

@@ -34,7 +34,7 @@ from common import command_line, machine, today, write_section  # noqa: E402
 from minivgg import Tensor  # noqa: E402
 from minivgg import functional as F  # noqa: E402
 from minivgg import memory  # noqa: E402
-from minivgg.functional.conv import CHUNK_ELEMENTS  # noqa: E402
+from minivgg.fast.blocks import CHUNK_ELEMENTS  # noqa: E402
 from minivgg.models import vgg  # noqa: E402
 from minivgg.optim import SGD  # noqa: E402
 

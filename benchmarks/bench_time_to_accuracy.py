@@ -350,7 +350,7 @@ def report(results, args):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__,
+    p = argparse.ArgumentParser(description=__doc__, allow_abbrev=False,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="cifar10:DIR or imagefolder:DIR")
     p.add_argument("--profile", default="cifar", help="the reproduction profile (default cifar)")

@@ -35,6 +35,7 @@ from common import (command_line, interleaved_best_cpu, load_average,  # noqa: E
 import minivgg  # noqa: E402
 from minivgg import Tensor  # noqa: E402
 from minivgg import functional as F  # noqa: E402
+from minivgg.fast import select  # noqa: E402
 from minivgg.models import vgg  # noqa: E402
 from minivgg.optim import SGD  # noqa: E402
 from minivgg.testing import torch_vgg  # noqa: E402
@@ -88,7 +89,7 @@ def conv_case(torch, c, k, h, batch, repeats):
     def ours():
         xt = Tensor(x, requires_grad=need_dx)
         wt, bt = Tensor(w, requires_grad=True), Tensor(b, requires_grad=True)
-        F.conv2d(xt, wt, bt, 1, 1, relu=True).backward(gy)
+        select.conv2d(xt, wt, bt, 1, 1, relu=True).backward(gy)
 
     tx = torch.tensor(np.ascontiguousarray(x), requires_grad=need_dx)
     tw, tb = torch.tensor(w, requires_grad=True), torch.tensor(b, requires_grad=True)
@@ -112,7 +113,7 @@ def products_alone(c, k, h, batch, repeats):
     gradient (N*K*H*W numbers, which backward must read from memory to mask
     it with the ReLU). Seconds, (forward, dW, read), of wall time and of
     CPU time."""
-    from minivgg.functional.conv import _cpu_blocks
+    from minivgg.fast.blocks import cpu_blocks as _cpu_blocks
     rng = np.random.default_rng(0)
     ckk = 9 * c
     bands = [(i1 - i0) * (r1 - r0) * h for i0, i1, r0, r1 in _cpu_blocks(batch, h, h, ckk, k)]
@@ -153,7 +154,7 @@ def pool_case(torch, c, h, batch, repeats):
 
     def ours():
         xt = Tensor(x, requires_grad=True)
-        F.max_pool2d(xt, 2).backward(gy)
+        select.max_pool2d(xt, 2).backward(gy)
 
     tx = torch.tensor(np.ascontiguousarray(x), requires_grad=True)
     tgy = torch.tensor(np.ascontiguousarray(gy))
@@ -168,8 +169,7 @@ def pool_case(torch, c, h, batch, repeats):
 def conv_algorithm(c, k, h, batch):
     """The algorithm minivgg's CPU path uses for this layer."""
     from minivgg.backend import device
-    from minivgg.functional.conv import algorithm_name
-    return algorithm_name(device("cpu"), (batch, c, h, h), (k, c, 3, 3))
+    return select.algorithm_name(device("cpu"), (batch, c, h, h), (k, c, 3, 3))
 
 
 def train_step_case(torch, size, batch, repeats, fc_width=4096, cfg="A", width_mult=1.0):
@@ -212,28 +212,28 @@ def model_label(cfg, width, fc):
 
 
 def _with(fn, **settings):
-    """fn run with minivgg.functional.conv's attributes set to ``settings``
-    (WINOGRAD="never", CHANNELS_LAST="always", ...), restored after."""
-    import minivgg.functional.conv as conv
+    """fn run with the selector's settings (minivgg/fast/select.py) set to
+    ``settings`` (CONV="im2col", WINOGRAD_SIZES=(), ...), restored after."""
 
     def run():
-        old = {name: getattr(conv, name) for name in settings}
+        old = {name: getattr(select, name) for name in settings}
         for name, value in settings.items():
-            setattr(conv, name, value)
+            setattr(select, name, value)
         try:
             fn()
         finally:
             for name, value in old.items():
-                setattr(conv, name, value)
+                setattr(select, name, value)
     return run
 
 
-#: The algorithms of the ablation, as conv settings.
-CHANNEL_MAJOR = {"WINOGRAD": "never", "CHANNELS_LAST": "never"}
-CHANNELS_LAST = {"WINOGRAD": "never", "CHANNELS_LAST": "always"}
-F2 = {"WINOGRAD": "always"}
-F4 = {"WINOGRAD": "f4"}
-WHOLE_MAP = {"SMALL_MAP": "always"}
+#: The algorithms of the ablation, as selector settings.
+CHANNEL_MAJOR = {"CONV": "im2col"}
+CHANNELS_LAST = {"CONV": "im2col-channels-last"}
+F2 = {"CONV": "winograd2"}
+F4 = {"CONV": "winograd4"}
+WHOLE_MAP = {"CONV": "whole-map"}
+NO_WINOGRAD = {"WINOGRAD_SIZES": ()}
 
 
 def winograd_ablation(a, out, lines):
@@ -244,8 +244,7 @@ def winograd_ablation(a, out, lines):
     one run. Each layer gets its input channels-last, as the CPU's
     convolutions and poolings leave it, and its gradient in the layout of
     its own output: channel-major for F(2x2), channels-last otherwise."""
-    import minivgg.functional.conv as conv
-    from minivgg.functional import small_maps
+    from minivgg.fast import small_maps
     rng = np.random.default_rng(0)
     load_before = load_average()
     layers = [(c, k, h, a.batch_224) for c, k, h in VGG_D_CONVS[1:]] + \
@@ -265,7 +264,7 @@ def winograd_ablation(a, out, lines):
             def run():
                 ts = [Tensor(x, requires_grad=True), Tensor(w, requires_grad=True),
                       Tensor(b, requires_grad=True)]
-                F.conv2d(*ts, 1, 1, relu=True).backward(gy)
+                select.conv2d(*ts, 1, 1, relu=True).backward(gy)
             return run
         f4 = h >= 4
         whole = small_maps.applies((n, c, h, h), (k, c, 3, 3), (1, 1), (1, 1))
@@ -286,8 +285,8 @@ def winograd_ablation(a, out, lines):
             f"{ms(tw)} | {up(t[1])} | {up(t[2])} | {up(t4)} | {up(tw)} | "
             f"{conv_algorithm(c, k, h, n)} |")
     out()
-    out("| VGG-A step | im2col s | im2col, channels last where chosen s | default s "
-        "| channels last speed-up | default speed-up |")
+    out("| VGG-A step | im2col s | no Winograd (the rule otherwise) s | default s "
+        "| no-Winograd speed-up | default speed-up |")
     out("| --- | ---: | ---: | ---: | ---: | ---: |")
     for size, batch, width, fc in ((32, 64, 1.0, 4096), (32, 64, 0.25, 128), (224, 8, 1.0, 4096)):
         model = vgg("A", num_classes=10, input_size=size, fc_width=fc, width_mult=width,
@@ -302,7 +301,7 @@ def winograd_ablation(a, out, lines):
             loss.backward()
             opt.step()
         wall, cpu = interleaved_best_cpu([_with(step, **CHANNEL_MAJOR),
-                                          _with(step, WINOGRAD="never"), step], a.repeats)
+                                          _with(step, **NO_WINOGRAD), step], a.repeats)
         t = cpu if a.threads == 1 else wall
         out(f"| {model_label('A', width, fc)}, {size}x{size}, batch {batch} | {t[0]:.3f} | "
             f"{t[1]:.3f} | {t[2]:.3f} | {t[0] / t[1]:.2f} | {t[0] / t[2]:.2f} |")
@@ -314,13 +313,12 @@ def winograd_ablation(a, out, lines):
                 f"{_allocator_note()}\n\n"
                 f"Command: `{command_line()}`\n\nconv2d 3x3 pad 1 + ReLU forward + backward, "
                 f"and whole VGG-A training steps, with the CPU path's convolutions as the "
-                f"channel-major im2col + GEMM (conv.WINOGRAD = \"never\", CHANNELS_LAST = "
-                f"\"never\"), the channels-last one (CHANNELS_LAST = \"always\"), "
-                f"Winograd F(2x2, 3x3) (WINOGRAD = \"always\") and F(4x4, 3x3) (\"f4\"), "
-                f"the whole-map GEMM where every output sees every input (SMALL_MAP = "
-                f"\"always\"), "
-                f"and as chosen by default (\"auto\": the last column; the table "
-                f"conv.WINOGRAD_SIZES = {conv.WINOGRAD_SIZES} of (channels at least, F(4x4) "
+                f"channel-major im2col + GEMM (select.CONV = \"im2col\"), the channels-last "
+                f"one (\"im2col-channels-last\"), Winograd F(2x2, 3x3) (\"winograd2\") and "
+                f"F(4x4, 3x3) (\"winograd4\"), the whole-map GEMM where every output sees "
+                f"every input (\"whole-map\"), and as chosen by default (\"auto\": the last "
+                f"column; the table "
+                f"select.WINOGRAD_SIZES = {select.WINOGRAD_SIZES} of (channels at least, F(4x4) "
                 f"from output size and from output pixels in the batch, F(2x2) from output size), "
                 f"else im2col, channels last "
                 f"where it applies), best of {a.repeats} interleaved runs by {clock}; the "

@@ -63,12 +63,12 @@ import numpy as np  # noqa: E402
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, ROOT)
 
-from minivgg import train as train_mod  # noqa: E402
 from minivgg.checkpoint import load_checkpoint  # noqa: E402
 from minivgg.data.base import Dataset, Subset, stratified_subset  # noqa: E402
 from minivgg.evaluate import EvalNet, evaluate, fuse_posteriors, topk_error  # noqa: E402
 from minivgg.threads import set_threads  # noqa: E402
 from minivgg.train import Recipe, Trainer  # noqa: E402
+from minivgg.train import trainer as train_mod  # noqa: E402  (the Trainer reads its data here)
 
 CROP = 32
 FIXED_S = "36"
@@ -1385,7 +1385,7 @@ def from_results(path, paths):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__,
+    p = argparse.ArgumentParser(description=__doc__, allow_abbrev=False,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_mutually_exclusive_group()
     g.add_argument("--quick", dest="profile", action="store_const", const="quick",

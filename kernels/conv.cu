@@ -1,5 +1,6 @@
 // Convolution as im2col + GEMM (§2.1's 3x3 and 1x1 convolutions), the GPU
-// half of minivgg/functional/conv.py. The GEMM itself is cuBLAS (cupy.matmul);
+// half of minivgg/functional/conv.py (im2col, col2im) and of
+// minivgg/fast/conv.py (bias_act). The GEMM itself is cuBLAS (cupy.matmul);
 // these kernels build the column matrix, fold it back, and add the bias.
 //
 // Shapes (see minivgg/functional/__init__.py for the letters):

@@ -1,4 +1,4 @@
-"""``python -m minivgg COMMAND [options]``: train, evaluate, classify or summary
+"""``python -m minivgg COMMAND [options]``: train, evaluate, classify, summary or export
 (each also installed as ``minivgg-COMMAND``; ``--help`` after a command lists its options)."""
 import importlib
 import sys
@@ -7,7 +7,8 @@ COMMANDS = {
     "train": ("minivgg.cli.train", "train a VGG configuration with the paper's recipe (§3.1)"),
     "evaluate": ("minivgg.cli.evaluate", "evaluate checkpoints with the test protocols (§3.2, §4)"),
     "classify": ("minivgg.cli.classify", "top-5 classes of images under a test protocol"),
-    "summary": ("minivgg.summary", "the layers of a configuration: Tables 1 and 2"),
+    "summary": ("minivgg.summary", "the layers of a configuration or a file: Tables 1 and 2"),
+    "export": ("minivgg.cli.export", "a model to .safetensors, .pth, .npz or ONNX"),
 }
 
 

@@ -21,11 +21,12 @@ half-loaded model.
 import contextlib
 import json
 import os
-import tempfile
 import zipfile
 from collections import OrderedDict
 
 import numpy as np
+
+from .files import atomic_write  # noqa: F401  (where the run folder's writers find it)
 
 FORMAT = "minivgg-checkpoint"
 VERSION = 1
@@ -62,46 +63,6 @@ def save_checkpoint(path, model, meta, optimizer=None):
                 arrays[f"optim/velocity/{i}"] = v
     arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode("utf-8"), dtype=np.uint8)
     return atomic_write(path, lambda f: np.savez(f, **arrays))
-
-
-def atomic_write(path, write, suffix=".npz", by_name=False):
-    """Call ``write(f)`` on a temporary file beside ``path`` (``write(name)``
-    with ``by_name``, for writers that open the file themselves), flush it to
-    disk, then rename it over ``path``; on any error remove it and re-raise, so
-    ``path`` is either the old file or the complete new one. Returns ``path``."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=directory)
-    try:
-        # mkstemp makes the file private (0600); give it the mode any new file
-        # gets under the user's umask, as open() would.
-        os.chmod(tmp, 0o666 & ~_umask())
-        if by_name:
-            os.close(fd)
-            write(tmp)
-            fd = os.open(tmp, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        else:
-            with os.fdopen(fd, "wb") as f:
-                write(f)
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def model_config(model):
@@ -151,8 +112,9 @@ def _damage_is_checkpoint_error(path):
         raise
     except (zipfile.BadZipFile, OSError, ValueError, KeyError, EOFError,
             UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"checkpoint {path!r} is truncated or corrupted "
-                              f"({type(e).__name__}: {e})") from e
+        state = ("cannot be read" if isinstance(e, OSError) and e.errno is not None  # an I/O error
+                 else "is truncated or corrupted")
+        raise CheckpointError(f"checkpoint {path!r} {state} ({type(e).__name__}: {e})") from e
 
 
 def _meta(z, path):

@@ -28,8 +28,10 @@ def active():
 
 class Profiler:
     def __init__(self, device):
-        from .backend import device as get_device
-        self.device = get_device(device)
+        if not hasattr(device, "kind"):
+            raise TypeError(f"Profiler takes a Device (minivgg.backend.device('cpu'), "
+                            f"model.device), got {device!r}")
+        self.device = device
         self.spans = collections.defaultdict(list)   # name -> [(start, end)]
 
     def __enter__(self):

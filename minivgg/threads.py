@@ -2,7 +2,7 @@
 
 Two kinds of threads do the CPU work of a step: the BLAS library's (the
 GEMMs) and minivgg's own copy threads (im2col's big copies, see
-functional/conv.py). Both default to one per core. When the cores are
+fast/conv.py). Both default to one per core. When the cores are
 shared, by data-parallel ranks on one machine or by other programs, too
 many threads contend for them and everything slows down far more than the
 share of the cores would explain: ``set_threads(n)`` caps both at ``n``.

@@ -33,61 +33,110 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # name -> (description, [(file, old, new), ...])
 MUTATIONS = {
-    # -- convolution -----------------------------------------------------------
-    "conv_dx_unflipped": (
-        "conv input gradient with the kernel not flipped",
-        [("minivgg/functional/conv.py", "w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)",
-          "w[:, :, :, :].transpose(1, 0, 2, 3)")]),
-    "conv_dx_padding": (
-        "conv input gradient padded with P instead of K-1-P",
-        [("minivgg/functional/conv.py", "(kh - 1 - ph, kw - 1 - pw))", "(ph, pw))")]),
-    "conv_bias_grad_mean": (
-        "conv bias gradient averaged instead of summed",
-        [("minivgg/functional/conv.py", "gb = gy2.sum(axis=1)", "gb = gy2.mean(axis=1)")]),
+    # -- convolution, textbook tier (minivgg/functional/conv.py) ----------------
+    "im2col_taps_transposed": (
+        "textbook im2col files kernel position (u, v) under (v, u)",
+        [("minivgg/functional/conv.py", "col[:, u, v] = block_uv", "col[:, v, u] = block_uv")]),
     "im2col_stride_w": (
-        "im2col steps along W with the H stride",
-        [("minivgg/functional/conv.py", "s_h * sh, s_w * sw))", "s_h * sh, s_w * sh))")]),
+        "textbook im2col steps along W with the H stride",
+        [("minivgg/functional/conv.py",
+          "block_uv = xpad[:, :, u:u + sh * oh:sh, v:v + sw * ow:sw]",
+          "block_uv = xpad[:, :, u:u + sh * oh:sh, v:v + sw * ow:sh]")]),
     "col2im_overwrites": (
-        "col2im overwrites overlapping receptive fields instead of adding",
-        [("minivgg/functional/conv.py", "j:j + sw * ow:sw] += col6[:, i, j]",
-          "j:j + sw * ow:sw] = col6[:, i, j]")]),
+        "textbook col2im overwrites overlapping blocks instead of adding",
+        [("minivgg/functional/conv.py", "v:v + sw * ow:sw] += col[:, u, v]",
+          "v:v + sw * ow:sw] = col[:, u, v]")]),
+    "conv_dw_not_transposed": (
+        "textbook conv dW as col @ gy^T reshaped, the (CKK, K) product read as (K, CKK)",
+        [("minivgg/functional/conv.py", "gw = (gy @ col.T).reshape(w.shape)",
+          "gw = (col @ gy.T).reshape(w.shape)")]),
+    "conv_bias_grad_mean": (
+        "textbook conv bias gradient averaged instead of summed",
+        [("minivgg/functional/conv.py", "gb = gy.sum(axis=1)", "gb = gy.mean(axis=1)")]),
     "output_size_ceil": (
         "sliding-window output size rounded up (ceil mode)",
-        [("minivgg/functional/conv.py", "return (size + 2 * padding - kernel) // stride + 1",
+        [("minivgg/functional/shapes.py", "return (size + 2 * padding - kernel) // stride + 1",
           "return (size + 2 * padding - kernel + stride - 1) // stride + 1")]),
+    # -- convolution, fast tier (minivgg/fast/conv.py) ---------------------------
+    "conv_dx_unflipped": (
+        "fast conv input gradient with the kernel not flipped",
+        [("minivgg/fast/conv.py", "w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)",
+          "w[:, :, :, :].transpose(1, 0, 2, 3)")]),
+    "conv_dx_padding": (
+        "fast conv input gradient padded with P instead of K-1-P",
+        [("minivgg/fast/conv.py", "pad_t = (kh - 1 - ph, kw - 1 - pw)", "pad_t = (ph, pw)")]),
+    "fast_conv_bias_grad_mean": (
+        "fast conv bias gradient (Winograd F(2x2), kernel devices) averaged instead of summed",
+        [("minivgg/fast/conv.py", "gb = gy.sum(axis=(0, 2, 3))", "gb = gy.mean(axis=(0, 2, 3))")]),
+    "fast_im2col_stride_w": (
+        "fast im2col steps along W with the H stride",
+        [("minivgg/fast/conv.py", "s_h * sh, s_w * sw))", "s_h * sh, s_w * sh))")]),
+    "fast_col2im_overwrites": (
+        "fast col2im overwrites overlapping receptive fields instead of adding",
+        [("minivgg/fast/conv.py", "j:j + sw * ow:sw] += col6[:, i, j]",
+          "j:j + sw * ow:sw] = col6[:, i, j]")]),
     # -- pooling ---------------------------------------------------------------
+    "pool_argmax_last": (
+        "textbook max-pool keeps the last of tied maxima as its argmax",
+        [("minivgg/functional/pooling.py", "self.argmax = win.argmax(axis=-1)",
+          "self.argmax = win.shape[-1] - 1 - win[..., ::-1].argmax(axis=-1)")]),
+    "pool_textbook_pad_zero": (
+        "textbook max-pool pads with 0 instead of -inf",
+        [("minivgg/functional/pooling.py", "constant_values=-np.inf)", "constant_values=0)")]),
+    "pool_textbook_overlap_overwrites": (
+        "textbook max-pool backward overwrites where windows overlap",
+        [("minivgg/functional/pooling.py", "v:v + sw * ow:sw] += gy * (self.argmax == s)",
+          "v:v + sw * ow:sw] = gy * (self.argmax == s)")]),
     "pool_pad_zero": (
-        "max-pool pads with 0 instead of -inf",
-        [("minivgg/functional/pooling.py", "fill = -xp.inf if", "fill = 0 if")]),
-    "pool_ties_last": (
-        "max-pool gradient goes to the last of tied maxima",
-        [("minivgg/functional/pooling.py",
-          "if s:\n                idx += first.astype(idx.dtype) * idx.dtype.type(s)",
-          "idx[v == y] = s")]),
+        "fast max-pool pads with 0 instead of -inf",
+        [("minivgg/fast/pooling.py", "fill = -xp.inf if", "fill = 0 if")]),
+    "pool_ties_all": (
+        "fast max-pool gradient goes to every tied maximum, not the first",
+        [("minivgg/fast/pooling.py", "                np.logical_and(won, free, out=won)\n",
+          "                pass\n")]),
     "pool_overlap_overwrites": (
-        "overlapping pooling windows overwrite each other's gradient",
-        [("minivgg/functional/pooling.py", "if overlap:", "if False:")]),
+        "fast max-pool: overlapping windows overwrite each other's gradient",
+        [("minivgg/fast/pooling.py", "if overlap:", "if False:")]),
     # -- ReLU, dropout ---------------------------------------------------------
+    "relu_mask_at_zero": (
+        "textbook ReLU's mask passes the gradient at exactly 0",
+        [("minivgg/functional/activation.py", "self.mask = x > 0", "self.mask = x >= 0")]),
     "relu_grad_at_zero": (
-        "ReLU passes the gradient at exactly 0",
-        [("minivgg/functional/activation.py", "return gy * (self.y > 0)",
+        "fast ReLU passes the gradient at exactly 0",
+        [("minivgg/fast/activation.py", "return gy * (self.y > 0)",
           "return gy * (self.y >= 0)")]),
     "dropout_module_never_drops": (
         "nn.Dropout never drops in training mode",
-        [("minivgg/nn/layers.py", "return F.dropout(x, self.p, self.training)",
-          "return F.dropout(x, self.p, False)")]),
-    "dropout_scale_1_over_p": (
-        "dropout scales kept units by 1/p instead of 1/(1-p)",
-        [("minivgg/functional/activation.py", "self.scale = 1.0 / (1.0 - p)",
-          "self.scale = 1.0 / p")]),
+        [("minivgg/nn/layers.py", "return select.dropout(x, self.p, self.training)",
+          "return select.dropout(x, self.p, False)")]),
+    "dropout_textbook_scale_1_over_p": (
+        "textbook dropout scales kept units by 1/p instead of 1/(1-p)",
+        [("minivgg/functional/activation.py", "self.scale = x.dtype.type(1.0 / (1.0 - self.p))",
+          "self.scale = x.dtype.type(1.0 / self.p)")]),
+    "dropout_textbook_backward_unmasked": (
+        "textbook dropout backward ignores the keep mask",
+        [("minivgg/functional/activation.py", "return gy * self.keep * self.scale",
+          "return gy * self.scale")]),
     "dropout_keeps_p": (
-        "dropout keeps a fraction p instead of 1-p",
-        [("minivgg/functional/activation.py", "reshape(x.shape) >= self.threshold",
-          "reshape(x.shape) < self.threshold")]),
+        "dropout's keep mask (both tiers) keeps a fraction p instead of 1-p",
+        [("minivgg/functional/activation.py", ".reshape(shape) >= mrandom.drop_threshold(p)",
+          ".reshape(shape) < mrandom.drop_threshold(p)")]),
+    "dropout_scale_1_over_p": (
+        "fast dropout scales kept units by 1/p instead of 1/(1-p)",
+        [("minivgg/fast/activation.py", "self.scale = 1.0 / (1.0 - p)",
+          "self.scale = 1.0 / p")]),
     "dropout_backward_unmasked": (
-        "dropout backward ignores the mask",
-        [("minivgg/functional/activation.py", "        return gy * self._mask(gy)",
+        "fast dropout backward ignores the mask",
+        [("minivgg/fast/activation.py", "        return gy * self._mask(gy)",
           "        return gy")]),
+    # -- linear ------------------------------------------------------------------
+    "linear_dw_transposed_input": (
+        "textbook Linear's dW from the transposed product, x^T @ gy read as (F_out, F_in)",
+        [("minivgg/functional/linear.py", "gw = gy.T @ self.x if need[1] else None",
+          "gw = (self.x.T @ gy).reshape(self.w.shape) if need[1] else None")]),
+    "fast_linear_dw_overwrites": (
+        "fast Linear writes dW over the gradient already in the optimizer's buffer",
+        [("minivgg/fast/linear.py", "add=not self.grad_fresh[1])", "add=False)")]),
     # -- LRN -----------------------------------------------------------------------
     "alrn_k1": (
         "A-LRN built with k=1",
@@ -118,44 +167,49 @@ MUTATIONS = {
     # -- autograd --------------------------------------------------------------------
     "sum_to_mean": (
         "broadcast gradients averaged instead of summed",
-        [("minivgg/autograd.py", "y = x.sum(axis=axes, keepdims=True)",
+        [("minivgg/arithmetic.py", "y = x.sum(axis=axes, keepdims=True)",
           "y = x.mean(axis=axes, keepdims=True)")]),
     "div_grad": (
         "division's gradient w.r.t. the denominator missing a 1/b",
-        [("minivgg/autograd.py", "-gy * self.a / (self.b * self.b)", "-gy * self.a / self.b")]),
+        [("minivgg/arithmetic.py", "-gy * self.a / (self.b * self.b)", "-gy * self.a / self.b")]),
     "getitem_repeated_overwrite": (
         "indexing's gradient overwrites repeated indices instead of adding",
-        [("minivgg/autograd.py", "np.add.at(gx, self.index, gy)", "gx[self.index] = gy")]),
+        [("minivgg/arithmetic.py", "np.add.at(gx, self.index, gy)", "gx[self.index] = gy")]),
     "sum_axes_reversed": (
         "sum over several axes re-expands them in the wrong order",
-        [("minivgg/autograd.py", "axes = sorted(a % len(self.in_shape) for a in axes)",
+        [("minivgg/arithmetic.py", "axes = sorted(a % len(self.in_shape) for a in axes)",
           "axes = sorted((a % len(self.in_shape) for a in axes), reverse=True)")]),
     "mean_count_first_axis": (
         "mean over several axes divides by the first axis only",
-        [("minivgg/autograd.py", "count = int(np.prod([shape[a] for a in axes]))",
+        [("minivgg/arithmetic.py", "count = int(np.prod([shape[a] for a in axes]))",
           "count = int(shape[axes[0]])")]),
     "pow_grad": (
         "power's gradient uses a**c instead of a**(c-1)",
-        [("minivgg/autograd.py", "return gy * c * self.a ** (c - 1)",
+        [("minivgg/arithmetic.py", "return gy * c * self.a ** (c - 1)",
           "return gy * c * self.a ** c")]),
     "leaf_grad_not_accumulated": (
-        "a leaf's gradient is overwritten, not accumulated",
-        [("minivgg/autograd.py", "            t.grad += g\n", "            t.grad = g\n")]),
+        "the plain rule (textbook tier) overwrites a leaf's gradient instead of adding",
+        [("minivgg/autograd.py", "leaf.grad = g.copy() if leaf.grad is None else leaf.grad + g",
+          "leaf.grad = g.copy()")]),
+    "handoff_grad_not_accumulated": (
+        "the optimizer hand-off (fast tier) overwrites a leaf's gradient instead of adding",
+        [("minivgg/fast/handoff.py", "            leaf.grad = _add_into(leaf.grad, g)",
+          "            leaf.grad = g")]),
     # -- VGG ---------------------------------------------------------------------------
     "fc1_conv_hwc": (
         "dense net's FC1-as-conv weight reshaped in (H, W, C) order",
-        [("minivgg/models/vgg.py", "w = reshape(self.weight, w_shape)",
-          "w = reshape(self.weight, (w_shape[0], w_shape[2], w_shape[3], w_shape[1]))"
-          ".transpose(0, 3, 1, 2)")]),
+        [("minivgg/nn/layers.py", "reshape(self.weight, w_shape), self.bias",
+          "reshape(self.weight, (w_shape[0], w_shape[2], w_shape[3], w_shape[1]))"
+          ".transpose(0, 3, 1, 2), self.bias")]),
     "flatten_channels_last": (
         "classifier flattens the features channels-last",
         [("minivgg/models/vgg.py", "h = reshape(h, (h.shape[0], -1))",
           "h = reshape(h.transpose(0, 2, 3, 1), (h.shape[0], -1))")]),
     "both_hwc": (
         "classifier and dense net both channels-last (consistent with each other)",
-        [("minivgg/models/vgg.py", "w = reshape(self.weight, w_shape)",
-          "w = reshape(self.weight, (w_shape[0], w_shape[2], w_shape[3], w_shape[1]))"
-          ".transpose(0, 3, 1, 2)"),
+        [("minivgg/nn/layers.py", "reshape(self.weight, w_shape), self.bias",
+          "reshape(self.weight, (w_shape[0], w_shape[2], w_shape[3], w_shape[1]))"
+          ".transpose(0, 3, 1, 2), self.bias"),
          ("minivgg/models/vgg.py", "h = reshape(h, (h.shape[0], -1))",
           "h = reshape(h.transpose(0, 2, 3, 1), (h.shape[0], -1))")]),
     "c_1x1_is_3x3": (
@@ -206,80 +260,80 @@ MUTATIONS = {
           "self.reductions = 0")]),
     "train_sched_given_error": (
         "the trainer gives the scheduler the error instead of the accuracy",
-        [("minivgg/train.py", "self.scheduler.step(1.0 - top1)", "self.scheduler.step(top1)")]),
+        [("minivgg/train/trainer.py", "self.scheduler.step(1.0 - top1)", "self.scheduler.step(top1)")]),
     "train_sched_factor": (
         "the trainer divides the rate by 2 instead of 10",
-        [("minivgg/train.py", "ReduceLROnPlateau(self.optimizer, \"max\", 0.1,",
+        [("minivgg/train/trainer.py", "ReduceLROnPlateau(self.optimizer, \"max\", 0.1,",
           "ReduceLROnPlateau(self.optimizer, \"max\", 0.5,")]),
     "resume_loses_scheduler": (
         "resume does not restore the scheduler",
-        [("minivgg/train.py", "self.scheduler.load_state_dict(ck.meta[\"scheduler\"])", "pass")]),
+        [("minivgg/train/trainer.py", "self.scheduler.load_state_dict(ck.meta[\"scheduler\"])", "pass")]),
     "resume_loses_optimizer": (
         "resume does not restore the momentum buffers",
-        [("minivgg/train.py", "self.optimizer.load_state_dict(ck.optimizer_state)", "pass")]),
+        [("minivgg/train/trainer.py", "self.optimizer.load_state_dict(ck.optimizer_state)", "pass")]),
     "resume_loses_rng": (
         "resume does not restore the dropout generator",
-        [("minivgg/train.py", "self.comm.rank), state[\"counter\"])",
+        [("minivgg/train/trainer.py", "self.comm.rank), state[\"counter\"])",
           "self.comm.rank), 0)")]),
     # -- training loop ------------------------------------------------------------------
     "val_in_train_mode": (
         "the training loop validates with dropout on",
-        [("minivgg/train.py", "    model.eval()\n    sums = np.zeros(4)",
+        [("minivgg/train/validation.py", "    model.eval()\n    sums = np.zeros(4)",
           "    sums = np.zeros(4)")]),
     "val_mode_not_restored": (
         "validation leaves the model in eval mode (training continues without dropout)",
-        [("minivgg/train.py", "        model.train(was_training)\n", "        pass\n")]),
+        [("minivgg/train/validation.py", "        model.train(was_training)\n", "        pass\n")]),
     "val_top5_is_top4": (
         "the logged validation top-5 is a top-4",
-        [("minivgg/train.py", "topk_correct(scores, y, 5).sum()",
-          "topk_correct(scores, y, 4).sum()")]),
+        [("minivgg/train/validation.py", "topk_correct(scores, ys, 5).sum()",
+          "topk_correct(scores, ys, 4).sum()")]),
     "microbatch_unweighted": (
         "micro-batch losses summed without their share of the batch",
-        [("minivgg/train.py", "(loss * len(yb)).backward()", "loss.backward()")]),
+        [("minivgg/train/step.py", "(loss * (b - a)).backward()", "loss.backward()")]),
     "train_without_augmentation": (
         "the training loader uses the evaluation pipeline (no crop jitter, flip, colour)",
-        [("minivgg/train.py", "train_transform(r.crop, scale, self.mean_rgb)",
-          "eval_transform(r.crop, scale, self.mean_rgb)")]),
+        [("minivgg/train/trainer.py", "train_transform(r.crop, scale, norm,",
+          "eval_transform(r.crop, scale, norm,")]),
     "init_from_three_convs": (
         "init from A copies three conv layers instead of four",
-        [("minivgg/train.py", "if n.startswith(\"conv\")][:4]", "if n.startswith(\"conv\")][:3]")]),
+        [("minivgg/finetune.py", "if n.startswith(\"conv\")][:4]", "if n.startswith(\"conv\")][:3]")]),
     # -- test protocols -------------------------------------------------------------------
     "eval_protocols_train_mode": (
         "evaluation protocols run the model in training mode (dropout on)",
-        [("minivgg/evaluate.py", "        self.model.eval()\n", "")]),
+        [("minivgg/evaluate/protocols.py", "        self.model.eval()\n", "")]),
     "eval_mode_not_restored": (
         "evaluation protocols leave the model in eval mode",
-        [("minivgg/evaluate.py", "        for m, mode in self.modes:\n"
+        [("minivgg/evaluate/protocols.py", "        for m, mode in self.modes:\n"
           "            object.__setattr__(m, \"training\", mode)\n",
           "        pass\n")]),
     "topk_ties_reversed": (
         "top-k ties broken towards the higher class index",
-        [("minivgg/evaluate.py", "(cls < y[:, None])", "(cls > y[:, None])")]),
+        [("minivgg/evaluate/metrics.py", "(cls < y[:, None])", "(cls > y[:, None])")]),
     "dense_flip_vertical": (
         "dense evaluation averages with the vertically flipped image",
-        [("minivgg/evaluate.py", "batcher.add(tag, np.ascontiguousarray(x[:, :, ::-1]))",
+        [("minivgg/evaluate/batching.py", "batcher.add(tag, np.ascontiguousarray(x[:, :, ::-1]))",
           "batcher.add(tag, np.ascontiguousarray(x[:, ::-1, :]))")]),
     "multicrop_no_flip": (
         "multi-crop evaluation without the flipped crops",
-        [("minivgg/evaluate.py", "_queue_crops(crops, (idx, \"crops\"), x, self.crop, grid, True)",
+        [("minivgg/evaluate/evalnet.py", "_queue_crops(crops, (idx, \"crops\"), x, self.crop, grid, True)",
           "_queue_crops(crops, (idx, \"crops\"), x, self.crop, grid, False)")]),
     "dense_multicrop_halved": (
         "protocol posteriors divided by 2 whatever the number of parts",
-        [("minivgg/evaluate.py", "return sum(parts) / len(parts)", "return sum(parts) / 2")]),
+        [("minivgg/evaluate/evalnet.py", "return sum(parts) / len(parts)", "return sum(parts) / 2")]),
     "single_scale_smin": (
         "single-scale test at S_min instead of the middle of the jitter range",
-        [("minivgg/evaluate.py", "    return (lo + hi) // 2\n", "    return lo\n")]),
+        [("minivgg/evaluate/scales.py", "    return (lo + hi) // 2\n", "    return lo\n")]),
     "evaluate_row_top5_off": (
         "the evaluation table's top-5 column computed as top-4",
-        [("minivgg/evaluate.py",
+        [("minivgg/evaluate/run.py",
           "topk_error(p, labels, 1), topk_error(p, labels, topk), len(labels)",
           "topk_error(p, labels, 1), topk_error(p, labels, topk - 1), len(labels)")]),
     "fusion_first_model": (
         "fusion keeps the first model's posteriors",
-        [("minivgg/evaluate.py", "return sum(ps) / len(ps)", "return ps[0]")]),
+        [("minivgg/evaluate/evalnet.py", "return sum(ps) / len(ps)", "return ps[0]")]),
     "dense_pool_sum": (
         "dense evaluation sum-pools the score map by default",
-        [("minivgg/evaluate.py", "def _dense_forward(dense, pool):\n    def forward(batch):",
+        [("minivgg/evaluate/batching.py", "def _dense_forward(dense, pool):\n    def forward(batch):",
           "def _dense_forward(dense, pool):\n    pool = \"sum\"\n\n    def forward(batch):")]),
     # -- data transforms ----------------------------------------------------------------
     "pca_eigvec_transposed": (
@@ -296,8 +350,9 @@ MUTATIONS = {
           "return img - self.sample_shift(rng).astype(np.float32)")]),
     "rescale_anisotropic": (
         "training rescale squashes the image to S x S",
-        [("minivgg/data/transforms.py", "nh, nw = s, max(1, int(round(w * s / h)))",
-          "nh, nw = s, s")]),
+        [("minivgg/data/transforms.py", "return s, max(1, int(round(w * s / h)))\n"
+          "        return max(1, int(round(h * s / w))), s",
+          "return s, s\n        return s, s")]),
     "flip_vertical": (
         "random flip is vertical",
         [("minivgg/data/transforms.py", "return img[:, ::-1] if rng.random() < self.p else img",

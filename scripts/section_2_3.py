@@ -33,7 +33,7 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 
 from minivgg import Tensor, no_grad  # noqa: E402
-from minivgg.autograd import reshape  # noqa: E402
+from minivgg.arithmetic import reshape  # noqa: E402
 from minivgg import functional as F  # noqa: E402
 from minivgg.nn import Conv2d, Linear, MaxPool2d, Module, ReLU, Sequential  # noqa: E402
 from minivgg.nn.init import init_weight  # noqa: E402
@@ -129,7 +129,7 @@ def part_rf(args):
         union |= mask
     print(f"  union over {args.rf_images} random inputs: {extent(union)[0]}x{extent(union)[1]} "
           f"pixels; receptive field of pool5 by the formula: {theory} "
-          f"(python -m minivgg.summary --cfg D). Max-pooling passes the gradient to one input "
+          f"(python -m minivgg.summary --profile paper --cfg D). Max-pooling passes the gradient to one input "
           f"of each 2x2 window, so one image reaches less than the whole field")
 
 

@@ -6,14 +6,18 @@ import minivgg
 from minivgg import Function, Tensor, gradcheck, no_grad
 
 
-def test_tensor_used_twice_accumulates():
-    x = Tensor(np.array([1.0, -2.0, 3.0]), requires_grad=True)
-    y = (x * x + x * 3.0).sum()
-    y.backward()
-    np.testing.assert_allclose(x.grad, 2 * x.data + 3.0)
-    # A second backward through a new graph accumulates into .grad.
-    (x * 2.0).sum().backward()
-    np.testing.assert_allclose(x.grad, 2 * x.data + 5.0)
+@pytest.mark.parametrize("tier", ["reference", "fast"])
+def test_tensor_used_twice_accumulates(tier):
+    """By the core's plain rule (autograd.LeafGradients, the textbook tier)
+    and by the fast tier's hand-off alike."""
+    with minivgg.use_ops(tier):
+        x = Tensor(np.array([1.0, -2.0, 3.0]), requires_grad=True)
+        y = (x * x + x * 3.0).sum()
+        y.backward()
+        np.testing.assert_allclose(x.grad, 2 * x.data + 3.0)
+        # A second backward through a new graph accumulates into .grad.
+        (x * 2.0).sum().backward()
+        np.testing.assert_allclose(x.grad, 2 * x.data + 5.0)
 
 
 def test_arithmetic_gradients_float64():
@@ -149,15 +153,15 @@ def test_leaf_gradients_never_share_memory():
 
 
 def test_linear_adds_its_weight_gradient_into_the_optimizers_buffer(rng, monkeypatch):
-    """Linear stores dW straight into the flat gradient view it is offered
-    (Function.grad_into), in blocks of rows: after zero_grad() (gradients
-    None) the first backward writes over the view's stale contents, a
-    second one adds to it; with zero_grad(set_to_none=False) it adds to the
+    """The fast Linear stores dW straight into the flat gradient view the
+    hand-off offers (fn.grad_into, minivgg/fast/handoff.py), in blocks of
+    rows: after zero_grad() (gradients None) the first backward writes over
+    the view's stale contents, a second one adds to it; with zero_grad(set_to_none=False) it adds to the
     zeroed view. The view stays the same array, and hooks still fire once
     per pass."""
-    from minivgg import functional as F
     import importlib
-    linear_mod = importlib.import_module("minivgg.functional.linear")
+    from minivgg.fast import select
+    linear_mod = importlib.import_module("minivgg.fast.linear")
     from minivgg.optim import SGD
     monkeypatch.setattr(linear_mod, "ACCUMULATE_ELEMENTS", 7)   # blocks of one row
     x = rng.standard_normal((3, 5))
@@ -172,21 +176,21 @@ def test_linear_adds_its_weight_gradient_into_the_optimizers_buffer(rng, monkeyp
     opt.buffers().grad.fill(np.nan)       # stale contents: never read
     fired = []
     w.register_hook(lambda t: fired.append(1))
-    F.linear(Tensor(x), w, b).backward(gy)
+    select.linear(Tensor(x), w, b).backward(gy)
     assert w.grad is view and b.grad is bview
     np.testing.assert_allclose(w.grad, gy.T @ x, rtol=1e-13)
     np.testing.assert_allclose(b.grad, gy.sum(0), rtol=1e-13)
-    F.linear(Tensor(x), w, b).backward(gy)
+    select.linear(Tensor(x), w, b).backward(gy)
     np.testing.assert_allclose(w.grad, 2 * gy.T @ x, rtol=1e-13)
     np.testing.assert_allclose(b.grad, 2 * gy.sum(0), rtol=1e-13)
     assert fired == [1, 1]
     opt.zero_grad(set_to_none=False)
     assert w.grad is view and not w.grad.any()
-    F.linear(Tensor(x), w, b).backward(gy)
+    select.linear(Tensor(x), w, b).backward(gy)
     assert w.grad is view
     np.testing.assert_allclose(w.grad, gy.T @ x, rtol=1e-13)
     assert fired == [1, 1, 1]
     # Without a buffer the gradient is a new array, as before.
     w2 = Tensor(w.data.copy(), requires_grad=True)
-    F.linear(Tensor(x), w2).backward(gy)
+    select.linear(Tensor(x), w2).backward(gy)
     np.testing.assert_allclose(w2.grad, gy.T @ x, rtol=1e-13)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from minivgg import Tensor, gradcheck, no_grad
-from minivgg.autograd import sum_to
+from minivgg.arithmetic import sum_to
 
 R = np.random.default_rng(7)
 

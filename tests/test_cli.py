@@ -22,7 +22,7 @@ def test_python_m_minivgg_lists_and_runs_its_commands(tmp_path):
     assert run("--help").returncode == 0
     res = run("frobnicate")
     assert res.returncode == 2 and "unknown command 'frobnicate'" in res.stderr
-    for cmd in ("train", "evaluate", "classify"):
+    for cmd in ("train", "evaluate", "classify", "export"):
         res = run(cmd, "--help")
         assert res.returncode == 0 and "usage: python -m minivgg " + cmd in res.stdout, cmd
     res = run("summary", "--cfg", "A", "--format", "csv")
@@ -41,7 +41,7 @@ def test_setup_installs_the_console_commands():
         text = f.read()
     scripts = dict(re.findall(r'"(minivgg-\w+) = ([\w.:]+)"', text))
     assert set(scripts) == {"minivgg-train", "minivgg-evaluate", "minivgg-classify",
-                            "minivgg-summary"}
+                            "minivgg-summary", "minivgg-export"}
     import importlib
     for target in scripts.values():
         module, func = target.split(":")

@@ -61,7 +61,7 @@ def test_without_glibc_both_are_no_ops(monkeypatch):
 
 @pytest.mark.parametrize("keep", [True, False])
 def test_trainer_keeps_freed_memory_unless_told_not_to(tmp_path, monkeypatch, keep):
-    import minivgg.train as train
+    import minivgg.train.trainer as train
     calls = []
     monkeypatch.setattr(train, "keep_freed_memory", lambda: calls.append(1) or True)
     r = Recipe(data="synthetic", image_size=32, crop=32, scale="32", batch_size=4, epochs=1,

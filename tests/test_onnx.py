@@ -1,4 +1,4 @@
-"""ONNX export (minivgg.io.onnx_export), checked with onnxruntime as the oracle:
+"""ONNX export (minivgg.nn.onnx), checked with onnxruntime as the oracle:
 the exported graph gives minivgg's logits and dense score maps."""
 import os
 

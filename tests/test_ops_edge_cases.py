@@ -297,7 +297,7 @@ def test_relu_into_equals_maximum_with_zero(rng, monkeypatch, dtype, zeros):
     small and large, contiguous (in slices when larger than the kept zeros)
     and strided arrays, in place and into another array, NaN and -0.0 kept
     as maximum keeps them."""
-    from minivgg.functional import activation
+    from minivgg.fast import activation
     monkeypatch.setattr(activation, "RELU_ZEROS", zeros)
     for shape in [(5,), (3, 4, 5), (64, 70)]:
         a = rng.standard_normal(shape).astype(dtype)

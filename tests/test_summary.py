@@ -85,14 +85,14 @@ def test_activation_memory_counts_value_and_gradient():
 
 
 def test_cli_formats_and_all(capsys):
-    assert summary.main(["--cfg", "D"]) == 0
+    assert summary.main(["--profile", "paper", "--cfg", "D"]) == 0
     out = capsys.readouterr().out
     assert "conv3_3" in out and "138,357,544" in out and "Table 2: 138 M" in out
-    assert summary.main(["--cfg", "A", "--format", "csv"]) == 0
+    assert summary.main(["--profile", "paper", "--cfg", "A", "--format", "csv"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("Table 1,layer,output,params")
     assert lines[-1].split(",")[3] == "132863336"
-    assert summary.main(["--all", "--format", "markdown"]) == 0
+    assert summary.main(["--profile", "paper", "--all", "--format", "markdown"]) == 0
     out = capsys.readouterr().out
     assert "**conv1-256**" in out and "**LRN**" in out and "(Table 2: 144 M)" in out
     assert "19.63 G mult-adds" in out

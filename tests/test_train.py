@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from minivgg.checkpoint import load_checkpoint
+from minivgg.failures import RunFailed
 from minivgg.models import vgg
 from minivgg.train import Recipe, Trainer, TrainingDiverged, init_from_checkpoint, parse_scale
 
@@ -93,8 +94,17 @@ def test_init_from_same_config_copies_everything_and_checks_shapes(tmp_path):
     b = vgg("B", seed=5, **kw)
     assert len(init_from_checkpoint(b, path)) == len(a.state_dict())
     assert_same_weights(a.state_dict(), b.state_dict())
-    wrong = vgg("B", seed=5, num_classes=7, input_size=32, fc_width=16, width_mult=0.25)
-    with pytest.raises(ValueError, match="classifier.6.weight"):
+    # Another number of classes (a new data set): fc8 keeps its random start.
+    seven = vgg("B", seed=5, num_classes=7, input_size=32, fc_width=16, width_mult=0.25)
+    fresh = {k: v.copy() for k, v in seven.state_dict().items() if k.startswith("classifier.6")}
+    copied = init_from_checkpoint(seven, path)
+    assert sorted(set(a.state_dict()) - set(copied)) == ["classifier.6.bias",
+                                                          "classifier.6.weight"]
+    for k, v in seven.state_dict().items():
+        np.testing.assert_array_equal(v, fresh[k] if k in fresh else a.state_dict()[k])
+    # Any other shape (FC width, crop, widths) cannot come from these weights.
+    wrong = vgg("B", seed=5, num_classes=10, input_size=32, fc_width=8, width_mult=0.25)
+    with pytest.raises(ValueError, match=r"fc6 \(classifier.0.weight\).*--fc-width 16"):
         init_from_checkpoint(wrong, path)
 
 
@@ -186,7 +196,7 @@ def test_empty_class_folder_is_rejected(tmp_path):
         Trainer(tiny_recipe(tmp_path / "o", data=f"imagefolder:{tmp_path / 'd'}")).run()
 
 
-def test_imagefolder_run_with_a_corrupt_image_skips_and_counts(tmp_path):
+def test_imagefolder_run_with_a_corrupt_image_skips_and_counts(tmp_path, capfd):
     from PIL import Image
     rng = np.random.default_rng(0)
     for split, n in (("train", 6), ("val", 2)):
@@ -197,16 +207,25 @@ def test_imagefolder_run_with_a_corrupt_image_skips_and_counts(tmp_path):
                 arr = rng.integers(0, 255, (36, 44, 3), dtype=np.uint8)
                 Image.fromarray(arr).save(d / f"{i}.jpg")
     (tmp_path / "d" / "train" / "cat" / "bad.jpg").write_bytes(b"not a jpeg at all")
-    r = tiny_recipe(tmp_path / "o", data=f"imagefolder:{tmp_path / 'd'}", epochs=1,
+    r = tiny_recipe(tmp_path / "o", data=f"imagefolder:{tmp_path / 'd'}", epochs=2,
                     mean_images=0)
-    with pytest.warns(UserWarning, match="bad.jpg"):
-        history = Trainer(r, log=lambda *_: None).run()
-    assert history[0]["skipped_images"] == 1
+    capfd.readouterr()
+    history = Trainer(r, log=lambda *_: None).run()
+    assert [h["skipped_images"] for h in history] == [1, 1]  # counted in every epoch
+    err = capfd.readouterr().err
+    # Reported once in the run (the mean RGB and two epochs all met it), in one line.
+    assert err.count("bad.jpg") == 1 and err.count("\n") == 1, err
+    assert err.startswith("warning: skipping unreadable image") and "--strict" in err
     r_strict = tiny_recipe(tmp_path / "o2", data=f"imagefolder:{tmp_path / 'd'}", epochs=1,
                            strict=True)
-    with pytest.raises(ValueError, match="bad.jpg"):
-        with pytest.warns(UserWarning):
-            Trainer(r_strict, log=lambda *_: None).run()
+    with pytest.raises(RunFailed, match="bad.jpg") as e:
+        Trainer(r_strict, log=lambda *_: None).run()
+    # --strict stops like any failure: the steps done are saved, to resume from
+    # once the file is fixed.
+    assert "replace or remove the file" in str(e.value)
+    assert f"--resume {tmp_path / 'o2'}" in str(e.value)
+    ck = load_checkpoint(tmp_path / "o2")
+    assert ck.meta["epoch"] == 0 and ck.meta["batch"] == ck.meta["global_step"]
 
 
 def test_parse_scale():
@@ -261,7 +280,7 @@ def test_threads_0_takes_one_thread_for_a_small_step(tmp_path, monkeypatch):
     """--threads 0: a step below AUTO_ONE_THREAD_MACS runs on one thread; a
     bigger one takes what auto_threads finds free (stubbed here to 2)."""
     import types
-    import minivgg.train as train_mod
+    import minivgg.train.trainer as train_mod
     from minivgg import threads as th
     from minivgg.train import AUTO_ONE_THREAD_MACS
     before = th.threads()

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-import minivgg.train as train_mod
+import minivgg.train.trainer as train_mod
 from minivgg import Tensor, nn
 from minivgg.data import (CenterCrop, PCAColourShift, RandomCrop, RandomHorizontalFlip,
                           RescaleShorter, SubtractMean, ToCHW, ToFloat)

@@ -7,7 +7,7 @@ import minivgg
 from minivgg import Tensor, gradcheck
 from minivgg.gradcheck import KINK_MARGIN_STEPS, away_from_kinks, vgg_kinks
 from minivgg import functional as F
-from minivgg.functional import conv as conv_mod
+from minivgg.fast import select
 from minivgg.models import CONFIGS, DEPTHS, vgg
 from minivgg.nn import Conv2d, LocalResponseNorm
 
@@ -132,9 +132,9 @@ def test_vgg_matches_pytorch_forward_and_backward(cfg, size, monkeypatch):
     gradients then differ from PyTorch's by up to 1e-2 whatever the
     algorithm, im2col included; in float64 they agree to 1e-14.)"""
     if cfg == "D":
-        monkeypatch.setattr(conv_mod, "WINOGRAD_SIZES", ((512, 4, 2048, 2),))
+        monkeypatch.setattr(select, "WINOGRAD_SIZES", ((512, 4, 2048, 2),))
     torch = pytest.importorskip("torch", reason="PyTorch (the oracle) is not installed")
-    from minivgg.functional import channels_last, small_maps, winograd, winograd4
+    from minivgg.fast import channels_last, small_maps, winograd, winograd4
     from minivgg.testing import torch_vgg
     ran = []
     for mod, name in ((winograd, "conv3x3"), (winograd4, "conv3x3"), (channels_last, "conv"),
@@ -163,11 +163,11 @@ def test_vgg_matches_pytorch_forward_and_backward(cfg, size, monkeypatch):
         y = m(Tensor(x[:1])).data
     ty = tm(torch.tensor(x[:1])).detach().numpy()
     assert np.abs(y - ty).max() <= 1e-4 * np.abs(ty).max()
-    assert "minivgg.functional.winograd" in ran
+    assert "minivgg.fast.winograd" in ran
     # F(4x4) from 256 output pixels in the batch: A's 16x16 maps and up (3 images)
-    assert ("minivgg.functional.winograd4" in ran) == (cfg == "A")
-    assert cfg != "D" or "minivgg.functional.channels_last" in ran
-    assert ("minivgg.functional.small_maps" in ran) == (size == 32)     # the 2x2 maps
+    assert ("minivgg.fast.winograd4" in ran) == (cfg == "A")
+    assert cfg != "D" or "minivgg.fast.channels_last" in ran
+    assert ("minivgg.fast.small_maps" in ran) == (size == 32)     # the 2x2 maps
 
 
 def test_torchvision_state_dict_loads_unchanged():

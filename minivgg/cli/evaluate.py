@@ -12,16 +12,26 @@ Protocols (see docs/testing_protocols.md):
   multicrop        5x5 grid of crops x 2 flips = 50 crops per scale (§4.3)
   dense+multicrop  the two posteriors averaged (Table 5)
 
-Each model's input is normalised as its file records (the "minivgg" preset,
-the training mean RGB, for minivgg checkpoints; torchvision's for torchvision
-and timm weights); --preset overrides it (see docs/interop.md).
+What a file records is not asked again: the data set, the preprocessing and
+the test scales default to the first checkpoint's, with the same defaults as
+examples/classify.py.
+
+Each model's input is normalised as its file records (the checkpoint's
+preprocessing: the "minivgg" preset with the training mean RGB, or the
+pretrained weights' convention a fine-tuned run kept; torchvision's for
+torchvision and timm weights, which record none); --preset overrides it (see
+docs/interop.md).
 
 Test scales default per checkpoint to Q = {S-32, S, S+32} (fixed S) or
 {S_min, (S_min+S_max)/2, S_max} (jittered S) (§4.2), or one Q for "single";
---scales overrides them for every checkpoint. Several checkpoints are also
-fused (posteriors averaged, §4.4, Table 6).
+for files that record no training scale (torchvision, timm), Q = 256 for
+"single" and {256, 384, 512} otherwise, times crop/224. --scales overrides
+them for every checkpoint. Several checkpoints are also fused (posteriors
+averaged, §4.4, Table 6).
 
-Data:
+Data (--data; default: the data set the first checkpoint was trained on, as
+its recipe records it; synthetic for a model of the synthetic classes that
+records none):
   synthetic        SyntheticShapes split "val" (--val-size, --image-size, --seed; the
                    defaults are the training run's, from the first checkpoint's
                    meta["train"]["recipe"] or meta["data"], else 1000, 32, 0)
@@ -31,19 +41,26 @@ Data:
                    exists, else test/ (the report names the folder)
 
 --limit N evaluates a class-stratified sample of N images, chosen with
---limit-seed, and says so; Ctrl-C stops with exit status 130.
+--limit-seed, and says so; unreadable images are skipped with one line each;
+Ctrl-C stops with exit status 130. A failure while evaluating (memory running
+out, an --output that cannot be written) is one line and exit status 1;
+--debug prints its traceback first.
 """
-import argparse
 import os
 import signal
 import sys
 import time
 
 from minivgg.backend import DeviceError, device, set_tf32
+from minivgg.checkpoint import atomic_write
+from minivgg.cli.common import (RawHelpFormatter, add_device_flags, parser, scales_origin,
+                                warn_unreadable, weights_line)
 from minivgg.data import stratified_subset
 from minivgg.data.preprocess import PRESETS
 from minivgg.evaluate import (
     PROTOCOLS, EvalNet, check_same_classes, evaluate, format_report, parse_scales)
+from minivgg.failures import add_debug_flag, run_command
+from minivgg.fast.select import add_ops_flag, use_ops
 from minivgg.threads import OtherWork, add_threads_flag, apply_threads_flag
 
 DEFAULT_VAL_SIZE, DEFAULT_IMAGE_SIZE, DEFAULT_SEED = 1000, 32, 0
@@ -83,17 +100,41 @@ def build_dataset(spec, args, first_meta):
     raise ValueError(f"unknown --data {spec!r}; expected synthetic, cifar10:DIR or imagefolder:DIR")
 
 
+def recorded_data(nets):
+    """(--data value, where it came from) when --data is not given: the data
+    set the first model was trained on, as its recipe records it; synthetic
+    for a model of the synthetic data's classes that records none."""
+    from minivgg.data import SHAPE_CLASSES
+    net = nets[0]
+    train = net.weights.meta.get("train") or {}
+    data = (train.get("recipe") or {}).get("data")
+    if data:
+        kind, _, path = str(data).partition(":")
+        if path and not os.path.isdir(path):  # given relative to another directory?
+            absolute = str(train.get("data") or "").partition(":")[2]
+            if not (absolute and os.path.isdir(absolute)):
+                raise ValueError(f"{net.weights.path} was trained on --data {data}, and "
+                                 f"{absolute or path!r} is not a directory here; give "
+                                 f"--data {kind}:DIR")
+            data = train["data"]
+        return str(data), f"recorded in {net.weights.path}"
+    if net.classes_known and list(net.classes) == list(SHAPE_CLASSES):
+        return "synthetic", f"the classes of {net.weights.path}"
+    raise ValueError(f"{net.weights.path} records no data set to evaluate on (only training "
+                     f"checkpoints do); give --data imagefolder:DIR (or cifar10:DIR, synthetic)")
+
+
 def make_parser():
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(description=__doc__, formatter_class=RawHelpFormatter)
     p.add_argument("--checkpoint", required=True,
                    help="checkpoint file or run directory, or any weights file minivgg.io reads "
                         "(.safetensors, .pth); several, comma-separated, are fused")
     p.add_argument("--preset", default=None, choices=PRESETS,
                    help="input preprocessing for every model (default: each file's own; "
                         "torchvision for files that record none)")
-    p.add_argument("--data", default="synthetic",
-                   help="synthetic | cifar10:DIR | imagefolder:DIR (default synthetic)")
+    p.add_argument("--data", default=None,
+                   help="synthetic | cifar10:DIR | imagefolder:DIR (default: the data set the "
+                        "first checkpoint was trained on)")
     p.add_argument("--val-size", type=int, default=None, help="synthetic: number of images")
     p.add_argument("--image-size", type=int, default=None, help="synthetic: image side")
     p.add_argument("--seed", type=int, default=None, help="synthetic: data set seed")
@@ -115,17 +156,17 @@ def make_parser():
     p.add_argument("--per-class", action="store_true",
                    help="print per-class accuracy of the final (fused) posteriors")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--device", default="cpu",
-                   help="cpu, cuda, cuda:N or emu (the CUDA kernels run on the CPU)")
-    p.add_argument("--tf32", action="store_true",
-                   help="on a cuda device, allow TF32 tensor-core matrix products")
+    add_device_flags(p)
     add_threads_flag(p)
+    add_ops_flag(p)
+    add_debug_flag(p)
     return p
 
 
 def main(argv=None):
     p = make_parser()
     args = p.parse_args(argv)
+    use_ops(args.ops)
     other_work = OtherWork()  # what other programs do while we load: --threads 0
     # Everything that can be wrong with the request is checked before any image is read.
     try:
@@ -146,7 +187,8 @@ def main(argv=None):
         for net in nets:
             net.scales_for(args.protocol, scales)
         check_same_classes(nets)
-        dataset = build_dataset(args.data, args, nets[0].weights.meta)
+        data, data_origin = (args.data, "--data") if args.data else recorded_data(nets)
+        dataset = build_dataset(data, args, nets[0].weights.meta)
         if args.limit is not None and args.limit < len(dataset):
             dataset = stratified_subset(dataset, args.limit, args.limit_seed)
     except (ValueError, FileNotFoundError, DeviceError) as e:
@@ -157,11 +199,16 @@ def main(argv=None):
     old = signal.getsignal(signal.SIGTERM)
     try:
         signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM stops it like Ctrl-C
-        print(f"data: {args.data}" + (f" ({where})" if where else "") +
+        print(f"data: {data}" + (f" ({where})" if where else "") +
               (f", {dataset.note}" if getattr(dataset, "note", "") else
-               f", {len(dataset)} images"), flush=True)
+               f", {len(dataset)} images") + ("" if data_origin == "--data" else
+                                              f" ({data_origin})"))
+        for net in nets:
+            print(weights_line(net))
+            print(f"  test scales Q = {','.join(map(str, net.scales_for(args.protocol, scales)))}"
+                  f" ({scales_origin(net, scales is not None)})", flush=True)
         report = evaluate(nets, dataset, args.protocol, scales, batch_size=args.batch_size,
-                          progress=not args.no_progress)
+                          progress=not args.no_progress, on_skip=warn_unreadable)
     except ValueError as e:
         p.error(str(e))
     except KeyboardInterrupt:
@@ -184,9 +231,8 @@ def main(argv=None):
             print(f"  {name:<20} {'n/a' if a != a else f'{100 * a:6.2f}'}")
     print(summary)
     if args.output:
-        os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-        with open(args.output, "w", encoding="utf-8") as f:
-            f.write(text)
+        data = text.encode("utf-8")
+        atomic_write(args.output, lambda f: f.write(data), suffix=".tmp")
         print(f"wrote {args.output}")
     return report
 
@@ -204,9 +250,13 @@ def _disambiguate(nets):
 
 
 def console(argv=None):
-    """The ``minivgg-evaluate`` command: main(), then exit status 0 (errors exit 2 inside)."""
-    main(argv)
-    return 0
+    """The ``minivgg-evaluate`` command: main(), then exit status 0; a wrong
+    request exits 2 inside, a failure while evaluating is one line and status
+    1 (minivgg.failures; --debug adds the traceback)."""
+    args = make_parser().parse_args(argv)  # a bad command line exits here, as in main
+    return run_command(lambda: main(argv), args.debug,
+                       memory_advice=f"use a smaller --batch-size (now {args.batch_size} crops, "
+                                     f"or their pixels, per forward pass)")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,12 @@ stages in docs/training.md:
     python examples/train_vgg.py --profile paper --cfg A --data imagefolder:/data/imagenet \\
         --scale 256 --out runs/A-s256
 
+Fine-tuning pretrained weights (torchvision, timm, a minivgg run) on a folder
+of your images: the model settings and the preprocessing come from the file,
+fc8 is re-initialised for your classes (docs/training.md):
+
+    python examples/train_vgg.py --init-from vgg16.pth --data imagefolder:photos --lr 0.001
+
 Data parallelism (§3.3, docs/distributed.md): N processes, each with 1/N of
 every batch, gradients averaged before each update:
 
@@ -25,9 +31,14 @@ import dataclasses
 import sys
 import traceback
 
+from minivgg import failures, runfolder
 from minivgg.backend import DeviceError, parse_device
 from minivgg.checkpoint import CheckpointError
+from minivgg.cli.common import HelpFormatter, add_device_flags, parser
+from minivgg.data.preprocess import PRESETS
+from minivgg.finetune import FREEZE, preset_flags, weights_defaults
 from minivgg.distributed import DistributedError, env_rank, init as init_distributed
+from minivgg.fast.select import OPS_HELP, TIERS
 from minivgg.models import CONFIGS
 from minivgg.profiles import PROFILES, profile_recipe
 from minivgg.train import Recipe, Trainer, TrainingDiverged
@@ -36,12 +47,12 @@ D = Recipe()
 
 
 def make_parser(argv=None):
-    pre = argparse.ArgumentParser(add_help=False)
+    pre = parser(add_help=False)
     pre.add_argument("--profile", default="small", choices=list(PROFILES))
     D = profile_recipe(pre.parse_known_args(argv)[0].profile)  # this profile's defaults
-    p = argparse.ArgumentParser(
+    p = parser(
         description="Train VGG (Simonyan & Zisserman 2015) with the paper's recipe.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        formatter_class=HelpFormatter)
     p.add_argument("--profile", default="small", choices=list(PROFILES),
                    help="defaults to start from: small (a quarter-width net on 32x32 crops, "
                         "minutes on a CPU) or paper (§3.1's values; see minivgg/profiles.py); "
@@ -90,9 +101,16 @@ def make_parser(argv=None):
                    help="std of the gauss init (the paper's text says variance 1e-2; see "
                         "docs/training.md)")
     p.add_argument("--init-from", default=D.init_from,
-                   help="checkpoint to start from: same config -> all weights (S=384 from "
-                        "S=256); deeper config from A -> A's first four conv layers and three "
-                        "FC layers, the rest random")
+                   help="weights to start from: a minivgg checkpoint or run folder, or any file "
+                        "minivgg.io reads (torchvision/timm .pth, .safetensors). Same config -> "
+                        "all weights (S=384 from S=256, fine-tuning); deeper config from A -> "
+                        "A's first four conv layers and three FC layers, the rest random; "
+                        "another number of classes -> fc8 re-initialised. --cfg, --width-mult, "
+                        "--fc-width, --crop, --scale and the preprocessing default to the "
+                        "file's")
+    p.add_argument("--freeze", default=D.freeze, choices=list(FREEZE),
+                   help="keep these layers fixed: features = every conv layer (only fc6-fc8 "
+                        "train, and backward stops at fc6)")
     p.add_argument("--fc-width", type=int, default=D.fc_width,
                    help="width of FC1 and FC2 (0: 4096, the paper's, for crops >= 224, else 128)")
     p.add_argument("--width-mult", type=float, default=D.width_mult,
@@ -118,25 +136,29 @@ def make_parser(argv=None):
     p.add_argument("--out", default=D.out,
                    help="directory for the checkpoint (last.npz), metrics.jsonl, recipe.json")
     p.add_argument("--plot", action="store_true", help="write OUT/curves.png (needs matplotlib)")
+    p.add_argument("--best-with-optimizer", action="store_true",
+                   help="keep the momentum buffers in best.npz too (as large as the model; "
+                        "last.npz always has them and is the file to resume from)")
     p.add_argument("--strict", action="store_true",
                    help="stop on an unreadable image instead of skipping it with a warning")
     p.add_argument("--mean-images", type=int, default=D.mean_images,
                    help="images read to compute the mean RGB (0: the whole training set)")
     p.add_argument("--pixel-scale", type=float, default=D.pixel_scale,
-                   help="input units: the mean-subtracted [0, 1] image is multiplied by this "
-                        "(1: [0, 1] units; 255: the 0-255 units of the paper's Caffe nets)")
+                   help="input units of the minivgg preset: the mean-subtracted [0, 1] image is "
+                        "multiplied by this (1: [0, 1] units; 255: the 0-255 units of the "
+                        "paper's Caffe nets); giving it selects --preset minivgg")
+    p.add_argument("--preset", default=D.preset, choices=["auto"] + list(PRESETS),
+                   help="input preprocessing: auto = the --init-from file's (torchvision's for "
+                        "torchvision and timm weights), else minivgg = minus this training set's "
+                        "mean RGB (§2.1); torchvision and caffe are those weights' conventions "
+                        "(docs/interop.md)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    p.add_argument("--device", default=D.device,
-                   help="cpu (NumPy), cuda or cuda:N (CuPy and minivgg's CUDA kernels; pip "
-                        "install -e '.[gpu]'), or emu (the same CUDA kernels compiled with g++ "
-                        "and run on the CPU: slow, for checking and reading the kernels)")
-    p.add_argument("--tf32", action="store_true",
-                   help="on a cuda device, let float32 matrix products use TF32 tensor cores "
-                        "(faster, 10-bit mantissa inputs); off by default")
+    add_device_flags(p, D.device)
     p.add_argument("--threads", type=int, default=D.threads,
                    help="CPU threads for BLAS and minivgg's copies; 0: chosen before each "
                         "epoch from the cores other programs leave free (and divided among "
                         "the ranks sharing the machine), which keeps a shared machine fast")
+    p.add_argument("--ops", default=D.ops, choices=TIERS, help=OPS_HELP)
     p.add_argument("--release-freed-memory", dest="keep_freed_memory", action="store_false",
                    help="let the C library hand freed memory back to the system after every "
                         "step (by default the process keeps it, so that each step's big arrays "
@@ -155,6 +177,7 @@ def make_parser(argv=None):
     p.add_argument("--overwrite", action="store_true",
                    help="start over in an --out folder that holds another run (its files are "
                         "replaced); without it such a folder is refused")
+    failures.add_debug_flag(p)
     return p
 
 
@@ -170,17 +193,25 @@ def given_flags(argv):
     return set(vars(p.parse_args(argv)))
 
 
-def recipe_from_args(args, argv):
+def recipe_from_args(args, argv, notes=None):
     """The Recipe of this command. With --resume it is the checkpoint's recipe,
     with the options given on this command line applied on top (the trainer
     then refuses those that may not change); --lr becomes the rate to continue
-    with."""
+    with. Without it, the model settings not given default to the --init-from
+    file's (finetune.weights_defaults); ``notes`` receives the lines that say
+    so."""
     fields = {f.name for f in dataclasses.fields(Recipe)}
     values = {k: v for k, v in vars(args).items() if k in fields}
     values["progress"] = not args.no_progress
+    if not args.resume:
+        given = given_flags(argv)
+        preset_flags(values, given)
+        if values.get("init_from"):
+            lines = weights_defaults(values, given, values["init_from"])
+            if notes is not None:
+                notes.extend(lines)
     if args.resume:
-        from minivgg.checkpoint import load_checkpoint
-        saved = (load_checkpoint(args.resume).meta.get("train") or {}).get("recipe") or {}
+        saved = (runfolder.load_for_resume(args.resume).meta.get("train") or {}).get("recipe") or {}
         given = given_flags(argv)
         merged = {k: v for k, v in saved.items() if k in fields}
         for k in given & fields:
@@ -200,33 +231,38 @@ def main(argv=None):
     expected = (ValueError, FileNotFoundError, CheckpointError, TrainingDiverged, DeviceError,
                 DistributedError)
     comm = None
+    notes = []
     try:
-        recipe = recipe_from_args(args, argv)
+        recipe = recipe_from_args(args, argv, notes)
         comm = init_distributed(args.distributed, parse_device(args.device)[0])
-        trainer = Trainer(recipe, resume=args.resume or None, comm=comm)
+        trainer = Trainer(recipe, resume=args.resume or None, comm=comm, notes=notes)
         history = trainer.run()
     except KeyboardInterrupt:
         return 130
     except expected as e:
         # Every rank meets these errors together; one of them says so.
         if (comm.rank if comm is not None else env_rank()) == 0:
+            if args.debug:
+                traceback.print_exc()
             print(f"error: {e}", file=sys.stderr)
         return 2
-    except Exception:
+    except Exception as e:
+        # A failure of the run, not of the request (a full disk, a killed
+        # loader worker, memory): one line, the state kept (minivgg.failures).
         if comm is None or comm.size == 1:
-            raise
-        # One rank failed alone: show where, and stop every rank rather than
+            return failures.report(e, args.debug)
+        # One rank failed alone: say so, and stop every rank rather than
         # leave the others waiting for it forever.
-        print(f"rank {comm.rank} of {comm.size} failed:\n{traceback.format_exc()}",
-              file=sys.stderr, flush=True)
+        failures.report(e, args.debug, prefix=f"rank {comm.rank} of {comm.size} failed: ")
         comm.abort(1)
     comm.close()
     if history and comm.rank == 0:
         last, best = history[-1], trainer.best
+        k = min(5, len(trainer.classes))  # top-5 of 3 classes is a top-3
         print(f"final: last epoch {last['epoch']}: val top-1 error "
-              f"{100 * last['val_top1_err']:.2f}%, top-5 {100 * last['val_top5_err']:.2f}% "
+              f"{100 * last['val_top1_err']:.2f}%, top-{k} {100 * last['val_top5_err']:.2f}% "
               f"({trainer.checkpoint_path()}); best epoch {best['epoch']}: top-1 "
-              f"{100 * best['val_top1_err']:.2f}%, top-5 {100 * best['val_top5_err']:.2f}% "
+              f"{100 * best['val_top1_err']:.2f}%, top-{k} {100 * best['val_top5_err']:.2f}% "
               f"({trainer.checkpoint_path('best.npz')}); "
               f"{sum(h['time_s'] for h in history):.0f} s of training")
     return 0

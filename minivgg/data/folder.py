@@ -136,6 +136,12 @@ class ImageFile:
         """The whole image as load_rgb returns it: (H, W, 3) uint8."""
         return _checked(self.path, np.asarray(self.decode()[0]))
 
+    def close(self):
+        """Close the file if only its header was read (``size``)."""
+        if self._im is not None:
+            self._im.close()
+            self._im = None
+
 
 def folder_classes(root):
     """The class names of a data set folder: its sub-directory names, sorted,
@@ -214,13 +220,15 @@ class ImageFolder(Dataset):
 SPLITS = ("train", "val", "test")
 
 
-def split_folder(root, split=None):
+def split_folder(root, split=None, split_option=True):
     """The folder of one split of an image data set root (``imagefolder:DIR``).
 
     ``root`` holds ``train/``, ``val/`` and/or ``test/``, each with one folder
     per class. ``split`` names one of them; None means the evaluation split:
     ``val`` if there is one, else ``test``. Returns (path, split). The errors
-    say what was found and what to type instead.
+    say what was found and what to type instead; ``split_option`` says whether
+    the command has a ``--split`` option to suggest (evaluation does, training
+    reads train/ and val/ itself).
     """
     root = os.fspath(root)
     if not os.path.isdir(root):
@@ -232,9 +240,12 @@ def split_folder(root, split=None):
         if subdirs:
             parent = os.path.dirname(os.path.abspath(root)) or "/"
             name = os.path.basename(os.path.abspath(root))
+            use = (f"imagefolder:{parent} --split {name}" if split_option else
+                   f"imagefolder:{parent} (training reads its train/ and validates on its val/, "
+                   f"or test/)")
             hint = (f"; its sub-folders ({', '.join(subdirs[:4])}{', ...' if len(subdirs) > 4 else ''})"
-                    f" look like classes, i.e. {root} is itself one split: use "
-                    f"imagefolder:{parent} --split {name}" if name in SPLITS else
+                    f" look like classes, i.e. {root} is itself one split: use {use}"
+                    if name in SPLITS else
                     f"; its sub-folders ({', '.join(subdirs[:4])}) look like classes: put them in "
                     f"{root}/val/ (or train/, test/)")
         raise FileNotFoundError(f"imagefolder:{root} is the data set root and needs "

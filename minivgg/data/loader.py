@@ -25,6 +25,13 @@ of steps and none waits forever for the others.
 Epochs are explicit: call ``loader.set_epoch(e)`` before iterating epoch e
 (it starts at 0 and is never advanced implicitly, so iterating twice without
 ``set_epoch`` repeats the same epoch).
+
+A worker that dies (the kernel's out-of-memory killer sends SIGKILL) is
+replaced, up to ``restarts`` times per pass: the new worker builds the dead
+one's remaining batches from the batch the consumer waits for, and since a
+batch is a function of ``(seed, epoch, indices)`` the pass yields exactly
+what it would have. Past that, :class:`WorkerDied` names the worker, how it
+ended and the batch.
 """
 
 import mmap
@@ -40,12 +47,43 @@ import weakref
 
 import numpy as np
 
+from ..fast import select
+from ..fast.select import use_ops
 from .base import CorruptImageError
 from .transforms import Compose, ToCHW, ToFloat
 
-__all__ = ["DataLoader"]
+__all__ = ["DataLoader", "WorkerDied"]
 
 _STREAM_SAMPLE = 1
+
+
+class WorkerDied(RuntimeError):
+    """A loader worker process ended without handing over its batch, and so
+    did every replacement allowed (``DataLoader(restarts=...)``)."""
+
+    def __init__(self, wid, pid, exitcode, batch, epoch, deaths):
+        self.wid, self.pid, self.exitcode = wid, pid, exitcode
+        self.batch, self.epoch, self.deaths = batch, epoch, deaths
+        self.how = _how_it_ended(exitcode)
+        again = (f", worker death {deaths} of this pass ({deaths - 1} replaced)" if deaths > 1
+                 else "")
+        super().__init__(f"DataLoader worker {wid} (pid {pid}) {self.how} before handing over "
+                         f"batch {batch + 1} of epoch {epoch + 1}{again} (killed for memory? try "
+                         f"fewer workers or a smaller prefetch)")
+
+    @property
+    def killed_for_memory(self):
+        """SIGKILL: what the kernel's out-of-memory killer sends."""
+        return self.exitcode == -signal.SIGKILL
+
+
+def _how_it_ended(exitcode):
+    if exitcode is not None and exitcode < 0:
+        try:
+            return f"was killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"was killed by signal {-exitcode}"
+    return f"exited unexpectedly with code {exitcode}"
 
 
 def sample_rng(seed, epoch, index):
@@ -187,8 +225,10 @@ def _put(out_q, msg, stop, parent_pid):
             continue
 
 
-def _worker_loop(dataset, transform, jobs, seed, epoch, strict, out_q, stop, parent_pid, slots):
+def _worker_loop(dataset, transform, jobs, seed, epoch, strict, out_q, stop, parent_pid, slots,
+                 tier="fast"):
     """Worker process body: build the batches in ``jobs`` in order, hand them over via out_q."""
+    use_ops(tier)   # the parent's tier (fused or unfused transforms), also under spawn
     # Ctrl-C goes to the whole process group; the parent alone handles it and
     # then stops the workers, so they do not each print a traceback.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -220,6 +260,7 @@ def _worker_loop(dataset, transform, jobs, seed, epoch, strict, out_q, stop, par
 def _shutdown(procs, stop, queues, slots):
     """Stop and reap worker processes (idempotent; also run at interpreter exit)."""
     stop.set()
+    procs = [p for p in procs if p is not None]  # None: not started (a start failed)
     for p in procs:
         p.join(timeout=0.5)
     for p in procs:
@@ -230,8 +271,9 @@ def _shutdown(procs, stop, queues, slots):
             p.kill()
             p.join()
     for q in queues:
-        q.close()
-        q.cancel_join_thread()
+        if q is not None:
+            q.close()
+            q.cancel_join_thread()
     for s in slots:
         if s is not None:
             s.close()
@@ -281,25 +323,54 @@ class _BatchIterator:
         method = ld._start_method or ("fork" if "fork" in mp.get_all_start_methods() else "spawn")
         fork = method == "fork"
         ctx = mp.get_context(method)
-        shape = self._probe_shape() if fork else None
+        self._ctx, self._shape = ctx, (self._probe_shape() if fork else None)
         self._stop = ctx.Event()
-        self._queues = [ctx.Queue(maxsize=ld.prefetch) for _ in range(w)]
-        self._slots = [_Slots(ctx, ld.prefetch, ld.batch_size // ld.shard[1], shape) if shape
-                       else None
-                       for _ in range(w)]
-        self._procs = []
-        for wid in range(w):
-            p = ctx.Process(
-                target=_worker_loop,
-                args=(ld.dataset, ld.transform, self.jobs[wid::w], ld.seed, self.epoch,
-                      ld.strict, self._queues[wid], self._stop, os.getpid(), self._slots[wid]),
-                name=f"minivgg-loader-{wid}",
-                daemon=True,
-            )
-            p.start()
-            self._procs.append(p)
+        self._queues, self._slots, self._procs = [None] * w, [None] * w, [None] * w
+        self._deaths = 0  # workers replaced in this pass
         self._finalizer = weakref.finalize(self, _shutdown, self._procs, self._stop,
                                            self._queues, self._slots)
+        for wid in range(w):
+            self._start_worker(wid, wid)
+
+    def _start_worker(self, wid, k):
+        """Start worker ``wid`` on its jobs (every w-th, w workers) from job ``k`` on,
+        with a queue and slots of its own."""
+        ld, ctx = self.loader, self._ctx
+        w = len(self._procs)
+        self._queues[wid] = ctx.Queue(maxsize=ld.prefetch)
+        self._slots[wid] = (_Slots(ctx, ld.prefetch, ld.batch_size // ld.shard[1], self._shape)
+                            if self._shape else None)
+        p = ctx.Process(
+            target=_worker_loop,
+            args=(ld.dataset, ld.transform, self.jobs[k::w], ld.seed, self.epoch,
+                  ld.strict, self._queues[wid], self._stop, os.getpid(), self._slots[wid],
+                  select.tier()),
+            name=f"minivgg-loader-{wid}",
+            daemon=True,
+        )
+        p.start()
+        self._procs[wid] = p
+
+    def _replace_worker(self, wid):
+        """Worker ``wid`` died before handing over job ``self._k``: start another
+        on its jobs from there, or raise WorkerDied when no replacement is left."""
+        ld, dead = self.loader, self._procs[wid]
+        self._deaths += 1
+        pos = self.jobs[self._k][0]
+        if self._deaths > ld.restarts:
+            raise WorkerDied(wid, dead.pid, dead.exitcode, pos, self.epoch, self._deaths)
+        warnings.warn(f"DataLoader worker {wid} (pid {dead.pid}) {_how_it_ended(dead.exitcode)} "
+                      f"before handing over batch {pos + 1} of epoch {self.epoch + 1}; a new "
+                      f"worker loads its batches again from there, the same batches "
+                      f"(replacement {self._deaths} of {ld.restarts} in this pass)",
+                      stacklevel=4)
+        # A message or batch the dead worker was writing may be half-written:
+        # its queue and slots are dropped, not read.
+        self._queues[wid].close()
+        self._queues[wid].cancel_join_thread()
+        if self._slots[wid] is not None:
+            self._slots[wid].close()
+        self._start_worker(wid, self._k)
 
     def _next_result(self):
         """The next job's (x, y, skipped), loaded here or received from a worker."""
@@ -313,14 +384,17 @@ class _BatchIterator:
         q, proc = self._queues[wid], self._procs[wid]
         while True:
             try:
-                kind, got_pos, payload = q.get(timeout=0.5)
+                kind, got_pos, payload = q.get(timeout=0.2)
                 break
             except queue.Empty:
-                if not proc.is_alive():
-                    raise RuntimeError(
-                        f"DataLoader worker {wid} (pid {proc.pid}) exited unexpectedly with code "
-                        f"{proc.exitcode} (killed for memory? try fewer workers or a smaller prefetch)"
-                    ) from None
+                if proc.is_alive():
+                    continue
+            try:  # what it handed over just before it ended is still there
+                kind, got_pos, payload = q.get(timeout=0.05)
+                break
+            except queue.Empty:
+                self._replace_worker(wid)
+                q, proc = self._queues[wid], self._procs[wid]
         assert got_pos == pos, (got_pos, pos)
         if kind == "error":
             exc, tb = payload
@@ -347,7 +421,7 @@ class _BatchIterator:
             ld.position = self.position
             for desc, msg in skipped:
                 ld.skipped.append(desc)
-                warnings.warn(f"DataLoader: skipping corrupt image {desc}: {msg}", stacklevel=2)
+                ld._report_skip(desc, msg)
             if x is not None:
                 return x, y
             if ld.shard[1] > 1:  # a sharded loader yields every batch: ranks stay in step
@@ -390,12 +464,17 @@ class DataLoader:
             (memory: workers * prefetch batches).
         drop_last: drop the last incomplete batch.
         strict: re-raise CorruptImageError instead of skipping the image.
+        restarts: workers that may die and be replaced in one pass (the
+            batches stay the same); one more death raises WorkerDied.
         shard: (rank, size) to yield only slice ``rank`` of ``size`` of each
             batch (data-parallel training); batch_size must be a multiple of size.
+        on_skip: called as ``on_skip(description, message)`` for every image
+            skipped as corrupt; by default a warning, once per file over the
+            loader's life (not again every epoch).
 
     Iterating yields x (N, C, H, W) float32 and y (N,) int64; N = batch_size
     except for the last batch, or when corrupt images were skipped (each
-    skip is warned about and its ``describe`` string appended to
+    skip is reported (``on_skip``) and its ``describe`` string appended to
     ``loader.skipped``, reset at every pass).  A batch whose images are all
     corrupt is not yielded.  ``len(loader)`` is the number of nominal
     batches; ``loader.position`` the nominal index of the next batch.
@@ -404,7 +483,8 @@ class DataLoader:
     _start_method = None  # multiprocessing start method; None: fork where available (tests set it)
 
     def __init__(self, dataset, batch_size, transform=None, shuffle=True, seed=0, workers=0,
-                 prefetch=2, drop_last=False, strict=False, shard=(0, 1)):
+                 prefetch=2, drop_last=False, strict=False, shard=(0, 1), restarts=2,
+                 on_skip=None):
         def nonneg_int(v, what, minimum):
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < minimum:
                 raise ValueError(f"DataLoader: {what} must be an int >= {minimum}, got {v!r}")
@@ -419,6 +499,7 @@ class DataLoader:
         self.seed = nonneg_int(seed, "seed", 0)
         self.workers = nonneg_int(workers, "workers", 0)
         self.prefetch = nonneg_int(prefetch, "prefetch", 1)
+        self.restarts = nonneg_int(restarts, "restarts", 0)
         self.drop_last = bool(drop_last)
         self.strict = bool(strict)
         rank, size = (int(v) for v in shard)
@@ -433,6 +514,15 @@ class DataLoader:
         self.epoch = 0
         self.position = 0
         self.skipped = []
+        self.on_skip = on_skip
+        self._warned = set()
+
+    def _report_skip(self, desc, msg):
+        if self.on_skip is not None:
+            self.on_skip(desc, msg)
+        elif desc not in self._warned:
+            self._warned.add(desc)
+            warnings.warn(f"DataLoader: skipping corrupt image {desc}: {msg}", stacklevel=4)
 
     def set_epoch(self, epoch):
         """Select the epoch whose order and augmentation the next pass uses."""

@@ -30,12 +30,14 @@ import numbers
 import numpy as np
 from PIL import Image
 
+from ..fast import select
+from ..fast.transforms import fused_tail
 from .base import CorruptImageError, check_image
 from .folder import ImageFile
 
 __all__ = [
     "Compose", "RescaleShorter", "RandomCrop", "CenterCrop", "RandomHorizontalFlip",
-    "ToFloat", "PCAColourShift", "SubtractMean", "ScalePixels", "ToCHW",
+    "ToFloat", "PCAColourShift", "SubtractMean", "ScalePixels", "Normalise", "ToCHW",
     "compute_mean_rgb", "train_transform", "eval_transform",
     "PCA_EIGVAL", "PCA_EIGVEC",
 ]
@@ -109,25 +111,37 @@ class Compose:
             if not callable(t):
                 raise ValueError(f"Compose: {t!r} is not callable")
         steps = self.transforms
-        #: True when the pipeline starts with a rescale and a crop: it then
-        #: also takes an ImageFile (ImageFolder.open_file) and decodes only what
-        #: the crop needs (RescaleShorter.rescale_crop); the loader uses that.
-        self.reads_files = (len(steps) >= 2 and isinstance(steps[0], RescaleShorter)
-                            and isinstance(steps[1], (RandomCrop, CenterCrop)))
+        self._starts_with_crop = (len(steps) >= 2 and isinstance(steps[0], RescaleShorter)
+                                  and isinstance(steps[1], (RandomCrop, CenterCrop)))
         self._tail = _fused_tail(steps)
+
+    @property
+    def reads_files(self):
+        """True when, in the fast tier, the pipeline starts with a rescale and
+        a crop: it then also takes an ImageFile (ImageFolder.open_file) and
+        decodes only what the crop needs (RescaleShorter.rescale_crop); the
+        loader uses that. The textbook tier decodes every image whole."""
+        return self._starts_with_crop and select.fuses_transforms()
 
     def __call__(self, img, rng=None):
         steps, start = self.transforms, 0
+        fast = select.fuses_transforms()
         if isinstance(img, ImageFile):
-            if self.reads_files:
+            if self._starts_with_crop and fast:
                 img, start = steps[0].rescale_crop(img, steps[1], rng), 2
             else:
                 img = img.array()
-        end = len(steps) if self._tail is None else self._tail[0]
+        tail = self._tail if fast else None
+        end = len(steps) if tail is None else tail[0]
         for t in steps[start:end]:
             img = t(img, rng)
-        if self._tail is not None and start <= end:
-            img = _run_fused_tail(self._tail, img, rng)
+        if tail is not None and start <= end:
+            _, flip, colour, mean = tail
+            if flip is not None:
+                img = flip(img, rng)
+            check_image(img, "ToFloat input")
+            shift = None if colour is None else colour.sample_shift(rng)
+            img = fused_tail(img, shift, mean.mean_rgb)
         return img
 
     def __repr__(self):
@@ -138,7 +152,8 @@ class Compose:
 def _fused_tail(steps):
     """(index, flip, colour, mean) when the pipeline ends with
     [RandomHorizontalFlip], ToFloat, [PCAColourShift], SubtractMean, ToCHW
-    (the §3.1 and evaluation pipelines), else None."""
+    (the §3.1 and evaluation pipelines), else None: the steps that the fast
+    tier runs as one pass (minivgg/fast/transforms.py)."""
     i = len(steps)
     if i < 3 or type(steps[-1]) is not ToCHW or type(steps[-2]) is not SubtractMean:
         return None
@@ -153,26 +168,6 @@ def _fused_tail(steps):
     if i >= 1 and type(steps[i - 1]) is RandomHorizontalFlip:
         i, flip = i - 1, steps[i - 1]
     return i, flip, colour, mean
-
-
-def _run_fused_tail(tail, img, rng):
-    """The tail steps in one pass per channel, written straight in CHW order:
-    the same random draws and the same float32 operations in the same order
-    as the separate steps, so the same numbers."""
-    _, flip, colour, mean = tail
-    if flip is not None:
-        img = flip(img, rng)
-    check_image(img, "ToFloat input")
-    shift = None if colour is None else colour.sample_shift(rng).astype(np.float32)
-    h, w, _ = img.shape
-    out = np.empty((3, h, w), dtype=np.float32)
-    scale = np.float32(1.0 / 255.0)
-    for c in range(3):
-        np.multiply(img[:, :, c], scale, out=out[c], dtype=np.float32)
-        if shift is not None:
-            out[c] += shift[c]
-        out[c] -= mean._mean32[c]
-    return out
 
 
 class RescaleShorter:
@@ -428,6 +423,36 @@ class ScalePixels:
         return f"ScalePixels({self.scale:g})"
 
 
+class Normalise:
+    """Another set of weights' input convention (a ``data.preprocess.Preprocess``:
+    channel order, pixel units, mean, std) applied to a float image in [0, 1]
+    units, so that fine-tuning feeds pretrained weights the inputs they were
+    trained on, after the §3.1 augmentation: x[c] = (img[src(c)] * 255 *
+    scale - mean[c]) / std[c], src(c) = 2 - c for BGR.
+
+    In: (H, W, 3) float32 RGB in [0, 1].  Out: (H, W, 3) float32 in the
+    network's channel order, a new array.
+    """
+
+    def __init__(self, preprocess):
+        from .preprocess import Preprocess
+        if not isinstance(preprocess, Preprocess):
+            raise ValueError(f"Normalise: expected a data.preprocess.Preprocess, got "
+                             f"{type(preprocess).__name__}")
+        self.preprocess = preprocess
+        self._bgr = preprocess.channels == "BGR"
+        self._gain = (255.0 * preprocess.scale / preprocess.std).astype(np.float32)
+        self._offset = (preprocess.mean / preprocess.std).astype(np.float32)
+
+    def __call__(self, img, rng=None):
+        _check_float_hwc(img, "Normalise")
+        x = img[..., ::-1] if self._bgr else img
+        return x * self._gain - self._offset
+
+    def __repr__(self):
+        return f"Normalise({self.preprocess!r})"
+
+
 class ToCHW:
     """HWC to the CHW layout of the network input (batch: NCHW).
 
@@ -444,13 +469,14 @@ class ToCHW:
         return "ToCHW()"
 
 
-def compute_mean_rgb(dataset, max_images=None, progress=True):
+def compute_mean_rgb(dataset, max_images=None, progress=True, on_skip=None):
     """Per-channel mean over all pixels of the (training) images (§2.1).
 
     Every pixel counts once, so a large image weighs more than a small one.
     With ``max_images`` only that many images are read, evenly spaced over
     the data set (not the first ones: an ImageFolder is sorted by class).
-    Corrupt images are skipped with a warning.
+    Corrupt images are skipped with a warning (or ``on_skip(description,
+    message)`` when given).
 
     Returns (3,) float64, R, G, B in [0, 1] units.
     """
@@ -473,7 +499,11 @@ def compute_mean_rgb(dataset, max_images=None, progress=True):
         try:
             img, _ = dataset[int(i)]
         except CorruptImageError as e:
-            warnings.warn(f"compute_mean_rgb: skipping {dataset.describe(int(i))}: {e}", stacklevel=2)
+            if on_skip is not None:
+                on_skip(dataset.describe(int(i)), str(e))
+            else:
+                warnings.warn(f"compute_mean_rgb: skipping {dataset.describe(int(i))}: {e}",
+                              stacklevel=2)
             continue
         check_image(img, f"compute_mean_rgb: {dataset.describe(int(i))}")
         # uint8 sums stay exact in int64 for any image a computer can hold.
@@ -496,13 +526,27 @@ def _pixel_steps(pixel_scale):
     return [] if pixel_scale == 1 else [ScalePixels(pixel_scale)]
 
 
+def _normalise_steps(mean_rgb, pixel_scale):
+    """§2.1's mean subtraction (and pixel units), or a whole preset when
+    ``mean_rgb`` is a data.preprocess.Preprocess (its own units: pixel_scale 1)."""
+    from .preprocess import Preprocess
+    if isinstance(mean_rgb, Preprocess):
+        if pixel_scale != 1:
+            raise ValueError(f"pixel_scale {pixel_scale:g} given with the preprocessing "
+                             f"{mean_rgb.name!r}, which sets its own pixel units")
+        return [Normalise(mean_rgb)]
+    return [SubtractMean(mean_rgb)] + _pixel_steps(pixel_scale)
+
+
 def train_transform(crop, scale, mean_rgb, colour=True, flip=True, pixel_scale=1.0):
     """The §3.1 training pipeline as a Compose.
 
     rescale (shorter side S, fixed int or jittered (S_min, S_max)) -> random
     crop x crop -> random horizontal flip (if ``flip``) -> [0, 1] float ->
     PCA colour shift (if ``colour``) -> subtract ``mean_rgb`` -> times
-    ``pixel_scale`` (255: the paper's 0-255 units) -> CHW.
+    ``pixel_scale`` (255: the paper's 0-255 units) -> CHW. ``mean_rgb`` may
+    instead be a data.preprocess.Preprocess (torchvision's or Caffe's
+    convention, for pretrained weights), applied by Normalise.
 
     In: (H, W, 3) uint8.  Out: (3, crop, crop) float32.
     """
@@ -515,7 +559,7 @@ def train_transform(crop, scale, mean_rgb, colour=True, flip=True, pixel_scale=1
     steps.append(ToFloat())
     if colour:
         steps.append(PCAColourShift())
-    steps += [SubtractMean(mean_rgb)] + _pixel_steps(pixel_scale) + [ToCHW()]
+    steps += _normalise_steps(mean_rgb, pixel_scale) + [ToCHW()]
     return Compose(steps)
 
 
@@ -531,5 +575,5 @@ def eval_transform(crop, scale, mean_rgb, pixel_scale=1.0):
     s_min, s_max = parse_scale(scale)
     _check_recipe(crop, s_min, "eval_transform")
     q = (s_min + s_max) // 2
-    return Compose([RescaleShorter(q), CenterCrop(crop), ToFloat(), SubtractMean(mean_rgb)]
-                   + _pixel_steps(pixel_scale) + [ToCHW()])
+    return Compose([RescaleShorter(q), CenterCrop(crop), ToFloat()]
+                   + _normalise_steps(mean_rgb, pixel_scale) + [ToCHW()])

@@ -78,6 +78,7 @@ class GradientSync:
 
     def _hook(self, i):
         def on_gradient_complete(_tensor):
+            self.flat.adopt(i)   # into the buffer, if the plain rule left it elsewhere
             b = self.bucket_of[i]
             self.waiting[b] -= 1
             self._launch_ready()

@@ -2,78 +2,35 @@
 rectification (ReLU) non-linearity"; §3.1: "dropout regularisation for the
 first two fully-connected layers (dropout ratio set to 0.5)").
 
-On cuda and emu devices both run the kernels of ``kernels/activation.cu``.
+On a GPU (and ``emu``) both run the kernels of ``kernels/activation.cu``.
 """
 import numpy as np
 
 from .. import random as mrandom
 from ..autograd import Function
+from ..backend import get_array_module
 from ..cuda import ops
-
-#: NumPy (2.4) runs ``maximum(a, 0)`` through a loop about 3x slower than
-#: ``maximum(a, zeros)`` with an array of zeros of a's shape (358,400 floats
-#: in cache: 0.107 against 0.033 ms; the first layer's ReLU at 224x224,
-#: batch 8: 7.7 against 1.9 ms), so relu_into's second operand is a kept,
-#: read-only array of zeros of up to RELU_ZEROS elements.
-RELU_ZEROS = 1 << 18
-_ZEROS = {}
-
-
-def _zeros(n, dtype):
-    """A read-only array of at least ``n`` zeros of ``dtype``, kept."""
-    dtype = np.dtype(dtype)
-    z = _ZEROS.get(dtype)
-    if z is None or z.size < n:
-        z = np.zeros(max(n, 1 << 12), dtype=dtype)
-        z.flags.writeable = False
-        _ZEROS[dtype] = z
-    return z[:n]
-
-
-def relu_into(src, out):
-    """out[...] = max(src, 0) for NumPy arrays of one shape (``out`` may be
-    ``src``, for in place); a NaN stays NaN, as in maximum. Contiguous
-    arrays (rows or columns) go through in slices of RELU_ZEROS elements
-    against the kept zeros, others of up to RELU_ZEROS elements against
-    zeros of their shape; anything else takes NumPy's scalar loop."""
-    n, result = src.size, out
-    if src.flags.f_contiguous and out.flags.f_contiguous and not src.flags.c_contiguous:
-        src, out = src.T, out.T     # the same numbers, read in memory order
-    if n <= RELU_ZEROS:
-        np.maximum(src, _zeros(n, src.dtype).reshape(src.shape), out=out)
-    elif src.flags.c_contiguous and out.flags.c_contiguous:
-        a, o = src.reshape(-1), out.reshape(-1)
-        for s in range(0, n, RELU_ZEROS):
-            e = min(n, s + RELU_ZEROS)
-            np.maximum(a[s:e], _zeros(e - s, src.dtype), out=o[s:e])
-    else:
-        np.maximum(src, 0, out=out)
-    return result
 
 
 class ReLU(Function):
-    """y = max(x, 0), any shape. The gradient at exactly 0 is taken as 0.
-
-    Backward needs only where y > 0, read from the output itself: the next
-    layer keeps y anyway, so ReLU stores no mask of its own.
-    """
+    """y = max(x, 0), any shape. The gradient passes where x > 0 (the mask)
+    and is 0 elsewhere, at exactly 0 included."""
 
     def forward(self, x):
         if self.device.uses_kernels:
-            y = ops.relu_forward(self.device, x)
-        else:
-            y = relu_into(x, np.empty_like(x))
-        self.y = y
-        return y
+            self.y = ops.relu_forward(self.device, x)
+            return self.y
+        self.mask = x > 0
+        return get_array_module(x).maximum(x, 0)
 
     def backward(self, gy):
         if self.device.uses_kernels:
             return ops.relu_backward(self.device, gy, self.y)
-        return gy * (self.y > 0)
+        return gy * self.mask
 
     def release(self):
         super().release()
-        self.y = None
+        self.mask = self.y = None
 
 
 def relu(x):
@@ -81,36 +38,42 @@ def relu(x):
     return ReLU()(x)
 
 
-class Dropout(Function):
-    """Inverted dropout: y = x * m / (1 - p), m ~ Bernoulli(1 - p), any shape.
+def keep_mask(key, p, shape):
+    """Dropout's keep mask for stream ``key``: True where element i (C order)
+    is kept, each with probability 1 - p. Element i's uniform number is a hash
+    of (key, i) (``minivgg.random``), so the mask is the same on every device
+    and in every tier."""
+    return mrandom.uniform24(key, int(np.prod(shape))).reshape(shape) >= mrandom.drop_threshold(p)
 
-    Scaling at training time keeps the expected activation unchanged, so
-    evaluation is the identity (the paper's Caffe does the same). The mask
-    of element i (C order) is a hash of the stream key and i
-    (``minivgg.random``): the same on every device, and recomputed in
-    backward rather than stored.
+
+class Dropout(Function):
+    """Inverted dropout: y = x * keep / (1 - p), keep ~ Bernoulli(1 - p), any shape.
+
+    Scaling while training keeps each activation's expectation, so evaluation
+    is the identity (as in the paper's Caffe). Backward lets the gradient
+    through the same kept elements, with the same scale.
     """
 
     def __init__(self, p, key):
         self.p, self.key = p, key
-        self.threshold = mrandom.drop_threshold(p)
-        self.scale = 1.0 / (1.0 - p)
-
-    def _mask(self, x):
-        """m: scale where kept, 0 where dropped (NumPy reference of the kernel)."""
-        keep = mrandom.uniform24(self.key, x.size).reshape(x.shape) >= self.threshold
-        return keep.astype(x.dtype) * x.dtype.type(self.scale)
 
     def forward(self, x):
         if self.device.uses_kernels:
-            return ops.dropout(self.device, x, self.key, self.threshold, self.scale)
-        return x * self._mask(x)
+            return ops.dropout(self.device, x, self.key, mrandom.drop_threshold(self.p),
+                               1.0 / (1.0 - self.p))
+        self.keep = self.device.asarray(keep_mask(self.key, self.p, x.shape))
+        self.scale = x.dtype.type(1.0 / (1.0 - self.p))
+        return x * self.keep * self.scale
 
     def backward(self, gy):
         if self.device.uses_kernels:
-            return ops.dropout(self.device, gy, self.key, self.threshold, self.scale,
-                               backward=True)
-        return gy * self._mask(gy)
+            return ops.dropout(self.device, gy, self.key, mrandom.drop_threshold(self.p),
+                               1.0 / (1.0 - self.p), backward=True)
+        return gy * self.keep * self.scale
+
+    def release(self):
+        super().release()
+        self.keep = None
 
 
 def dropout(x, p=0.5, training=True, key=None):
@@ -124,6 +87,9 @@ def dropout(x, p=0.5, training=True, key=None):
         raise ValueError(f"dropout: p must be in [0, 1), got {p}")
     if not training or p == 0.0:
         return x
-    if key is None:
-        key = mrandom.stream_key(*mrandom.next_stream())
-    return Dropout(p, key)(x)
+    return Dropout(p, next_key() if key is None else key)(x)
+
+
+def next_key():
+    """The key of the library's next random stream (``minivgg.manual_seed`` restarts them)."""
+    return mrandom.stream_key(*mrandom.next_stream())

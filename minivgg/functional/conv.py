@@ -1,662 +1,125 @@
-"""2-D convolution as im2col + GEMM (§2.1: the 3x3 stride-1 pad-1 and the
-1x1 convolutions of Table 1).
+"""2-D convolution (§2.1): the 3x3, stride 1, padding 1 filters of every
+layer of Table 1, and configuration C's 1x1 filters, written as a student
+writes them after reading the paper: im2col, then one matrix product.
 
-Forward lays every receptive field out as a column, ``col`` of shape
-(C*KH*KW, N*OH*OW), and multiplies by the (K, C*KH*KW) weight matrix: one
-large GEMM per layer. Backward keeps only ``x`` and ``w``:
+Forward. Output pixel (n, i, j) sees a C x KH x KW block of the zero-padded
+input. Laid out as columns, the blocks form the matrix
 
-* dW = gy (K, N*OH*OW) @ col^T (on the CPU col @ gy laid out (N*OH*OW,
-  K)), with ``col`` recomputed from ``x`` rather than kept from forward
-  (it is KH*KW times larger than ``x``);
-* for stride 1, dX is itself a convolution, of ``gy`` with the spatially
-  flipped, in/out-transposed kernel and padding KH-1-P: a gather, no
-  scatter-add, and the same im2col + GEMM code path as forward;
-* for other strides dX goes through col2im (KH*KW strided additions);
-* on the CPU dW and db come from one product per block of columns
-  (``_weight_bias_grad``); without dX (the first layer, whose input is
-  the image) the ReLU mask is applied block by block there too, never to
-  the whole gradient.
+    col (C*KH*KW, N*OH*OW),   rows (c, u, v), columns (n, i, j)
 
-The result is returned as an (N, K, OH, OW) *view* of the product, never
-copied back into NCHW order. On the CPU the product is turned round,
-col^T @ W^T, so each output pixel's K channels lie together (channels
-last, (N*OH*OW, K)), the layout every CPU convolution leaves (the
-channels-last im2col of functional/channels_last.py, the whole-map GEMM
-of functional/small_maps.py, Winograd F(4x4)) and
-the next one reads fastest; on a kernel device it stays (K, N*OH*OW),
-channel-major, the layout its kernels read.
+and the whole convolution is one product with the filters as rows:
 
-Every convolution of VGG is followed by a ReLU; ``conv2d(..., relu=True)``
-applies it in the same pass as the bias (and its backward masks the
-gradient with the output), so the pre-activation is never stored.
+    Y = W @ col + b           W (K, C*KH*KW), Y (K, N*OH*OW)
 
-On cuda and emu devices im2col, col2im and the bias+ReLU pass are the
-kernels of ``kernels/conv.cu`` and the GEMMs are cuBLAS (``cupy.matmul``);
-the chunking and the algorithm are the same as here.
+Backward, from gY = dL/dY laid out like Y:
+
+    dW   = gY @ col^T         (each filter's gradient: gY against the blocks it saw)
+    db   = gY summed over its columns
+    dcol = W^T @ gY           (each block's gradient)
+    dX   = col2im(dcol)       (every block added back where it came from)
+
+im2col is a loop over the KH x KW positions of the kernel: position (u, v)
+of every block is the padded input shifted by (u, v), taken every
+``stride`` pixels. col2im is the same loop, adding instead of copying.
+Backward keeps x and W, not col: col is KH*KW times larger than x, so it is
+made again.
+
+On a GPU (and the emulated GPU, device ``emu``) im2col and col2im are the
+kernels of ``kernels/conv.cu`` and the products run on cuBLAS. The faster
+CPU algorithms for the same convolution (Winograd, channels-last columns,
+one GEMM over a whole small map) are in ``minivgg/fast/``, each tested equal
+to this one.
 """
-import numpy as np
-
-from ..autograd import Function, Tensor, is_grad_enabled
+from ..autograd import Function
 from ..backend import get_array_module
 from ..cuda import ops
-from ..threads import split_copy
-from . import channels_last, small_maps, winograd, winograd4
-from .activation import relu_into
-
-_PARALLEL_MIN = 1 << 16  # elements; smaller copies are not worth a thread hand-off
+from .shapes import check_conv_shapes, conv_output_size, pair
 
 
-def _copy(dst, src):
-    """dst[...] = src, split over CPU threads (threads.split_copy) for big NumPy arrays.
-
-    NumPy's strided copy runs on one core while BLAS uses them all; the
-    im2col copies are a third of a training step on a 2-core machine, and
-    NumPy releases the GIL while copying, so threads really run in parallel.
-    """
-    if get_array_module(dst) is not np:
-        dst[...] = src
-    else:
-        split_copy(dst, src, _PARALLEL_MIN)
-    return dst
-
-
-def _pair(v, name):
-    if isinstance(v, (tuple, list)):
-        if len(v) != 2:
-            raise ValueError(f"{name} must be an int or a pair, got {v!r}")
-        a, b = int(v[0]), int(v[1])
-    else:
-        a = b = int(v)
-    return a, b
-
-
-def conv_output_size(size, kernel, stride, padding):
-    """Output length along one axis: floor((size + 2P - K) / S) + 1."""
-    return (size + 2 * padding - kernel) // stride + 1
-
-
-def check_conv_shapes(x_shape, w_shape, stride, padding, where="conv2d"):
-    """Validate conv2d operand shapes; return (OH, OW).
-
-    Raises ValueError naming ``where`` with the expected and actual shapes.
-    """
-    if len(x_shape) != 4:
-        raise ValueError(f"{where}: expected input of shape (N, C, H, W), got {tuple(x_shape)}")
-    if len(w_shape) != 4:
-        raise ValueError(f"{where}: expected weight of shape (K, C, KH, KW), got {tuple(w_shape)}")
-    if x_shape[1] != w_shape[1]:
-        raise ValueError(f"{where}: expected input of shape (N, {w_shape[1]}, H, W), "
-                         f"got {tuple(x_shape)} ({x_shape[1]} channels)")
-    (sh, sw), (ph, pw) = stride, padding
-    if sh < 1 or sw < 1 or ph < 0 or pw < 0:
-        raise ValueError(f"{where}: stride must be >= 1 and padding >= 0, got stride "
-                         f"{stride} and padding {padding}")
-    return window_output_size(x_shape, w_shape[2:], stride, padding, where, "kernel")
-
-
-def window_output_size(x_shape, kernel, stride, padding, where, what):
-    """(OH, OW) of a sliding window over x (N, C, H, W); ValueError if empty."""
-    (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
-    oh = conv_output_size(x_shape[2], kh, sh, ph)
-    ow = conv_output_size(x_shape[3], kw, sw, pw)
-    if oh < 1 or ow < 1:
-        raise ValueError(f"{where}: input of spatial size {x_shape[2]}x{x_shape[3]} is smaller "
-                         f"than the {kh}x{kw} {what} (padding {tuple(padding)}); expected at "
-                         f"least {kh - 2 * ph}x{kw - 2 * pw}")
-    return oh, ow
-
-
-def _padded_channel_major(x, ph, pw):
-    """x (N, C, H, W) -> zero-padded buffer laid out (C, N, H+2PH, W+2PW)."""
+def im2col(x, kh, kw, stride=1, padding=0, device=None):
+    """x (N, C, H, W) -> col (C*KH*KW, N*OH*OW), rows (c, u, v), columns (n, i, j)."""
+    (sh, sw), (ph, pw) = pair(stride), pair(padding)
+    if device is not None and device.uses_kernels:
+        return ops.im2col(device, x, kh, kw, (sh, sw), (ph, pw))
     xp = get_array_module(x)
     n, c, h, w = x.shape
-    xc = x.transpose(1, 0, 2, 3)
-    if ph == 0 and pw == 0:
-        return xc
-    buf = xp.zeros((c, n, h + 2 * ph, w + 2 * pw), dtype=x.dtype)
-    _copy(buf[:, :, ph:ph + h, pw:pw + w], xc)
-    return buf
+    oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
+    xpad = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    col = xp.empty((c, kh, kw, n, oh, ow), dtype=x.dtype)
+    for u in range(kh):
+        for v in range(kw):
+            # position (u, v) of every block: the input shifted by (u, v), strided
+            block_uv = xpad[:, :, u:u + sh * oh:sh, v:v + sw * ow:sw]     # (N, C, OH, OW)
+            col[:, u, v] = block_uv.transpose(1, 0, 2, 3)
+    return col.reshape(c * kh * kw, n * oh * ow)
 
 
-def im2col(x, kh, kw, stride=(1, 1), padding=(0, 0)):
-    """Receptive fields as columns.
-
-    x: (N, C, H, W) -> col: (C*KH*KW, N*OH*OW), rows ordered (c, kh, kw),
-    columns ordered (n, oh, ow). Works on any memory layout of ``x``.
-    """
-    xp = get_array_module(x)
-    (sh, sw), (ph, pw) = _pair(stride, "stride"), _pair(padding, "padding")
-    n, c, h, w = x.shape
-    oh = conv_output_size(h, kh, sh, ph)
-    ow = conv_output_size(w, kw, sw, pw)
-    if kh == 1 and kw == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0:
-        col = xp.empty((c, n, h, w), dtype=x.dtype)
-        return _copy(col, x.transpose(1, 0, 2, 3)).reshape(c, n * oh * ow)
-    col = xp.empty((c * kh * kw, n * oh * ow), dtype=x.dtype)
-    return _band_columns(_padded_channel_major(x, ph, pw), kh, kw, (sh, sw), 0, oh, ow, col)
-
-
-def _band_columns(buf, kh, kw, stride, r0, r1, ow, out):
-    """The columns of output rows r0..r1 of every image in ``buf``, the
-    padded input laid out (C, NB, HP, WP), copied into ``out`` (C*KH*KW,
-    NB*(R1-R0)*OW): out[(c, i, j), (n, r, s)] = buf[c, n, SH*(r0 + r) + i,
-    SW*s + j]. Returns ``out``."""
-    xp = get_array_module(buf)
-    (sh, sw), (c, nb) = stride, buf.shape[:2]
-    s_c, s_n, s_h, s_w = buf.strides
-    view = xp.lib.stride_tricks.as_strided(
-        buf[:, :, sh * r0:], shape=(c, kh, kw, nb, r1 - r0, ow),
-        strides=(s_c, s_h, s_w, s_n, s_h * sh, s_w * sw))
-    _copy(out.reshape(c, kh, kw, nb, r1 - r0, ow), view)
-    return out
-
-
-def col2im(col, x_shape, kh, kw, stride, padding):
-    """Adjoint of im2col: col (C*KH*KW, N*OH*OW) -> dx (N, C, H, W).
-
-    Overlapping receptive fields add up; done as KH*KW strided additions into
-    a padded buffer (no atomics, deterministic).
-    """
+def col2im(col, x_shape, kh, kw, stride=1, padding=0, device=None):
+    """The adjoint of im2col: col (C*KH*KW, N*OH*OW) -> (N, C, H, W), the
+    entries of overlapping blocks added up."""
+    (sh, sw), (ph, pw) = pair(stride), pair(padding)
+    if device is not None and device.uses_kernels:
+        return ops.col2im(device, col, x_shape, kh, kw, (sh, sw), (ph, pw))
     xp = get_array_module(col)
-    (sh, sw), (ph, pw) = stride, padding
     n, c, h, w = x_shape
-    oh = conv_output_size(h, kh, sh, ph)
-    ow = conv_output_size(w, kw, sw, pw)
-    col6 = col.reshape(c, kh, kw, n, oh, ow)
-    buf = xp.zeros((c, n, h + 2 * ph, w + 2 * pw), dtype=col.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            buf[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw] += col6[:, i, j]
-    return buf[:, :, ph:ph + h, pw:pw + w].transpose(1, 0, 2, 3)
-
-
-#: Images per im2col chunk are chosen so that one chunk's column matrix holds
-#: about this many elements. On the CPU, 2^19 (2 MiB of float32): it is
-#: written and read back while still in cache instead of making two trips to
-#: memory (2^20 made the first layer at 32x32, batch 64, and a small model's
-#: crop batches up to 15% slower, and was nowhere faster; 2^18 slowed the
-#: first layer at 224x224 by 13%). On a GPU, 2^28 (1 GiB of float32): big enough for cuBLAS to run
-#: at full speed, small enough that VGG-D at batch 64 and 224x224 (whose
-#: first column matrices would hold ~1.85e9 elements) fits in memory.
-CHUNK_ELEMENTS = {"cpu": 1 << 19, "cuda": 1 << 28, "emu": 1 << 28}
-
-
-def _chunks(n, per_image, device_kind="cpu"):
-    """Ranges [a, b) of images whose column matrix stays near the chunk size."""
-    step = max(1, CHUNK_ELEMENTS[device_kind] // max(per_image, 1))
-    return [(a, min(n, a + step)) for a in range(0, n, step)]
-
-
-def _cpu_blocks(n, oh, ow, ckk, k):
-    """The blocks (i0, i1, r0, r1) of the CPU path: images i0..i1, output
-    rows r0..r1. Whole images, as many as _chunks puts together, while one
-    image's column matrix (CKK = C*KH*KW rows) fits CHUNK_ELEMENTS; a bigger
-    image (the first layer at 224x224: 27 x 50,176) is cut into bands of
-    output rows whose columns and K outputs together hold about
-    CHUNK_ELEMENTS, so that each band's product, bias, ReLU and (backward)
-    mask run on data still in cache."""
-    if ckk * oh * ow <= CHUNK_ELEMENTS["cpu"]:
-        return [(a, b, 0, oh) for a, b in _chunks(n, ckk * oh * ow)]
-    rows = max(1, CHUNK_ELEMENTS["cpu"] // ((ckk + k) * ow))
-    return [(i, i + 1, r, min(oh, r + rows)) for i in range(n) for r in range(0, oh, rows)]
-
-
-def _column_blocks(x, kh, kw, stride, padding, oh, ow, k, ones):
-    """For each CPU block (_cpu_blocks): (i0, i1, r0, r1, col), the
-    block's images and output rows and its column matrix (CKK,
-    (I1-I0)*(R1-R0)*OW), with a last row of ones below it if ``ones``
-    (then a product with [W | bias] adds the bias, and one with gy sums gy
-    for the bias gradient). The padded input is made once per image (or group of whole
-    images); ``col`` is one buffer, reused while the block size stays."""
-    n, c = x.shape[:2]
-    ckk = c * kh * kw
-    blocks = _cpu_blocks(n, oh, ow, ckk, k)
-    size = max((i1 - i0) * (r1 - r0) for i0, i1, r0, r1 in blocks) * ow
-    store = np.empty((ckk + ones) * size, dtype=x.dtype)
-    buf = padded_for = col = None
-    for i0, i1, r0, r1 in blocks:
-        if (i0, i1) != padded_for:
-            buf, padded_for = _padded_channel_major(x[i0:i1], *padding), (i0, i1)
-        m = (i1 - i0) * (r1 - r0) * ow
-        if col is None or col.shape[1] != m:
-            col = store[:(ckk + ones) * m].reshape(ckk + ones, m)
-            col[ckk:] = 1
-        _band_columns(buf, kh, kw, stride, r0, r1, ow, col[:ckk])
-        yield i0, i1, r0, r1, col
-
-
-def _im2col_on(dev):
-    """im2col for device ``dev``: the CUDA kernel, or the NumPy version."""
-    if dev.uses_kernels:
-        return lambda x, kh, kw, stride, padding: ops.im2col(dev, x, kh, kw, stride, padding)
-    return im2col
-
-
-def _conv_gemm(dev, x, w, stride, padding, b=None, relu=False):
-    """Convolution as GEMM: y (N, K, OH, OW) (plus bias b, then ReLU if
-    ``relu``), a view of the product: (K, N*OH*OW) on a kernel device
-    (channel-major), (N*OH*OW, K) on the CPU (channels last, as the CPU's
-    other convolutions leave their outputs).
-
-    The batch is cut into chunks (see CHUNK_ELEMENTS); each chunk's columns
-    are built and multiplied at once, filling a block of the result. On the
-    CPU the chunks are the blocks of _cpu_blocks (an image too big for one
-    is cut into bands of rows), each block's product is colᵀ @ Wᵀ (both
-    transposed views, no copy; W @ col, turned round after, for a block of
-    fewer pixels than filters), the bias comes with the product (a ones row
-    below the columns) and the ReLU follows while the block is in cache; on
-    a kernel device one fused pass follows the GEMMs.
-    """
-    xp = get_array_module(x)
-    k, _, kh, kw = w.shape
-    n = x.shape[0]
-    oh = conv_output_size(x.shape[2], kh, stride[0], padding[0])
-    ow = conv_output_size(x.shape[3], kw, stride[1], padding[1])
-    w2 = w.reshape(k, -1)
-    l = oh * ow
-    if dev.uses_kernels:
-        to_columns = _im2col_on(dev)
-        chunks = _chunks(n, w2.shape[1] * l, dev.kind)
-        if len(chunks) == 1:
-            y2 = xp.matmul(w2, to_columns(x, kh, kw, stride, padding))
-        else:
-            y2 = xp.empty((k, n * l), dtype=np.result_type(x.dtype, w.dtype))
-            for i0, i1 in chunks:
-                y2[:, i0 * l:i1 * l] = xp.matmul(w2, to_columns(x[i0:i1], kh, kw, stride,
-                                                                padding))
-        if b is not None:
-            ops.bias_act(dev, y2, b, relu)
-        elif relu:
-            y2 = ops.relu_forward(dev, y2)
-        return y2.reshape(k, n, oh, ow).transpose(1, 0, 2, 3)
-    y2 = np.empty((n * l, k), dtype=np.result_type(x.dtype, w.dtype))
-    # [W | b] with a row of ones below the columns adds the bias in the
-    # product; it costs a copy of W, so a layer with more weights per
-    # filter than outputs per channel (a dense evaluation's FC-as-conv
-    # layers: 25,088 against 4) adds the bias to each block instead.
-    ones = b is not None and w2.shape[1] < n * l
-    if ones:
-        w2 = np.concatenate([w2, b.reshape(k, 1)], axis=1).astype(y2.dtype, copy=False)
-    for i0, i1, r0, r1, col in _column_blocks(x, kh, kw, stride, padding, oh, ow, k, ones):
-        a = i0 * l + r0 * ow                  # the block's first row of the result
-        block = y2[a:a + col.shape[1]]
-        if block.shape[0] >= k:
-            np.matmul(col.T, w2.T, out=block)
-        else:   # a few pixels and many filters (FC-as-conv): W @ col is the faster product
-            np.copyto(block, (w2 @ col).T)
-        if b is not None and not ones:
-            block += b
-        if relu:
-            relu_into(block, block)
-    return y2.reshape(n, oh, ow, k).transpose(0, 3, 1, 2)
-
-
-def _weight_bias_grad(x, gy, w_shape, stride, padding, bias, y=None):
-    """dW and db (None unless ``bias``) of a CPU im2col convolution in one
-    pass over the blocks of _column_blocks: each block of gy (N, K, OH, OW),
-    taken channels-last as (pixels, K), is multiplied at once by the
-    block's columns, col @ g, whose row of ones gives db. With ``y``, the
-    ReLU's output, each block of gy is first masked with y > 0 into a
-    cache-sized buffer: a layer without dX (the first) never needs the
-    whole masked gradient, which separate passes would write out and read
-    back twice."""
-    k, c, kh, kw = w_shape
-    oh, ow = gy.shape[2:]
-    ckk = c * kh * kw
-    dtype = np.result_type(x.dtype, gy.dtype)
-    gyl = gy.transpose(0, 2, 3, 1)                      # (N, OH, OW, K), views
-    yl = None if y is None else y.transpose(0, 2, 3, 1)
-    acc = np.zeros((ckk + bias, k), dtype=dtype)
-    for i0, i1, r0, r1, col in _column_blocks(x, kh, kw, stride, padding, oh, ow, k, bias):
-        g = gyl[i0:i1, r0:r1]
-        if yl is not None:
-            g = g * (yl[i0:i1, r0:r1] > 0)
-        acc += col @ g.reshape(col.shape[1], k)
-    return acc[:ckk].T.reshape(w_shape).copy(), (acc[ckk].copy() if bias else None)
-
-
-def _conv_weight_grad(dev, x, gy2, w_shape, stride, padding):
-    """dW (K, C, KH, KW) = gy (K, N*OH*OW) @ col^T, col rebuilt chunk by
-    chunk: the kernel devices' path, and the plain reference the CPU's
-    _weight_bias_grad and the Winograd modules are tested against."""
-    kh, kw = w_shape[2:]
-    n = x.shape[0]
-    l = gy2.shape[1] // n
-    to_columns = _im2col_on(dev)
-    gw = None
-    for a, b in _chunks(n, l * int(np.prod(w_shape[1:])), dev.kind):
-        part = gy2[:, a * l:b * l] @ to_columns(x[a:b], kh, kw, stride, padding).T
-        if gw is None:
-            gw = part
-        else:
-            gw += part
-    return gw.reshape(w_shape)
-
-
-#: Which algorithm the CPU path uses for 3x3 stride-1 convolutions. "auto":
-#: by the smaller of the two channel counts, the first row of WINOGRAD_SIZES
-#: it reaches gives the output size (on both sides) and the number of output
-#: pixels in the batch (N*OH*OW) from which Winograd F(4x4, 3x3) (winograd4)
-#: is used, else the output size from which F(2x2, 3x3) (winograd) is, else
-#: (None, or a smaller output) im2col + GEMM, with the channels last (below)
-#: for all but the first layer. Below the last row's channel count (the
-#: image's 3 channels), and below WINOGRAD_MIN_MACS multiply-adds in the
-#: direct convolution of the batch (small evaluation batches), always
-#: im2col: the transforms and the filter transform then cost more than the
-#: multiplications they save. F(4x4), laid out channels-last like the
-#: activations around it, is the fastest from 8 channels once the batch has
-#: 256 output pixels (16 -> 32 at 16x16, batch 64: 3.4 against 4.8 ms for
-#: the channels-last im2col; 512 -> 512 at 14x14, batch 4: 33.9 against
-#: 41.7 ms for F(2x2)). With fewer pixels its transformed filters, 2.25x
-#: larger than F(2x2)'s and made three times per step (forward, dX's
-#: flipped filters, dW), cost more than its GEMMs save: F(2x2) is ahead
-#: from 256 channels (and on 2x2 outputs, which F(4x4) does not take), the
-#: channels-last im2col below. "always" uses F(2x2, 3x3) and "f4" F(4x4, 3x3)
-#: wherever it applies (tests, ablations); "never" keeps im2col + GEMM.
-#: The thresholds are measured choices (docs/architecture.md,
-#: docs/benchmarks.md "Winograd against im2col").
-WINOGRAD = "auto"
-WINOGRAD_SIZES = (
-    # (channels at least, F(4x4) from output size and from output pixels in
-    #  the batch, F(2x2) from output size)
-    (256, 4, 256, 2),
-    (8, 4, 256, None),
-)
-WINOGRAD_MIN_MACS = 1 << 25
-
-
-def _winograd(dev, x_shape, w_shape, stride, padding):
-    """The module that computes this convolution on the CPU path:
-    winograd4 (F(4x4, 3x3)), winograd (F(2x2, 3x3)), or None for im2col + GEMM."""
-    if dev.uses_kernels or WINOGRAD == "never":
-        return None
-    f4 = winograd4.applies(x_shape, w_shape, stride, padding)
-    f2 = winograd.applies(x_shape, w_shape, stride, padding)
-    if WINOGRAD == "f4":
-        return winograd4 if f4 else None
-    if WINOGRAD == "always":
-        return winograd if f2 else None
-    oh, ow = (x_shape[2] + 2 * padding[0] - 2, x_shape[3] + 2 * padding[1] - 2)
-    if not (f4 or f2) or x_shape[0] * oh * ow * w_shape[0] * w_shape[1] * 9 < WINOGRAD_MIN_MACS:
-        return None
-    channels, size, pixels = min(w_shape[:2]), min(oh, ow), x_shape[0] * oh * ow
-    for at_least, f4_from, f4_pixels, f2_from in WINOGRAD_SIZES:
-        if channels >= at_least:
-            if f4 and size >= f4_from and pixels >= f4_pixels:
-                return winograd4
-            if f2 and f2_from is not None and size >= f2_from:
-                return winograd
-            return None
-    return None
-
-
-#: Where no Winograd module is chosen, the CPU path lays the columns out
-#: with the channels last (functional/channels_last.py) for a convolution
-#: of stride 1 with at least CHANNELS_LAST_MIN_CHANNELS input channels, at
-#: least CHANNELS_LAST_MIN_PIXELS output pixels (N*OH*OW) and at most
-#: CHANNELS_LAST_MAX_WEIGHTS weights: its filters are reordered once per
-#: call, a copy that must stay small beside the product (at least 64
-#: multiply-adds per weight copied) and in cache. Everything else keeps the
-#: channel-major columns above (whose product also leaves its output
-#: channels-last on the CPU): the image's layer, whose 3 channels would make
-#: rows of 9 numbers; strided convolutions; a dense evaluation's FC-as-conv
-#: layers (25,088 x 4,096 weights). "always" takes the channels-last path
-#: wherever it applies, "never" nowhere (tests, ablations).
-CHANNELS_LAST = "auto"
-CHANNELS_LAST_MIN_CHANNELS = 8
-CHANNELS_LAST_MIN_PIXELS = 64
-CHANNELS_LAST_MAX_WEIGHTS = 1 << 22
-
-
-def _forced(dev, knob, applies):
-    """What a CPU algorithm's knob decides by itself: False on a kernel
-    device, for "never" or where the algorithm does not apply (``applies``,
-    a function of no arguments), True for "always", None for "auto" (the
-    caller's rule decides)."""
-    if dev.uses_kernels or knob == "never" or not applies():
-        return False
-    return True if knob == "always" else None
-
-
-def _channels_last(dev, x_shape, w_shape, stride, padding):
-    """True when the CPU path computes this (non-Winograd) convolution
-    with the channels last."""
-    forced = _forced(dev, CHANNELS_LAST,
-                     lambda: channels_last.applies(x_shape, w_shape, stride, padding))
-    if forced is not None:
-        return forced
-    n, c, h, wd = x_shape
-    k, _, kh, kw = w_shape
-    pixels = n * (h + 2 * padding[0] - kh + 1) * (wd + 2 * padding[1] - kw + 1)
-    return (c >= CHANNELS_LAST_MIN_CHANNELS and pixels >= CHANNELS_LAST_MIN_PIXELS
-            and k * c * kh * kw <= CHANNELS_LAST_MAX_WEIGHTS)
-
-
-#: A convolution on a map so small that every output pixel sees every input
-#: pixel (3x3, padding 1, on a 2x2 or 1x1 map: VGG's last block on a 32x32
-#: image) is one GEMM with a matrix that repeats the filter's taps
-#: (functional/small_maps.py): 1.9x faster than F(2x2, 3x3) at 512 channels,
-#: 2x2, batch 64, 10x on a 1x1 map (docs/architecture.md). "auto" takes it
-#: wherever it applies on the CPU, unless WINOGRAD or CHANNELS_LAST forces
-#: another algorithm, and while its matrix has at most SMALL_MAP_MAX_ELEMENTS
-#: elements (a dense evaluation's FC-as-conv layer on an exact 7x7 map also
-#: applies, but its matrix would be a reordered copy of 103M weights, which
-#: the channel-major im2col uses in place); "always" wherever it applies,
-#: "never" nowhere (tests, ablations).
-SMALL_MAP = "auto"
-SMALL_MAP_MAX_ELEMENTS = 1 << 23
-
-
-def _small_map(dev, x_shape, w_shape, stride, padding):
-    """True when the CPU path computes this convolution as one GEMM over the whole map."""
-    forced = _forced(dev, SMALL_MAP, lambda: small_maps.applies(x_shape, w_shape, stride,
-                                                               padding))
-    if forced is not None:
-        return forced
-    return (WINOGRAD == "auto" and CHANNELS_LAST == "auto"
-            and small_maps.matrix_size(x_shape, w_shape, padding) <= SMALL_MAP_MAX_ELEMENTS)
-
-
-#: F(4x4) keeps its transformed input tiles V (36 x T x C numbers) from
-#: forward for dW when they have at most this many elements (16 MiB in
-#: float32): every layer of VGG at 32x32, batch 64, and the 14x14 layers at
-#: 224x224, batch 8; bigger ones are made again in backward, block by block
-#: in cache, rather than held for the whole step.
-WINOGRAD_KEEP_V = 1 << 22
-
-
-def _dx_reuses_u(x_shape):
-    """True when F(4x4)'s dX is to come from forward's transformed filters
-    U (36 x K x C numbers), with gy read and dX written turned round
-    (winograd4): where U is at least as large as gy (N x OH x OW x K, with
-    OH x OW = H x W at VGG's padding), i.e. 36 C >= N H W. There the filter
-    transform it saves outweighs the descending reads and writes, which
-    cost more than they save on big maps (64 -> 64 at 224x224, batch 8:
-    349-356 against 375-384 ms forward + backward, interleaved with
-    PyTorch's runs; 512 -> 512 at 4x4, batch 64: dX 15.9 -> 10.1 ms)."""
-    n, c, h, wd = x_shape
-    return 36 * c >= n * h * wd
-
-
-def algorithm_name(dev, x_shape, w_shape, stride=(1, 1), padding=(1, 1)):
-    """What the CPU path runs for this convolution, in words (benchmarks, summaries)."""
-    if _small_map(dev, x_shape, w_shape, stride, padding):
-        return "whole-map GEMM"
-    mod = _winograd(dev, x_shape, w_shape, stride, padding)
-    if mod is None and _channels_last(dev, x_shape, w_shape, stride, padding):
-        return "im2col + GEMM, channels last"
-    return {None: "im2col + GEMM", winograd: "Winograd F(2x2,3x3)",
-            winograd4: "Winograd F(4x4,3x3)"}[mod]
+    oh, ow = conv_output_size(h, kh, sh, ph), conv_output_size(w, kw, sw, pw)
+    col = col.reshape(c, kh, kw, n, oh, ow)
+    xpad = xp.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=col.dtype)
+    for u in range(kh):
+        for v in range(kw):
+            xpad[:, :, u:u + sh * oh:sh, v:v + sw * ow:sw] += col[:, u, v].transpose(1, 0, 2, 3)
+    return xpad[:, :, ph:ph + h, pw:pw + w]
 
 
 class Conv2d(Function):
-    """y = x * w + b (cross-correlation, as in every DL framework), then
-    max(y, 0) when ``relu`` (VGG's conv + ReLU as one op).
+    """y = x * w + b (cross-correlation, as in every DL framework).
 
     x (N, C, H, W), w (K, C, KH, KW), b (K,) -> y (N, K, OH, OW).
     """
 
-    def __init__(self, stride=1, padding=0, relu=False):
-        self.stride = _pair(stride, "stride")
-        self.padding = _pair(padding, "padding")
-        self.relu = relu
-        # F(4x4)'s transformed filters and input tiles, the whole-map matrix
-        self.u = self.v = self.mt = None
+    def __init__(self, stride=1, padding=0):
+        self.stride, self.padding = pair(stride, "stride"), pair(padding, "padding")
 
     def forward(self, x, w, b=None):
-        # The algorithm is chosen once here; backward follows the same choice.
-        self.small = _small_map(self.device, x.shape, w.shape, self.stride, self.padding)
-        wino = None if self.small else _winograd(self.device, x.shape, w.shape, self.stride,
-                                                 self.padding)
-        self.wino = wino
-        self.last = not self.small and wino is None and _channels_last(
-            self.device, x.shape, w.shape, self.stride, self.padding)
-        if self.small:  # its matrix is kept for dX
-            self.mt = small_maps.matrix(w, x.shape[2], x.shape[3], self.padding,
-                                        np.result_type(x.dtype, w.dtype))
-            y = small_maps.conv(x, w, self.padding, b, self.relu, self.mt).transpose(0, 3, 1, 2)
-        elif wino is not None:
-            u = v = None
-            dtype = np.result_type(x.dtype, w.dtype)
-            if wino is winograd4 and is_grad_enabled():
-                if _dx_reuses_u(x.shape):
-                    # Its transformed filters are kept: dX reads them again (backward).
-                    u = self.u = winograd4.weight_transform(w.astype(dtype, copy=False))
-                tiles, c = winograd4.tile_count(x.shape, self.padding), x.shape[1]
-                if 36 * tiles * c <= WINOGRAD_KEEP_V:
-                    # So are its transformed input tiles, which dW reads again.
-                    v = self.v = np.empty((36, tiles, c), dtype)
-            if wino is winograd4:
-                y = wino.conv3x3(x, w, self.padding, b, self.relu, u=u, v_out=v)
-            else:
-                y = wino.conv3x3(x, w, self.padding, b, self.relu)
-        elif self.last:
-            y = channels_last.conv(x, w, self.padding, b, self.relu).transpose(0, 3, 1, 2)
-        else:
-            y = _conv_gemm(self.device, x, w, self.stride, self.padding, b, self.relu)
+        k, c, kh, kw = w.shape
+        n, _, h, wd = x.shape
+        oh = conv_output_size(h, kh, self.stride[0], self.padding[0])
+        ow = conv_output_size(wd, kw, self.stride[1], self.padding[1])
+        col = im2col(x, kh, kw, self.stride, self.padding, self.device)
+        y = w.reshape(k, c * kh * kw) @ col                     # (K, N*OH*OW)
+        if b is not None:
+            y += b.reshape(k, 1)
         self.x, self.w = x, w
-        self.y = y if self.relu else None  # where y > 0 is the ReLU's gradient mask
-        return y
+        return y.reshape(k, n, oh, ow).transpose(1, 0, 2, 3)
 
     def backward(self, gy):
-        x, w, dev = self.x, self.w, self.device
-        k, _, kh, kw = w.shape
-        (sh, sw), (ph, pw) = self.stride, self.padding
-        has_b = len(self.needs_input_grad) == 3
-        need_x, need_w = self.needs_input_grad[:2]
-        need_b = has_b and self.needs_input_grad[2]
-        wino = self.wino
-        if self.small:
-            gx, gw, gb = small_maps.grads(x, w, gy, self.padding, self.y, need_x, need_w, need_b,
-                                          self.mt)
-            gx = None if gx is None else gx.transpose(0, 3, 1, 2)
-            return (gx, gw) + ((gb,) if has_b else ())
-        if self.last:
-            return self._backward_channels_last(gy, need_x, need_w, need_b, has_b)
-        cpu_gemm = not dev.uses_kernels and wino is None
-        if cpu_gemm and need_w and not need_x:
-            # No dX (the first layer): mask, dW and db block by block.
-            gw, gb = _weight_bias_grad(x, gy, w.shape, self.stride, self.padding, need_b,
-                                       self.y)
-            return (None, gw) + ((gb,) if has_b else ())
-        if self.relu:
-            gy = ops.relu_backward(dev, gy, self.y) if dev.uses_kernels else gy * (self.y > 0)
-        # gy as (K, N*OH*OW): a view when gy is channel-major (kernel devices),
-        # a copy otherwise, so made only where a channel-major product needs it.
-        def gy2():
-            return gy.transpose(1, 0, 2, 3).reshape(k, -1)
+        x, w = self.x, self.w
+        k, c, kh, kw = w.shape
+        gy = gy.transpose(1, 0, 2, 3).reshape(k, -1)            # (K, N*OH*OW), like W @ col
+        need = self.needs_input_grad
         gx = gw = gb = None
-        if need_w:
-            if wino is winograd4 and need_b:    # db too, from the same pass over gy
-                gw, gb = wino.weight_grad(x, gy, self.padding, v=self.v, bias=True)
-            elif wino is winograd4:
-                gw = wino.weight_grad(x, gy, self.padding, v=self.v)
-            elif wino is not None:
-                gw = wino.weight_grad(x, gy, self.padding)
-            elif cpu_gemm:
-                gw, gb = _weight_bias_grad(x, gy, w.shape, self.stride, self.padding, need_b)
-            else:
-                gw = _conv_weight_grad(dev, x, gy2(), w.shape, self.stride, self.padding)
-        if need_x:
-            if sh == 1 and sw == 1 and ph <= kh - 1 and pw <= kw - 1:
-                w_t = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (C, K, KH, KW)
-                pad_t = (kh - 1 - ph, kw - 1 - pw)
-                wino = _winograd(dev, gy.shape, w_t.shape, (1, 1), pad_t)
-                if wino is winograd4 and self.u is not None:
-                    # rot180(conv(rot180(gy), w with in/out channels swapped)):
-                    # forward's U, read transposed, instead of a new transform.
-                    gx = winograd4.conv3x3(gy, None, pad_t, u=self.u.transpose(0, 2, 1),
-                                           flip=True)
-                elif wino is not None:
-                    u_t = wino.flipped_weight_transform(w)
-                    gx = wino.conv3x3(gy, None, pad_t, u=u_t)
-                else:
-                    gx = _conv_gemm(dev, gy, w_t, (1, 1), pad_t)
-            else:
-                gcol = w.reshape(k, -1).T @ gy2()
-                if dev.uses_kernels:
-                    gx = ops.col2im(dev, gcol, x.shape, kh, kw, self.stride, self.padding)
-                else:
-                    gx = col2im(gcol, x.shape, kh, kw, self.stride, self.padding)
-        if need_b and gb is None:
-            gb = gy.sum(axis=(0, 2, 3))
-        return (gx, gw) + ((gb,) if has_b else ())
-
-    def _backward_channels_last(self, gy, need_x, need_w, need_b, has_b):
-        """Backward of the channels-last path: gy masked into (N, OH, OW, K)
-        once, dW and db from its blocks, dX as a channels-last convolution."""
-        g = channels_last.masked_gradient(gy, self.y)
-        gx = gw = gb = None
-        if need_w:
-            gw, gb = channels_last.weight_bias_grad(self.x, g, self.w.shape, self.padding, need_b)
-        elif need_b:
-            gb = g.reshape(-1, g.shape[3]).sum(axis=0)
-        if need_x:
-            gx = channels_last.input_grad(g, self.w, self.padding).transpose(0, 3, 1, 2)
-        return (gx, gw) + ((gb,) if has_b else ())
+        if need[1]:
+            col = im2col(x, kh, kw, self.stride, self.padding, self.device)
+            gw = (gy @ col.T).reshape(w.shape)
+        if need[0]:
+            dcol = w.reshape(k, c * kh * kw).T @ gy
+            gx = col2im(dcol, x.shape, kh, kw, self.stride, self.padding, self.device)
+        if len(need) == 3 and need[2]:
+            gb = gy.sum(axis=1)
+        return (gx, gw) if len(need) == 2 else (gx, gw, gb)
 
     def release(self):
         super().release()
-        self.x = self.w = self.y = self.mt = self.u = self.v = None
+        self.x = self.w = None
 
 
-def conv2d(x, w, b=None, stride=1, padding=0, relu=False):
-    """2-D convolution, optionally followed by a ReLU in the same op.
-
-    x (N, C, H, W), w (K, C, KH, KW), b (K,) or None -> (N, K, OH, OW) with
-    OH = floor((H + 2P - KH) / S) + 1. ``stride`` and ``padding`` are ints
-    or (h, w) pairs. ``relu=True`` returns max(conv, 0), equal to
-    ``relu(conv2d(...))`` without storing the pre-activation.
-    """
-    stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
+def conv2d(x, w, b=None, stride=1, padding=0):
+    """2-D convolution. x (N, C, H, W), w (K, C, KH, KW), b (K,) or None ->
+    (N, K, OH, OW) with OH = floor((H + 2P - KH) / S) + 1. ``stride`` and
+    ``padding`` are ints or (h, w) pairs."""
+    stride, padding = pair(stride, "stride"), pair(padding, "padding")
     check_conv_shapes(x.shape, w.shape, stride, padding)
     if b is not None and tuple(b.shape) != (w.shape[0],):
         raise ValueError(f"conv2d: expected bias of shape ({w.shape[0]},), got {tuple(b.shape)}")
-    fn = Conv2d(stride, padding, relu)
+    fn = Conv2d(stride, padding)
     return fn(x, w) if b is None else fn(x, w, b)
-
-
-def conv2d_reference(x, w, b=None, stride=1, padding=0):
-    """Plain loop-over-output-pixels convolution on arrays (no autograd).
-
-    The readable definition the fast path is tested against:
-    y[n, k, i, j] = b[k] + sum_{c, u, v} w[k, c, u, v] * xpad[n, c, i*S + u, j*S + v].
-    """
-    x = x.data if isinstance(x, Tensor) else x
-    w = w.data if isinstance(w, Tensor) else w
-    b = b.data if isinstance(b, Tensor) else b
-    xp = get_array_module(x)
-    (sh, sw), (ph, pw) = _pair(stride, "stride"), _pair(padding, "padding")
-    n, c, h, wd = x.shape
-    k, _, kh, kw = w.shape
-    oh = conv_output_size(h, kh, sh, ph)
-    ow = conv_output_size(wd, kw, sw, pw)
-    xpad = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    y = xp.zeros((n, k, oh, ow), dtype=np.result_type(x.dtype, w.dtype))
-    for i in range(oh):
-        for j in range(ow):
-            patch = xpad[:, :, i * sh:i * sh + kh, j * sw:j * sw + kw]
-            y[:, :, i, j] = xp.tensordot(patch, w, axes=([1, 2, 3], [1, 2, 3]))
-    if b is not None:
-        y += b.reshape(1, k, 1, 1)
-    return y

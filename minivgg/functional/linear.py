@@ -1,49 +1,12 @@
-"""Fully-connected layers (§2.1: FC-4096, FC-4096, FC-1000 of Table 1) and
-the flattening between the conv stack and them.
+"""Fully-connected layers (§2.1: FC-4096, FC-4096, FC-1000 of Table 1), and
+the flattening of the last feature map that feeds them.
+
+    y = x @ W^T + b               x (N, F_in), W (F_out, F_in)
+    dx = gy @ W,  dW = gy^T @ x,  db = gy summed over the batch
 """
-import numpy as np
-
-from ..autograd import ADDED_IN_PLACE, Function, reshape
-
-#: Rows of dW per block when Linear stores its weight gradient straight
-#: into the optimizer's gradient buffer: a block (rows x F_in) stays in
-#: cache between the GEMM that writes it and the addition that reads it
-#: (about 2^20 elements), or, when written over the buffer, between
-#: OpenBLAS's own pass that clears it and the pass that fills it.
-ACCUMULATE_ELEMENTS = 1 << 20
-
-
-def matmul_into(a, b, out, add=True):
-    """out += a @ b (out = a @ b when not ``add``), a (M, P), b (P, Q),
-    out (M, Q), without an out-sized temporary.
-
-    The product is formed in blocks of rows that fit in cache: each block
-    is added while it is hot (one pass over ``out`` instead of a freshly
-    allocated, page-faulted M x Q product and a second pass to add it), or
-    written in place (BLAS clears its output before it accumulates into
-    it: on a cache-sized block both passes stay in cache; over the whole of
-    FC1's 103M-element dW they were two passes over memory, 27 against 21
-    ms, docs/architecture.md).
-    """
-    rows = max(1, ACCUMULATE_ELEMENTS // max(out.shape[1], 1))
-    tmp = np.empty((min(rows, out.shape[0]), out.shape[1]), dtype=out.dtype) if add else None
-    for r0 in range(0, out.shape[0], rows):
-        r1 = min(out.shape[0], r0 + rows)
-        if add:
-            t = tmp[:r1 - r0]
-            np.matmul(a[r0:r1], b, out=t)
-            out[r0:r1] += t
-        else:
-            np.matmul(a[r0:r1], b, out=out[r0:r1])
-    return out
-
-
-def check_linear_shapes(x_shape, w_shape, where="linear"):
-    if len(w_shape) != 2:
-        raise ValueError(f"{where}: expected weight of shape (F_out, F_in), got {tuple(w_shape)}")
-    if len(x_shape) != 2 or x_shape[1] != w_shape[1]:
-        raise ValueError(f"{where}: expected input of shape (N, {w_shape[1]}), "
-                         f"got {tuple(x_shape)}")
+from ..arithmetic import reshape
+from ..autograd import Function
+from .shapes import check_linear_shapes
 
 
 class Linear(Function):
@@ -51,36 +14,18 @@ class Linear(Function):
 
     def forward(self, x, w, b=None):
         self.x, self.w = x, w
-        # On the CPU, (w @ x^T)^T: OpenBLAS is 1.2-1.4x faster with the
-        # weights as the left operand when the batch is small (FC1 at
-        # 224x224, batch 8: 42 against 55 ms). The transposed product is
-        # copied back to rows (N x F_out, a few MB at most): the ReLU and
-        # dropout after it, and their gradients, which arrive in rows, then
-        # run on arrays of one layout (mixed, the two FC ReLUs and dropouts
-        # of a VGG step at 32x32, batch 64 took 6.6 instead of 3.4 ms).
-        y = x @ w.T if self.device.uses_kernels else np.ascontiguousarray((w @ x.T).T)
+        y = x @ w.T
         if b is not None:
-            y += b
+            y = y + b
         return y
 
     def backward(self, gy):
-        gx = gy @ self.w if self.needs_input_grad[0] else None
-        gw = None
-        if self.needs_input_grad[1]:
-            into = self.grad_into[1] if self.grad_into else None
-            if into is not None and not self.device.uses_kernels \
-                    and into.dtype == np.result_type(gy.dtype, self.x.dtype):
-                # The optimizer's gradient view: add dW to it (write it
-                # there, for the first gradient of the pass) in cached
-                # blocks (FC1 of VGG at 224x224 has 103M weights).
-                matmul_into(gy.T, self.x, into, add=not self.grad_fresh[1])
-                gw = ADDED_IN_PLACE
-            else:
-                gw = gy.T @ self.x
-        grads = (gx, gw)
-        if len(self.needs_input_grad) == 3:
-            grads += (gy.sum(axis=0) if self.needs_input_grad[2] else None,)
-        return grads
+        need = self.needs_input_grad
+        gx = gy @ self.w if need[0] else None
+        gw = gy.T @ self.x if need[1] else None
+        if len(need) == 2:
+            return gx, gw
+        return gx, gw, (gy.sum(axis=0) if need[2] else None)
 
     def release(self):
         super().release()

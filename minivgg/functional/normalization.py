@@ -13,11 +13,19 @@ and the paper's definition). PyTorch's ``nn.LocalResponseNorm`` and Caffe's
 LRN layer divide alpha by ``size`` (they use the mean) and default k to 1, so
 this layer with alpha equals theirs with alpha * size and the same k.
 
+Backward. Write s_c = k + alpha * sum_{c' in window(c)} a_{c'}^2, so that
+b_c = a_c * s_c^-beta. Input a_j reaches b_j directly, and every b_c whose
+window holds j through s_c, with d s_c / d a_j = 2 alpha a_j:
+
+    dL/da_j = g_j s_j^-beta  -  2 alpha beta a_j * sum_{c : j in window(c)} g_c a_c s_c^(-beta-1)
+
+The sum runs over the channels whose window contains j: the same window with
+its two extents swapped (``_window_sum(..., hi, lo)``).
+
 On cuda and emu devices forward and backward are the kernels of
 ``kernels/lrn.cu``.
 """
-from ..autograd import Function, Tensor
-from ..backend import get_array_module
+from ..autograd import Function
 from ..cuda import ops
 
 
@@ -81,16 +89,3 @@ def local_response_norm(x, size=5, alpha=1e-4, beta=0.75, k=2.0):
     if size < 1:
         raise ValueError(f"local_response_norm: size must be >= 1, got {size}")
     return LocalResponseNorm(size, alpha, beta, k)(x)
-
-
-def local_response_norm_reference(x, size=5, alpha=1e-4, beta=0.75, k=2.0):
-    """Loop-over-channels version on arrays (no autograd), for tests."""
-    x = x.data if isinstance(x, Tensor) else x
-    xp = get_array_module(x)
-    c = x.shape[1]
-    y = xp.empty_like(x)
-    for ch in range(c):
-        lo, hi = max(0, ch - size // 2), min(c, ch + (size - 1) // 2 + 1)
-        denom = (k + alpha * (x[:, lo:hi] ** 2).sum(axis=1)) ** beta
-        y[:, ch] = x[:, ch] / denom
-    return y

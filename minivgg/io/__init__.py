@@ -1,12 +1,13 @@
-"""Interoperability: weights files in and out, and ONNX export.
+"""Interoperability: weights files in and out.
 
 ``weights``: .safetensors, PyTorch .pth/.pt and .npz, torchvision's and timm's
-key names (``layouts``), the configuration read from the shapes.
-``onnx_export``: the §2.1 layers as an ONNX graph (``VGG.export_onnx``).
+key names (``layouts``), the configuration read from the shapes. The ONNX
+export of the §2.1 layers is ``VGG.export_onnx`` (minivgg/nn/onnx.py).
 See docs/interop.md.
 """
 from .layouts import LAYOUTS, WeightsError, infer_config
-from .weights import FORMATS, LoadedWeights, load_model, load_weights, save_weights, weights_format
+from .weights import (FORMATS, LoadedWeights, WeightsInfo, inspect_weights, load_model,
+                      load_weights, save_weights, weights_format)
 
-__all__ = ["load_model", "load_weights", "save_weights", "LoadedWeights", "WeightsError",
-           "FORMATS", "LAYOUTS", "weights_format", "infer_config"]
+__all__ = ["load_model", "load_weights", "save_weights", "inspect_weights", "LoadedWeights",
+           "WeightsInfo", "WeightsError", "FORMATS", "LAYOUTS", "weights_format", "infer_config"]

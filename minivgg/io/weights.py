@@ -42,6 +42,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import struct
 import sys
 from collections import OrderedDict
@@ -53,8 +54,8 @@ from ..data.preprocess import PRESETS, Preprocess, from_meta, preset as make_pre
 from .layouts import (LAYOUTS, WeightsError, describe_cfg, detect_layout, file_key, file_shape,
                       infer_config, minivgg_shape, to_minivgg_names)
 
-__all__ = ["WeightsError", "LoadedWeights", "FORMATS", "weights_format", "load_model",
-           "load_weights", "save_weights"]
+__all__ = ["WeightsError", "LoadedWeights", "WeightsInfo", "FORMATS", "weights_format",
+           "inspect_weights", "load_model", "load_weights", "save_weights"]
 
 #: File extension -> format name.
 FORMATS = {".safetensors": "safetensors", ".pth": "pth", ".pt": "pth", ".npz": "npz"}
@@ -214,14 +215,39 @@ def _import_torch(path, writing=False):
     return torch
 
 
-def _pth_reader(path):
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def _torch_load_error(path, e):
+    """One readable line for a failed ``torch.load(weights_only=True)``."""
+    text = _ANSI.sub("", str(e))
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if found:  # a pickled object, e.g. torch.save(model), not a dict of tensors
+        return WeightsError(
+            f"weights file {path!r} holds a pickled Python object ({found.group(1)}), not a plain "
+            f"state dict: it was saved with torch.save(model) rather than "
+            f"torch.save(model.state_dict(), ...). minivgg does not unpickle objects, which can "
+            f"run code from the file; where the model was saved, write its weights with "
+            f"torch.save(model.state_dict(), 'weights.pth') and load that file")
+    first = text.strip().splitlines()[0].strip() if text.strip() else ""
+    if len(first) > 300:
+        first = first[:300].rsplit(" ", 1)[0] + " ..."
+    return WeightsError(f"weights file {path!r} is truncated, corrupt, or not a plain PyTorch "
+                        f"state dict ({type(e).__name__}: {first})")
+
+
+def _pth_reader(path, mmap=False):
     torch = _import_torch(path)
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        except RuntimeError:
+            if not mmap:
+                raise
+            # Files in the legacy (pre-zip) format cannot be memory-mapped.
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many kinds: pickle, zip, runtime errors
-        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise WeightsError(f"weights file {path!r} is truncated, corrupt, or not a plain PyTorch "
-                           f"state dict ({type(e).__name__}: {first[:300]})") from None
+        raise _torch_load_error(path, e) from None
     for wrapper in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
             obj = obj[wrapper]
@@ -258,7 +284,9 @@ def _npz_reader(path):
     return _ArrayReader(path, arrays, {})
 
 
-def _open(path):
+def _resolve(path):
+    """The file a path names: a run directory's last.npz, else the path; a
+    missing path is reported as missing before its extension is judged."""
     path = os.fspath(path)
     if os.path.isdir(path):
         cand = os.path.join(path, "last.npz")
@@ -266,9 +294,13 @@ def _open(path):
             raise WeightsError(f"{path!r} is a directory without last.npz; expected a weights "
                                f"file ({', '.join(FORMATS)}) or a training run directory")
         path = cand
-    fmt = weights_format(path)
     if not os.path.exists(path):
         raise WeightsError(f"weights file {path!r} does not exist")
+    return path, weights_format(path)
+
+
+def _open(path):
+    path, fmt = _resolve(path)
     if fmt == "safetensors":
         return _SafetensorsReader(path), fmt
     return (_pth_reader(path) if fmt == "pth" else _npz_reader(path)), fmt
@@ -394,6 +426,94 @@ def _small_pages():
             switch(previous)
 
 
+def _layout_and_shapes(reader, where):
+    """(layout, {minivgg name: file key}, {minivgg name: minivgg shape}) of a reader."""
+    layout = detect_layout(reader.entries, where)
+    names = to_minivgg_names(reader.entries, layout, where)
+    not_float = [f"{k} ({reader.entries[k][1]})" for k in names.values()
+                 if reader.entries[k][1] not in _FLOAT_DTYPES]
+    if not_float:
+        raise WeightsError(f"{where}: parameters must be floating point, got {not_float[:5]}")
+    shapes = {n: minivgg_shape(n, reader.entries[k][0], where) for n, k in names.items()}
+    return layout, names, shapes
+
+
+@dataclasses.dataclass
+class WeightsInfo:
+    """What ``inspect_weights`` returns: the model a file holds, without its
+    weights. config: the ``models.vgg`` keyword arguments (cfg, num_classes,
+    fc_width, input_size, width_mult, and dropout where recorded); the other
+    fields as in LoadedWeights."""
+    config: dict
+    preprocess: Preprocess
+    preprocess_origin: str
+    classes: list
+    train_scale: object
+    layout: str
+    format: str
+    path: str
+    meta: dict
+
+
+class _ShapesReader:
+    """A checkpoint's parameter shapes, from its metadata alone."""
+
+    def __init__(self, path, meta):
+        self.path, self.meta = path, meta
+        keys = meta.get("model_keys")
+        if not isinstance(keys, dict):
+            raise WeightsError(f"weights file {path!r} is corrupt: its metadata lists no "
+                               f"parameter shapes (model_keys)")
+        self.entries = OrderedDict((k, (tuple(v), "float32")) for k, v in keys.items())
+
+    def close(self):
+        pass
+
+
+def _open_shapes(path):
+    """A reader that knows every tensor's shape, reading as few weights as
+    the format allows: a checkpoint's metadata, a safetensors header, a
+    memory-mapped .pth."""
+    path, fmt = _resolve(path)
+    if fmt == "safetensors":
+        return _SafetensorsReader(path), fmt
+    if fmt == "pth":
+        return _pth_reader(path, mmap=True), fmt
+    import zipfile
+
+    from ..checkpoint import CheckpointError, read_meta
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            is_checkpoint = "__meta__" in z.files
+        if is_checkpoint:
+            return _ShapesReader(path, read_meta(path)), fmt
+    except CheckpointError as e:
+        raise WeightsError(str(e)) from None
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+        raise WeightsError(f"weights file {path!r} is truncated or corrupt, or not an .npz "
+                           f"archive ({type(e).__name__}: {e})") from None
+    return _npz_reader(path), fmt
+
+
+def inspect_weights(path, preset=None):
+    """The model a weights file holds, its preprocessing, classes and training
+    scale, without building the model or reading its weights (a ``.pth`` is
+    memory-mapped): a WeightsInfo. Takes the files ``load_model`` takes and
+    raises the same WeightsError for files it would refuse by their shapes."""
+    reader, fmt = _open_shapes(path)
+    where = f"weights file {reader.path!r}"
+    try:
+        layout, _, shapes = _layout_and_shapes(reader, where)
+        config = _model_config(reader, shapes, where)
+        preprocess, origin = _preprocess(preset, reader.meta, where)
+        classes = _classes(reader.meta, config["num_classes"], where)
+    finally:
+        reader.close()
+    train_scale = (reader.meta.get("train") or {}).get("scale")
+    return WeightsInfo(config, preprocess, origin, classes, train_scale, layout, fmt,
+                       reader.path, reader.meta)
+
+
 def load_model(path, cfg=None, num_classes=None, preset=None):
     """Build the VGG that a weights file holds and fill it: a LoadedWeights.
 
@@ -411,13 +531,7 @@ def load_model(path, cfg=None, num_classes=None, preset=None):
     reader, fmt = _open(path)
     where = f"weights file {reader.path!r}"
     try:
-        layout = detect_layout(reader.entries, where)
-        names = to_minivgg_names(reader.entries, layout, where)
-        not_float = [f"{k} ({reader.entries[k][1]})" for k in names.values()
-                     if reader.entries[k][1] not in _FLOAT_DTYPES]
-        if not_float:
-            raise WeightsError(f"{where}: parameters must be floating point, got {not_float[:5]}")
-        shapes = {n: minivgg_shape(n, reader.entries[k][0], where) for n, k in names.items()}
+        layout, names, shapes = _layout_and_shapes(reader, where)
         config = _model_config(reader, shapes, where)
         _check_asked(config, cfg, num_classes, where)
         preprocess, origin = _preprocess(preset, reader.meta, where)

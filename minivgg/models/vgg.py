@@ -13,9 +13,11 @@ from collections import OrderedDict
 
 import numpy as np
 
-from ..autograd import Tensor, reshape
-from ..functional.conv import Conv2d as ConvFn, check_conv_shapes
-from ..nn import Conv2d, Dropout, Linear, LocalResponseNorm, MaxPool2d, Module, ReLU, Sequential
+from ..arithmetic import reshape
+from ..autograd import Tensor
+from ..fast import select
+from ..nn import (Conv2d, Dropout, Linear, LinearAsConv, LocalResponseNorm, MaxPool2d, Module,
+                  ReLU, Sequential)
 from ..nn.init import INIT_SCHEMES, init_weight, zero_
 
 M = "M"
@@ -79,6 +81,8 @@ class VGG(Module):
         them at 1 so that their ReLUs begin active; a small positive value
         keeps the narrow FC layers of small nets from dying early on.
     """
+
+    dense = False   # the §3.2 dense network is FullyConvVGG (nn/onnx.py asks)
 
     def __init__(self, cfg, num_classes=1000, fc_width=4096, input_size=224, width_mult=1.0,
                  dropout=0.5, init="gauss", init_std=0.01, seed=None, fc_bias=0.0,
@@ -169,8 +173,8 @@ class VGG(Module):
 
     def export_onnx(self, path, input_size=None):
         """Write this network as an ONNX model: x (N, 3, S, S) -> logits (N, K),
-        S = input_size (only the model's own crop). See minivgg.io.onnx_export."""
-        from ..io.onnx_export import export_onnx
+        S = input_size (only the model's own crop). See minivgg.nn.onnx."""
+        from ..nn.onnx import export_onnx
         return export_onnx(self, path, input_size)
 
     def summary(self):
@@ -202,36 +206,6 @@ class VGG(Module):
         return f"cfg={self.cfg!r}"
 
 
-class LinearAsConv(Module):
-    """A Linear layer applied as a KxK convolution with the *same* Parameters.
-
-    x (N, C, H, W) -> (N, F_out, H-K+1, W-K+1). The linear weight
-    (F_out, C*K*K) is reshaped to (F_out, C, K, K) inside the graph, so
-    gradients and updates flow to the one shared Parameter.
-    """
-
-    def __init__(self, linear, in_channels, kernel_size):
-        super().__init__()
-        if linear.in_features != in_channels * kernel_size ** 2:
-            raise ValueError(f"{linear.name}: {linear.in_features} inputs cannot be viewed as "
-                             f"{in_channels} channels x {kernel_size}x{kernel_size}")
-        self.weight = linear.weight
-        self.bias = linear.bias
-        self.in_channels, self.kernel_size = in_channels, kernel_size
-
-    def forward(self, x):
-        w_shape = (self.weight.shape[0], self.in_channels, self.kernel_size, self.kernel_size)
-        check_conv_shapes(x.shape, w_shape, (1, 1), (0, 0),
-                          where=f"{self.name} (FC as {self.kernel_size}x{self.kernel_size} conv)")
-        w = reshape(self.weight, w_shape)
-        fn = ConvFn(1, 0)
-        return fn(x, w) if self.bias is None else fn(x, w, self.bias)
-
-    def extra_repr(self):
-        return (f"{self.in_channels}, {self.weight.shape[0]}, "
-                f"kernel_size={self.kernel_size}")
-
-
 class FullyConvVGG(Module):
     """Dense evaluation network (§3.2): FC1 -> KxK conv (K = 7 at 224),
     FC2 and FC3 -> 1x1 convs, all sharing the VGG's Parameters.
@@ -239,6 +213,8 @@ class FullyConvVGG(Module):
     x (N, 3, H, W) with H, W >= input_size -> class score map
     (N, classes, H//32 - K + 1, W//32 - K + 1).
     """
+
+    dense = True
 
     def __init__(self, vgg):
         super().__init__()
@@ -268,8 +244,8 @@ class FullyConvVGG(Module):
     def export_onnx(self, path, input_size=None):
         """Write the dense net as an ONNX model: x (N, 3, H, W) -> scores
         (N, K, OH, OW); input_size None leaves H and W symbolic, S or (H, W)
-        fixes them. See minivgg.io.onnx_export."""
-        from ..io.onnx_export import export_onnx
+        fixes them. See minivgg.nn.onnx."""
+        from ..nn.onnx import export_onnx
         return export_onnx(self, path, input_size)
 
 

@@ -3,15 +3,18 @@ conv weight (K, C, KH, KW), linear weight (F_out, F_in).
 
 Each layer validates its input and names itself (its dotted name in the
 model, e.g. ``features.3``) in the error, with expected and actual shapes.
+Each calls its op through ``minivgg/fast/select.py``, the door that runs the
+textbook op (``minivgg.functional``) or its fast twin, by the tier in force
+(``minivgg.use_ops``).
 """
 from collections import OrderedDict
 
 import numpy as np
 
 from .. import functional as F
-from ..functional.conv import _pair, check_conv_shapes
-from ..functional.linear import check_linear_shapes
-from ..functional.pooling import check_pool_shapes
+from ..arithmetic import reshape
+from ..fast import select
+from ..functional.shapes import pair as _pair
 from .module import Module, Parameter
 
 
@@ -32,10 +35,8 @@ class Conv2d(Module):
     def forward(self, x, relu=False):
         """The convolution; with ``relu=True`` also the ReLU after it, in one op
         (``Sequential`` does this for a Conv2d followed by a ReLU)."""
-        check_conv_shapes(x.shape, self.weight.shape, self.stride, self.padding,
-                          where=f"{self.name} ({self.extra_repr()})")
-        fn = F.Conv2d(self.stride, self.padding, relu)
-        return fn(x, self.weight) if self.bias is None else fn(x, self.weight, self.bias)
+        return select.conv2d(x, self.weight, self.bias, self.stride, self.padding, relu,
+                             where=f"{self.name} ({self.extra_repr()})")
 
     def extra_repr(self):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -52,9 +53,8 @@ class Linear(Module):
         self.bias = Parameter(np.zeros(out_features, dtype=dtype)) if bias else None
 
     def forward(self, x):
-        check_linear_shapes(x.shape, self.weight.shape, where=f"{self.name} ({self.extra_repr()})")
-        fn = F.Linear()
-        return fn(x, self.weight) if self.bias is None else fn(x, self.weight, self.bias)
+        return select.linear(x, self.weight, self.bias,
+                             where=f"{self.name} ({self.extra_repr()})")
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}"
@@ -70,17 +70,18 @@ class MaxPool2d(Module):
         self.padding = _pair(padding, "padding")
 
     def forward(self, x):
-        check_pool_shapes(x.shape, self.kernel_size, self.stride, self.padding,
-                          where=f"{self.name} ({self.extra_repr()})")
-        return F.MaxPool2d(self.kernel_size, self.stride, self.padding)(x)
+        return select.max_pool2d(x, self.kernel_size, self.stride, self.padding,
+                                 where=f"{self.name} ({self.extra_repr()})")
 
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}"
 
 
 class ReLU(Module):
+    """max(x, 0), any shape."""
+
     def forward(self, x):
-        return F.relu(x)
+        return select.relu(x)
 
 
 class Dropout(Module):
@@ -93,7 +94,7 @@ class Dropout(Module):
         self.p = p
 
     def forward(self, x):
-        return F.dropout(x, self.p, self.training)
+        return select.dropout(x, self.p, self.training)
 
     def extra_repr(self):
         return f"p={self.p}"
@@ -126,9 +127,10 @@ class Flatten(Module):
 class Sequential(Module):
     """Runs its children in order; children are named "0", "1", ...
 
-    A Conv2d directly followed by a ReLU (every convolution of Table 1) runs
-    as one fused op, ``conv2d(..., relu=True)``: the same result, without
-    storing the pre-activation or making a second pass over it.
+    In the fast tier a Conv2d directly followed by a ReLU (every convolution
+    of Table 1) runs as one fused op, ``Conv2d(x, relu=True)``: the same
+    result, without storing the pre-activation or making a second pass over
+    it. The textbook tier runs every child, so hooks on a ReLU see it run.
     """
 
     def __init__(self, *layers):
@@ -153,10 +155,11 @@ class Sequential(Module):
 
     def forward(self, x):
         layers = list(self._modules.values())
+        fuse = select.fuses_conv_relu()
         i = 0
         while i < len(layers):
             layer = layers[i]
-            if isinstance(layer, Conv2d) and i + 1 < len(layers) and \
+            if fuse and isinstance(layer, Conv2d) and i + 1 < len(layers) and \
                     type(layers[i + 1]) is ReLU:
                 x = layer(x, relu=True)
                 i += 2
@@ -164,3 +167,30 @@ class Sequential(Module):
                 x = layer(x)
                 i += 1
         return x
+
+
+class LinearAsConv(Module):
+    """A Linear layer applied as a KxK convolution with the *same* Parameters.
+
+    x (N, C, H, W) -> (N, F_out, H-K+1, W-K+1). The linear weight
+    (F_out, C*K*K) is reshaped to (F_out, C, K, K) inside the graph, so
+    gradients and updates flow to the one shared Parameter.
+    """
+
+    def __init__(self, linear, in_channels, kernel_size):
+        super().__init__()
+        if linear.in_features != in_channels * kernel_size ** 2:
+            raise ValueError(f"{linear.name}: {linear.in_features} inputs cannot be viewed as "
+                             f"{in_channels} channels x {kernel_size}x{kernel_size}")
+        self.weight = linear.weight
+        self.bias = linear.bias
+        self.in_channels, self.kernel_size = in_channels, kernel_size
+
+    def forward(self, x):
+        w_shape = (self.weight.shape[0], self.in_channels, self.kernel_size, self.kernel_size)
+        return select.conv2d(x, reshape(self.weight, w_shape), self.bias, 1, 0, where=(
+            f"{self.name} (FC as {self.kernel_size}x{self.kernel_size} conv)"))
+
+    def extra_repr(self):
+        return (f"{self.in_channels}, {self.weight.shape[0]}, "
+                f"kernel_size={self.kernel_size}")

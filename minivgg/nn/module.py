@@ -5,7 +5,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from ..autograd import Tensor
+from ..autograd import HookHandle, Tensor
 from ..backend import as_numpy, device as _device, get_array_module
 
 
@@ -32,6 +32,7 @@ class Module:
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "training", True)
         object.__setattr__(self, "_name", None)
+        object.__setattr__(self, "_forward_hooks", [])
 
     def __setattr__(self, name, value):
         if "_parameters" not in self.__dict__:
@@ -55,7 +56,18 @@ class Module:
         raise NotImplementedError
 
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        out = self.forward(*args, **kwargs)
+        for hook in list(self._forward_hooks):
+            hook(self, args, out)
+        return out
+
+    def register_forward_hook(self, fn):
+        """Call ``fn(module, inputs, output)`` after every forward of this
+        module; returns a handle with ``.remove()``. (In the fast tier a ReLU
+        that follows a Conv2d runs inside the convolution, so hooks on it do
+        not fire: use the textbook tier, ``minivgg.use_ops("reference")``.)"""
+        self._forward_hooks.append(fn)
+        return HookHandle(self._forward_hooks, fn)
 
     @property
     def name(self):

@@ -86,13 +86,26 @@ class FlatParameters:
         for p, g in zip(self.params, self.grad_views):
             p.grad = g
 
+    def adopt(self, i):
+        """Bring parameter i's gradient into its view of the buffer (the
+        textbook tier's plain rule leaves it a separate array; the fast
+        tier's hand-off writes it there already). Returns False when it
+        has none."""
+        p, g = self.params[i], self.grad_views[i]
+        if p.grad is None:
+            return False
+        if p.grad is not g:
+            g[...] = p.grad
+            p.grad = g
+        return True
+
     def materialize_grads(self):
         """Make the buffer hold every gradient: each ``p.grad`` that is None
         becomes its zeroed view (a rank of a data-parallel run whose slice
         of the batch reached no parameter, or not this one, still takes
         part in the average with zeros, and then applies it)."""
-        for p, g in zip(self.params, self.grad_views):
-            if p.grad is None:
+        for i, (p, g) in enumerate(zip(self.params, self.grad_views)):
+            if not self.adopt(i):
                 g.fill(0)
                 p.grad = g
 
@@ -100,16 +113,10 @@ class FlatParameters:
         """Bring gradients that live elsewhere (set by hand, or after a
         ``p.grad = None``) into the buffer. Returns, per parameter, whether
         it has a gradient this step."""
-        present = []
-        for p, g in zip(self.params, self.grad_views):
-            if p.grad is None:
+        present = [self.adopt(i) for i in range(len(self.params))]
+        for ok, g in zip(present, self.grad_views):
+            if not ok:
                 g.fill(0)
-                present.append(False)
-                continue
-            if p.grad is not g:
-                g[...] = p.grad
-                p.grad = g
-            present.append(True)
         return present
 
     def segments(self, present):

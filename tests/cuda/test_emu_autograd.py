@@ -8,6 +8,7 @@ from minivgg import Tensor, gradcheck
 from minivgg import functional as F
 from minivgg.models import vgg
 from minivgg.gradcheck import away_from_kinks, distinct_values, pool_ties, relu_kinks
+from minivgg.fast import select
 from minivgg.optim import SGD
 from kinks import conv_inputs, conv_relu_kinks
 
@@ -22,10 +23,14 @@ def leaf(a, emu):
 
 @pytest.mark.parametrize("stride,pad,relu", [(1, 1, False), (1, 1, True), (2, 0, False),
                                              (1, 0, True)])
-def test_conv2d_gradcheck_on_emu(emu, stride, pad, relu):
+@pytest.mark.parametrize("tier", ["fast", "reference"])
+def test_conv2d_gradcheck_on_emu(emu, tier, stride, pad, relu):
+    """The fast tier's kernel path (chunks, bias and ReLU fused) and the
+    textbook's (im2col, product, col2im kernels)."""
     x, w, b = (leaf(a, emu) for a in conv_inputs((2, 3, 5, 6), (4, 3, 3, 3), stride, pad, relu))
-    assert gradcheck(lambda x, w, b: F.conv2d(x, w, b, stride, pad, relu=relu), [x, w, b],
-                     kinks=conv_relu_kinks(stride, pad) if relu else None) < 1e-5
+    with minivgg.use_ops(tier):
+        assert gradcheck(lambda x, w, b: select.conv2d(x, w, b, stride, pad, relu=relu),
+                         [x, w, b], kinks=conv_relu_kinks(stride, pad) if relu else None) < 1e-5
 
 
 @pytest.mark.parametrize("k,s,pad", [(2, 2, 0), (3, 2, 1)])

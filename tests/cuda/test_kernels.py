@@ -21,6 +21,7 @@ from minivgg import Tensor
 from minivgg import functional as F
 from minivgg.backend import as_numpy
 from minivgg.cuda import launch, ops
+from minivgg.fast import select
 from minivgg.functional.conv import col2im, im2col
 
 DTYPES = [np.float32, np.float64]
@@ -127,13 +128,15 @@ def test_bias_act_kernel(emu, TOL, rng, dtype, relu):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("xs,k,stride,pad", CONV_CASES)
 @pytest.mark.parametrize("relu", [False, True])
-def test_conv2d_forward_backward_equals_cpu(emu, TOL, rng, dtype, xs, k, stride, pad, relu):
+@pytest.mark.parametrize("tier", ["fast", "reference"])
+def test_conv2d_forward_backward_equals_cpu(emu, TOL, rng, tier, dtype, xs, k, stride, pad, relu):
     x = rng.standard_normal(xs).astype(dtype)
     w = rng.standard_normal((4, xs[1]) + k).astype(dtype)
     b = rng.standard_normal(4).astype(dtype)
 
     def op(x, w, b):
-        return F.conv2d(x, w, b, stride, pad, relu=relu)
+        with minivgg.use_ops(tier):   # fast: chunks, fused bias + ReLU; or the textbook's
+            return select.conv2d(x, w, b, stride, pad, relu=relu)
     assert_same(run_op(emu, op, [x, w, b]), run_op("cpu", op, [x, w, b]), TOL[dtype])
 
 

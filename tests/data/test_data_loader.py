@@ -3,12 +3,14 @@
 import gc
 import multiprocessing as mp
 import os
+import signal
 import time
 
 import numpy as np
 import pytest
 
 from minivgg.data import CorruptImageError, DataLoader, SyntheticShapes, train_transform
+from minivgg.data.loader import WorkerDied
 
 
 class Indexed:
@@ -269,8 +271,46 @@ def test_worker_death_is_reported():
             return super().__getitem__(i)
 
     ld = DataLoader(Dies(16), 2, shuffle=False, workers=2)
-    with pytest.raises(RuntimeError, match="exited unexpectedly with code 3"):
-        collect(ld)
+    # The worker and its two replacements die on the same image: the third
+    # death ends the pass.
+    with pytest.warns(UserWarning, match="a new worker loads its batches again") as rec:
+        with pytest.raises(WorkerDied, match="exited unexpectedly with code 3") as e:
+            collect(ld)
+    assert ["replacement 1 of 2" in str(w.message) for w in rec] == [True, False]
+    assert e.value.deaths == 3 and e.value.exitcode == 3 and not e.value.killed_for_memory
+    assert no_children()
+    with pytest.raises(WorkerDied, match="epoch 1"):  # restarts=0: the first death ends it
+        collect(DataLoader(Dies(16), 2, shuffle=False, workers=2, restarts=0))
+    assert no_children()
+
+
+class KilledOnce(Indexed):
+    """Loading image ``victim`` SIGKILLs the worker, the first time only."""
+
+    def __init__(self, n, victim, mark):
+        super().__init__(n)
+        self.victim, self.mark = victim, str(mark)
+
+    def __getitem__(self, i):
+        if i == self.victim and not os.path.exists(self.mark):
+            open(self.mark, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().__getitem__(i)
+
+
+@pytest.mark.parametrize("start", [0, 3])
+def test_a_killed_worker_is_replaced_and_the_pass_is_unchanged(tmp_path, start):
+    ds = KilledOnce(40, victim=21, mark=tmp_path / "killed")
+    ld = DataLoader(ds, 4, seed=7, workers=2)
+    ld.set_epoch(1)
+    with pytest.warns(UserWarning, match=r"was killed by SIGKILL before handing over batch \d+ "
+                                         r"of epoch 2; a new worker loads its batches again"):
+        got = collect(ld.iter_from(start))
+    assert os.path.exists(tmp_path / "killed")
+    ref = DataLoader(Indexed(40), 4, seed=7)
+    ref.set_epoch(1)
+    assert_same(got, collect(ref.iter_from(start)))
+    assert ld.position == len(ld)
     assert no_children()
 
 

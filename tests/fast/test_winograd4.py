@@ -1,13 +1,14 @@
-"""Winograd F(4x4, 3x3) (functional/winograd4.py) against the plain reference
+"""Winograd F(4x4, 3x3) (minivgg/fast/winograd4.py) against the plain reference
 convolution, the im2col path and finite differences, its float32 error, and
 the choice between it, F(2x2, 3x3) and im2col."""
 import numpy as np
 import pytest
 
 from minivgg.backend import device
-from minivgg.functional import conv as conv_mod
-from minivgg.functional import winograd as W2
-from minivgg.functional import winograd4 as W
+from minivgg.fast import conv as conv_mod
+from minivgg.fast import select
+from minivgg.fast import winograd as W2
+from minivgg.fast import winograd4 as W
 from winograd_checks import (check_conv2d_gradcheck, check_conv3x3, check_float32_error_bound,
                              check_transform_matrices, check_weight_grad, check_weight_transform)
 
@@ -37,6 +38,9 @@ def tiling(request, monkeypatch):
     if request.param == "chunks":
         monkeypatch.setattr(W, "TRANSFORM_COLUMNS", 40)
     return request.param
+
+
+MODULES = {"winograd2": W2, "winograd4": W, None: None}
 
 
 def test_applies_to_3x3_stride_1_outputs_of_at_least_4x4():
@@ -133,12 +137,14 @@ def test_conv2d_through_winograd4_gradcheck(rng, monkeypatch, tiling, xs, k, pad
     """Forward, dX (the flipped-kernel convolution) and dW all through F(4x4), float64."""
     # eps 1e-4, not 1e-6: F(4x4)'s float64 forward rounds to ~1e-13, which
     # central differences with eps 1e-6 would turn into ~1e-7 of noise.
-    check_conv2d_gradcheck(W, "f4", monkeypatch, rng, xs, k, pad, relu, 1e-11, 1e-4)
+    check_conv2d_gradcheck(W, "winograd4", monkeypatch, rng, xs, k, pad, relu, 1e-11, 1e-4)
 
 
 def test_the_default_choice(monkeypatch):
     cpu = device("cpu")
-    pick = conv_mod._winograd
+
+    def pick(dev, x_shape, w_shape, stride, padding):
+        return MODULES[select.winograd_choice(dev, x_shape, w_shape, padding)]
     # 8 channels and more, with at least 256 output pixels in the batch:
     # F(4x4) on every output it takes (4x4 and up)
     assert pick(cpu, (64, 32, 16, 16), (64, 32, 3, 3), (1, 1), (1, 1)) is W
@@ -173,14 +179,14 @@ def test_the_default_choice(monkeypatch):
     # A small evaluation batch: 2 x 8 x 8 outputs, 19M multiply-adds, too few to pay.
     assert pick(cpu, (2, 128, 8, 8), (128, 128, 3, 3), (1, 1), (1, 1)) is None
     assert pick(device("emu"), (8, 64, 56, 56), (128, 64, 3, 3), (1, 1), (1, 1)) is None
-    assert conv_mod.algorithm_name(cpu, (8, 64, 56, 56), (128, 64, 3, 3)) == "Winograd F(4x4,3x3)"
-    assert conv_mod.algorithm_name(cpu, (8, 512, 4, 4), (512, 512, 3, 3)) == "Winograd F(2x2,3x3)"
-    assert conv_mod.algorithm_name(cpu, (64, 512, 2, 2), (512, 512, 3, 3)) == "whole-map GEMM"
-    assert conv_mod.algorithm_name(cpu, (8, 3, 32, 32), (64, 3, 3, 3)) == "im2col + GEMM"
-    monkeypatch.setattr(conv_mod, "WINOGRAD", "f4")
+    assert select.algorithm_name(cpu, (8, 64, 56, 56), (128, 64, 3, 3)) == "Winograd F(4x4,3x3)"
+    assert select.algorithm_name(cpu, (8, 512, 4, 4), (512, 512, 3, 3)) == "Winograd F(2x2,3x3)"
+    assert select.algorithm_name(cpu, (64, 512, 2, 2), (512, 512, 3, 3)) == "whole-map GEMM"
+    assert select.algorithm_name(cpu, (8, 3, 32, 32), (64, 3, 3, 3)) == "im2col + GEMM"
+    monkeypatch.setattr(select, "CONV", "winograd4")
     assert pick(cpu, (8, 3, 7, 7), (64, 3, 3, 3), (1, 1), (1, 1)) is W             # forced
     assert pick(cpu, (8, 3, 2, 2), (64, 3, 3, 3), (1, 1), (1, 1)) is None          # output 2x2
-    monkeypatch.setattr(conv_mod, "WINOGRAD", "never")
+    monkeypatch.setattr(select, "CONV", "im2col")
     assert pick(cpu, (8, 64, 56, 56), (128, 64, 3, 3), (1, 1), (1, 1)) is None
 
 
@@ -217,7 +223,7 @@ def test_dx_reuses_forwards_filters(rng, monkeypatch):
     import minivgg
     from minivgg import Tensor
     from minivgg import functional as F
-    monkeypatch.setattr(conv_mod, "WINOGRAD", "f4")
+    monkeypatch.setattr(select, "CONV", "winograd4")
     calls = []
     for name in ("weight_transform", "flipped_weight_transform"):
         real = getattr(W, name)
@@ -225,26 +231,26 @@ def test_dx_reuses_forwards_filters(rng, monkeypatch):
     x0, w0 = rng.standard_normal((2, 5, 9, 7)), rng.standard_normal((4, 5, 3, 3))
     gy = rng.standard_normal((2, 4, 9, 7))
     x, w = Tensor(x0, requires_grad=True), Tensor(w0, requires_grad=True)
-    F.conv2d(x, w, None, 1, 1, relu=False).backward(gy)
+    select.conv2d(x, w, None, 1, 1, relu=False).backward(gy)
     assert calls == ["weight_transform"]
-    monkeypatch.setattr(conv_mod, "WINOGRAD", "never")
+    monkeypatch.setattr(select, "CONV", "im2col")
     xr = Tensor(x0, requires_grad=True)
-    F.conv2d(xr, Tensor(w0), None, 1, 1).backward(gy)
+    select.conv2d(xr, Tensor(w0), None, 1, 1).backward(gy)
     np.testing.assert_allclose(x.grad, xr.grad, rtol=1e-10, atol=1e-10)
-    monkeypatch.setattr(conv_mod, "WINOGRAD", "f4")
+    monkeypatch.setattr(select, "CONV", "winograd4")
     with minivgg.no_grad():
-        fn = conv_mod.Conv2d(1, 1)
+        fn = conv_mod.Conv2d(1, 1, algorithm="winograd4")
         fn(Tensor(x0), Tensor(w0))
     assert fn.u is None
     # Where gy is larger than U (36 C < N H W: a big map, few channels), dX
     # takes the flipped filters instead, with the same numbers.
     calls.clear()
     x2 = Tensor(x0[:, :3], requires_grad=True)
-    F.conv2d(x2, Tensor(w0[:, :3]), None, 1, 1).backward(gy)
+    select.conv2d(x2, Tensor(w0[:, :3]), None, 1, 1).backward(gy)
     assert calls == ["weight_transform", "flipped_weight_transform"]
-    monkeypatch.setattr(conv_mod, "WINOGRAD", "never")
+    monkeypatch.setattr(select, "CONV", "im2col")
     xr2 = Tensor(x0[:, :3], requires_grad=True)
-    F.conv2d(xr2, Tensor(w0[:, :3]), None, 1, 1).backward(gy)
+    select.conv2d(xr2, Tensor(w0[:, :3]), None, 1, 1).backward(gy)
     np.testing.assert_allclose(x2.grad, xr2.grad, rtol=1e-10, atol=1e-10)
 
 
@@ -268,7 +274,7 @@ def test_conv2d_keeps_small_tiles_for_dw(rng, monkeypatch):
     import minivgg
     from minivgg import Tensor
     from minivgg import functional as F
-    monkeypatch.setattr(conv_mod, "WINOGRAD", "f4")
+    monkeypatch.setattr(select, "CONV", "winograd4")
     x0, w0 = rng.standard_normal((2, 5, 9, 7)), rng.standard_normal((4, 5, 3, 3))
     gy = rng.standard_normal((2, 4, 9, 7))
     kept = []
@@ -277,17 +283,17 @@ def test_conv2d_keeps_small_tiles_for_dw(rng, monkeypatch):
                         or real(*a, **kw))
     for limit, want in ((1 << 22, True), (0, False)):
         monkeypatch.setattr(conv_mod, "WINOGRAD_KEEP_V", limit)
-        monkeypatch.setattr(conv_mod, "WINOGRAD", "f4")
+        monkeypatch.setattr(select, "CONV", "winograd4")
         w = Tensor(w0, requires_grad=True)
-        F.conv2d(Tensor(x0), w, None, 1, 1).backward(gy)
+        select.conv2d(Tensor(x0), w, None, 1, 1).backward(gy)
         assert kept[-1] is want
-        monkeypatch.setattr(conv_mod, "WINOGRAD", "never")
+        monkeypatch.setattr(select, "CONV", "im2col")
         wr = Tensor(w0, requires_grad=True)
-        F.conv2d(Tensor(x0), wr, None, 1, 1).backward(gy)
+        select.conv2d(Tensor(x0), wr, None, 1, 1).backward(gy)
         np.testing.assert_allclose(w.grad, wr.grad, rtol=1e-10, atol=1e-10)
-    monkeypatch.setattr(conv_mod, "WINOGRAD", "f4")
+    monkeypatch.setattr(select, "CONV", "winograd4")
     monkeypatch.setattr(conv_mod, "WINOGRAD_KEEP_V", 1 << 22)
     with minivgg.no_grad():
-        fn = conv_mod.Conv2d(1, 1)
+        fn = conv_mod.Conv2d(1, 1, algorithm="winograd4")
         fn(Tensor(x0), Tensor(w0))
     assert fn.v is None

@@ -1,5 +1,5 @@
-"""Checks shared by tests/test_winograd.py (F(2x2, 3x3)) and
-tests/test_winograd4.py (F(4x4, 3x3)): both modules have the same interface
+"""Checks shared by tests/fast/test_winograd.py (F(2x2, 3x3)) and
+tests/fast/test_winograd4.py (F(4x4, 3x3)): both modules have the same interface
 (transform matrices BT, G, AT; weight_transform and its adjoint,
 flipped_weight_transform, conv3x3, weight_grad), and are held to the same
 oracles, each with its own tolerance."""
@@ -8,7 +8,8 @@ import numpy as np
 from minivgg import Tensor, gradcheck
 from minivgg import functional as F
 from minivgg.backend import device
-from minivgg.functional import conv as conv_mod
+from minivgg.fast import conv as conv_mod
+from minivgg.fast import select
 from kinks import conv_inputs, conv_relu_kinks
 
 
@@ -99,19 +100,19 @@ def check_float32_error_bound(W, bound):
 
 def check_conv2d_gradcheck(W, mode, monkeypatch, rng, xs, k, pad, relu, tol, eps):
     """Forward, dX (the flipped-kernel convolution) and dW all through module
-    W (conv.WINOGRAD = ``mode``), float64: the forward against the reference
+    W (select.CONV = ``mode``), float64: the forward against the reference
     within ``tol``, the gradients against central differences with step
     ``eps``, and W's conv3x3 (forward and dX) and weight_grad seen to run."""
-    monkeypatch.setattr(conv_mod, "WINOGRAD", mode)
+    monkeypatch.setattr(select, "CONV", mode)
     calls = []
     real_conv, real_grad = W.conv3x3, W.weight_grad
     monkeypatch.setattr(W, "conv3x3", lambda *a, **kw: calls.append("y") or real_conv(*a, **kw))
     monkeypatch.setattr(W, "weight_grad", lambda *a, **kw: calls.append("w") or real_grad(*a, **kw))
     x, w, b = (Tensor(a, requires_grad=True)
                for a in conv_inputs(xs, (k, xs[1], 3, 3), 1, pad, relu, eps))
-    y = F.conv2d(x, w, b, 1, pad, relu=relu)
+    y = select.conv2d(x, w, b, 1, pad, relu=relu)
     ref = F.conv2d_reference(x, w, b, 1, pad)
     np.testing.assert_allclose(y.data, np.maximum(ref, 0) if relu else ref, rtol=tol, atol=tol)
-    assert gradcheck(lambda x, w, b: F.conv2d(x, w, b, 1, pad, relu=relu), [x, w, b],
+    assert gradcheck(lambda x, w, b: select.conv2d(x, w, b, 1, pad, relu=relu), [x, w, b],
                      eps=eps, kinks=conv_relu_kinks(1, pad) if relu else None) < 1e-5
     assert calls.count("w") and calls.count("y") >= 2   # forward and dX, and dW, ran here

@@ -30,7 +30,7 @@ The 36 GEMMs do 36*K*C*T = 2.25*K*C*N*OH*OW multiply-adds against
 9*K*C*N*OH*OW for im2col + GEMM; the transforms cost 12 per element of V
 and 15 per output value, where the GEMMs cost C (K for dW) per element:
 they weigh most on the thinnest layers this module takes (from 8
-channels, conv.WINOGRAD_SIZES).
+channels, select.WINOGRAD_SIZES).
 
 Tiles start every 4 pixels; T = N * TY * TX with TY = ceil(OH / 4): an
 output size that is not a multiple of 4 gets a last row (column) of tiles
@@ -41,8 +41,9 @@ Layout: channels last. A block's input is copied, zero-padded, into an
 runs of C contiguous numbers, so gathering D and scattering Y (into the
 (N, OH, OW, K) output) copy runs of C and K numbers instead of single
 ones, and the 36 GEMMs have a row per tile and K columns, the shape BLAS
-runs fastest. (Laid out channel-major, with a column per tile, the 64- and
-128-channel layers at 224x224 and 112x112 ran 1.2-1.3x slower.)
+runs fastest (the same module laid out channel-major, with a column per
+tile, was slower: docs/benchmarks.md, "Measurements behind the fast tier's
+constants").
 
 Backward, exact for the algorithm above:
 
@@ -62,10 +63,10 @@ Backward, exact for the algorithm above:
 
 Float32 error: G has entries 1/4, 1/6, 1/12, 1/24 and BT, AT entries up
 to 8, so the rounding error is about 10x that of F(2x2, 3x3); the bound
-is stated and checked in tests/test_winograd4.py, and float64 gradchecks
+is stated and checked in tests/fast/test_winograd4.py, and float64 gradchecks
 pass through this module (with finite-difference steps of 1e-4).
 
-Shape letters: N, C, H, W, K, OH, OW as in functional/__init__.py;
+Shape letters: N, C, H, W, K, OH, OW as in minivgg/functional/__init__.py;
 T tiles, TY x TX tiles per image.
 """
 import numpy as np
@@ -105,15 +106,16 @@ _BIAS_POS = 1 * A_IN + 1
 #: A block's transformed tiles, 36 * (C + K) * tiles elements, are kept
 #: near this size (float32: 4 MiB), so that each block is gathered,
 #: transformed, multiplied and transformed back while still in cache
-#: (at 8 MiB, the 64- and 128-channel layers of VGG-D took 1.2-1.5x longer).
+#: (twice this size was slower: docs/benchmarks.md, "Measurements behind the
+#: fast tier's constants").
 BLOCK_ELEMENTS = 1 << 20
 MIN_BLOCK_TILES = 64
 #: The 36 GEMMs of every block read all of U (36 * K * C numbers). Up to
 #: this size (float32: 8 MiB) U stays in the last-level cache from one
 #: block to the next; beyond it (256 x 256 filters and up) it comes from
 #: memory each time, and blocks hold at least LARGE_U_TILES tiles so that
-#: the multiplications outweigh that read (with 64-128 tiles, 512 -> 512
-#: at 28x28 took 1.15-1.4x longer).
+#: the multiplications outweigh that read (docs/benchmarks.md,
+#: "Measurements behind the fast tier's constants").
 CACHED_U_ELEMENTS = 1 << 21
 LARGE_U_TILES = 512
 
@@ -145,8 +147,9 @@ def transform(name, d, out):
     over the tiles' rows, then over their columns, on TRANSFORM_COLUMNS
     columns at a time: 2Q (6 for F(4x4)) multiply-adds per element per
     pass instead of Q*Q (36) for the Kronecker matrix, and the middle
-    result stays in cache (1.5-2.3x faster than kron(name) @ d on one
-    thread at 16K-64K columns). Split over the CPU threads."""
+    result stays in cache (faster than kron(name) @ d: docs/benchmarks.md,
+    "Measurements behind the fast tier's constants"). Split over the CPU
+    threads."""
     p, q = _SMALL[name].shape
     d3, o3 = d.reshape(q, q, -1), out.reshape(p, p, -1)
 
@@ -206,8 +209,8 @@ def _transformed_tiles(xp, rows, tx, size, name, out):
     D[SIZE*i + j] = xp[n, 4t + i, 4s + j, c]. The tiles are gathered (runs
     of C contiguous numbers) and transformed a chunk of about
     TRANSFORM_COLUMNS columns at a time, whole images or a few tile rows of
-    one, so that D never leaves the cache (a whole block's D, gathered and
-    then transformed, made 256 -> 256 at 56x56 take 1.9x as long there)."""
+    one, so that D never leaves the cache (a whole block's D gathered first
+    and then transformed had to be read back from memory)."""
     n, c = xp.shape[0], xp.shape[3]
     sn, sr, sq, sc = xp.strides
     view = as_strided(xp, (size, size, n, rows, tx, c),

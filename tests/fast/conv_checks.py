@@ -1,10 +1,12 @@
-"""A check shared by tests/test_channels_last.py and tests/test_small_maps.py:
+"""A check shared by tests/fast/test_channels_last.py and
+tests/fast/test_small_maps.py:
 conv2d through one of the CPU's channels-last paths, float64."""
 import numpy as np
 
 from minivgg import Tensor, gradcheck
 from minivgg import functional as F
-from minivgg.functional.channels_last import is_channels_last
+from minivgg.fast import select
+from minivgg.fast.channels_last import is_channels_last
 from kinks import conv_inputs, conv_relu_kinks
 
 
@@ -19,7 +21,7 @@ def check_channels_last_path(rng, monkeypatch, module, names, xs, ws, pad, relu)
         monkeypatch.setattr(module, name, lambda *a, _n=name, _r=real, **k:
                             calls.append(_n) or _r(*a, **k))
     x, w, b = (Tensor(a, requires_grad=True) for a in conv_inputs(xs, ws, 1, pad, relu))
-    y = F.conv2d(x, w, b, 1, pad, relu=relu)
+    y = select.conv2d(x, w, b, 1, pad, relu=relu)
     ref = F.conv2d_reference(x, w, b, 1, pad)
     np.testing.assert_allclose(y.data, np.maximum(ref, 0) if relu else ref, rtol=1e-12,
                                atol=1e-12)
@@ -27,7 +29,7 @@ def check_channels_last_path(rng, monkeypatch, module, names, xs, ws, pad, relu)
     y.backward(rng.standard_normal(y.shape))
     assert is_channels_last(x.grad)
     one_pass = list(calls)
-    assert gradcheck(lambda x, w, b: F.conv2d(x, w, b, 1, pad, relu=relu), [x, w, b],
+    assert gradcheck(lambda x, w, b: select.conv2d(x, w, b, 1, pad, relu=relu), [x, w, b],
                      kinks=conv_relu_kinks(1, pad) if relu else None) < 1e-5
     return one_pass
 

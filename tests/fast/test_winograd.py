@@ -1,4 +1,4 @@
-"""Winograd F(2x2, 3x3) (functional/winograd.py) against the plain reference
+"""Winograd F(2x2, 3x3) (minivgg/fast/winograd.py) against the plain reference
 convolution, the im2col path and finite differences, and its float32 error."""
 import numpy as np
 import pytest
@@ -6,8 +6,10 @@ import pytest
 from minivgg import Tensor, gradcheck
 from minivgg import functional as F
 from minivgg.backend import device
-from minivgg.functional import conv as conv_mod
-from minivgg.functional import winograd as W
+from minivgg.fast import conv as conv_mod
+from minivgg.fast import select
+from minivgg.fast import winograd as W
+from minivgg.fast import winograd4 as W4
 from winograd_checks import (check_conv2d_gradcheck, check_conv3x3, check_float32_error_bound,
                              check_transform_matrices, check_weight_grad, check_weight_transform)
 
@@ -30,6 +32,9 @@ def tiling(request, monkeypatch):
         monkeypatch.setattr(W, "MIN_BLOCK_TILES", 1)
         monkeypatch.setattr(W, "_PARALLEL_MIN", 1)
     return request.param
+
+
+MODULES = {"winograd2": W, "winograd4": W4, None: None}
 
 
 def test_applies_only_to_3x3_stride_1_with_whole_tiles():
@@ -58,7 +63,7 @@ def test_the_filter_transforms_in_chunks_of_filters(rng, monkeypatch, block, thr
     filters (4: four chunks, the last short; split over two threads or not)
     are G w G^T, G rot180(w) G^T and G^T dU G filter by filter, for both
     modules' G (float64 and float32)."""
-    from minivgg.functional import winograd4 as W4
+    from minivgg.fast import winograd4 as W4
     from minivgg.threads import set_threads
     monkeypatch.setattr(W, "FILTER_COLUMNS", block)
     monkeypatch.setattr(W, "_PARALLEL_MIN", 1)
@@ -115,24 +120,26 @@ def test_weight_grad_matches_im2col(rng, tiling, xs, k, pad):
 def test_conv2d_through_winograd_gradcheck(rng, monkeypatch, tiling, xs, k, pad, relu):
     """Forward, dX (the flipped-kernel convolution) and dW all through Winograd, float64."""
     # (finite differences alone reach 2e-6 on these sums of 45 products)
-    check_conv2d_gradcheck(W, "always", monkeypatch, rng, xs, k, pad, relu, 1e-12, 1e-6)
+    check_conv2d_gradcheck(W, "winograd2", monkeypatch, rng, xs, k, pad, relu, 1e-12, 1e-6)
 
 
 def test_auto_choice_and_fallbacks(rng, monkeypatch):
     cpu = device("cpu")
-    pick = conv_mod._winograd
+
+    def pick(dev, x_shape, w_shape, stride, padding):
+        return MODULES[select.winograd_choice(dev, x_shape, w_shape, padding)]
     assert pick(cpu, (8, 512, 4, 4), (512, 512, 3, 3), (1, 1), (1, 1)) is W       # small maps
     assert pick(cpu, (8, 3, 224, 224), (64, 3, 3, 3), (1, 1), (1, 1)) is None     # first layer
     assert pick(cpu, (8, 256, 3, 3), (256, 256, 3, 3), (1, 1), (1, 1)) is None    # odd, small
     assert pick(device("emu"), (64, 512, 4, 4), (512, 512, 3, 3), (1, 1), (1, 1)) is None
-    monkeypatch.setattr(conv_mod, "WINOGRAD", "never")
+    monkeypatch.setattr(select, "CONV", "im2col")
     assert pick(cpu, (64, 512, 4, 4), (512, 512, 3, 3), (1, 1), (1, 1)) is None
-    monkeypatch.setattr(conv_mod, "WINOGRAD", "always")
+    monkeypatch.setattr(select, "CONV", "winograd2")
     assert pick(cpu, (8, 3, 224, 224), (64, 3, 3, 3), (1, 1), (1, 1)) is W
     # An odd size goes through im2col even when F(2x2) is forced, and is still right.
     x = Tensor(rng.standard_normal((2, 3, 5, 7)), requires_grad=True)
     w = Tensor(rng.standard_normal((4, 3, 3, 3)), requires_grad=True)
-    assert gradcheck(lambda x, w: F.conv2d(x, w, None, 1, 1), [x, w]) < 1e-6
+    assert gradcheck(lambda x, w: select.conv2d(x, w, None, 1, 1), [x, w]) < 1e-6
 
 
 def test_float32_error_bound():

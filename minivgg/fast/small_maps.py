@@ -28,9 +28,10 @@ Backward, with G the gradient masked by the ReLU, (N, OH*OW*K):
 
 MT is (OH*OW*K) x (H*W*C): 16 copies of the (K x C) filter slices on a 2x2
 map, built once per call from the filters laid out (K, KH, KW, C), where
-each slice is a run of rows. conv.py decides where this path is used.
+each slice is a run of rows. fast/select.py decides where this path is
+used (while MT has at most SMALL_MAP_MAX_ELEMENTS numbers).
 
-Shape letters: N, C, H, W, K, KH, KW, OH, OW as in functional/__init__.py.
+Shape letters: N, C, H, W, K, KH, KW, OH, OW as in minivgg/functional/__init__.py.
 """
 import numpy as np
 
@@ -39,9 +40,9 @@ from .channels_last import masked_gradient
 
 #: Below this many images the forward product is formed turned round,
 #: (MT @ X^T)^T, and copied back to rows: OpenBLAS is faster with the big
-#: matrix as the left operand when the other is short (512 -> 512 on 2x2
-#: maps, one thread: batch 64 4.1 -> 3.2 ms, batch 16 2.0 -> 1.2 ms), equal
-#: from about 256 images and slower beyond (batch 1024: 35 -> 48 ms).
+#: matrix as the left operand when the other is short, equal from about 256
+#: images and slower beyond (docs/benchmarks.md, "Measurements behind the
+#: fast tier's constants").
 TURNED_BELOW = 256
 
 

@@ -1,4 +1,4 @@
-"""The channels-last im2col path (functional/channels_last.py), float64,
+"""The channels-last im2col path (minivgg/fast/channels_last.py), float64,
 against the loop reference convolution and the channel-major path's plain
 dW; where conv2d chooses it; and max-pooling on its layout."""
 import numpy as np
@@ -9,9 +9,10 @@ from conv_checks import check_channels_last_forward, check_channels_last_path, l
 from minivgg import Tensor
 from minivgg import functional as F
 from minivgg.backend import device
-from minivgg.functional import channels_last as CL
-from minivgg.functional import conv as conv_mod
-from minivgg.functional import pooling
+from minivgg.fast import channels_last as CL
+from minivgg.fast import conv as conv_mod
+from minivgg.fast import select
+from minivgg.fast import pooling
 from minivgg.threads import set_threads
 
 CASES = [
@@ -65,7 +66,7 @@ def test_conv2d_through_channels_last_gradcheck(rng, monkeypatch, relu, xs, ws, 
     """Forward, dW, db and dX (the flipped-kernel convolution, channels
     last too) all through this module, float64, against central differences;
     the output and dX come out channels-last."""
-    monkeypatch.setattr(conv_mod, "CHANNELS_LAST", "always")
+    monkeypatch.setattr(select, "CONV", "im2col-channels-last")
     calls = check_channels_last_path(rng, monkeypatch, CL, ("conv", "weight_bias_grad"), xs, ws,
                                      pad, relu)
     assert calls.count("conv") == 2 and calls.count("weight_bias_grad") == 1
@@ -75,16 +76,16 @@ def test_conv2d_through_channels_last_gradcheck(rng, monkeypatch, relu, xs, ws, 
                                   (True, True, False)])
 def test_backward_of_some_inputs_only(rng, monkeypatch, need):
     """dX without dW (frozen filters), dW without dX (a first layer), db alone."""
-    monkeypatch.setattr(conv_mod, "CHANNELS_LAST", "always")
+    monkeypatch.setattr(select, "CONV", "im2col-channels-last")
     # away from ReLU's kink, so that both paths' masks agree whatever their rounding
     x0, w0, b0 = conv_inputs((2, 8, 6, 5), (4, 8, 3, 3), 1, 1)
     ts = [Tensor(a, requires_grad=r) for a, r in zip((x0, w0, b0), need)]
-    y = F.conv2d(*ts, stride=1, padding=1, relu=True)
+    y = select.conv2d(*ts, stride=1, padding=1, relu=True)
     gy = rng.standard_normal(y.shape)
     y.backward(gy)
-    monkeypatch.setattr(conv_mod, "CHANNELS_LAST", "never")
+    monkeypatch.setattr(select, "CONV", "im2col")
     refs = [Tensor(a, requires_grad=True) for a in (x0, w0, b0)]
-    F.conv2d(*refs, stride=1, padding=1, relu=True).backward(gy)
+    select.conv2d(*refs, stride=1, padding=1, relu=True).backward(gy)
     for t, r, wanted in zip(ts, refs, need):
         if wanted:
             np.testing.assert_allclose(t.grad, r.grad, rtol=1e-12, atol=1e-12)
@@ -95,7 +96,7 @@ def test_backward_of_some_inputs_only(rng, monkeypatch, need):
 def test_threads_give_the_same_numbers(rng, monkeypatch):
     """The padded copy, the column copies (split by images, or by rows of
     a band) and the mask split over two threads: bit for bit one thread's."""
-    monkeypatch.setattr(conv_mod, "CHANNELS_LAST", "always")
+    monkeypatch.setattr(select, "CONV", "im2col-channels-last")
     monkeypatch.setattr(CL, "_PARALLEL_MIN", 1)
     x0, w0, b0 = (rng.standard_normal((3, 8, 9, 7)), rng.standard_normal((5, 8, 3, 3)),
                   rng.standard_normal(5))
@@ -103,7 +104,7 @@ def test_threads_give_the_same_numbers(rng, monkeypatch):
 
     def run():
         ts = [Tensor(a, requires_grad=True) for a in (x0, w0, b0)]
-        y = F.conv2d(*ts, stride=1, padding=1, relu=True)
+        y = select.conv2d(*ts, stride=1, padding=1, relu=True)
         y.backward(gy)
         return [y.data] + [t.grad for t in ts]
 
@@ -126,7 +127,11 @@ def test_the_choice(monkeypatch):
     never on a kernel device, for the image's 3 channels, strides, or a
     dense evaluation's FC-as-conv layer."""
     cpu = device("cpu")
-    pick = conv_mod._channels_last
+    def pick(dev, *shapes):
+        return not dev.uses_kernels and select._channels_last_rule(*shapes)[0]
+
+    def chosen(*shapes):
+        return select.choose_conv(cpu, *shapes)[0]
     assert pick(cpu, (64, 16, 16, 16), (32, 16, 3, 3), (1, 1), (1, 1))
     assert pick(cpu, (64, 64, 16, 16), (128, 64, 3, 3), (1, 1), (1, 1))
     assert pick(cpu, (16, 128, 2, 2), (128, 128, 3, 3), (1, 1), (1, 1))        # 64 pixels
@@ -138,17 +143,17 @@ def test_the_choice(monkeypatch):
     assert pick(cpu, (8, 256, 56, 56), (256, 256, 1, 1), (1, 1), (0, 0))       # 1x1 (C)
     assert not pick(cpu, (150, 512, 7, 7), (4096, 512, 7, 7), (1, 1), (0, 0))  # FC as conv
     assert not pick(device("emu"), (64, 16, 16, 16), (32, 16, 3, 3), (1, 1), (1, 1))
-    name = conv_mod.algorithm_name
+    name = select.algorithm_name
     assert name(cpu, (4, 16, 16, 16), (32, 16, 3, 3)) == "im2col + GEMM, channels last"
     assert name(cpu, (64, 16, 16, 16), (32, 16, 3, 3)) == "Winograd F(4x4,3x3)"
     assert name(cpu, (64, 3, 32, 32), (16, 3, 3, 3)) == "im2col + GEMM"
     assert name(cpu, (8, 512, 4, 4), (512, 512, 3, 3)) == "Winograd F(2x2,3x3)"
     assert name(cpu, (64, 512, 2, 2), (512, 512, 3, 3)) == "whole-map GEMM"
-    monkeypatch.setattr(conv_mod, "CHANNELS_LAST", "always")
-    assert pick(cpu, (64, 3, 32, 32), (16, 3, 3, 3), (1, 1), (1, 1))
-    assert not pick(cpu, (64, 16, 16, 16), (32, 16, 3, 3), (2, 2), (1, 1))
-    monkeypatch.setattr(conv_mod, "CHANNELS_LAST", "never")
-    assert not pick(cpu, (64, 16, 16, 16), (32, 16, 3, 3), (1, 1), (1, 1))
+    monkeypatch.setattr(select, "CONV", "im2col-channels-last")   # forced where it applies
+    assert chosen((64, 3, 32, 32), (16, 3, 3, 3), (1, 1), (1, 1)) == "im2col-channels-last"
+    assert chosen((64, 16, 16, 16), (32, 16, 3, 3), (2, 2), (1, 1)) == "im2col"
+    monkeypatch.setattr(select, "CONV", "im2col")
+    assert chosen((64, 16, 16, 16), (32, 16, 3, 3), (1, 1), (1, 1)) == "im2col"
     assert name(cpu, (4, 16, 16, 16), (32, 16, 3, 3)) == "im2col + GEMM"
 
 
@@ -160,7 +165,8 @@ def test_max_pool_keeps_its_input_layout(rng, monkeypatch, chunk, threads, x_lay
     """A channels-last input gives a channels-last output and gradient,
     worked through in chunks of whole images (a channel-major one stays
     channel-major, in chunks of channels); a gradient coming from a layer
-    of the other layout gives the same numbers. With ties and a NaN."""
+    of the other layout gives the same numbers as the textbook pooling. With
+    ties and a NaN."""
     monkeypatch.setattr(pooling, "CHUNK_ELEMENTS", chunk)
     x = np.maximum(rng.integers(-3, 4, (3, 6, 10, 8)), 0).astype(np.float32)
     x[1, 2, 3, 4] = np.nan
@@ -171,7 +177,7 @@ def test_max_pool_keeps_its_input_layout(rng, monkeypatch, chunk, threads, x_lay
     set_threads(threads)
     try:
         t = Tensor(laid_out(x, x_layout), requires_grad=True)
-        y = F.max_pool2d(t, 2)
+        y = select.max_pool2d(t, 2)     # the fast tier, against the textbook's y_ref
         y.backward(laid_out(gy, gy_layout))
     finally:
         set_threads(None)
@@ -181,22 +187,21 @@ def test_max_pool_keeps_its_input_layout(rng, monkeypatch, chunk, threads, x_lay
     np.testing.assert_array_equal(t.grad, t_ref.grad)
 
 
-@pytest.mark.parametrize("winograd,channels_last,xs,last", [
-    ("never", "never", (2, 3, 9, 8), True),       # channel-major columns (the image's layer)
-    ("never", "always", (2, 8, 9, 8), True),      # channels-last columns
-    ("f4", "never", (2, 8, 9, 8), True),          # Winograd F(4x4)
-    ("always", "never", (2, 8, 10, 8), False),    # Winograd F(2x2): channel-major
+@pytest.mark.parametrize("algorithm,xs,last", [
+    ("im2col", (2, 3, 9, 8), True),                 # channel-major columns (the image's layer)
+    ("im2col-channels-last", (2, 8, 9, 8), True),   # channels-last columns
+    ("winograd4", (2, 8, 9, 8), True),              # Winograd F(4x4)
+    ("winograd2", (2, 8, 10, 8), False),            # Winograd F(2x2): channel-major
 ])
-def test_cpu_convolutions_leave_their_outputs_channels_last(rng, monkeypatch, winograd,
-                                                            channels_last, xs, last):
+def test_cpu_convolutions_leave_their_outputs_channels_last(rng, monkeypatch, algorithm, xs,
+                                                            last):
     """Every CPU convolution but F(2x2) leaves its output, and its dX,
     channels-last (the layout the next convolution reads fastest), with the
     values of the reference."""
-    monkeypatch.setattr(conv_mod, "WINOGRAD", winograd)
-    monkeypatch.setattr(conv_mod, "CHANNELS_LAST", channels_last)
+    monkeypatch.setattr(select, "CONV", algorithm)
     x = Tensor(rng.standard_normal(xs), requires_grad=True)
     w = Tensor(rng.standard_normal((5, xs[1], 3, 3)), requires_grad=True)
-    y = F.conv2d(x, w, None, 1, 1, relu=True)
+    y = select.conv2d(x, w, None, 1, 1, relu=True)
     np.testing.assert_allclose(y.data, np.maximum(F.conv2d_reference(x, w, None, 1, 1), 0),
                                rtol=1e-10, atol=1e-10)
     assert CL.is_channels_last(y.data) == last

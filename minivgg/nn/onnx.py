@@ -32,7 +32,8 @@ import os
 import numpy as np
 
 from ..backend import as_numpy
-from ..nn import Conv2d, Dropout, Linear, LocalResponseNorm, MaxPool2d, ReLU
+from ..files import atomic_write
+from .layers import Conv2d, Dropout, Linear, LinearAsConv, LocalResponseNorm, MaxPool2d, ReLU
 
 __all__ = ["export_onnx", "OPSET", "IR_VERSION"]
 
@@ -75,7 +76,6 @@ class _Graph:
 
 
 def _add_layer(g, name, mod):
-    from ..models.vgg import LinearAsConv
     if isinstance(mod, Conv2d):
         g.conv(name, mod.weight.data, mod.bias, mod.padding, mod.stride)
     elif isinstance(mod, ReLU):
@@ -125,11 +125,10 @@ def export_onnx(model, path, input_size=None):
     The model is checked with onnx.checker before the file is written
     (atomically). Returns ``path``.
     """
-    from ..checkpoint import atomic_write
-    from ..models.vgg import VGG, FullyConvVGG
     onnx = _onnx()
-    dense = isinstance(model, FullyConvVGG)
-    if not dense and not isinstance(model, VGG):
+    # VGG and FullyConvVGG (models/vgg.py, which calls this) say which they are
+    dense = getattr(model, "dense", None)
+    if dense is None or not hasattr(model, "features"):
         raise ValueError(f"export_onnx takes a VGG or FullyConvVGG, got {type(model).__name__}")
     who = f"{'dense ' if dense else ''}VGG-{model.cfg} ONNX export"
     crop = model.input_size

@@ -30,7 +30,7 @@ columns, P[i, j][t, s] = xpad[2t + i, 2s + j], with the batch last:
 (TY + 1, TX + 1, N) each. Element (i, j) of tile (t, s) is then
 P[i % 2, j % 2][t + i // 2, s + j // 2]: a shifted window of one plane,
 whose rows are runs of TX * N contiguous numbers. Every addition of the
-transforms thus runs over long contiguous stretches (NumPy is 3-4x slower
+transforms thus runs over long contiguous stretches (NumPy is much slower
 on the short rows of a strided view, and tiles never need a copy of their
 own), at the price of a transposing copy into the planes and one out of
 the output tiles.
@@ -44,10 +44,11 @@ Backward, exact for the algorithm above:
 
 Float32 error: the transforms have coefficients 0, +-1/2 and +-1, so the
 result differs from the direct convolution by a few float32 roundings of
-the tile sums; tests/test_winograd.py states and checks the bound. Only
-the CPU (NumPy) path uses this module; see functional/conv.py for when.
+the tile sums; tests/fast/test_winograd.py states and checks the bound.
+Only the fast tier's CPU path uses this module; fast/select.py decides
+where (WINOGRAD_SIZES, WINOGRAD_MIN_MACS).
 
-Shape letters: N, C, H, W, K, OH, OW as in functional/__init__.py;
+Shape letters: N, C, H, W, K, OH, OW as in minivgg/functional/__init__.py;
 T tiles, TY x TX tiles per image (TY = OH/2, TX = OW/2).
 """
 import math
@@ -114,9 +115,9 @@ def filter_transform(w, g):
 
     FILTER_COLUMNS filters at a time: their 9 taps copied into rows (a
     transposed copy, so that BLAS reads unit strides), then two passes of g,
-    over the taps' rows, then over their columns, in cache. One product of
-    kron(g, g) with the taps read in place took 1.8-2.6x longer (F(4x4),
-    one thread, 256 x 128 to 512 x 512 filters)."""
+    over the taps' rows, then over their columns, in cache: faster than one
+    product of kron(g, g) with the taps read in place (docs/benchmarks.md,
+    "Measurements behind the fast tier's constants")."""
     k, c = w.shape[:2]
     a = g.shape[0]
     g = g.astype(w.dtype)
@@ -160,7 +161,7 @@ def flipped_weight_transform(w):
     w (K, C, 3, 3) -> (16, C, K). Turning a 3x3 filter by 180 degrees
     is g w[::-1, ::-1] g^T = (g J) w (g J)^T with J the reversal, so this is
     weight_transform with the columns of G reversed: no copy of the filters
-    or of U (a permuted copy of U took 3.6 of 5.7 ms for 512 x 512 filters);
+    or of U (a permuted copy of U had cost more than half the transform);
     each matrix is then transposed (a view)."""
     return filter_transform(w, G[:, ::-1]).transpose(0, 2, 1)
 
@@ -260,7 +261,7 @@ def _a(e, f, out):
 #: Tiles per block are chosen so that a block's transformed input and output,
 #: 16 * (C + K) * tiles elements, stay near this size (float32: 8 MiB), but
 #: at least MIN_BLOCK_TILES: below that the 16 GEMMs run well below BLAS's
-#: rate (measured: K = C = 512 at 126 tiles, 180 GFLOP/s; at 256, 220).
+#: rate (docs/benchmarks.md, "Measurements behind the fast tier's constants").
 BLOCK_ELEMENTS = 1 << 21
 MIN_BLOCK_TILES = 256
 

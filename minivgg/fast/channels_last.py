@@ -1,9 +1,10 @@
 """im2col + GEMM with the channels last, on the CPU: the convolutions of
 §2.1 that neither Winograd nor the whole-map GEMM takes (batches below
 256 output pixels or 2^25 multiply-adds, configuration C's 1x1 layers,
-and whatever the algorithm switches in conv.py send here).
+and whatever select.CONV = "im2col-channels-last" forces here).
 
-functional/conv.py lays the columns out channel-major, one row per (c, i, j)
+The textbook functional/conv.py, and fast/conv.py, lay the columns out
+channel-major, one row per (c, i, j)
 and one column per output pixel. Building that matrix copies rows of OW
 numbers: 8 to 32 on the maps of a 32x32 input, where NumPy's strided copy
 spends more time starting rows than moving numbers, and its product has
@@ -30,17 +31,20 @@ Backward, with g = gy masked by the ReLU, laid out (N, OH, OW, K):
   channels-last too.
 
 Blocks of whole images (bands of output rows for a big image) keep each
-block's columns near conv.CHUNK_ELEMENTS, so they are written and read
+block's columns near blocks.CHUNK_ELEMENTS, so they are written and read
 back in cache. Only stride 1 and padding <= KH - 1 are taken (every VGG
-convolution); conv.py decides where this layout is used.
+convolution, 1x1 included: a row of a 1x1 layer's columns is one pixel's C
+channels); fast/select.py decides where this layout is used
+(CHANNELS_LAST_MIN_CHANNELS, _MIN_PIXELS, _MAX_WEIGHTS).
 
-Shape letters: N, C, H, W, K, KH, KW, OH, OW as in functional/__init__.py.
+Shape letters: N, C, H, W, K, KH, KW, OH, OW as in minivgg/functional/__init__.py.
 """
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from ..threads import split, split_copy
 from .activation import relu_into
+from .blocks import cpu_blocks as _cpu_blocks
 from .winograd import scratch
 
 _PARALLEL_MIN = 1 << 16  # elements; smaller copies stay on one thread
@@ -86,11 +90,10 @@ def padded(x, ph, pw, key, rows=None, cols=None, row0=0, min_size=None):
 
 
 def _column_blocks(xpad, kh, kw, oh, ow, k):
-    """For each CPU block of conv._cpu_blocks: (first output row of the
+    """For each CPU block of blocks.cpu_blocks: (first output row of the
     block in the (N*OH*OW, K) result, col), col (M, KH*KW*C) the block's
     columns in a kept scratch buffer:
     col[(n, r, s), (i, j, c)] = xpad[i0 + n, r0 + r + i, s + j, c]."""
-    from .conv import _cpu_blocks       # conv imports this module
     n, c = xpad.shape[0], xpad.shape[3]
     ckk = kh * kw * c
     s_n, s_h, s_w, s_c = xpad.strides

@@ -1,4 +1,4 @@
-"""The whole-map GEMM (functional/small_maps.py): convolutions on maps so
+"""The whole-map GEMM (minivgg/fast/small_maps.py): convolutions on maps so
 small that every output pixel sees every input pixel, float64, against the
 loop reference convolution and the other CPU paths; where conv2d chooses it."""
 import numpy as np
@@ -9,8 +9,9 @@ from conv_checks import check_channels_last_forward, check_channels_last_path, l
 from minivgg import Tensor
 from minivgg import functional as F
 from minivgg.backend import device
-from minivgg.functional import conv as conv_mod
-from minivgg.functional import small_maps as SM
+from minivgg.fast import conv as conv_mod
+from minivgg.fast import select
+from minivgg.fast import small_maps as SM
 
 CASES = [
     # (N, C, H, W), (K, C, KH, KW), padding
@@ -83,13 +84,12 @@ def test_gradients_equal_the_im2col_paths(rng, monkeypatch, gy_layout, need):
     gy = laid_out(rng.standard_normal((4, 5, 2, 2)), gy_layout)
     ts = [Tensor(laid_out(x0, "channels-last"), requires_grad=need[0])] + \
         [Tensor(a, requires_grad=r) for a, r in zip((w0, b0), need[1:])]
-    y = F.conv2d(*ts, stride=1, padding=1, relu=True)
-    assert conv_mod.algorithm_name(device("cpu"), x0.shape, w0.shape) == "whole-map GEMM"
+    y = select.conv2d(*ts, stride=1, padding=1, relu=True)
+    assert select.algorithm_name(device("cpu"), x0.shape, w0.shape) == "whole-map GEMM"
     y.backward(gy)
-    monkeypatch.setattr(conv_mod, "SMALL_MAP", "never")
-    monkeypatch.setattr(conv_mod, "CHANNELS_LAST", "never")
+    monkeypatch.setattr(select, "CONV", "im2col")
     refs = [Tensor(a, requires_grad=True) for a in (x0, w0, b0)]
-    yr = F.conv2d(*refs, stride=1, padding=1, relu=True)
+    yr = select.conv2d(*refs, stride=1, padding=1, relu=True)
     np.testing.assert_allclose(y.data, yr.data, rtol=1e-12, atol=1e-12)
     yr.backward(gy)
     for t, r, wanted in zip(ts, refs, need):
@@ -113,19 +113,20 @@ def test_the_choice(monkeypatch):
     """On the CPU wherever it applies, ahead of Winograd and the channels-last
     im2col, unless one of those is forced or its matrix is too large (a dense
     evaluation's FC-as-conv layer); never on a kernel device."""
-    cpu, pick = device("cpu"), conv_mod._small_map
+    cpu = device("cpu")
+
+    def pick(dev, *shapes):
+        return select.choose_conv(dev, *shapes)[0] == "whole-map"
     assert pick(cpu, (64, 512, 2, 2), (512, 512, 3, 3), (1, 1), (1, 1))
     assert pick(cpu, (64, 32, 1, 1), (32, 32, 3, 3), (1, 1), (1, 1))
     assert pick(cpu, (1, 3, 2, 2), (8, 3, 3, 3), (1, 1), (1, 1))
     assert not pick(cpu, (64, 512, 4, 4), (512, 512, 3, 3), (1, 1), (1, 1))
     assert not pick(cpu, (2, 512, 7, 7), (4096, 512, 7, 7), (1, 1), (0, 0))  # 103M elements
     assert not pick(device("emu"), (64, 512, 2, 2), (512, 512, 3, 3), (1, 1), (1, 1))
-    for knob, value in (("WINOGRAD", "always"), ("WINOGRAD", "never"),
-                        ("CHANNELS_LAST", "always"), ("SMALL_MAP", "never")):
+    for forced in ("winograd2", "im2col", "im2col-channels-last"):
         with monkeypatch.context() as m:
-            m.setattr(conv_mod, knob, value)
-            assert not pick(cpu, (64, 512, 2, 2), (512, 512, 3, 3), (1, 1), (1, 1)), knob
-    monkeypatch.setattr(conv_mod, "SMALL_MAP", "always")
-    monkeypatch.setattr(conv_mod, "WINOGRAD", "always")
+            m.setattr(select, "CONV", forced)
+            assert not pick(cpu, (64, 512, 2, 2), (512, 512, 3, 3), (1, 1), (1, 1)), forced
+    monkeypatch.setattr(select, "CONV", "whole-map")
     assert pick(cpu, (2, 512, 7, 7), (4096, 512, 7, 7), (1, 1), (0, 0))
     assert not pick(cpu, (64, 512, 4, 4), (512, 512, 3, 3), (1, 1), (1, 1))

@@ -1,0 +1,416 @@
+"""2-D convolution as im2col + GEMM (§2.1: the 3x3 stride-1 pad-1 and the
+1x1 convolutions of Table 1), the fast tier's: the same product as the
+textbook minivgg/functional/conv.py, in cache-sized blocks, with the bias
+and the ReLU fused, and the other CPU algorithms (Winograd, channels-last
+columns, the whole-map GEMM) called from here once fast/select.py has
+chosen one. tests/test_tiers.py holds every algorithm equal to the textbook
+convolution.
+
+Forward lays every receptive field out as a column, ``col`` of shape
+(C*KH*KW, N*OH*OW), and multiplies by the (K, C*KH*KW) weight matrix: one
+large GEMM per layer. Backward keeps only ``x`` and ``w``:
+
+* dW = gy (K, N*OH*OW) @ col^T (on the CPU col @ gy laid out (N*OH*OW,
+  K)), with ``col`` recomputed from ``x`` rather than kept from forward
+  (it is KH*KW times larger than ``x``);
+* for stride 1, dX is itself a convolution, of ``gy`` with the spatially
+  flipped, in/out-transposed kernel and padding KH-1-P: a gather, no
+  scatter-add, and the same im2col + GEMM code path as forward;
+* for other strides dX goes through col2im (KH*KW strided additions);
+* on the CPU dW and db come from one product per block of columns
+  (``_weight_bias_grad``); without dX (the first layer, whose input is
+  the image) the ReLU mask is applied block by block there too, never to
+  the whole gradient.
+
+The result is returned as an (N, K, OH, OW) *view* of the product, never
+copied back into NCHW order. On the CPU the product is turned round,
+col^T @ W^T, so each output pixel's K channels lie together (channels
+last, (N*OH*OW, K)), the layout every CPU convolution leaves (the
+channels-last im2col of fast/channels_last.py, the whole-map GEMM of
+fast/small_maps.py, Winograd F(4x4) of fast/winograd4.py) and the next one
+reads fastest; on a kernel device it stays (K, N*OH*OW), channel-major,
+the layout its kernels read.
+
+Every convolution of VGG is followed by a ReLU; ``conv2d(..., relu=True)``
+applies it in the same pass as the bias (and its backward masks the
+gradient with the output), so the pre-activation is never stored.
+
+On cuda and emu devices im2col, col2im and the bias+ReLU pass are the
+kernels of ``kernels/conv.cu`` and the GEMMs are cuBLAS (``cupy.matmul``);
+the chunking and the algorithm are the same as here.
+"""
+import numpy as np
+
+from ..autograd import Function, is_grad_enabled
+from ..backend import get_array_module
+from ..cuda import ops
+from ..functional.shapes import conv_output_size, pair as _pair
+from ..threads import split_copy
+from . import channels_last, small_maps, winograd, winograd4
+from .activation import relu_into
+from .blocks import CHUNK_ELEMENTS, chunks as _chunks, cpu_blocks as _cpu_blocks  # noqa: F401
+
+#: The modules behind the algorithm names of select.CONV_ALGORITHMS.
+_WINOGRAD = {"winograd2": winograd, "winograd4": winograd4, None: None}
+
+_PARALLEL_MIN = 1 << 16  # elements; smaller copies are not worth a thread hand-off
+
+
+def _copy(dst, src):
+    """dst[...] = src, split over CPU threads (threads.split_copy) for big NumPy arrays.
+
+    NumPy's strided copy runs on one core while BLAS uses them all; the
+    im2col copies are a third of a training step on a 2-core machine, and
+    NumPy releases the GIL while copying, so threads really run in parallel.
+    """
+    if get_array_module(dst) is not np:
+        dst[...] = src
+    else:
+        split_copy(dst, src, _PARALLEL_MIN)
+    return dst
+
+
+def _padded_channel_major(x, ph, pw):
+    """x (N, C, H, W) -> zero-padded buffer laid out (C, N, H+2PH, W+2PW)."""
+    xp = get_array_module(x)
+    n, c, h, w = x.shape
+    xc = x.transpose(1, 0, 2, 3)
+    if ph == 0 and pw == 0:
+        return xc
+    buf = xp.zeros((c, n, h + 2 * ph, w + 2 * pw), dtype=x.dtype)
+    _copy(buf[:, :, ph:ph + h, pw:pw + w], xc)
+    return buf
+
+
+def im2col(x, kh, kw, stride=(1, 1), padding=(0, 0)):
+    """Receptive fields as columns.
+
+    x: (N, C, H, W) -> col: (C*KH*KW, N*OH*OW), rows ordered (c, kh, kw),
+    columns ordered (n, oh, ow). Works on any memory layout of ``x``.
+    """
+    xp = get_array_module(x)
+    (sh, sw), (ph, pw) = _pair(stride, "stride"), _pair(padding, "padding")
+    n, c, h, w = x.shape
+    oh = conv_output_size(h, kh, sh, ph)
+    ow = conv_output_size(w, kw, sw, pw)
+    if kh == 1 and kw == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0:
+        col = xp.empty((c, n, h, w), dtype=x.dtype)
+        return _copy(col, x.transpose(1, 0, 2, 3)).reshape(c, n * oh * ow)
+    col = xp.empty((c * kh * kw, n * oh * ow), dtype=x.dtype)
+    return _band_columns(_padded_channel_major(x, ph, pw), kh, kw, (sh, sw), 0, oh, ow, col)
+
+
+def _band_columns(buf, kh, kw, stride, r0, r1, ow, out):
+    """The columns of output rows r0..r1 of every image in ``buf``, the
+    padded input laid out (C, NB, HP, WP), copied into ``out`` (C*KH*KW,
+    NB*(R1-R0)*OW): out[(c, i, j), (n, r, s)] = buf[c, n, SH*(r0 + r) + i,
+    SW*s + j]. Returns ``out``."""
+    xp = get_array_module(buf)
+    (sh, sw), (c, nb) = stride, buf.shape[:2]
+    s_c, s_n, s_h, s_w = buf.strides
+    view = xp.lib.stride_tricks.as_strided(
+        buf[:, :, sh * r0:], shape=(c, kh, kw, nb, r1 - r0, ow),
+        strides=(s_c, s_h, s_w, s_n, s_h * sh, s_w * sw))
+    _copy(out.reshape(c, kh, kw, nb, r1 - r0, ow), view)
+    return out
+
+
+def col2im(col, x_shape, kh, kw, stride, padding):
+    """Adjoint of im2col: col (C*KH*KW, N*OH*OW) -> dx (N, C, H, W).
+
+    Overlapping receptive fields add up; done as KH*KW strided additions into
+    a padded buffer (no atomics, deterministic).
+    """
+    xp = get_array_module(col)
+    (sh, sw), (ph, pw) = stride, padding
+    n, c, h, w = x_shape
+    oh = conv_output_size(h, kh, sh, ph)
+    ow = conv_output_size(w, kw, sw, pw)
+    col6 = col.reshape(c, kh, kw, n, oh, ow)
+    buf = xp.zeros((c, n, h + 2 * ph, w + 2 * pw), dtype=col.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            buf[:, :, i:i + sh * oh:sh, j:j + sw * ow:sw] += col6[:, i, j]
+    return buf[:, :, ph:ph + h, pw:pw + w].transpose(1, 0, 2, 3)
+
+
+def _column_blocks(x, kh, kw, stride, padding, oh, ow, k, ones):
+    """For each CPU block (_cpu_blocks): (i0, i1, r0, r1, col), the
+    block's images and output rows and its column matrix (CKK,
+    (I1-I0)*(R1-R0)*OW), with a last row of ones below it if ``ones``
+    (then a product with [W | bias] adds the bias, and one with gy sums gy
+    for the bias gradient). The padded input is made once per image (or group of whole
+    images); ``col`` is one buffer, reused while the block size stays."""
+    n, c = x.shape[:2]
+    ckk = c * kh * kw
+    blocks = _cpu_blocks(n, oh, ow, ckk, k)
+    size = max((i1 - i0) * (r1 - r0) for i0, i1, r0, r1 in blocks) * ow
+    store = np.empty((ckk + ones) * size, dtype=x.dtype)
+    buf = padded_for = col = None
+    for i0, i1, r0, r1 in blocks:
+        if (i0, i1) != padded_for:
+            buf, padded_for = _padded_channel_major(x[i0:i1], *padding), (i0, i1)
+        m = (i1 - i0) * (r1 - r0) * ow
+        if col is None or col.shape[1] != m:
+            col = store[:(ckk + ones) * m].reshape(ckk + ones, m)
+            col[ckk:] = 1
+        _band_columns(buf, kh, kw, stride, r0, r1, ow, col[:ckk])
+        yield i0, i1, r0, r1, col
+
+
+def _im2col_on(dev):
+    """im2col for device ``dev``: the CUDA kernel, or the NumPy version."""
+    if dev.uses_kernels:
+        return lambda x, kh, kw, stride, padding: ops.im2col(dev, x, kh, kw, stride, padding)
+    return im2col
+
+
+def _conv_gemm(dev, x, w, stride, padding, b=None, relu=False):
+    """Convolution as GEMM: y (N, K, OH, OW) (plus bias b, then ReLU if
+    ``relu``), a view of the product: (K, N*OH*OW) on a kernel device
+    (channel-major), (N*OH*OW, K) on the CPU (channels last, as the CPU's
+    other convolutions leave their outputs).
+
+    The batch is cut into chunks (see CHUNK_ELEMENTS); each chunk's columns
+    are built and multiplied at once, filling a block of the result. On the
+    CPU the chunks are the blocks of _cpu_blocks (an image too big for one
+    is cut into bands of rows), each block's product is colᵀ @ Wᵀ (both
+    transposed views, no copy; W @ col, turned round after, for a block of
+    fewer pixels than filters), the bias comes with the product (a ones row
+    below the columns) and the ReLU follows while the block is in cache; on
+    a kernel device one fused pass follows the GEMMs.
+    """
+    xp = get_array_module(x)
+    k, _, kh, kw = w.shape
+    n = x.shape[0]
+    oh = conv_output_size(x.shape[2], kh, stride[0], padding[0])
+    ow = conv_output_size(x.shape[3], kw, stride[1], padding[1])
+    w2 = w.reshape(k, -1)
+    l = oh * ow
+    if dev.uses_kernels:
+        to_columns = _im2col_on(dev)
+        chunks = _chunks(n, w2.shape[1] * l, dev.kind)
+        if len(chunks) == 1:
+            y2 = xp.matmul(w2, to_columns(x, kh, kw, stride, padding))
+        else:
+            y2 = xp.empty((k, n * l), dtype=np.result_type(x.dtype, w.dtype))
+            for i0, i1 in chunks:
+                y2[:, i0 * l:i1 * l] = xp.matmul(w2, to_columns(x[i0:i1], kh, kw, stride,
+                                                                padding))
+        if b is not None:
+            ops.bias_act(dev, y2, b, relu)
+        elif relu:
+            y2 = ops.relu_forward(dev, y2)
+        return y2.reshape(k, n, oh, ow).transpose(1, 0, 2, 3)
+    y2 = np.empty((n * l, k), dtype=np.result_type(x.dtype, w.dtype))
+    # [W | b] with a row of ones below the columns adds the bias in the
+    # product; it costs a copy of W, so a layer with more weights per
+    # filter than outputs per channel (a dense evaluation's FC-as-conv
+    # layers: 25,088 against 4) adds the bias to each block instead.
+    ones = b is not None and w2.shape[1] < n * l
+    if ones:
+        w2 = np.concatenate([w2, b.reshape(k, 1)], axis=1).astype(y2.dtype, copy=False)
+    for i0, i1, r0, r1, col in _column_blocks(x, kh, kw, stride, padding, oh, ow, k, ones):
+        a = i0 * l + r0 * ow                  # the block's first row of the result
+        block = y2[a:a + col.shape[1]]
+        if block.shape[0] >= k:
+            np.matmul(col.T, w2.T, out=block)
+        else:   # a few pixels and many filters (FC-as-conv): W @ col is the faster product
+            np.copyto(block, (w2 @ col).T)
+        if b is not None and not ones:
+            block += b
+        if relu:
+            relu_into(block, block)
+    return y2.reshape(n, oh, ow, k).transpose(0, 3, 1, 2)
+
+
+def _weight_bias_grad(x, gy, w_shape, stride, padding, bias, y=None):
+    """dW and db (None unless ``bias``) of a CPU im2col convolution in one
+    pass over the blocks of _column_blocks: each block of gy (N, K, OH, OW),
+    taken channels-last as (pixels, K), is multiplied at once by the
+    block's columns, col @ g, whose row of ones gives db. With ``y``, the
+    ReLU's output, each block of gy is first masked with y > 0 into a
+    cache-sized buffer: a layer without dX (the first) never needs the
+    whole masked gradient, which separate passes would write out and read
+    back twice."""
+    k, c, kh, kw = w_shape
+    oh, ow = gy.shape[2:]
+    ckk = c * kh * kw
+    dtype = np.result_type(x.dtype, gy.dtype)
+    gyl = gy.transpose(0, 2, 3, 1)                      # (N, OH, OW, K), views
+    yl = None if y is None else y.transpose(0, 2, 3, 1)
+    acc = np.zeros((ckk + bias, k), dtype=dtype)
+    for i0, i1, r0, r1, col in _column_blocks(x, kh, kw, stride, padding, oh, ow, k, bias):
+        g = gyl[i0:i1, r0:r1]
+        if yl is not None:
+            g = g * (yl[i0:i1, r0:r1] > 0)
+        acc += col @ g.reshape(col.shape[1], k)
+    return acc[:ckk].T.reshape(w_shape).copy(), (acc[ckk].copy() if bias else None)
+
+
+def _conv_weight_grad(dev, x, gy2, w_shape, stride, padding):
+    """dW (K, C, KH, KW) = gy (K, N*OH*OW) @ col^T, col rebuilt chunk by
+    chunk: the kernel devices' path, and the plain reference the CPU's
+    _weight_bias_grad and the Winograd modules are tested against."""
+    kh, kw = w_shape[2:]
+    n = x.shape[0]
+    l = gy2.shape[1] // n
+    to_columns = _im2col_on(dev)
+    gw = None
+    for a, b in _chunks(n, l * int(np.prod(w_shape[1:])), dev.kind):
+        part = gy2[:, a * l:b * l] @ to_columns(x[a:b], kh, kw, stride, padding).T
+        if gw is None:
+            gw = part
+        else:
+            gw += part
+    return gw.reshape(w_shape)
+
+
+#: F(4x4) keeps its transformed input tiles V (36 x T x C numbers) from
+#: forward for dW when they have at most this many elements (16 MiB in
+#: float32): every layer of VGG at 32x32, batch 64, and the 14x14 layers at
+#: 224x224, batch 8; bigger ones are made again in backward, block by block
+#: in cache, rather than held for the whole step.
+WINOGRAD_KEEP_V = 1 << 22
+
+
+def _dx_reuses_u(x_shape):
+    """True when F(4x4)'s dX is to come from forward's transformed filters
+    U (36 x K x C numbers), with gy read and dX written turned round
+    (winograd4): where U is at least as large as gy (N x OH x OW x K, with
+    OH x OW = H x W at VGG's padding), i.e. 36 C >= N H W. There the filter
+    transform it saves outweighs the descending reads and writes, which
+    cost more than they save on big maps (the measurements:
+    docs/benchmarks.md, "Measurements behind the fast tier's constants")."""
+    n, c, h, wd = x_shape
+    return 36 * c >= n * h * wd
+
+
+class Conv2d(Function):
+    """y = x * w + b (cross-correlation, as in every DL framework), then
+    max(y, 0) when ``relu`` (VGG's conv + ReLU as one op).
+
+    x (N, C, H, W), w (K, C, KH, KW), b (K,) -> y (N, K, OH, OW).
+    """
+
+    def __init__(self, stride=1, padding=0, relu=False, algorithm="im2col", dx_algorithm=None):
+        self.stride = _pair(stride, "stride")
+        self.padding = _pair(padding, "padding")
+        self.relu = relu
+        # chosen by select.choose_conv (forward) and select.winograd_choice (the
+        # flipped-kernel convolution that gives a channel-major layer's dX)
+        self.algorithm, self.dx_algorithm = algorithm, dx_algorithm
+        # F(4x4)'s transformed filters and input tiles, the whole-map matrix
+        self.u = self.v = self.mt = None
+
+    def forward(self, x, w, b=None):
+        self.small = self.algorithm == "whole-map"
+        wino = self.wino = _WINOGRAD.get(self.algorithm)
+        self.last = self.algorithm == "im2col-channels-last"
+        if self.small:  # its matrix is kept for dX
+            self.mt = small_maps.matrix(w, x.shape[2], x.shape[3], self.padding,
+                                        np.result_type(x.dtype, w.dtype))
+            y = small_maps.conv(x, w, self.padding, b, self.relu, self.mt).transpose(0, 3, 1, 2)
+        elif wino is not None:
+            u = v = None
+            dtype = np.result_type(x.dtype, w.dtype)
+            if wino is winograd4 and is_grad_enabled():
+                if _dx_reuses_u(x.shape):
+                    # Its transformed filters are kept: dX reads them again (backward).
+                    u = self.u = winograd4.weight_transform(w.astype(dtype, copy=False))
+                tiles, c = winograd4.tile_count(x.shape, self.padding), x.shape[1]
+                if 36 * tiles * c <= WINOGRAD_KEEP_V:
+                    # So are its transformed input tiles, which dW reads again.
+                    v = self.v = np.empty((36, tiles, c), dtype)
+            if wino is winograd4:
+                y = wino.conv3x3(x, w, self.padding, b, self.relu, u=u, v_out=v)
+            else:
+                y = wino.conv3x3(x, w, self.padding, b, self.relu)
+        elif self.last:
+            y = channels_last.conv(x, w, self.padding, b, self.relu).transpose(0, 3, 1, 2)
+        else:
+            y = _conv_gemm(self.device, x, w, self.stride, self.padding, b, self.relu)
+        self.x, self.w = x, w
+        self.y = y if self.relu else None  # where y > 0 is the ReLU's gradient mask
+        return y
+
+    def backward(self, gy):
+        x, w, dev = self.x, self.w, self.device
+        k, _, kh, kw = w.shape
+        (sh, sw), (ph, pw) = self.stride, self.padding
+        has_b = len(self.needs_input_grad) == 3
+        need_x, need_w = self.needs_input_grad[:2]
+        need_b = has_b and self.needs_input_grad[2]
+        wino = self.wino
+        if self.small:
+            gx, gw, gb = small_maps.grads(x, w, gy, self.padding, self.y, need_x, need_w, need_b,
+                                          self.mt)
+            gx = None if gx is None else gx.transpose(0, 3, 1, 2)
+            return (gx, gw) + ((gb,) if has_b else ())
+        if self.last:
+            return self._backward_channels_last(gy, need_x, need_w, need_b, has_b)
+        cpu_gemm = not dev.uses_kernels and wino is None
+        if cpu_gemm and need_w and not need_x:
+            # No dX (the first layer): mask, dW and db block by block.
+            gw, gb = _weight_bias_grad(x, gy, w.shape, self.stride, self.padding, need_b,
+                                       self.y)
+            return (None, gw) + ((gb,) if has_b else ())
+        if self.relu:
+            gy = ops.relu_backward(dev, gy, self.y) if dev.uses_kernels else gy * (self.y > 0)
+        # gy as (K, N*OH*OW): a view when gy is channel-major (kernel devices),
+        # a copy otherwise, so made only where a channel-major product needs it.
+        def gy2():
+            return gy.transpose(1, 0, 2, 3).reshape(k, -1)
+        gx = gw = gb = None
+        if need_w:
+            if wino is winograd4 and need_b:    # db too, from the same pass over gy
+                gw, gb = wino.weight_grad(x, gy, self.padding, v=self.v, bias=True)
+            elif wino is winograd4:
+                gw = wino.weight_grad(x, gy, self.padding, v=self.v)
+            elif wino is not None:
+                gw = wino.weight_grad(x, gy, self.padding)
+            elif cpu_gemm:
+                gw, gb = _weight_bias_grad(x, gy, w.shape, self.stride, self.padding, need_b)
+            else:
+                gw = _conv_weight_grad(dev, x, gy2(), w.shape, self.stride, self.padding)
+        if need_x:
+            if sh == 1 and sw == 1 and ph <= kh - 1 and pw <= kw - 1:
+                w_t = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (C, K, KH, KW)
+                pad_t = (kh - 1 - ph, kw - 1 - pw)
+                wino = _WINOGRAD[self.dx_algorithm]
+                if wino is winograd4 and self.u is not None:
+                    # rot180(conv(rot180(gy), w with in/out channels swapped)):
+                    # forward's U, read transposed, instead of a new transform.
+                    gx = winograd4.conv3x3(gy, None, pad_t, u=self.u.transpose(0, 2, 1),
+                                           flip=True)
+                elif wino is not None:
+                    u_t = wino.flipped_weight_transform(w)
+                    gx = wino.conv3x3(gy, None, pad_t, u=u_t)
+                else:
+                    gx = _conv_gemm(dev, gy, w_t, (1, 1), pad_t)
+            else:
+                gcol = w.reshape(k, -1).T @ gy2()
+                if dev.uses_kernels:
+                    gx = ops.col2im(dev, gcol, x.shape, kh, kw, self.stride, self.padding)
+                else:
+                    gx = col2im(gcol, x.shape, kh, kw, self.stride, self.padding)
+        if need_b and gb is None:
+            gb = gy.sum(axis=(0, 2, 3))
+        return (gx, gw) + ((gb,) if has_b else ())
+
+    def _backward_channels_last(self, gy, need_x, need_w, need_b, has_b):
+        """Backward of the channels-last path: gy masked into (N, OH, OW, K)
+        once, dW and db from its blocks, dX as a channels-last convolution."""
+        g = channels_last.masked_gradient(gy, self.y)
+        gx = gw = gb = None
+        if need_w:
+            gw, gb = channels_last.weight_bias_grad(self.x, g, self.w.shape, self.padding, need_b)
+        elif need_b:
+            gb = g.reshape(-1, g.shape[3]).sum(axis=0)
+        if need_x:
+            gx = channels_last.input_grad(g, self.w, self.padding).transpose(0, 3, 1, 2)
+        return (gx, gw) + ((gb,) if has_b else ())
+
+    def release(self):
+        super().release()
+        self.x = self.w = self.y = self.mt = self.u = self.v = None

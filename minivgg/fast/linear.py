@@ -1,0 +1,87 @@
+"""Fully-connected layers (§2.1: FC-4096, FC-4096, FC-1000 of Table 1), the
+fast tier's twin of minivgg/functional/linear.py (tests/test_tiers.py holds
+them equal): the product turned round for small batches, and dW handed to
+the optimizer's buffer (handoff.py) in cache-sized blocks. What each lever
+bought: docs/benchmarks.md, "Measurements behind the fast tier's constants".
+"""
+import numpy as np
+
+from ..autograd import Function
+from .handoff import ADDED_IN_PLACE
+
+#: Elements of dW per block (its rows x F_in) when Linear stores its weight
+#: gradient straight into the optimizer's gradient buffer: a block stays in
+#: cache between the GEMM that writes it and the addition that reads it,
+#: or, when written over the buffer, between OpenBLAS's own pass that
+#: clears it and the pass that fills it.
+ACCUMULATE_ELEMENTS = 1 << 20
+
+
+def matmul_into(a, b, out, add=True):
+    """out += a @ b (out = a @ b when not ``add``), a (M, P), b (P, Q),
+    out (M, Q), without an out-sized temporary.
+
+    The product is formed in blocks of rows that fit in cache: each block
+    is added while it is hot (one pass over ``out`` instead of a freshly
+    allocated, page-faulted M x Q product and a second pass to add it), or
+    written in place (BLAS clears its output before it accumulates into
+    it: on a cache-sized block both passes stay in cache; over the whole of
+    FC1's 103M-element dW they would be two passes over memory).
+    """
+    rows = max(1, ACCUMULATE_ELEMENTS // max(out.shape[1], 1))
+    tmp = np.empty((min(rows, out.shape[0]), out.shape[1]), dtype=out.dtype) if add else None
+    for r0 in range(0, out.shape[0], rows):
+        r1 = min(out.shape[0], r0 + rows)
+        if add:
+            t = tmp[:r1 - r0]
+            np.matmul(a[r0:r1], b, out=t)
+            out[r0:r1] += t
+        else:
+            np.matmul(a[r0:r1], b, out=out[r0:r1])
+    return out
+
+
+class Linear(Function):
+    """y = x @ w^T + b. x (N, F_in), w (F_out, F_in), b (F_out,) -> (N, F_out).
+
+    The textbook Linear (minivgg/functional/linear.py) with two CPU levers:
+    the product turned round for small batches, and dW handed straight to
+    the optimizer's buffer (handoff.py) in cache-sized blocks."""
+
+    grad_into = grad_fresh = None   # set by handoff.BufferHandOff.offer before backward
+
+    def forward(self, x, w, b=None):
+        self.x, self.w = x, w
+        # On the CPU, (w @ x^T)^T: OpenBLAS is faster with the weights as
+        # the left operand when the batch is small. The transposed product
+        # is copied back to rows (N x F_out, a few MB at most), so that the
+        # ReLU and dropout after it, and their gradients, which arrive in
+        # rows, run on arrays of one layout (docs/benchmarks.md,
+        # "Measurements behind the fast tier's constants").
+        y = x @ w.T if self.device.uses_kernels else np.ascontiguousarray((w @ x.T).T)
+        if b is not None:
+            y += b
+        return y
+
+    def backward(self, gy):
+        gx = gy @ self.w if self.needs_input_grad[0] else None
+        gw = None
+        if self.needs_input_grad[1]:
+            into = self.grad_into[1] if self.grad_into else None
+            if into is not None and not self.device.uses_kernels \
+                    and into.dtype == np.result_type(gy.dtype, self.x.dtype):
+                # The optimizer's gradient view: add dW to it (write it
+                # there, for the first gradient of the pass) in cached
+                # blocks (FC1 of VGG at 224x224 has 103M weights).
+                matmul_into(gy.T, self.x, into, add=not self.grad_fresh[1])
+                gw = ADDED_IN_PLACE
+            else:
+                gw = gy.T @ self.x
+        grads = (gx, gw)
+        if len(self.needs_input_grad) == 3:
+            grads += (gy.sum(axis=0) if self.needs_input_grad[2] else None,)
+        return grads
+
+    def release(self):
+        super().release()
+        self.x = self.w = self.grad_into = self.grad_fresh = None
