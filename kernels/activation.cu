@@ -6,6 +6,7 @@
 // y = max(x, 0), written "negative -> 0" so that NaN passes through.
 template <typename T>
 __device__ void relu_fwd(T* __restrict__ y, const T* __restrict__ x, long long n) {
+    #pragma unroll 1  // one copy of the body: see common.cuh
     for (long long e = first_element(); e < n; e += grid_stride())
         y[e] = x[e] < T(0) ? T(0) : x[e];
 }
@@ -19,6 +20,7 @@ extern "C" __global__ void relu_fwd_f64(double* y, const double* x, long long n)
 template <typename T>
 __device__ void relu_bwd(T* __restrict__ gx, const T* __restrict__ gy, const T* __restrict__ y,
                          long long n) {
+    #pragma unroll 1  // one copy of the body: see common.cuh
     for (long long e = first_element(); e < n; e += grid_stride())
         gx[e] = y[e] > T(0) ? gy[e] : T(0);
 }
@@ -45,6 +47,7 @@ __device__ __forceinline__ bool dropout_keep(unsigned long long key, long long e
 template <typename T>
 __device__ void dropout_fwd(T* __restrict__ y, const T* __restrict__ x, long long n,
                             unsigned long long key, long long threshold, T scale) {
+    #pragma unroll 1  // one copy of the body: see common.cuh
     for (long long e = first_element(); e < n; e += grid_stride())
         y[e] = x[e] * (dropout_keep(key, e, threshold) ? scale : T(0));
 }

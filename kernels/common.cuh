@@ -21,25 +21,61 @@ __device__ __forceinline__ long long grid_stride() {
     return (long long)blockDim.x * gridDim.x;
 }
 
-// The position (n, c, h, w) of element e of a C-order (N, C, H, W) array.
-struct Index4 {
-    long long n, c, h, w;
+// Index arithmetic. A 64-bit integer division is not one GPU instruction
+// but a subroutine of several dozen, so each kernel does at most one per
+// element: it splits the 64-bit element index e once, and everything below
+// that split fits in 32 bits (minivgg/cuda/ops.py checks the sizes before
+// the launch), where division is far cheaper. Windows are found by their
+// first and last position, never by testing every candidate with a modulo.
+// tests/cuda/test_nvrtc.py counts the 64-bit div/rem instructions in the
+// PTX of every kernel.
+
+// e = outer * inner + rest with 0 <= rest < inner < 2^31: one 64-bit division.
+struct Split {
+    long long outer;
+    unsigned rest;
 };
-__device__ __forceinline__ Index4 unravel_nchw(long long e, long long C, long long H,
-                                               long long W) {
+__device__ __forceinline__ Split split_index(long long e, long long inner) {
+    Split s;
+    s.outer = e / inner;
+    s.rest = (unsigned)(e - s.outer * inner);
+    return s;
+}
+
+// The position (n, c, h, w) of element e of a C-order (N, C, H, W) array
+// (C*H*W < 2^31): one 64-bit division, the rest in 32 bits.
+struct Index4 {
+    long long n;
+    unsigned c, h, w;
+};
+__device__ __forceinline__ Index4 unravel_nchw(long long e, unsigned C, unsigned H,
+                                               unsigned W) {
+    const Split s = split_index(e, (long long)C * H * W);
+    const unsigned hw = H * W;
     Index4 i;
-    i.w = e % W;
-    i.h = (e / W) % H;
-    i.c = (e / (W * H)) % C;
-    i.n = e / (W * H * C);
+    i.n = s.outer;
+    i.c = s.rest / hw;
+    const unsigned r = s.rest - i.c * hw;
+    i.h = r / W;
+    i.w = r - i.h * W;
     return i;
 }
 
-// The window that puts input row h at row i of the window, for windows
-// starting at o * stride - pad (o in [0, out)): that o, or -1 if there is
-// none. The backward gathers (col2im, max-pool) ask this for every i.
-__device__ __forceinline__ long long window_at(long long h, long long pad, long long i,
-                                               long long stride, long long out) {
-    const long long t = h + pad - i;
-    return (t >= 0 && t % stride == 0 && t / stride < out) ? t / stride : -1;
+// The windows that contain input row h, for windows of `size` rows starting
+// at o * stride - pad, o in [0, out): o runs from `first` to `last` (none when
+// first > last), and h is row h + pad - o * stride of window o. The backward
+// gathers (col2im, max-pool) walk this range instead of testing all `size`
+// window rows for divisibility.
+struct Windows {
+    int first, last;
+};
+__device__ __forceinline__ Windows windows_of(unsigned h, unsigned pad, unsigned size,
+                                              unsigned stride, unsigned out) {
+    const unsigned t = h + pad;  // the row's position in the padded input
+    Windows w;
+    // first: the smallest o with o * stride + size > t; last: the largest with o * stride <= t.
+    w.first = t < size ? 0 : (int)((t - size) / stride + 1);
+    const unsigned last = t / stride;
+    w.last = last < out ? (int)last : (int)out - 1;
+    return w;
 }

@@ -15,6 +15,8 @@
 #include "common.cuh"
 
 // col[r, q] = x[n, c, oh*SY - PY + i, ow*SX - PX + j], or 0 in the padding.
+// One 64-bit division splits e into (r, q); C*KH*KW and N*OH*OW are below
+// 2^31 (ops.py checks), so the rest is 32-bit arithmetic.
 template <typename T>
 __device__ void im2col(T* __restrict__ col, const T* __restrict__ x,
                        long long N, long long C, long long H, long long W,
@@ -23,11 +25,15 @@ __device__ void im2col(T* __restrict__ col, const T* __restrict__ x,
                        long long PY, long long PX, long long OH, long long OW) {
     const long long cols = N * OH * OW;
     const long long total = C * KH * KW * cols;
+    const unsigned kw = (unsigned)KW, khw = (unsigned)(KH * KW), ow_ = (unsigned)OW,
+                   ohw = (unsigned)(OH * OW);
+    #pragma unroll 1  // one copy of the body: see common.cuh
     for (long long e = first_element(); e < total; e += grid_stride()) {
-        const long long r = e / cols, q = e % cols;
-        const long long j = r % KW, i = (r / KW) % KH, c = r / (KW * KH);
-        const long long ow = q % OW, oh = (q / OW) % OH, n = q / (OW * OH);
-        const long long h = oh * SY - PY + i, w = ow * SX - PX + j;
+        const Split rq = split_index(e, cols);
+        const unsigned r = (unsigned)rq.outer, q = rq.rest;
+        const unsigned c = r / khw, ij = r - c * khw, i = ij / kw, j = ij - i * kw;
+        const unsigned n = q / ohw, pq = q - n * ohw, oh = pq / ow_, ow = pq - oh * ow_;
+        const long long h = (long long)oh * SY - PY + i, w = (long long)ow * SX - PX + j;
         const bool inside = h >= 0 && h < H && w >= 0 && w < W;
         col[e] = inside ? x[n * sn + c * sc + h * sh + w * sw] : T(0);
     }
@@ -44,8 +50,10 @@ extern "C" __global__ void im2col_f64(double* col, const double* x, long long N,
 // adds up every column entry that im2col copied it to. dx is written
 // channel-major, (C, N, H, W) contiguous, like the CPU path's col2im.
 //
-// Pixel h is row i of the window at output row oh when h + PY = oh*SY + i
-// (window_at in common.cuh finds that oh, if any).
+// Pixel row h lies in the windows oh = rows.first .. rows.last (windows_of in
+// common.cuh), as row i = h + PY - oh*SY of each. The windows are visited
+// from the last to the first, i.e. in increasing i and j, the order in
+// which the CPU path adds the same terms.
 template <typename T>
 __device__ void col2im(T* __restrict__ dx, const T* __restrict__ col,
                        long long N, long long C, long long H, long long W,
@@ -53,17 +61,20 @@ __device__ void col2im(T* __restrict__ dx, const T* __restrict__ col,
                        long long PY, long long PX, long long OH, long long OW) {
     const long long cols = N * OH * OW;
     const long long total = C * N * H * W;
+    #pragma unroll 1  // one copy of the body: see common.cuh
     for (long long e = first_element(); e < total; e += grid_stride()) {
         // dx is (C, N, H, W): unravel as if N and C were swapped.
-        const Index4 p = unravel_nchw(e, N, H, W);
+        const Index4 p = unravel_nchw(e, (unsigned)N, (unsigned)H, (unsigned)W);
         const long long c = p.n, n = p.c;
+        const Windows rows = windows_of(p.h, (unsigned)PY, (unsigned)KH, (unsigned)SY,
+                                        (unsigned)OH);
+        const Windows across = windows_of(p.w, (unsigned)PX, (unsigned)KW, (unsigned)SX,
+                                          (unsigned)OW);
         T sum = T(0);
-        for (long long i = 0; i < KH; ++i) {
-            const long long oh = window_at(p.h, PY, i, SY, OH);
-            if (oh < 0) continue;
-            for (long long j = 0; j < KW; ++j) {
-                const long long ow = window_at(p.w, PX, j, SX, OW);
-                if (ow < 0) continue;
+        for (int oh = rows.last; oh >= rows.first; --oh) {
+            const long long i = p.h + PY - oh * SY;
+            for (int ow = across.last; ow >= across.first; --ow) {
+                const long long j = p.w + PX - ow * SX;
                 const long long r = (c * KH + i) * KW + j;
                 sum += col[r * cols + (n * OH + oh) * OW + ow];
             }
@@ -88,8 +99,9 @@ template <typename T>
 __device__ void bias_act(T* __restrict__ y, const T* __restrict__ b, long long K,
                          long long M, int relu) {
     const long long total = K * M;
+    #pragma unroll 1  // one copy of the body: see common.cuh
     for (long long e = first_element(); e < total; e += grid_stride()) {
-        const T v = y[e] + b[e / M];
+        const T v = y[e] + b[split_index(e, M).outer];
         y[e] = (relu && v < T(0)) ? T(0) : v;
     }
 }

@@ -20,10 +20,11 @@ __device__ void lrn_fwd(T* __restrict__ y, T* __restrict__ s, const T* __restric
                         long long N, long long C, long long H, long long W, long long sn,
                         long long sc, long long sh, long long sw, long long size, T alpha,
                         T beta, T k) {
-    const long long lo = size / 2, hi = (size - 1) / 2;
+    const long long lo = size >> 1, hi = (size - 1) >> 1;  // size >= 1: no division
     const long long total = N * C * H * W;
+    #pragma unroll 1  // one copy of the body: see common.cuh
     for (long long e = first_element(); e < total; e += grid_stride()) {
-        const Index4 p = unravel_nchw(e, C, H, W);
+        const Index4 p = unravel_nchw(e, (unsigned)C, (unsigned)H, (unsigned)W);
         const long long c = p.c, at = p.n * sn + c * sc + p.h * sh + p.w * sw;
         // The same order of additions as the CPU path: c, then c-1 .. c-lo, then c+1 .. c+hi.
         T sum = x[at] * x[at];
@@ -47,10 +48,11 @@ __device__ void lrn_bwd(T* __restrict__ gx, const T* __restrict__ gy, const T* _
                         const T* __restrict__ s, long long N, long long C, long long H,
                         long long W, long long sn, long long sc, long long sh, long long sw,
                         long long size, T alpha, T beta) {
-    const long long lo = size / 2, hi = (size - 1) / 2;
+    const long long lo = size >> 1, hi = (size - 1) >> 1;  // size >= 1: no division
     const long long total = N * C * H * W;
+    #pragma unroll 1  // one copy of the body: see common.cuh
     for (long long e = first_element(); e < total; e += grid_stride()) {
-        const Index4 p = unravel_nchw(e, C, H, W);
+        const Index4 p = unravel_nchw(e, (unsigned)C, (unsigned)H, (unsigned)W);
         const long long c = p.c, at = p.n * sn + c * sc + p.h * sh + p.w * sw;
         T t = T(0);
         for (long long d = -hi; d <= lo; ++d) {

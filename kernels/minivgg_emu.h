@@ -28,6 +28,12 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>  // printf, which CUDA device code has without an include
+#ifdef MINIVGG_EMU_FTZ
+#if !defined(__x86_64__) && !defined(__i386__)
+#error "flush-to-zero emulation (MINIVGG_EMU_GPU_MATH) is written for x86 CPUs"
+#endif
+#include <xmmintrin.h>
+#endif
 
 #define __global__
 #define __device__
@@ -72,5 +78,22 @@ void launch(dim3 grid, dim3 block, Body body) {
         }
     }
 }
+
+#ifdef MINIVGG_EMU_FTZ
+// CUDA's -ftz=true (which CuPy compiles every kernel with): float32
+// denormals read as zero and results that would be denormal become zero.
+// On x86 these are the MXCSR's DAZ and FTZ bits; they apply to double too,
+// so the generated launchers set them around float32 kernels only.
+struct FlushToZero {
+    unsigned saved;
+    bool on;
+    explicit FlushToZero(bool on_) : saved(_mm_getcsr()), on(on_) {
+        if (on) _mm_setcsr(saved | 0x8040u);  // FTZ (bit 15) | DAZ (bit 6)
+    }
+    ~FlushToZero() {
+        if (on) _mm_setcsr(saved);
+    }
+};
+#endif
 
 }  // namespace minivgg_emu

@@ -27,8 +27,9 @@ __device__ void max_pool_fwd(T* __restrict__ y, unsigned char* __restrict__ arg,
                              long long yh, long long yw, long long KH, long long KW,
                              long long SY, long long SX, long long PY, long long PX) {
     const long long total = N * C * OH * OW;
+    #pragma unroll 1  // one copy of the body: see common.cuh
     for (long long e = first_element(); e < total; e += grid_stride()) {
-        const Index4 o = unravel_nchw(e, C, OH, OW);
+        const Index4 o = unravel_nchw(e, (unsigned)C, (unsigned)OH, (unsigned)OW);
         const long long oh = o.h, ow = o.w;
         const T* plane = x + o.n * xn + o.c * xc;
         T best = T(0);
@@ -60,8 +61,9 @@ extern "C" __global__ void max_pool_fwd_f64(double* y, unsigned char* arg, const
 }
 
 // gx[n, c, h, w] = sum of gy[n, c, oh, ow] over the windows (oh, ow) that
-// contain (h, w) and whose arg points at it: pixel h is row i of window oh
-// when h + PY = oh*SY + i (window_at in common.cuh).
+// contain (h, w) and whose arg points at it. Pixel row h lies in windows
+// oh = rows.first .. rows.last, as row i = h + PY - oh*SY (windows_of in
+// common.cuh); they are visited in increasing i and j, the CPU path's order.
 template <typename T>
 __device__ void max_pool_bwd(T* __restrict__ gx, const T* __restrict__ gy,
                              const unsigned char* __restrict__ arg, long long N, long long C,
@@ -70,15 +72,18 @@ __device__ void max_pool_bwd(T* __restrict__ gx, const T* __restrict__ gy,
                              long long yh, long long yw, long long KH, long long KW,
                              long long SY, long long SX, long long PY, long long PX) {
     const long long total = N * C * H * W;
+    #pragma unroll 1  // one copy of the body: see common.cuh
     for (long long e = first_element(); e < total; e += grid_stride()) {
-        const Index4 p = unravel_nchw(e, C, H, W);
+        const Index4 p = unravel_nchw(e, (unsigned)C, (unsigned)H, (unsigned)W);
+        const Windows rows = windows_of(p.h, (unsigned)PY, (unsigned)KH, (unsigned)SY,
+                                        (unsigned)OH);
+        const Windows across = windows_of(p.w, (unsigned)PX, (unsigned)KW, (unsigned)SX,
+                                          (unsigned)OW);
         T sum = T(0);
-        for (long long i = 0; i < KH; ++i) {
-            const long long oh = window_at(p.h, PY, i, SY, OH);
-            if (oh < 0) continue;
-            for (long long j = 0; j < KW; ++j) {
-                const long long ow = window_at(p.w, PX, j, SX, OW);
-                if (ow < 0) continue;
+        for (int oh = rows.last; oh >= rows.first; --oh) {
+            const long long i = p.h + PY - oh * SY;
+            for (int ow = across.last; ow >= across.first; --ow) {
+                const long long j = p.w + PX - ow * SX;
                 const long long o = p.n * yn + p.c * yc + oh * yh + ow * yw;
                 if (arg[o] == i * KW + j) sum += gy[o];
             }

@@ -18,6 +18,7 @@
 template <typename T>
 __device__ void sgd_step(T* __restrict__ p, T* __restrict__ v, const T* __restrict__ g,
                          long long n, T lr, T momentum, T weight_decay, T grad_scale) {
+    #pragma unroll 1  // one copy of the body: see common.cuh
     for (long long e = first_element(); e < n; e += grid_stride()) {
         const T ge = grad_scale != T(1) ? grad_scale * g[e] : g[e];
         T ve = momentum != T(0) ? momentum * v[e] + ge : ge;

@@ -123,7 +123,7 @@ class Tensor:
         return as_numpy(self.data)
 
     def item(self):
-        return self.data.item()
+        return as_numpy(self.data).item()  # on the array's own device; errors as DeviceError
 
     def detach(self):
         return Tensor(self.data, device=self.device)
@@ -144,17 +144,20 @@ class Tensor:
         if not self.requires_grad:
             raise RuntimeError("backward() called on a tensor that does not require grad "
                                "(no input required grad, or it was built under no_grad())")
-        if grad is None:
-            if self.data.size != 1:
-                raise RuntimeError(f"backward() without a gradient needs a one-element tensor; "
-                                   f"this one has shape {self.shape}")
-            grad = get_array_module(self.data).ones_like(self.data)
-        else:
-            grad = _as_array(grad, like=self.data)
-            if grad.shape != self.shape:
-                raise ValueError(f"gradient shape {grad.shape} does not match tensor shape "
-                                 f"{self.shape}")
-        _run_backward(self, grad, retain_graph)
+        # The graph is on this tensor's device (ops refuse mixed devices); CuPy
+        # allocates on the current device, so backward runs with it current.
+        with self.device.context():
+            if grad is None:
+                if self.data.size != 1:
+                    raise RuntimeError(f"backward() without a gradient needs a one-element "
+                                       f"tensor; this one has shape {self.shape}")
+                grad = get_array_module(self.data).ones_like(self.data)
+            else:
+                grad = _as_array(grad, like=self.data)
+                if grad.shape != self.shape:
+                    raise ValueError(f"gradient shape {grad.shape} does not match tensor shape "
+                                     f"{self.shape}")
+            _run_backward(self, grad, retain_graph)
 
 
 class HookHandle:
@@ -293,6 +296,11 @@ class Function:
 
     def __call__(self, *inputs):
         dev = common_device(inputs, type(self).__name__)
+        # CuPy allocates every new array on the current device: make it this op's.
+        with dev.context():
+            return self._call(dev, inputs)
+
+    def _call(self, dev, inputs):
         like = next((i.data for i in inputs if isinstance(i, Tensor)), None)
         tensors = [i if isinstance(i, Tensor) else Tensor(_as_array(i, like, dev), device=dev)
                    for i in inputs]

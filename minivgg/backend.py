@@ -23,6 +23,7 @@ CuPy is optional and imported lazily: importing minivgg never needs it, and
 asking for ``cuda`` without it (or without a GPU) raises ``DeviceError``
 saying what to install.
 """
+import contextlib
 import os
 import shutil
 import sys
@@ -84,10 +85,23 @@ def get_array_module(*arrays):
 
 
 def as_numpy(a):
-    """A NumPy copy (or the array itself) of a NumPy/CuPy array or scalar."""
+    """A NumPy copy (or the array itself) of a NumPy/CuPy array or scalar.
+
+    A CuPy array is copied on its own device's current stream, so the copy
+    waits for the work that computed it (a copy queued on another device's
+    stream would not); the host waits for the copy. A CUDA error of earlier
+    work surfaces here, as a DeviceError (see ``Device.sync_point``)."""
     if is_cupy_array(a):
-        return a.get()
+        dev = device_of_array(a)
+        with dev.context(), dev.sync_point("reading an array on the host"):
+            return a.get()
     return np.asarray(a)
+
+
+def is_cuda_error(exc):
+    """True for errors raised by CuPy or CUDA (out of memory included)."""
+    mod = type(exc).__module__ or ""
+    return mod.startswith(("cupy", "cupy_backends")) or "OutOfMemory" in type(exc).__name__
 
 
 class Device:
@@ -100,6 +114,9 @@ class Device:
     def __init__(self, kind, index=0):
         self.kind, self.index = kind, int(index)
         self._kernels = None
+        # Kernel launches since the host last waited for this device: a CUDA
+        # error of any of them surfaces only at the next synchronisation.
+        self._launched = [0, None, None]   # count, first kernel, last kernel
 
     # -- identity --------------------------------------------------------------
     def __str__(self):
@@ -150,7 +167,15 @@ class Device:
         if self.kind == "cuda":
             cp = self.xp
             elsewhere = is_cupy_array(a) and a.device.id != self.index
+            if elsewhere:
+                # A copy between GPUs runs on this device's stream, which is not
+                # ordered with the other device's: wait for the work that wrote ``a``.
+                written = cp.cuda.Event(disable_timing=True)
+                with a.device:
+                    written.record()
             with cp.cuda.Device(self.index):
+                if elsewhere:
+                    cp.cuda.get_current_stream().wait_event(written)
                 if copy or elsewhere:
                     return cp.array(a, dtype=dtype, copy=True)
                 return cp.asarray(a, dtype=dtype)
@@ -161,13 +186,45 @@ class Device:
         """A context manager making this device current (a no-op off the GPU)."""
         if self.kind == "cuda":
             return self.xp.cuda.Device(self.index)
-        import contextlib
         return contextlib.nullcontext()
 
     def synchronize(self):
         """Wait for the device's queued work (for timing and error reporting)."""
         if self.kind == "cuda":
-            self.xp.cuda.Device(self.index).synchronize()
+            with self.sync_point("synchronizing"):
+                self.xp.cuda.Device(self.index).synchronize()
+
+    # -- errors of asynchronous work ----------------------------------------------------
+    def note_launch(self, kernel):
+        """Remember a kernel launched on this device (for sync_point's message)."""
+        n, first, _ = self._launched
+        self._launched = [n + 1, first or kernel, kernel]
+
+    @contextlib.contextmanager
+    def sync_point(self, what):
+        """Around a call where the host waits for this device.
+
+        Kernels run asynchronously: a kernel that fails (an illegal memory
+        access, say) is reported by CUDA at the next call that waits for the
+        device, wherever that is, as a bare CUDA error. Here it becomes a
+        DeviceError saying which launches it can come from, and how to stop
+        at the failing op instead (CUDA_LAUNCH_BLOCKING=1 makes every launch
+        wait, so the error is raised inside the op, which names itself)."""
+        try:
+            yield
+        except Exception as e:
+            if not is_cuda_error(e):
+                raise
+            n, first, last = self._launched
+            since = (f"{n} kernel launch(es) since the host last waited for it, the first "
+                     f"{first} and the last {last}" if n else "no kernel launched since the "
+                     "host last waited for it")
+            raise DeviceError(f"a CUDA error on {self} surfaced while {what}: "
+                              f"{type(e).__name__}: {e}. Kernels run asynchronously, so it "
+                              f"comes from earlier work on the device ({since}); rerun with "
+                              f"CUDA_LAUNCH_BLOCKING=1 to stop at the op that fails") from e
+        else:
+            self._launched = [0, None, None]
 
 
 _DEVICES = {}

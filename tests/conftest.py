@@ -57,13 +57,33 @@ def in_ci():
     return os.environ.get(CI_ENV, "") not in ("", "0")
 
 
+def pytest_addoption(parser):
+    parser.addoption("--gpu-only", action="store_true",
+                     help="run only the tests of the cuda device (those taking the gpu "
+                          "fixture or marked needs_gpu): on a GPU machine, or under the CuPy "
+                          "stand-in (tests/standin/run.py -m pytest --gpu-only)")
+    parser.addoption("--no-gpu", action="store_true",
+                     help="run every test but those of the cuda device (scripts/gpu_check.sh "
+                          "runs them first, with --gpu-only)")
+
+
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", f"needs_gpu: the test needs a CUDA GPU; skipped with the reason "
                    f"'{GPU_SKIP_PREFIX} ...' when none is visible (the one skip CI allows)")
 
 
+def is_gpu_test(item):
+    return item.get_closest_marker("needs_gpu") is not None or "gpu" in item.fixturenames
+
+
 def pytest_collection_modifyitems(config, items):
+    for option, wanted in (("--gpu-only", True), ("--no-gpu", False)):
+        if config.getoption(option):
+            keep = [item for item in items if is_gpu_test(item) == wanted]
+            config.hook.pytest_deselected(items=[item for item in items
+                                                 if is_gpu_test(item) != wanted])
+            items[:] = keep
     marked = [item for item in items if item.get_closest_marker("needs_gpu")]
     if marked and not gpu_available():
         skip = pytest.mark.skip(reason=f"{GPU_SKIP_PREFIX}: CuPy sees no CUDA device")
@@ -183,6 +203,28 @@ def gpu():
         pytest.skip(f"needs a GPU: {str(e)[:120]}")
 
 
+@pytest.fixture(scope="session")
+def gpu1(gpu):
+    """A second cuda device, cuda:1."""
+    from minivgg.backend import DeviceError, device
+    try:
+        return device("cuda:1")
+    except DeviceError as e:
+        pytest.skip(f"needs a GPU (two of them): {str(e)[:120]}")
+
+
+@pytest.fixture
+def standin(gpu):
+    """The CuPy stand-in's state module (tests/standin/cupy/_standin.py), for
+    tests of what only it can observe (host synchronisations, planted
+    faults, races); skipped on a real GPU."""
+    import cupy
+    if not getattr(cupy, "STANDIN", False):
+        pytest.skip("runs under the CuPy stand-in only (tests/standin/run.py): it observes "
+                    "what a real GPU does not report")
+    return cupy._standin
+
+
 @pytest.fixture
 def check_exact_resume(tmp_path):
     """check(device): 2 epochs straight == 1 epoch, resume, 1 more, bit for bit
@@ -236,7 +278,8 @@ def train_vgg_weights(tmp_path):
              "--device", str(dev), "--max-steps", "3", "--width-mult", "0.125", "--train-size",
              "256", "--val-size", "32", "--batch-size", "32", "--no-progress", "--out", str(out)],
             cwd=root, capture_output=True, text=True, timeout=600,
-            env=dict(os.environ, PYTHONPATH=root))
+            env=dict(os.environ, PYTHONPATH=os.pathsep.join(  # keeps a CuPy stand-in in place
+                [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])))
         assert res.returncode == 0, res.stderr[-3000:]
         with np.load(out / "last.npz") as z:
             return {k: z[k] for k in z.files if k.startswith("model/")}

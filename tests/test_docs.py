@@ -7,9 +7,10 @@ live on other pages; a page joins this list when all its blocks can run.
 import os
 import re
 
-import matplotlib
 import pytest
 
+matplotlib = pytest.importorskip("matplotlib", reason="the docs' blocks draw figures; "
+                                                      "pip install matplotlib")
 matplotlib.use("Agg")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

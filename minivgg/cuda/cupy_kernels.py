@@ -10,9 +10,15 @@ looked up once and kept: kernels are cached per device and dtype.
 from .launch import KernelLibrary
 from .source import source
 
-#: Options for NVRTC, here and in the compile test (tests/cuda/test_nvrtc.py);
-#: CuPy adds the target architecture of the GPU.
+#: Options minivgg gives cupy.RawModule for every .cu file.
 NVRTC_OPTIONS = ("--std=c++17",)
+#: What CuPy adds to every RawModule compile besides the architecture and
+#: include paths: single-precision denormals flushed to zero, and functions
+#: without an execution-space qualifier compiled for the device. NVRTC also
+#: contracts a*b+c into fused multiply-adds by default. The compile-only
+#: checks (minivgg/cuda/nvrtc.py) use both tuples, and tests/cuda/test_nvrtc.py
+#: checks them against the options the installed CuPy really passes.
+CUPY_ADDED_OPTIONS = ("-ftz=true", "--device-as-default-execution-space")
 
 
 class CupyKernels(KernelLibrary):
@@ -35,5 +41,6 @@ class CupyKernels(KernelLibrary):
 
     def _launch(self, sig, grid, block, args):
         fn = self.function(sig)
+        self.device.note_launch(sig.name)
         with self.cp.cuda.Device(self.device.index):
             fn((grid,), (block,), args)

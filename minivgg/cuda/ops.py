@@ -70,6 +70,21 @@ def _flat(a):
     return a.transpose(tuple(_axis_order(a)))
 
 
+#: The kernels split each 64-bit element index once and do the rest of their
+#: index arithmetic in 32 bits (kernels/common.cuh): these products must stay
+#: below it.
+INDEX_LIMIT = 2 ** 31
+
+
+def check_index_range(kernel, **products):
+    """ValueError unless every product named here is below INDEX_LIMIT."""
+    for name, value in products.items():
+        if int(value) >= INDEX_LIMIT:
+            raise ValueError(f"{kernel}: {name} = {int(value):,} is too large for the kernel's "
+                             f"32-bit index arithmetic (at most {INDEX_LIMIT - 1:,}); use a "
+                             f"smaller batch, or split it with --micro-batch")
+
+
 # ---------------------------------------------------------------------------
 # Convolution (kernels/conv.cu)
 # ---------------------------------------------------------------------------
@@ -80,6 +95,7 @@ def im2col(dev, x, kh, kw, stride, padding):
     (sy, sx), (py, px) = stride, padding
     n, c, h, w = x.shape
     oh, ow = (h + 2 * py - kh) // sy + 1, (w + 2 * px - kw) // sx + 1
+    check_index_range("im2col", **{"C*KH*KW": c * kh * kw, "N*OH*OW": n * oh * ow})
     _, buf, (sn, sc, sh, sw) = dense(x, xp)
     col = xp.empty((c * kh * kw, n * oh * ow), dtype=x.dtype)
     dev.kernels.launch("im2col", x.dtype, col.size, col, buf, i64(n), i64(c), i64(h), i64(w),
@@ -94,6 +110,7 @@ def col2im(dev, col, x_shape, kh, kw, stride, padding):
     (sy, sx), (py, px) = stride, padding
     n, c, h, w = x_shape
     oh, ow = (h + 2 * py - kh) // sy + 1, (w + 2 * px - kw) // sx + 1
+    check_index_range("col2im", **{"N*H*W": n * h * w})
     col = xp.ascontiguousarray(col)
     dx = xp.empty((c, n, h, w), dtype=col.dtype)
     dev.kernels.launch("col2im", col.dtype, dx.size, dx, col, i64(n), i64(c), i64(h), i64(w),
@@ -103,6 +120,7 @@ def col2im(dev, col, x_shape, kh, kw, stride, padding):
 
 def bias_act(dev, y2, b, relu):
     """In place on the (K, M) GEMM result: y2 += b[:, None], then ReLU if ``relu``."""
+    check_index_range("bias_act", M=y2.shape[1])
     b = dev.xp.ascontiguousarray(b, dtype=y2.dtype)
     dev.kernels.launch("bias_act", y2.dtype, y2.size, y2, b, i64(y2.shape[0]),
                        i64(y2.shape[1]), np.int32(bool(relu)))
@@ -151,6 +169,7 @@ def max_pool_forward(dev, x, kernel, stride, padding):
     (kh, kw), (sy, sx), (py, px) = kernel, stride, padding
     n, c, h, w = x.shape
     oh, ow = (h + 2 * py - kh) // sy + 1, (w + 2 * px - kw) // sx + 1
+    check_index_range("max_pool_fwd", **{"C*OH*OW": c * oh * ow})
     x, buf, xs = dense(x, xp)
     y = empty_in_order_of(x, (n, c, oh, ow), xp)
     arg = empty_in_order_of(x, (n, c, oh, ow), xp, np.uint8)
@@ -167,6 +186,7 @@ def max_pool_backward(dev, gy, arg, x_shape, kernel, stride, padding):
     (kh, kw), (sy, sx), (py, px) = kernel, stride, padding
     n, c, h, w = x_shape
     oh, ow = gy.shape[2:]
+    check_index_range("max_pool_bwd", **{"C*H*W": c * h * w})
     gy = same_layout(gy, arg, xp)
     gx = empty_in_order_of(arg, x_shape, xp, gy.dtype)
     xs, ys = _elements(gx.strides, gx.itemsize), _elements(arg.strides, arg.itemsize)
@@ -183,6 +203,7 @@ def max_pool_backward(dev, gy, arg, x_shape, kernel, stride, padding):
 def lrn_forward(dev, x, size, alpha, beta, k):
     """y and the normaliser s = k + alpha * (window sum of x^2), both in x's layout."""
     xp = dev.xp
+    check_index_range("lrn_fwd", **{"C*H*W": int(np.prod(x.shape[1:]))})
     x, buf, strides = dense(x, xp)
     y = empty_in_order_of(x, x.shape, xp)
     s = empty_in_order_of(x, x.shape, xp)
@@ -222,14 +243,16 @@ def softmax_xent_forward(dev, logits, labels):
     return loss, probs
 
 
-def softmax_xent_backward(dev, probs, labels, scale):
-    """(probs - onehot(labels)) * scale."""
+def softmax_xent_backward(dev, probs, labels, dloss):
+    """(probs - onehot(labels)) * dloss / N, dloss a one-element array on the device
+    (read by the kernel, so that the host need not wait for its value)."""
     xp = dev.xp
     gx = xp.empty_like(probs)
     n, k = probs.shape
+    check_index_range("softmax_xent_bwd", K=k)
+    dloss = xp.ascontiguousarray(dloss, dtype=probs.dtype).reshape(1)
     dev.kernels.launch("softmax_xent_bwd", probs.dtype, probs.size, gx, probs,
-                       xp.ascontiguousarray(labels, dtype=np.int64), i64(n), i64(k),
-                       probs.dtype.type(scale))
+                       xp.ascontiguousarray(labels, dtype=np.int64), dloss, i64(n), i64(k))
     return gx
 
 

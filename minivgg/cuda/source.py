@@ -19,13 +19,19 @@ import re
 
 import numpy as np
 
-try:
-    from ..kernels import KERNEL_DIR
-except ModuleNotFoundError:
-    # A checkout used without installing it (examples/ put the repository on
-    # sys.path): the sources sit in kernels/ beside the package folder.
-    KERNEL_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+def _kernel_dir():
+    """kernels/ beside the package in a checkout (editable installs included:
+    their ``minivgg.kernels`` may point at another checkout), else the
+    installed ``minivgg.kernels``."""
+    beside = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
         os.path.abspath(__file__)))), "kernels")
+    if os.path.exists(os.path.join(beside, "common.cuh")):
+        return beside
+    from ..kernels import KERNEL_DIR as installed
+    return installed
+
+
+KERNEL_DIR = _kernel_dir()
 
 #: dtype -> the suffix of the entry point compiled for it.
 SUFFIX = {np.dtype(np.float32): "f32", np.dtype(np.float64): "f64"}
@@ -105,19 +111,28 @@ def source(family):
     return _INCLUDE.sub(lambda m: _read(m.group(1)), _read(family + ".cu"))
 
 
+def parse_signatures(text, family):
+    """{entry point name: KernelSignature} of the ``extern "C" __global__``
+    functions in CUDA C ``text`` (the source of ``family``)."""
+    out = {}
+    for m in _ENTRY.finditer(text):
+        name = m.group(1)
+        where = f"kernels/{family}.cu: {name}"
+        params = tuple(_parse_param(p, where) for p in m.group(2).split(",") if p.strip())
+        out[name] = KernelSignature(name, family, params)
+    return out
+
+
 @functools.lru_cache(maxsize=None)
 def signatures():
     """{entry point name: KernelSignature} over every kernels/*.cu file."""
     out = {}
     for fam in families():
-        for m in _ENTRY.finditer(source(fam)):
-            name = m.group(1)
-            where = f"kernels/{fam}.cu: {name}"
-            params = tuple(_parse_param(p, where) for p in m.group(2).split(",") if p.strip())
+        for name, sig in parse_signatures(source(fam), fam).items():
             if name in out:
-                raise ValueError(f"{where}: kernel name also defined in kernels/"
-                                 f"{out[name].family}.cu")
-            out[name] = KernelSignature(name, fam, params)
+                raise ValueError(f"kernels/{fam}.cu: {name}: kernel name also defined in "
+                                 f"kernels/{out[name].family}.cu")
+            out[name] = sig
     return out
 
 

@@ -82,6 +82,12 @@ class Communicator:
     def progress(self):
         """Let outstanding asynchronous operations advance (MPI needs calls to do so)."""
 
+    def timer(self):
+        """Measures the exchange a step waits for: .stop(), then .result() in
+        seconds. On the host's clock here (the host waits for MPI); NCCL
+        measures on the GPU's."""
+        return _HostTimer()
+
     def barrier(self):
         pass
 
@@ -225,6 +231,48 @@ class _NCCLRequest:
         self.cp.cuda.get_current_stream().wait_event(self.done_event)
 
 
+class _HostTimer:
+    """Seconds the host spent between start and stop (MPI: the host waits)."""
+
+    def __init__(self):
+        self.t0 = time.perf_counter()
+
+    def stop(self):
+        self.seconds = time.perf_counter() - self.t0
+
+    def ready(self):
+        return True
+
+    def result(self):
+        return self.seconds
+
+
+class _StreamTimer:
+    """Seconds the current (compute) stream spent between start and stop, on
+    the GPU's own clock: CUDA events. Between the two, the stream only waits
+    for the exchange, so this is the communication that backward did not
+    hide. The host never waits here; reading the result waits for the stop."""
+
+    def __init__(self, cp, device_index):
+        self.cp, self.device_index = cp, device_index
+        self.start = cp.cuda.Event()
+        with cp.cuda.Device(device_index):
+            self.start.record()
+
+    def stop(self):
+        self.end = self.cp.cuda.Event()
+        with self.cp.cuda.Device(self.device_index):
+            self.end.record()
+
+    def ready(self):
+        """True once the GPU has passed the stop (asks without waiting)."""
+        return self.end.done
+
+    def result(self):
+        self.end.synchronize()
+        return self.cp.cuda.get_elapsed_time(self.start, self.end) / 1e3
+
+
 class NCCLCommunicator(_HostSide, Communicator):
     """Data parallelism over NCCL: CuPy buffers, one GPU per rank (= local rank).
 
@@ -236,7 +284,7 @@ class NCCLCommunicator(_HostSide, Communicator):
     def __init__(self):
         MPI = _import_mpi()
         self._init_world(MPI)
-        error = None
+        uid = None
         try:
             import cupy as cp
             from cupy.cuda import nccl
@@ -250,20 +298,36 @@ class NCCLCommunicator(_HostSide, Communicator):
             if self.local_size > count and not shared:
                 raise DistributedError(f"{self.local_size} ranks on one node but only {count} "
                                        f"GPU(s): start at most {count} ranks per node")
+            self.cp, self.nccl = cp, nccl
+            self.device_index = self.local_rank % count
+            cp.cuda.Device(self.device_index).use()  # before creating the communicator
+            uid = nccl.get_unique_id() if self.rank == 0 else None
+            error = None
         except Exception as e:  # noqa: BLE001 - every rank must learn of any failure
             error = f"--distributed nccl: {e}"
+        # Every rank learns of any failure so far before the communicator's
+        # creation, which is collective: a rank that failed and never joined
+        # it would leave the others waiting inside it.
+        self._agree(error)
+        uid = self.broadcast_object(uid, root=0)
+        try:
+            self.comm = nccl.NcclCommunicator(self.size, uid, self.rank)
+            self.stream = cp.cuda.Stream(non_blocking=True)
+            error = None
+        except Exception as e:  # noqa: BLE001
+            error = f"--distributed nccl: creating the NCCL communicator: {e}"
+        self._agree(error)
+        self._avg = getattr(nccl, "NCCL_AVG", None)  # NCCL >= 2.10
+
+    def _agree(self, error):
+        """DistributedError on every rank if ``error`` is set on any."""
         failures = self.gather_errors(error)
         if failures:
             rank, msg = failures[0]
             raise DistributedError(msg if self.size == 1 else f"rank {rank}: {msg}")
-        self.cp, self.nccl = cp, nccl
-        self.device_index = self.local_rank % count
-        cp.cuda.Device(self.device_index).use()  # before creating the communicator
-        uid = nccl.get_unique_id() if self.rank == 0 else None
-        uid = self.broadcast_object(uid, root=0)
-        self.comm = nccl.NcclCommunicator(self.size, uid, self.rank)
-        self.stream = cp.cuda.Stream(non_blocking=True)
-        self._avg = getattr(nccl, "NCCL_AVG", None)  # NCCL >= 2.10
+
+    def timer(self):
+        return _StreamTimer(self.cp, self.device_index)
 
     def _dtype(self, buf):
         n = self.nccl

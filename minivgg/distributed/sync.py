@@ -16,7 +16,6 @@ averages the whole buffer in one allreduce: the reference the overlapped
 path is tested against.
 """
 import contextlib
-import time
 
 
 class GradientSync:
@@ -31,7 +30,7 @@ class GradientSync:
             for i in members:
                 self.bucket_of[i] = b
         self._reset()
-        self.finish_seconds = 0.0   # time spent in finish(): the exchange backward did not hide
+        self._finished, self._timers = 0.0, []
 
     def _make_buckets(self, cap):
         """[(start, end, [param indices])] over the buffer in layout order."""
@@ -85,12 +84,29 @@ class GradientSync:
             self.comm.progress()
         return on_gradient_complete
 
+    @property
+    def finish_seconds(self):
+        """Seconds the steps so far waited for the exchange that backward did
+        not hide. Under MPI the host waits in ``finish()``, and this is that
+        time; under NCCL ``finish()`` only queues the wait on the GPU, and this
+        is the time the GPU's compute stream spent waiting, from CUDA events
+        (reading it waits for the last step's exchange). Assign 0 to restart."""
+        for t in self._timers:
+            self._finished += t.result()
+        self._timers = []
+        return self._finished
+
+    @finish_seconds.setter
+    def finish_seconds(self, value):
+        self.finish_seconds  # noqa: B018 - settle the pending timers first
+        self._finished = float(value)
+
     def finish(self):
         """Average every bucket not yet started, then wait for all of them."""
         if self.comm.size == 1:
             self._reset()
             return
-        t0 = time.perf_counter()
+        timer = self.comm.timer()
         # Parameters this rank's backward did not reach (an empty slice of
         # the last batch) join the average with zeros, not stale buffer contents.
         self.flat.materialize_grads()
@@ -102,5 +118,11 @@ class GradientSync:
             self._launch_ready()
             for r in self.requests:
                 r.wait()
-        self.finish_seconds += time.perf_counter() - t0
+        timer.stop()
+        self._timers.append(timer)
+        # Settle the timers the GPU has passed already (without waiting), so
+        # that a long run does not keep two CUDA events per step.
+        done = [t for t in self._timers[:-1] if t.ready()]
+        self._finished += sum(t.result() for t in done)
+        self._timers = [t for t in self._timers if not any(t is d for d in done)]
         self._reset()

@@ -4,8 +4,10 @@ regression objective"): softmax cross-entropy, averaged over the batch.
 On cuda and emu devices forward and backward are the kernels of
 ``kernels/loss.cu``.
 """
+import numpy as np
+
 from ..autograd import Function, Tensor
-from ..backend import get_array_module
+from ..backend import get_array_module, is_cupy_array
 from ..cuda import ops
 
 
@@ -46,8 +48,7 @@ class SoftmaxCrossEntropy(Function):
     def backward(self, gy):
         n = self.probs.shape[0]
         if self.device.uses_kernels:
-            return ops.softmax_xent_backward(self.device, self.probs, self.labels,
-                                             float(gy) / n)
+            return ops.softmax_xent_backward(self.device, self.probs, self.labels, gy)
         xp = get_array_module(gy)
         g = self.probs.copy()
         g[xp.arange(n), self.labels] -= 1
@@ -64,12 +65,16 @@ def softmax_cross_entropy(logits, labels):
 
     Labels may be given on the host (NumPy) for a model on a GPU: they are
     class indices, not activations, and are copied to the logits' device.
+    Host labels outside [0, K) are refused here. Labels already on a GPU are
+    not checked on the host (that would stall it until the forward pass is
+    done, every step); a label out of range makes its row's loss NaN.
     """
     if not isinstance(logits, Tensor):
         logits = Tensor(logits)
     labels = labels.data if isinstance(labels, Tensor) else labels
-    labels = logits.device.asarray(labels)
-    xp = logits.device.xp
+    if not hasattr(labels, "dtype"):
+        labels = np.asarray(labels)
+    dev = logits.device
     if logits.ndim != 2:
         raise ValueError(f"softmax_cross_entropy: expected logits of shape (N, K), "
                          f"got {tuple(logits.shape)}")
@@ -79,7 +84,9 @@ def softmax_cross_entropy(logits, labels):
     if labels.dtype.kind not in "iu":
         raise ValueError(f"softmax_cross_entropy: labels must be integers, got {labels.dtype}")
     k = logits.shape[1]
-    if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= k):
+    if not is_cupy_array(labels) and labels.size and (labels.min() < 0 or labels.max() >= k):
         raise ValueError(f"softmax_cross_entropy: labels must be in [0, {k}), got values in "
                          f"[{int(labels.min())}, {int(labels.max())}]")
-    return SoftmaxCrossEntropy(labels.astype(xp.int64, copy=False))(logits)
+    with dev.context():
+        labels = dev.asarray(labels).astype(np.int64, copy=False)
+    return SoftmaxCrossEntropy(labels)(logits)

@@ -52,16 +52,16 @@ class FlatParameters:
             self._ranges[i] = (end, end + self.params[i].size)
             end += self.params[i].size
         self.size = end
-        with self.device.context():
+        self.views, self.grad_views = [], []
+        with self.device.context():  # CuPy allocates and copies on the current device
             self.data = xp.empty(self.size, dtype=self.dtype)
             self.grad = xp.zeros(self.size, dtype=self.dtype)
-        self.views, self.grad_views = [], []
-        for p, (a, b) in zip(self.params, self.ranges()):
-            self.data[a:b] = p.data.reshape(-1)
-            p.data = self.data[a:b].reshape(p.shape)
-            self.views.append(p.data)
-            self.grad_views.append(self.grad[a:b].reshape(p.shape))
-            p.grad_home = self.grad_views[-1]
+            for p, (a, b) in zip(self.params, self.ranges()):
+                self.data[a:b] = p.data.reshape(-1)
+                p.data = self.data[a:b].reshape(p.shape)
+                self.views.append(p.data)
+                self.grad_views.append(self.grad[a:b].reshape(p.shape))
+                p.grad_home = self.grad_views[-1]
 
     def ranges(self):
         """[(start, end)] of each parameter in the buffers, in parameter order."""
@@ -82,7 +82,8 @@ class FlatParameters:
             for p in self.params:
                 p.grad = None
             return
-        self.grad.fill(0)
+        with self.device.context():
+            self.grad.fill(0)
         for p, g in zip(self.params, self.grad_views):
             p.grad = g
 
@@ -95,7 +96,8 @@ class FlatParameters:
         if p.grad is None:
             return False
         if p.grad is not g:
-            g[...] = p.grad
+            with self.device.context():
+                g[...] = p.grad
             p.grad = g
         return True
 
@@ -104,19 +106,21 @@ class FlatParameters:
         becomes its zeroed view (a rank of a data-parallel run whose slice
         of the batch reached no parameter, or not this one, still takes
         part in the average with zeros, and then applies it)."""
-        for i, (p, g) in enumerate(zip(self.params, self.grad_views)):
-            if not self.adopt(i):
-                g.fill(0)
-                p.grad = g
+        with self.device.context():
+            for i, (p, g) in enumerate(zip(self.params, self.grad_views)):
+                if not self.adopt(i):
+                    g.fill(0)
+                    p.grad = g
 
     def collect_grads(self):
         """Bring gradients that live elsewhere (set by hand, or after a
         ``p.grad = None``) into the buffer. Returns, per parameter, whether
         it has a gradient this step."""
         present = [self.adopt(i) for i in range(len(self.params))]
-        for ok, g in zip(present, self.grad_views):
-            if not ok:
-                g.fill(0)
+        with self.device.context():
+            for ok, g in zip(present, self.grad_views):
+                if not ok:
+                    g.fill(0)
         return present
 
     def segments(self, present):

@@ -76,9 +76,9 @@ class SGD:
             dev = self.flat.device
             with dev.context():
                 self.velocity_flat = dev.xp.zeros(self.flat.size, dtype=self.flat.dtype)
-            if old_v is not None:  # the momentum follows its parameters
-                for dst, src in zip(self._velocity_views(), old_v):
-                    dst[...] = dev.asarray(src)
+                if old_v is not None:  # the momentum follows its parameters
+                    for dst, src in zip(self._velocity_views(), old_v):
+                        dst[...] = dev.asarray(src)
         return self.flat
 
     def _velocity_views(self):

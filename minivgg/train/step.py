@@ -31,7 +31,6 @@ which makes it the gradient of the batch's mean loss, as in the plain step.
 import contextlib
 
 from .. import functional as F
-from ..backend import as_numpy
 
 
 def plain_step(model, optimizer, x, y):
@@ -59,10 +58,13 @@ def accumulate(model, x, y, micro_batch, to_input, sync):
     that the gradients add up to those of the slice's summed loss. The last
     piece's backward runs inside ``sync.during_backward()``, whose hooks
     start averaging gradients over the processes as they complete.
-    ``to_input``: host images -> the model's input Tensor. Returns (summed
-    loss, correctly classified images), read from the device once."""
+    ``to_input``: host images -> the model's input Tensor. Returns the
+    slice's (summed loss, correctly classified images) as one float64 array
+    on the model's device, or None for an empty slice; it is not read here,
+    since reading waits for the device: the caller reads it once all the
+    step's work is queued."""
     parts = pieces(len(y), micro_batch)
-    loss_sums, correct = [], []
+    stats = None
     for k, (a, b) in enumerate(parts):
         if b == a:
             continue
@@ -70,11 +72,12 @@ def accumulate(model, x, y, micro_batch, to_input, sync):
             logits = model(to_input(x[a:b]))
             loss = F.softmax_cross_entropy(logits, y[a:b])
             (loss * (b - a)).backward()
-        loss_sums.append(loss.data.astype("float64") * (b - a))
-        correct.append((logits.data.argmax(axis=1) == logits.device.asarray(y[a:b])).sum())
-    if not loss_sums:
-        return 0.0, 0
-    return float(as_numpy(sum(loss_sums))), int(as_numpy(sum(correct)))
+        dev = logits.device
+        with dev.context():
+            hits = (logits.data.argmax(axis=1) == dev.asarray(y[a:b])).sum()
+            piece = dev.xp.stack([loss.data.astype("float64") * (b - a), hits.astype("float64")])
+            stats = piece if stats is None else stats + piece
+    return stats
 
 
 @contextlib.contextmanager

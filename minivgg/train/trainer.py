@@ -19,7 +19,7 @@ import numpy as np
 from .. import random as mrandom
 from .. import runfolder
 from ..autograd import Tensor
-from ..backend import DeviceError, device as get_device, set_tf32
+from ..backend import DeviceError, as_numpy, device as get_device, set_tf32
 from ..checkpoint import CheckpointError, atomic_write, save_checkpoint
 from ..data.preprocess import from_meta, preset as make_preset
 from ..data.transforms import parse_scale
@@ -381,8 +381,13 @@ class Trainer:
         correct, images) over the whole global batch."""
         r = self.recipe
         self.optimizer.zero_grad()
-        loss_sum, correct = accumulate(self.model, x, y, r.micro_batch, self._input, self.sync)
+        stats = accumulate(self.model, x, y, r.micro_batch, self._input, self.sync)
         self.sync.finish()
+        # The one wait of the step for the device, once all of its work is
+        # queued (the gradient exchange included): reading a loss right after
+        # its forward pass would keep the host from queueing backward meanwhile.
+        with self.device.context():
+            loss_sum, correct = (0.0, 0) if stats is None else as_numpy(stats).tolist()
         stop = self.stop_signal is not None
         loss_total, correct, images, bad_ranks, stops = self.comm.sum_host(
             [loss_sum, correct, len(y), not math.isfinite(loss_sum), stop])

@@ -56,3 +56,35 @@ def test_train_vgg_on_cuda_follows_the_cpu_run(gpu, train_vgg_weights):
     cpu, dev = train_vgg_weights("cpu"), train_vgg_weights(gpu)
     for k in cpu:
         assert np.abs(cpu[k] - dev[k]).max() <= 1e-4 * max(np.abs(cpu[k]).max(), 1e-30), k
+
+
+def test_train_vgg_on_cuda_1_follows_the_cpu_run(gpu1, train_vgg_weights):
+    # CuPy allocates on the CURRENT device: an op that does not make its
+    # inputs' device current puts its outputs on cuda:0.
+    cpu, dev = train_vgg_weights("cpu"), train_vgg_weights(gpu1)
+    for k in cpu:
+        assert np.abs(cpu[k] - dev[k]).max() <= 1e-4 * max(np.abs(cpu[k]).max(), 1e-30), k
+
+
+def test_a_model_moved_between_gpus_trains_on_as_on_the_cpu(gpu, gpu1):
+    from minivgg.optim import SGD
+
+    def steps(devices):
+        m = vgg("A", num_classes=4, input_size=32, fc_width=16, width_mult=1 / 8, init="kaiming",
+                seed=0, fc_bias=0.1, dtype=np.float64)
+        opt = SGD(m.parameters(), 0.002, momentum=0.9)
+        rng = np.random.default_rng(0)
+        minivgg.manual_seed(0)  # the same dropout masks in both runs
+        for dev in devices:
+            m.to(dev)  # the weights, and the momentum with them, cross between devices
+            x = Tensor(rng.standard_normal((2, 3, 32, 32))).to(dev)
+            opt.zero_grad()
+            F.softmax_cross_entropy(m(x), np.array([1, 3])).backward()
+            opt.step()
+            assert all(p.device == dev for p in m.parameters())
+        return {k: as_numpy(v) for k, v in m.state_dict().items()}
+
+    moved = steps([gpu, gpu1, gpu, gpu1])
+    cpu = steps(["cpu"] * 4)
+    for k in cpu:
+        np.testing.assert_allclose(moved[k], cpu[k], rtol=1e-9, atol=1e-12, err_msg=k)

@@ -42,8 +42,9 @@ def run(args, ranks=None, script=TRAIN, timeout=300):
     if ranks is not None:
         cmd = [mpiexec(), "-n", str(ranks)] + cmd
     t0 = time.perf_counter()
+    path = [ROOT] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-                         env=dict(os.environ, PYTHONPATH=ROOT))
+                         env=dict(os.environ, PYTHONPATH=os.pathsep.join(path)))
     res.seconds = time.perf_counter() - t0
     return res
 
