@@ -133,10 +133,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
                               f"install the missing dependency instead")
 
 
-def load_example(name):
-    """Import examples/<name>.py as a module (its main(argv) runs the command)."""
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "examples",
-                                                                     f"{name}.py"))
+def load_example(name, folder="examples"):
+    """Import <folder>/<name>.py as a module (an example's main(argv) runs
+    the command; benchmarks/ and scripts/ load the same way)."""
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, folder, f"{name}.py"))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod

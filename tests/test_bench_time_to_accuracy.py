@@ -2,23 +2,18 @@
 cell end to end on a generated ImageFolder tree and both are reported; the twin is
 the same network (minivgg's weights copied in give minivgg's logits), initialised by
 the same scheme, with the same plateau rule; the time-to-target reading."""
-import importlib.util
 import json
 import os
 
 import numpy as np
 import pytest
 
-from conftest import ROOT, torch_or_skip
+from conftest import ROOT, load_example, torch_or_skip
 from tiny_datasets import make_tree
 
 
 def load():
-    spec = importlib.util.spec_from_file_location(
-        "bench_time_to_accuracy", os.path.join(ROOT, "benchmarks", "bench_time_to_accuracy.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_example("bench_time_to_accuracy", "benchmarks")
 
 
 def test_trains_both_and_reports_both(tmp_path, capsys):

@@ -311,7 +311,20 @@ def _open(path):
 # ---------------------------------------------------------------------------
 
 @dataclasses.dataclass
-class LoadedWeights:
+class _FileFacts:
+    """What a weights file says beside its tensors (see LoadedWeights)."""
+    preprocess: Preprocess
+    preprocess_origin: str
+    classes: list
+    train_scale: object
+    layout: str
+    format: str
+    path: str
+    meta: dict
+
+
+@dataclasses.dataclass
+class LoadedWeights(_FileFacts):
     """What ``load_model`` returns.
 
     model: the VGG, every parameter from the file (in training mode, as built).
@@ -324,15 +337,7 @@ class LoadedWeights:
     meta: the file's minivgg metadata (a checkpoint's ``meta``; {} for
         torchvision and timm files).
     """
-    model: object
-    preprocess: Preprocess
-    preprocess_origin: str
-    classes: list
-    train_scale: object
-    layout: str
-    format: str
-    path: str
-    meta: dict
+    model: object = None
 
 
 def _check_asked(config, cfg, num_classes, where):
@@ -439,20 +444,12 @@ def _layout_and_shapes(reader, where):
 
 
 @dataclasses.dataclass
-class WeightsInfo:
+class WeightsInfo(_FileFacts):
     """What ``inspect_weights`` returns: the model a file holds, without its
     weights. config: the ``models.vgg`` keyword arguments (cfg, num_classes,
     fc_width, input_size, width_mult, and dropout where recorded); the other
     fields as in LoadedWeights."""
-    config: dict
-    preprocess: Preprocess
-    preprocess_origin: str
-    classes: list
-    train_scale: object
-    layout: str
-    format: str
-    path: str
-    meta: dict
+    config: dict = None
 
 
 class _ShapesReader:
@@ -510,8 +507,8 @@ def inspect_weights(path, preset=None):
     finally:
         reader.close()
     train_scale = (reader.meta.get("train") or {}).get("scale")
-    return WeightsInfo(config, preprocess, origin, classes, train_scale, layout, fmt,
-                       reader.path, reader.meta)
+    return WeightsInfo(preprocess, origin, classes, train_scale, layout, fmt, reader.path,
+                       reader.meta, config=config)
 
 
 def load_model(path, cfg=None, num_classes=None, preset=None):
@@ -556,8 +553,8 @@ def load_model(path, cfg=None, num_classes=None, preset=None):
     finally:
         reader.close()
     train_scale = (reader.meta.get("train") or {}).get("scale")
-    return LoadedWeights(model, preprocess, origin, classes, train_scale, layout, fmt,
-                         reader.path, reader.meta)
+    return LoadedWeights(preprocess, origin, classes, train_scale, layout, fmt, reader.path,
+                         reader.meta, model=model)
 
 
 def load_weights(model, path, preset=None):

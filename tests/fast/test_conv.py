@@ -11,15 +11,7 @@ from minivgg import functional as F
 from minivgg.backend import device
 from minivgg.fast import conv, select
 from kinks import conv_inputs, conv_relu_kinks
-
-CONV_CASES = [
-    # (N, C, H, W), (K, C, KH, KW), stride, padding
-    ((2, 3, 6, 5), (4, 3, 3, 3), 1, 1),     # VGG's 3x3 pad 1, non-square input
-    ((2, 4, 5, 5), (3, 4, 1, 1), 1, 0),     # configuration C's 1x1
-    ((1, 1, 7, 6), (2, 1, 3, 2), 1, 0),     # batch 1, one channel, non-square kernel
-    ((2, 3, 7, 7), (2, 3, 3, 3), 2, 1),     # stride 2
-    ((2, 2, 8, 6), (3, 2, 2, 3), (2, 1), (0, 1)),  # mixed strides and paddings
-]
+from test_functional import CONV_CASES   # the textbook tier's cases, on the fast tier
 
 
 def test_conv2d_chunked_and_threaded_paths_match_reference(rng, monkeypatch):

@@ -554,19 +554,15 @@ def empty_like(a, dtype=None, order="K", subok=None, shape=None):
 
 
 def zeros(shape, dtype=float, order="C"):
-    out = ndarray(shape, dtype, order=order)
-    out.fill(0)
-    return out
+    return full(shape, 0, dtype, order)
+
+
+def ones(shape, dtype=float, order="C"):
+    return full(shape, 1, dtype, order)
 
 
 def zeros_like(a, dtype=None, order="K", subok=None, shape=None):
     return zeros(a.shape if shape is None else shape, dtype or a.dtype)
-
-
-def ones(shape, dtype=float, order="C"):
-    out = ndarray(shape, dtype, order=order)
-    out.fill(1)
-    return out
 
 
 def ones_like(a, dtype=None, order="K", subok=None, shape=None):
