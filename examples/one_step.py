@@ -5,7 +5,7 @@ SGD with momentum and weight decay -> the learning-rate schedule.
 
     python examples/one_step.py
 
-The Trainer (minivgg/train.py) runs this same step, with micro-batches, the
+The Trainer (minivgg/train/step.py) runs this same step, with micro-batches, the
 gradient exchange between processes and a check for a diverging loss
 around it; docs/paper_to_code.md walks through each line.
 """

@@ -1,4 +1,4 @@
-"""Tests of the test protocols (§3.2, §4): minivgg/evaluate.py and examples/evaluate_vgg.py."""
+"""Tests of the test protocols (§3.2, §4): minivgg/evaluate/ and examples/evaluate_vgg.py."""
 import numpy as np
 import pytest
 
