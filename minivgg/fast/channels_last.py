@@ -42,9 +42,10 @@ Shape letters: N, C, H, W, K, KH, KW, OH, OW as in minivgg/functional/__init__.p
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from ..threads import split, split_copy
+from ..threads import over_blocks, ranges, split, split_copy, sum_in_order
+from . import products
 from .activation import relu_into
-from .blocks import cpu_blocks as _cpu_blocks
+from .blocks import MIN_BLOCKS, cpu_blocks as _cpu_blocks
 from .winograd import scratch
 
 _PARALLEL_MIN = 1 << 16  # elements; smaller copies stay on one thread
@@ -89,22 +90,22 @@ def padded(x, ph, pw, key, rows=None, cols=None, row0=0, min_size=None):
     return buf
 
 
-def _column_blocks(xpad, kh, kw, oh, ow, k):
-    """For each CPU block of blocks.cpu_blocks: (first output row of the
-    block in the (N*OH*OW, K) result, col), col (M, KH*KW*C) the block's
-    columns in a kept scratch buffer:
+def _block_columns(xpad, blk, kh, kw, oh, ow):
+    """(first output row of CPU block ``blk`` = (i0, i1, r0, r1) of
+    blocks.cpu_blocks in the (N*OH*OW, K) result, col), col (M, KH*KW*C)
+    the block's columns in this thread's scratch buffer:
     col[(n, r, s), (i, j, c)] = xpad[i0 + n, r0 + r + i, s + j, c]."""
-    n, c = xpad.shape[0], xpad.shape[3]
+    i0, i1, r0, r1 = blk
+    c = xpad.shape[3]
     ckk = kh * kw * c
     s_n, s_h, s_w, s_c = xpad.strides
-    for i0, i1, r0, r1 in _cpu_blocks(n, oh, ow, ckk, k):
-        nb, rows = i1 - i0, r1 - r0
-        col = scratch("clcol", (nb * rows * ow, ckk), xpad.dtype)
-        # The KW neighbours' channels are adjacent in xpad: one run of KW*C.
-        view = as_strided(xpad[i0:, r0:], (nb, rows, ow, kh, kw * c), (s_n, s_h, s_w, s_h, s_c),
-                          writeable=False)
-        split_copy(col.reshape(nb, rows, ow, kh, kw * c), view, _PARALLEL_MIN)
-        yield (i0 * oh + r0) * ow, col
+    nb, rows = i1 - i0, r1 - r0
+    col = scratch("clcol", (nb * rows * ow, ckk), xpad.dtype)
+    # The KW neighbours' channels are adjacent in xpad: one run of KW*C.
+    view = as_strided(xpad[i0:, r0:], (nb, rows, ow, kh, kw * c), (s_n, s_h, s_w, s_h, s_c),
+                      writeable=False)
+    split_copy(col.reshape(nb, rows, ow, kh, kw * c), view, _PARALLEL_MIN)
+    return (i0 * oh + r0) * ow, col
 
 
 def weight_matrix(w, dtype):
@@ -127,13 +128,17 @@ def conv(x, w, padding=(1, 1), b=None, relu=False):
     y = np.empty((n, oh, ow, k), dtype=dtype)
     y2 = y.reshape(n * oh * ow, k)
     xpad = padded(x.astype(dtype, copy=False), ph, pw, "clpad")
-    for a, col in _column_blocks(xpad, kh, kw, oh, ow, k):
+    blocks = _cpu_blocks(n, oh, ow, kh * kw * c, k)
+
+    def run(j):
+        a, col = _block_columns(xpad, blocks[j], kh, kw, oh, ow)
         block = y2[a:a + col.shape[0]]
-        np.matmul(col, wm, out=block)
+        products.matmul(col, wm, block)
         if bias is not None:
             block += bias
         if relu:
             relu_into(block, block)
+    over_blocks(run, len(blocks))
     return y
 
 
@@ -162,16 +167,25 @@ def weight_bias_grad(x, g, w_shape, padding, bias):
     oh, ow = g.shape[1:3]
     dtype = np.result_type(x.dtype, g.dtype)
     g2 = g.reshape(-1, k)
-    acc = np.zeros((kh * kw * c, k), dtype=dtype)
-    gb = np.zeros(k, dtype=dtype) if bias else None
     xpad = padded(x.astype(dtype, copy=False), *padding, "clpad")
-    for a, col in _column_blocks(xpad, kh, kw, oh, ow, k):
-        block = g2[a:a + col.shape[0]]
-        acc += col.T @ block
-        if bias:
-            gb += block.sum(axis=0)
+    blocks = _cpu_blocks(x.shape[0], oh, ow, kh * kw * c, k)
+    # Blocks in fixed groups, each summed into a partial sum of its own, the
+    # partial sums added in order: the same numbers on any number of threads.
+    groups = ranges(len(blocks), MIN_BLOCKS)
+    accs = [np.zeros((kh * kw * c, k), dtype=dtype) for _ in groups]
+    gbs = [np.zeros(k, dtype=dtype) if bias else None for _ in groups]
+
+    def run(gi):
+        for blk in blocks[slice(*groups[gi])]:
+            a, col = _block_columns(xpad, blk, kh, kw, oh, ow)
+            block = g2[a:a + col.shape[0]]
+            products.matmul(col.T, block, accs[gi], add=True)
+            if bias:
+                gbs[gi] += block.sum(axis=0)
+    over_blocks(run, len(groups))
+    acc = sum_in_order(accs, accs[0])
     gw = np.ascontiguousarray(acc.reshape(kh, kw, c, k).transpose(3, 2, 0, 1))
-    return gw, gb
+    return gw, (sum_in_order(gbs, gbs[0]) if bias else None)
 
 
 def input_grad(g, w, padding):

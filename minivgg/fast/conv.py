@@ -45,10 +45,11 @@ from ..autograd import Function, is_grad_enabled
 from ..backend import get_array_module
 from ..cuda import ops
 from ..functional.shapes import conv_output_size, pair as _pair
-from ..threads import split_copy
-from . import channels_last, small_maps, winograd, winograd4
-from .activation import relu_into
-from .blocks import CHUNK_ELEMENTS, chunks as _chunks, cpu_blocks as _cpu_blocks  # noqa: F401
+from ..threads import over_blocks, ranges, serial_blas, split_copy, sum_in_order
+from . import channels_last, products, small_maps, winograd, winograd4
+from .activation import masked, relu_into
+from .blocks import CHUNK_ELEMENTS, MIN_BLOCKS, chunks as _chunks, cpu_blocks as _cpu_blocks  # noqa: F401
+from .winograd import scratch
 
 #: The modules behind the algorithm names of select.CONV_ALGORITHMS.
 _WINOGRAD = {"winograd2": winograd, "winograd4": winograd4, None: None}
@@ -134,28 +135,36 @@ def col2im(col, x_shape, kh, kw, stride, padding):
     return buf[:, :, ph:ph + h, pw:pw + w].transpose(1, 0, 2, 3)
 
 
-def _column_blocks(x, kh, kw, stride, padding, oh, ow, k, ones):
-    """For each CPU block (_cpu_blocks): (i0, i1, r0, r1, col), the
-    block's images and output rows and its column matrix (CKK,
-    (I1-I0)*(R1-R0)*OW), with a last row of ones below it if ``ones``
-    (then a product with [W | bias] adds the bias, and one with gy sums gy
-    for the bias gradient). The padded input is made once per image (or group of whole
-    images); ``col`` is one buffer, reused while the block size stays."""
-    n, c = x.shape[:2]
+def _block_columns(x, blk, kh, kw, stride, padding, ow, ones):
+    """The column matrix of CPU block ``blk`` = (i0, i1, r0, r1) (images
+    and output rows, from _cpu_blocks): (CKK, (I1-I0)*(R1-R0)*OW), with a
+    last row of ones below it if ``ones`` (then a product with [W | bias]
+    adds the bias, and one with gy sums gy for the bias gradient). Built
+    from the padded input rows the block reads, in this thread's scratch
+    buffers (fast/winograd.scratch), so blocks run on the threads side by
+    side."""
+    i0, i1, r0, r1 = blk
+    (sh, sw), (ph, pw) = stride, padding
+    c, h, w = x.shape[1:]
+    nb, rows = i1 - i0, r1 - r0
     ckk = c * kh * kw
-    blocks = _cpu_blocks(n, oh, ow, ckk, k)
-    size = max((i1 - i0) * (r1 - r0) for i0, i1, r0, r1 in blocks) * ow
-    store = np.empty((ckk + ones) * size, dtype=x.dtype)
-    buf = padded_for = col = None
-    for i0, i1, r0, r1 in blocks:
-        if (i0, i1) != padded_for:
-            buf, padded_for = _padded_channel_major(x[i0:i1], *padding), (i0, i1)
-        m = (i1 - i0) * (r1 - r0) * ow
-        if col is None or col.shape[1] != m:
-            col = store[:(ckk + ones) * m].reshape(ckk + ones, m)
-            col[ckk:] = 1
-        _band_columns(buf, kh, kw, stride, r0, r1, ow, col[:ckk])
-        yield i0, i1, r0, r1, col
+    # The padded rows sh*r0 .. sh*(r1-1)+kh-1 of images i0..i1, (C, NB, ROWS', WP).
+    first, span = sh * r0, sh * (rows - 1) + kh
+    buf = scratch("c2pad", (c, nb, span, w + 2 * pw), x.dtype)
+    lo, hi = max(0, ph - first), max(0, min(span, h + ph - first))   # rows of buf inside x
+    buf[:, :, :lo] = 0
+    buf[:, :, hi:] = 0
+    if hi > lo:
+        buf[:, :, lo:hi, :pw] = 0
+        buf[:, :, lo:hi, pw + w:] = 0
+        _copy(buf[:, :, lo:hi, pw:pw + w],
+              x[i0:i1, :, first + lo - ph:first + hi - ph].transpose(1, 0, 2, 3))
+    m = nb * rows * ow
+    col = scratch("c2col", (ckk + ones, m), x.dtype)
+    if ones:
+        col[ckk:] = 1
+    _band_columns(buf, kh, kw, stride, 0, rows, ow, col[:ckk])
+    return col
 
 
 def _im2col_on(dev):
@@ -210,17 +219,22 @@ def _conv_gemm(dev, x, w, stride, padding, b=None, relu=False):
     ones = b is not None and w2.shape[1] < n * l
     if ones:
         w2 = np.concatenate([w2, b.reshape(k, 1)], axis=1).astype(y2.dtype, copy=False)
-    for i0, i1, r0, r1, col in _column_blocks(x, kh, kw, stride, padding, oh, ow, k, ones):
+    blocks = _cpu_blocks(n, oh, ow, w2.shape[1] - ones, k)
+
+    def run(j):
+        i0, i1, r0, r1 = blocks[j]
+        col = _block_columns(x, blocks[j], kh, kw, stride, padding, ow, ones)
         a = i0 * l + r0 * ow                  # the block's first row of the result
         block = y2[a:a + col.shape[1]]
         if block.shape[0] >= k:
-            np.matmul(col.T, w2.T, out=block)
+            products.matmul(col.T, w2.T, block)
         else:   # a few pixels and many filters (FC-as-conv): W @ col is the faster product
-            np.copyto(block, (w2 @ col).T)
+            products.matmul_turned(w2, col, block)
         if b is not None and not ones:
             block += b
         if relu:
             relu_into(block, block)
+    over_blocks(run, len(blocks))
     return y2.reshape(n, oh, ow, k).transpose(0, 3, 1, 2)
 
 
@@ -239,12 +253,19 @@ def _weight_bias_grad(x, gy, w_shape, stride, padding, bias, y=None):
     dtype = np.result_type(x.dtype, gy.dtype)
     gyl = gy.transpose(0, 2, 3, 1)                      # (N, OH, OW, K), views
     yl = None if y is None else y.transpose(0, 2, 3, 1)
-    acc = np.zeros((ckk + bias, k), dtype=dtype)
-    for i0, i1, r0, r1, col in _column_blocks(x, kh, kw, stride, padding, oh, ow, k, bias):
-        g = gyl[i0:i1, r0:r1]
-        if yl is not None:
-            g = g * (yl[i0:i1, r0:r1] > 0)
-        acc += col @ g.reshape(col.shape[1], k)
+    blocks = _cpu_blocks(x.shape[0], oh, ow, ckk, k)
+    groups = ranges(len(blocks), MIN_BLOCKS)
+    accs = [np.zeros((ckk + bias, k), dtype=dtype) for _ in groups]
+
+    def run(gi):
+        for i0, i1, r0, r1 in blocks[slice(*groups[gi])]:
+            col = _block_columns(x, (i0, i1, r0, r1), kh, kw, stride, padding, ow, bias)
+            g = gyl[i0:i1, r0:r1]
+            if yl is not None:
+                g = g * (yl[i0:i1, r0:r1] > 0)
+            products.matmul(col, g.reshape(col.shape[1], k), accs[gi], add=True)
+    over_blocks(run, len(groups))
+    acc = sum_in_order(accs, accs[0])
     return acc[:ckk].T.reshape(w_shape).copy(), (acc[ckk].copy() if bias else None)
 
 
@@ -303,6 +324,7 @@ class Conv2d(Function):
         # F(4x4)'s transformed filters and input tiles, the whole-map matrix
         self.u = self.v = self.mt = None
 
+    @serial_blas
     def forward(self, x, w, b=None):
         self.small = self.algorithm == "whole-map"
         wino = self.wino = _WINOGRAD.get(self.algorithm)
@@ -334,6 +356,7 @@ class Conv2d(Function):
         self.y = y if self.relu else None  # where y > 0 is the ReLU's gradient mask
         return y
 
+    @serial_blas
     def backward(self, gy):
         x, w, dev = self.x, self.w, self.device
         k, _, kh, kw = w.shape
@@ -356,7 +379,7 @@ class Conv2d(Function):
                                        self.y)
             return (None, gw) + ((gb,) if has_b else ())
         if self.relu:
-            gy = ops.relu_backward(dev, gy, self.y) if dev.uses_kernels else gy * (self.y > 0)
+            gy = ops.relu_backward(dev, gy, self.y) if dev.uses_kernels else masked(gy, self.y)
         # gy as (K, N*OH*OW): a view when gy is channel-major (kernel devices),
         # a copy otherwise, so made only where a channel-major product needs it.
         def gy2():
@@ -397,6 +420,11 @@ class Conv2d(Function):
         if need_b and gb is None:
             gb = gy.sum(axis=(0, 2, 3))
         return (gx, gw) + ((gb,) if has_b else ())
+
+    def profile_detail(self):
+        """The algorithm and the layer's shapes, for a Profiler(detail=True)."""
+        k, c = self.w.shape[:2]
+        return f"{self.algorithm}, {c}->{k}, {self.x.shape[2]}x{self.x.shape[3]}"
 
     def _backward_channels_last(self, gy, need_x, need_w, need_b, has_b):
         """Backward of the channels-last path: gy masked into (N, OH, OW, K)

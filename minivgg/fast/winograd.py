@@ -56,7 +56,7 @@ import threading
 
 import numpy as np
 
-from ..threads import split
+from ..threads import over_blocks, ranges, split, sum_in_order
 from .activation import relu_into
 
 #: B^T (input transform), G (filter transform), A^T (output transform) of F(2x2, 3x3).
@@ -264,16 +264,28 @@ def _a(e, f, out):
 #: rate (docs/benchmarks.md, "Measurements behind the fast tier's constants").
 BLOCK_ELEMENTS = 1 << 21
 MIN_BLOCK_TILES = 256
+#: A layer's tiles are cut into at least this many blocks where each keeps
+#: MIN_BLOCK_TILES, for the threads to share (a constant, not the thread
+#: count: the blocks decide how dW's sums round).
+MIN_BLOCKS = 8
+#: weight_grad's partial sums of dU (one per group of blocks) hold at most
+#: this many numbers together (float32: 32 MiB).
+GROUP_ELEMENTS = 1 << 23
 
 
-def _blocks(n, ty, tx, per_tile, block_elements=None, min_tiles=None):
+def _blocks(n, ty, tx, per_tile, block_elements=None, min_tiles=None, pieces=1):
     """(i0, i1, r0, r1): images i0..i1 and tile rows r0..r1 of each block,
     whole images when one fits, else bands of tile rows of one image.
     A block holds about ``block_elements`` (default BLOCK_ELEMENTS) over
-    ``per_tile`` tiles, at least ``min_tiles`` (default MIN_BLOCK_TILES)."""
+    ``per_tile`` tiles, at least ``min_tiles`` (default MIN_BLOCK_TILES),
+    and at most a ``pieces``-th of the batch's tiles while that leaves
+    ``min_tiles``: blocks enough for the threads to share a small layer.
+    The blocks depend on the shapes alone, never on the thread count."""
     block_elements = BLOCK_ELEMENTS if block_elements is None else block_elements
     min_tiles = MIN_BLOCK_TILES if min_tiles is None else min_tiles
     tiles = max(block_elements // per_tile, min_tiles)
+    if pieces > 1:
+        tiles = max(min(tiles, -(-n * ty * tx // pieces)), min_tiles)
     if ty * tx <= tiles:
         step = tiles // (ty * tx)
         return [(i, min(n, i + step), 0, ty) for i in range(0, n, step)]
@@ -333,16 +345,28 @@ def conv3x3(x, w, padding=(1, 1), b=None, relu=False, u=None):
     u = weight_transform(w.astype(dtype, copy=False)) if u is None else u.astype(dtype, copy=False)
     y = np.empty((k, n, oh, ow), dtype=dtype)
     bias = None if b is None else b.astype(dtype, copy=False)
-    for blk in _blocks(n, oh // 2, tx, 16 * (c + k)):
-        i0, i1, r0, r1 = blk
+    blocks = _blocks(n, oh // 2, tx, 16 * (c + k), pieces=MIN_BLOCKS)
+
+    def run(j):
+        i0, i1, r0, r1 = blk = blocks[j]
         planes = to_planes(x[i0:i1], ph, pw, r1 - r0 + 1, tx + 1, row0=r0, key="planes")
         shape = (r1 - r0, tx, i1 - i0)
         v = scratch("v", (16, c) + shape, dtype)
         _split(lambda a, z: _input_tiles(planes, v, a, z), c, v.size)
         m = scratch("m", (16, k) + shape, dtype)
-        np.matmul(u, v.reshape(16, c, -1), out=m.reshape(16, k, -1))
+        products16(u, v.reshape(16, c, -1), m.reshape(16, k, -1))
         _split(lambda a, z: _output_tiles(m, y, blk, bias, relu, a, z), k, m.size)
+    over_blocks(run, len(blocks))
     return y.transpose(1, 0, 2, 3)
+
+
+def products16(a, b, out):
+    """out[p] = a[p] @ b[p] for every position p of the transformed tile
+    (both Winograd modules), the positions split over the threads (one
+    BLAS call each, on one thread)."""
+    def part(p0, p1):
+        np.matmul(a[p0:p1], b[p0:p1], out=out[p0:p1])
+    split(part, a.shape[0], out.size, _PARALLEL_MIN)
 
 
 def _grad_tiles(gplanes, out, a, z):
@@ -372,16 +396,23 @@ def weight_grad(x, gy, padding=(1, 1)):
     dtype = np.result_type(x.dtype, gy.dtype)
     x = x.astype(dtype, copy=False)
     gy = gy.astype(dtype, copy=False)
-    du = np.zeros((16, k, c), dtype=dtype)
-    part = np.empty_like(du)
-    for i0, i1, r0, r1 in _blocks(n, oh // 2, tx, 16 * (c + k)):
-        planes = to_planes(x[i0:i1], ph, pw, r1 - r0 + 1, tx + 1, row0=r0, key="planes")
-        gplanes = to_planes(gy[i0:i1], 0, 0, r1 - r0, tx, row0=r0, key="gplanes")
-        shape = (r1 - r0, tx, i1 - i0)
-        v = scratch("v", (16, c) + shape, dtype)
-        _split(lambda a, z: _input_tiles(planes, v, a, z), c, v.size)
-        dm = scratch("m", (16, k) + shape, dtype)
-        _split(lambda a, z: _grad_tiles(gplanes, dm, a, z), k, dm.size)
-        np.matmul(dm.reshape(16, k, -1), v.reshape(16, c, -1).transpose(0, 2, 1), out=part)
-        du += part
-    return weight_transform_adjoint(du)
+    blocks = _blocks(n, oh // 2, tx, 16 * (c + k), pieces=MIN_BLOCKS)
+    # Blocks in fixed groups, each summed into a partial dU of its own, the
+    # partial sums added in order: the same numbers on any number of threads.
+    groups = ranges(len(blocks), max(1, min(MIN_BLOCKS, GROUP_ELEMENTS // (16 * k * c))))
+    dus = [np.zeros((16, k, c), dtype=dtype) for _ in groups]
+
+    def run(g):
+        part = scratch("du", (16, k, c), dtype)
+        for i0, i1, r0, r1 in blocks[slice(*groups[g])]:
+            planes = to_planes(x[i0:i1], ph, pw, r1 - r0 + 1, tx + 1, row0=r0, key="planes")
+            gplanes = to_planes(gy[i0:i1], 0, 0, r1 - r0, tx, row0=r0, key="gplanes")
+            shape = (r1 - r0, tx, i1 - i0)
+            v = scratch("v", (16, c) + shape, dtype)
+            _split(lambda a, z: _input_tiles(planes, v, a, z), c, v.size)
+            dm = scratch("m", (16, k) + shape, dtype)
+            _split(lambda a, z: _grad_tiles(gplanes, dm, a, z), k, dm.size)
+            products16(dm.reshape(16, k, -1), v.reshape(16, c, -1).transpose(0, 2, 1), part)
+            dus[g] += part
+    over_blocks(run, len(groups))
+    return weight_transform_adjoint(sum_in_order(dus, dus[0]))

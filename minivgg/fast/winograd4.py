@@ -72,7 +72,7 @@ T tiles, TY x TX tiles per image.
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from ..threads import split
+from ..threads import over_blocks, ranges, split, sum_in_order
 from . import winograd
 from .activation import relu_into
 from .channels_last import padded
@@ -242,11 +242,27 @@ def _input_tiles(x, blk, padding, tx, out):
     _transformed_tiles(xp, rows, tx, A_IN, "B", out.reshape(36, -1))
 
 
+#: A layer's tiles are cut into at least this many blocks where each still
+#: holds the least tiles above, so that a small layer (the width-0.25
+#: model's, at 32x32) has blocks for the threads to share. A constant, not
+#: the thread count: the blocks decide how the products round.
+MIN_BLOCKS = 8
+
+
 def _blocks(n, ty, tx, c, k):
     """The blocks of winograd._blocks for C input and K output channels,
     sized by this module's constants."""
     least = LARGE_U_TILES if 36 * c * k > CACHED_U_ELEMENTS else MIN_BLOCK_TILES
-    return winograd._blocks(n, ty, tx, 36 * (c + k), BLOCK_ELEMENTS, least)
+    return winograd._blocks(n, ty, tx, 36 * (c + k), BLOCK_ELEMENTS, least, MIN_BLOCKS)
+
+
+def _starts(blocks, tx):
+    """The first tile of each block in the layer's order of tiles."""
+    starts, first = [], 0
+    for i0, i1, r0, r1 in blocks:
+        starts.append(first)
+        first += (i1 - i0) * (r1 - r0) * tx
+    return starts
 
 
 def tile_count(x_shape, padding=(1, 1)):
@@ -277,24 +293,28 @@ def conv3x3(x, w, padding=(1, 1), b=None, relu=False, u=None, flip=False, v_out=
     bias = None if b is None else b.astype(dtype, copy=False)
     y = np.empty((n, oh, ow, k), dtype=dtype)
     yw = y[:, ::-1, ::-1] if flip else y        # where the tiles go
-    first = 0                                   # the block's first tile
-    for blk in _blocks(n, ty, tx, c, k):
+    ut = u.transpose(0, 2, 1)                   # BLAS reads U^T in place, no copy
+    blocks = _blocks(n, ty, tx, c, k)
+    starts = _starts(blocks, tx)
+
+    def run(j):
+        blk = blocks[j]
         i0, i1, r0, r1 = blk
         nb, rows = i1 - i0, r1 - r0
         tiles = nb * rows * tx
         v = (scratch("w4v", (36, tiles, c), dtype) if v_out is None
-             else v_out[:, first:first + tiles])
-        first += tiles
+             else v_out[:, starts[j]:starts[j] + tiles])
         # From the padded input rows this block's tiles read (a band of one
         # image, or whole images), so the scratch stays block-sized.
         _input_tiles(x, blk, padding, tx, v)
         m = scratch("w4m", (36, tiles, k), dtype)
-        np.matmul(v, u.transpose(0, 2, 1), out=m)       # BLAS reads U^T in place, no copy
+        winograd.products16(v, ut, m)
         if bias is not None:
             m[_BIAS_POS] += bias
         t = scratch("w4y", (M_OUT, M_OUT, nb, rows, tx, k), dtype)
         transform("A", m.reshape(36, -1), t.reshape(16, -1))
         _scatter(t, yw[i0:i1], r0, oh, ow, relu)
+    over_blocks(run, len(blocks))
     return y.transpose(0, 3, 1, 2)
 
 
@@ -333,31 +353,50 @@ def weight_grad(x, gy, padding=(1, 1), v=None, bias=False):
     dtype = np.result_type(x.dtype, gy.dtype)
     x = x.astype(dtype, copy=False)
     gy = gy.astype(dtype, copy=False)
-    du = np.empty((36, k, c), dtype=dtype)
-    part = None         # the next blocks' share, added to the first's
-    db = np.zeros(k, dtype=dtype) if bias else None
-    first = 0
-    for index, blk in enumerate(_blocks(n, ty, tx, c, k)):
-        i0, i1, r0, r1 = blk
-        nb, rows = i1 - i0, r1 - r0
-        tiles = nb * rows * tx
-        gp = padded(gy[i0:i1], 0, 0, "w4gpad", M_OUT * rows, M_OUT * tx, M_OUT * r0,
-                    winograd._PARALLEL_MIN)
-        if v is None:
-            vb = scratch("w4v", (36, tiles, c), dtype)
-            _input_tiles(x, blk, padding, tx, vb)
-        else:   # the same blocks as forward's, so the same tiles
-            vb = v[:, first:first + tiles].astype(dtype, copy=False)
-        first += tiles
-        dm = scratch("w4m", (36, tiles, k), dtype)
-        _transformed_tiles(gp, rows, tx, M_OUT, "AT", dm.reshape(36, -1))
-        if bias:
-            db += dm[_BIAS_POS].sum(axis=0)
-        if index == 0:      # dU = dM^T V per position
-            np.matmul(dm.transpose(0, 2, 1), vb, out=du)
-        else:
-            part = np.empty_like(du) if part is None else part
-            np.matmul(dm.transpose(0, 2, 1), vb, out=part)
-            du += part
+    blocks = _blocks(n, ty, tx, c, k)
+    starts = _starts(blocks, tx)
+    groups = ranges(len(blocks), _groups(len(blocks), 36 * k * c))
+    dus = [np.empty((36, k, c), dtype=dtype) for _ in groups]
+    dbs = [np.zeros(k, dtype=dtype) if bias else None for _ in groups]
+
+    def run(g):
+        du, db = dus[g], dbs[g]
+        part = None     # the next blocks' share, added to the group's first
+        for j in range(*groups[g]):
+            i0, i1, r0, r1 = blk = blocks[j]
+            nb, rows = i1 - i0, r1 - r0
+            tiles = nb * rows * tx
+            gp = padded(gy[i0:i1], 0, 0, "w4gpad", M_OUT * rows, M_OUT * tx, M_OUT * r0,
+                        winograd._PARALLEL_MIN)
+            if v is None:
+                vb = scratch("w4v", (36, tiles, c), dtype)
+                _input_tiles(x, blk, padding, tx, vb)
+            else:   # the same blocks as forward's, so the same tiles
+                vb = v[:, starts[j]:starts[j] + tiles].astype(dtype, copy=False)
+            dm = scratch("w4m", (36, tiles, k), dtype)
+            _transformed_tiles(gp, rows, tx, M_OUT, "AT", dm.reshape(36, -1))
+            if bias:
+                db += dm[_BIAS_POS].sum(axis=0)
+            if j == groups[g][0]:      # dU = dM^T V per position
+                winograd.products16(dm.transpose(0, 2, 1), vb, du)
+            else:
+                part = scratch("w4du", (36, k, c), dtype) if part is None else part
+                winograd.products16(dm.transpose(0, 2, 1), vb, part)
+                du += part
+    over_blocks(run, len(groups))
+    du = sum_in_order(dus, dus[0])
     dw = weight_transform_adjoint(du)
-    return (dw, db) if bias else dw
+    return (dw, sum_in_order(dbs, dbs[0])) if bias else dw
+
+
+#: The partial sums of dU that weight_grad's groups of blocks keep at most
+#: hold this many numbers together (float32: 32 MiB).
+GROUP_ELEMENTS = 1 << 23
+
+
+def _groups(blocks, du_size):
+    """How many groups of consecutive blocks weight_grad sums dU over, each
+    into a partial sum of its own, added in order at the end: MIN_BLOCKS at
+    most, as many as GROUP_ELEMENTS allows, one at least. It depends on the
+    shapes alone, so dW's rounding does not depend on the thread count."""
+    return max(1, min(blocks, MIN_BLOCKS, GROUP_ELEMENTS // du_size))
