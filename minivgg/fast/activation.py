@@ -35,7 +35,7 @@ def _zeros(n, dtype):
 
 #: Elements per task of the elementwise passes below when they are split
 #: over the threads; smaller arrays stay on one.
-PARALLEL_MIN = 1 << 16
+PARALLEL_MIN = 1 << 14
 
 
 def relu_into(src, out):

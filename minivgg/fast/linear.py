@@ -18,6 +18,11 @@ from .winograd import scratch
 #: or, when written over the buffer, between OpenBLAS's own pass that
 #: clears it and the pass that fills it.
 ACCUMULATE_ELEMENTS = 1 << 20
+#: matmul_into cuts dW into at least this many blocks of at least MIN_ROWS
+#: rows where it can, so that a small layer's dW is shared by the threads
+#: too (constants: the blocks decide how the products round).
+MIN_BLOCKS = 8
+MIN_ROWS = 16
 
 
 def matmul_into(a, b, out, add=True):
@@ -32,8 +37,11 @@ def matmul_into(a, b, out, add=True):
     FC1's 103M-element dW they would be two passes over memory). The
     blocks, which write disjoint rows, run on the threads side by side.
     """
+    m = out.shape[0]
     rows = max(1, ACCUMULATE_ELEMENTS // max(out.shape[1], 1))
-    starts = range(0, out.shape[0], rows)
+    # At least MIN_BLOCKS blocks of MIN_ROWS rows or more, for the threads to share.
+    rows = max(1, min(rows, max(MIN_ROWS, -(-m // MIN_BLOCKS))))
+    starts = range(0, m, rows)
 
     def block(j):
         r0 = starts[j]

@@ -15,9 +15,9 @@ import numpy as np
 
 from ..threads import parallel_ranges
 
-#: Multiply-adds per task: about a tenth of a millisecond of one core, so
-#: that handing a task to a thread costs little beside it.
-TASK_MACS = 1 << 24
+#: Multiply-adds per task: some tens of microseconds of one core, so that
+#: handing a task to a thread costs little beside it.
+TASK_MACS = 1 << 22
 #: Tasks per product at most (as many cores as it can keep busy).
 MAX_TASKS = 64
 #: Rows (or columns) per task at least: narrower slices run below BLAS's speed.

@@ -35,13 +35,13 @@ Shape letters: N, C, H, W, K, KH, KW, OH, OW as in minivgg/functional/__init__.p
 """
 import numpy as np
 
-from ..threads import parallel, split
+from ..threads import parallel, split, split_copy
 from . import products
 from .activation import relu_into
 from .channels_last import masked_gradient
 
 #: Elements below which the passes here stay on one thread.
-PARALLEL_MIN = 1 << 16
+PARALLEL_MIN = 1 << 14
 
 #: Below this many images the forward product is formed turned round,
 #: (MT @ X^T)^T, and copied back to rows: OpenBLAS is faster with the big
@@ -78,7 +78,8 @@ def matrix(w, h, wd, padding, dtype):
     k, c, kh, kw = w.shape
     ph, pw = padding
     oh, ow = h + 2 * ph - kh + 1, wd + 2 * pw - kw + 1
-    wr = np.ascontiguousarray(w.transpose(0, 2, 3, 1), dtype=dtype)     # (K, KH, KW, C)
+    wr = np.empty((k, kh, kw, c), dtype=dtype)
+    split_copy(wr, w.transpose(0, 2, 3, 1), PARALLEL_MIN)       # (K, KH, KW, C)
     mt = np.empty((oh, ow, k, h, wd, c), dtype=dtype)
     taps = _taps(h, wd, oh, ow, ph, pw)
 
@@ -149,7 +150,11 @@ def grads(x, w, gy, padding, y=None, need_x=True, need_w=True, need_b=True, mt=N
         for i, j, a, b, u, v in _taps(h, wd, oh, ow, ph, pw):
             by_tap.setdefault((u, v), []).append((i, j, a, b))
         by_tap = list(by_tap.items())
-        gw = np.zeros((k, c, kh, kw), dtype=dtype)
+        gw = np.empty((k, c, kh, kw), dtype=dtype)
+        for u in range(kh):         # the taps no output uses (on a map smaller than the kernel)
+            for v in range(kw):
+                if (u, v) not in dict(by_tap):
+                    gw[:, :, u, v] = 0
 
         def tap(t):     # each tap's product on a thread of its own
             (u, v), pairs = by_tap[t]

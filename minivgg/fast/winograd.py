@@ -89,10 +89,24 @@ def applies(x_shape, w_shape, stride, padding):
 FILTER_COLUMNS = 16384
 
 
+#: The filters are cut into at least this many chunks of FILTER_MIN_COLUMNS
+#: or more where there are enough of them (64 x 64 filters and up), so that
+#: the threads share the transform of a small layer too.
+FILTER_MIN_CHUNKS = 8
+FILTER_MIN_COLUMNS = 2048
+
+
+def _filter_width(total):
+    """Filters per chunk of filter_transform: FILTER_COLUMNS, or fewer to
+    make FILTER_MIN_CHUNKS chunks (shapes only, like every cut here)."""
+    return max(1, min(FILTER_COLUMNS, max(FILTER_MIN_COLUMNS, -(-total // FILTER_MIN_CHUNKS))))
+
+
 def _filter_chunks(total, lo, hi):
-    """(s, e): the filters of chunks lo..hi of FILTER_COLUMNS each."""
-    for s in range(lo * FILTER_COLUMNS, min(total, hi * FILTER_COLUMNS), FILTER_COLUMNS):
-        yield s, min(total, s + FILTER_COLUMNS)
+    """(s, e): the filters of chunks lo..hi of _filter_width(total) each."""
+    width = _filter_width(total)
+    for s in range(lo * width, min(total, hi * width), width):
+        yield s, min(total, s + width)
 
 
 def sandwich(m, d, out):
@@ -129,7 +143,7 @@ def filter_transform(w, g):
             t = scratch("ftaps", (3, 3, e - s), w.dtype)       # t[i, j] = w[..., i, j]
             np.copyto(t, taps[s:e].reshape(e - s, 3, 3).transpose(1, 2, 0))
             sandwich(g, t, u[:, :, s:e])
-    split(chunks, -(-k * c // FILTER_COLUMNS), u.size, _PARALLEL_MIN)
+    split(chunks, -(-k * c // _filter_width(k * c)), u.size, _PARALLEL_MIN)
     return u.reshape(a * a, k, c)
 
 
@@ -147,7 +161,7 @@ def filter_transform_adjoint(du, g):
         for s, e in _filter_chunks(k * c, lo, hi):
             t = sandwich(gt, d[:, :, s:e], scratch("ftaps", (3, 3, e - s), du.dtype))
             np.copyto(dw[s:e].reshape(e - s, 3, 3).transpose(1, 2, 0), t)
-    split(chunks, -(-k * c // FILTER_COLUMNS), dw.size, _PARALLEL_MIN)
+    split(chunks, -(-k * c // _filter_width(k * c)), dw.size, _PARALLEL_MIN)
     return dw.reshape(k, c, 3, 3)
 
 
