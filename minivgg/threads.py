@@ -36,6 +36,7 @@ spends most of its time waiting for the slower thread (measured in
 docs/benchmarks.md, "Threads on a shared machine").
 """
 import argparse
+import ctypes
 import functools
 import os
 import threading
@@ -208,13 +209,15 @@ TASKS_PER_THREAD = 2
 
 def side_by_side(tasks):
     """True when an op with ``tasks`` independent pieces (blocks of a
-    layer) should run whole pieces on the threads side by side, each one
-    start to end in its thread's cache; False when there are too few to
-    keep the threads evenly busy, and each piece is to be split inside
+    layer, of about equal sizes) should run whole pieces on the threads
+    side by side, each one start to end in its thread's cache: a few per
+    thread, or one or more each; False when there are too few to keep the
+    threads evenly busy, and each piece is to be split inside
     instead (its copies, transforms and products cut over the threads).
     Either way the same arithmetic runs, so the choice may depend on the
     thread count."""
-    return tasks >= TASKS_PER_THREAD * threads()
+    n = threads()
+    return tasks >= TASKS_PER_THREAD * n or (tasks >= n and tasks % n == 0)
 
 
 def over_blocks(run, count):
@@ -278,21 +281,33 @@ def split_copy(dst, src, min_size=1 << 15):
 
 # -- BLAS on one thread inside minivgg's ops -------------------------------------------------------
 
-_blas = None        # threadpoolctl's controllers of the BLAS libraries NumPy loaded
+_blas = None        # [(get, set)]: the thread-count functions of NumPy's BLAS libraries
 _blas_lock = threading.Lock()
 _blas_depth = 0
 _blas_saved = []
 
 
-def _blas_controllers():
+def _blas_functions():
+    """[(get, set)] for each BLAS library NumPy loaded: OpenBLAS's own C
+    functions, called through ctypes (a fraction of a microsecond, so every
+    op can switch), else threadpoolctl's methods."""
     global _blas
     if _blas is None:
+        _blas = []
         try:
             from threadpoolctl import ThreadpoolController
-            _blas = [c for c in ThreadpoolController().lib_controllers
-                     if c.user_api == "blas"]
+            libs = [c for c in ThreadpoolController().lib_controllers if c.user_api == "blas"]
         except Exception:   # threadpoolctl missing or unable to read the libraries
-            _blas = []
+            libs = []
+        for c in libs:
+            try:
+                get = getattr(c.dynlib, c._get_symbol("openblas_get_num_threads"))
+                put = getattr(c.dynlib, c._get_symbol("openblas_set_num_threads"))
+                put.argtypes, put.restype = [ctypes.c_int], None
+                get.argtypes, get.restype = [], ctypes.c_int
+            except Exception:   # not OpenBLAS (MKL, BLIS): threadpoolctl's way
+                get, put = c.get_num_threads, c.set_num_threads
+            _blas.append((get, put))
     return _blas
 
 
@@ -306,11 +321,11 @@ class _SerialBlas:
         with _blas_lock:
             if _blas_depth == 0:
                 _blas_saved = []
-                for c in _blas_controllers():
-                    n = c.get_num_threads()
+                for get, put in _blas_functions():
+                    n = get()
                     if n != 1:
-                        c.set_num_threads(1)
-                        _blas_saved.append((c, n))
+                        put(1)
+                        _blas_saved.append((put, n))
             _blas_depth += 1
         return self
 
@@ -319,8 +334,8 @@ class _SerialBlas:
         with _blas_lock:
             _blas_depth -= 1
             if _blas_depth == 0:
-                for c, n in _blas_saved:
-                    c.set_num_threads(n)
+                for put, n in _blas_saved:
+                    put(n)
         return False
 
 

@@ -95,7 +95,8 @@ def test_the_team_follows_the_thread_count_and_survives_fork(two_threads):
 
 
 def test_side_by_side_and_sum_in_order(two_threads, rng):
-    assert th.side_by_side(4) and not th.side_by_side(3)
+    assert th.side_by_side(4) and th.side_by_side(2) and not th.side_by_side(3)
+    assert not th.side_by_side(1) and th.side_by_side(5)
     parts = [rng.standard_normal((300, 200)).astype(np.float32) for _ in range(5)]
     want = parts[0].copy()
     for p in parts[1:]:

@@ -80,13 +80,15 @@ def padded(x, ph, pw, key, rows=None, cols=None, row0=0, min_size=None):
     buf = scratch(key, (n, rows, cols, c), x.dtype)
     lo, hi = max(0, ph - row0), max(0, min(rows, h + ph - row0))    # rows of buf inside x
     ww = min(w, cols - pw)
-    buf[:, :lo] = 0
-    buf[:, hi:] = 0
-    if hi > lo:
-        buf[:, lo:hi, :pw] = 0
-        buf[:, lo:hi, pw + ww:] = 0
-        split_copy(buf[:, lo:hi, pw:pw + ww], xl[:, row0 + lo - ph:row0 + hi - ph, :ww],
-                   _PARALLEL_MIN if min_size is None else min_size)
+
+    def images(a, b):       # the zeros around them and their pixels, image by image
+        buf[a:b, :lo] = 0
+        buf[a:b, hi:] = 0
+        if hi > lo:
+            buf[a:b, lo:hi, :pw] = 0
+            buf[a:b, lo:hi, pw + ww:] = 0
+            np.copyto(buf[a:b, lo:hi, pw:pw + ww], xl[a:b, row0 + lo - ph:row0 + hi - ph, :ww])
+    split(images, n, buf.size, _PARALLEL_MIN if min_size is None else min_size)
     return buf
 
 

@@ -144,7 +144,7 @@ def _block_columns(x, blk, kh, kw, stride, padding, ow, ones):
     buffers (fast/winograd.scratch), so blocks run on the threads side by
     side."""
     i0, i1, r0, r1 = blk
-    (sh, sw), (ph, pw) = stride, padding
+    sh, (ph, pw) = stride[0], padding
     c, h, w = x.shape[1:]
     nb, rows = i1 - i0, r1 - r0
     ckk = c * kh * kw

@@ -90,10 +90,10 @@ FILTER_COLUMNS = 16384
 
 
 #: The filters are cut into at least this many chunks of FILTER_MIN_COLUMNS
-#: or more where there are enough of them (64 x 64 filters and up), so that
-#: the threads share the transform of a small layer too.
+#: or more where there are enough of them (64 x 64 filters: 8 of 512), so
+#: that the threads share the transform of a small layer too.
 FILTER_MIN_CHUNKS = 8
-FILTER_MIN_COLUMNS = 2048
+FILTER_MIN_COLUMNS = 512
 
 
 def _filter_width(total):

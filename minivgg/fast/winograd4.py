@@ -109,7 +109,7 @@ _BIAS_POS = 1 * A_IN + 1
 #: (twice this size was slower: docs/benchmarks.md, "Measurements behind the
 #: fast tier's constants").
 BLOCK_ELEMENTS = 1 << 20
-MIN_BLOCK_TILES = 64
+MIN_BLOCK_TILES = 32
 #: The 36 GEMMs of every block read all of U (36 * K * C numbers). Up to
 #: this size (float32: 8 MiB) U stays in the last-level cache from one
 #: block to the next; beyond it (256 x 256 filters and up) it comes from
