@@ -252,21 +252,29 @@ def sum_in_order(parts, out=None):
     return out
 
 
-def split(fn, total, size, min_size=1 << 15):
+#: Elements below which ``split`` keeps work on the calling thread: a hand-off
+#: to another thread, and the GIL it takes back and forth between NumPy's
+#: calls, cost more than a pass over fewer numbers gains (measured in
+#: docs/benchmarks.md, "Threads: where a training step's time goes").
+SPLIT_MIN = 1 << 17
+
+
+def split(fn, total, size, min_size=None):
     """Run fn(a, b) over [0, total) cut into a few ranges per thread, on the
     team, when the work is worth a hand-off (``size``, its elements, at
-    least ``min_size``); else fn(0, total) here. For work whose result does
+    least ``min_size``, by default SPLIT_MIN); else fn(0, total) here. For work whose result does
     not depend on the cut (copies, elementwise passes, per-column
     transforms): the ranges depend on the thread count. Each range runs in
     one thread, so fn may keep per-thread scratch."""
     n = threads()
-    if n < 2 or size < min_size or total < 2 or getattr(_local, "inside", False):
+    if (n < 2 or size < (SPLIT_MIN if min_size is None else min_size) or total < 2
+            or getattr(_local, "inside", False)):
         fn(0, total)
         return
     parallel_ranges(fn, total, n * TASKS_PER_THREAD)
 
 
-def split_copy(dst, src, min_size=1 << 15):
+def split_copy(dst, src, min_size=None):
     """dst[...] = src for NumPy arrays, cut along the first axis of dst
     longer than one into ranges (see split): the strided copies of im2col,
     Winograd's gathers and the layout changes."""

@@ -11,7 +11,7 @@ import numpy as np
 from .. import random as mrandom
 from ..autograd import Function
 from ..cuda import ops
-from ..threads import split
+from ..threads import SPLIT_MIN, split
 
 #: NumPy (2.4) runs ``maximum(a, 0)`` through a slower loop than
 #: ``maximum(a, zeros)`` with an array of zeros of a's shape, so relu_into's
@@ -35,7 +35,7 @@ def _zeros(n, dtype):
 
 #: Elements per task of the elementwise passes below when they are split
 #: over the threads; smaller arrays stay on one.
-PARALLEL_MIN = 1 << 14
+PARALLEL_MIN = None
 
 
 def relu_into(src, out):
@@ -66,7 +66,7 @@ def relu_into(src, out):
 def masked(gy, y):
     """gy * (y > 0), the ReLU's gradient from its output y, laid out as y
     (a new array), in slices along the batch split over the threads."""
-    if y.ndim == 0 or y.size < PARALLEL_MIN:
+    if y.ndim == 0 or y.size < (SPLIT_MIN if PARALLEL_MIN is None else PARALLEL_MIN):
         return gy * (y > 0)
     g = np.empty_like(y, dtype=np.result_type(gy.dtype, y.dtype))
 

@@ -48,7 +48,7 @@ from .activation import relu_into
 from .blocks import MIN_BLOCKS, cpu_blocks as _cpu_blocks
 from .winograd import scratch
 
-_PARALLEL_MIN = 1 << 16  # elements; smaller copies stay on one thread
+_PARALLEL_MIN = None  # elements below which copies stay on one thread (None: threads.SPLIT_MIN)
 
 
 def applies(x_shape, w_shape, stride, padding):
@@ -64,18 +64,21 @@ def is_channels_last(a):
     return a.transpose(0, 2, 3, 1).flags.c_contiguous
 
 
-def padded(x, ph, pw, key, rows=None, cols=None, row0=0, min_size=None):
+def padded(x, ph, pw, key, rows=None, cols=None, row0=0, min_size=None, mask=None):
     """x (N, C, H, W), any layout, zero-padded by (PH, PW) and laid out
     channels-last in a kept scratch buffer (N, ROWS, COLS, C): buf[:, t, s]
     = xpad[:, :, row0 + t, s] (by default all of xpad; Winograd asks for a
     band of rows, which may also cut x). A view of x itself when x is
     channels-last and nothing is padded or cut. The copy is split over
-    threads from ``min_size`` elements (default: this module's _PARALLEL_MIN)."""
+    threads from ``min_size`` elements (default: this module's _PARALLEL_MIN).
+    With ``mask`` (x's shape), x * (mask > 0) (a ReLU's gradient masked as it
+    is copied: the same numbers as masking first)."""
     n, c, h, w = x.shape
     rows = h + 2 * ph if rows is None else rows
     cols = w + 2 * pw if cols is None else cols
     xl = x.transpose(0, 2, 3, 1)
-    if ph == pw == row0 == 0 and (rows, cols) == (h, w) and xl.flags.c_contiguous:
+    ml = None if mask is None else mask.transpose(0, 2, 3, 1)
+    if ph == pw == row0 == 0 and (rows, cols) == (h, w) and xl.flags.c_contiguous and ml is None:
         return xl
     buf = scratch(key, (n, rows, cols, c), x.dtype)
     lo, hi = max(0, ph - row0), max(0, min(rows, h + ph - row0))    # rows of buf inside x
@@ -87,8 +90,13 @@ def padded(x, ph, pw, key, rows=None, cols=None, row0=0, min_size=None):
         if hi > lo:
             buf[a:b, lo:hi, :pw] = 0
             buf[a:b, lo:hi, pw + ww:] = 0
-            np.copyto(buf[a:b, lo:hi, pw:pw + ww], xl[a:b, row0 + lo - ph:row0 + hi - ph, :ww])
-    split(images, n, buf.size, _PARALLEL_MIN if min_size is None else min_size)
+            src = xl[a:b, row0 + lo - ph:row0 + hi - ph, :ww]
+            if ml is None:
+                np.copyto(buf[a:b, lo:hi, pw:pw + ww], src)
+            else:
+                np.multiply(src, ml[a:b, row0 + lo - ph:row0 + hi - ph, :ww] > 0,
+                            out=buf[a:b, lo:hi, pw:pw + ww])
+    split(images, n, buf.size, min_size or _PARALLEL_MIN)
     return buf
 
 

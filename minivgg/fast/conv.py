@@ -54,7 +54,7 @@ from .winograd import scratch
 #: The modules behind the algorithm names of select.CONV_ALGORITHMS.
 _WINOGRAD = {"winograd2": winograd, "winograd4": winograd4, None: None}
 
-_PARALLEL_MIN = 1 << 16  # elements; smaller copies are not worth a thread hand-off
+_PARALLEL_MIN = None  # elements below which copies stay on one thread (None: threads.SPLIT_MIN)
 
 
 def _copy(dst, src):
@@ -378,22 +378,40 @@ class Conv2d(Function):
             gw, gb = _weight_bias_grad(x, gy, w.shape, self.stride, self.padding, need_b,
                                        self.y)
             return (None, gw) + ((gb,) if has_b else ())
+        # F(4x4) applies the ReLU's mask to gy as it copies each block in
+        # (``mask``): the masked gradient is never written out whole. Every
+        # other path takes gy masked first.
+        mask = self.y if self.relu and not dev.uses_kernels and wino is winograd4 else None
+        gy_in = gy
         if self.relu:
-            gy = ops.relu_backward(dev, gy, self.y) if dev.uses_kernels else masked(gy, self.y)
+            if dev.uses_kernels:
+                gy = ops.relu_backward(dev, gy, self.y)
+            elif mask is None:
+                gy = masked(gy, self.y)
+            else:
+                gy = None       # made below only if a path needs it whole
+
+        def gy_masked():
+            nonlocal gy
+            if gy is None:
+                gy = masked(gy_in, self.y)
+            return gy
+
         # gy as (K, N*OH*OW): a view when gy is channel-major (kernel devices),
         # a copy otherwise, so made only where a channel-major product needs it.
         def gy2():
-            return gy.transpose(1, 0, 2, 3).reshape(k, -1)
+            return gy_masked().transpose(1, 0, 2, 3).reshape(k, -1)
         gx = gw = gb = None
         if need_w:
             if wino is winograd4 and need_b:    # db too, from the same pass over gy
-                gw, gb = wino.weight_grad(x, gy, self.padding, v=self.v, bias=True)
+                gw, gb = wino.weight_grad(x, gy_in, self.padding, v=self.v, bias=True, mask=mask)
             elif wino is winograd4:
-                gw = wino.weight_grad(x, gy, self.padding, v=self.v)
+                gw = wino.weight_grad(x, gy_in, self.padding, v=self.v, mask=mask)
             elif wino is not None:
-                gw = wino.weight_grad(x, gy, self.padding)
+                gw = wino.weight_grad(x, gy_masked(), self.padding)
             elif cpu_gemm:
-                gw, gb = _weight_bias_grad(x, gy, w.shape, self.stride, self.padding, need_b)
+                gw, gb = _weight_bias_grad(x, gy_masked(), w.shape, self.stride, self.padding,
+                                           need_b)
             else:
                 gw = _conv_weight_grad(dev, x, gy2(), w.shape, self.stride, self.padding)
         if need_x:
@@ -404,13 +422,18 @@ class Conv2d(Function):
                 if wino is winograd4 and self.u is not None:
                     # rot180(conv(rot180(gy), w with in/out channels swapped)):
                     # forward's U, read transposed, instead of a new transform.
-                    gx = winograd4.conv3x3(gy, None, pad_t, u=self.u.transpose(0, 2, 1),
-                                           flip=True)
+                    gx = winograd4.conv3x3(gy_in if mask is not None else gy_masked(), None,
+                                           pad_t, u=self.u.transpose(0, 2, 1), flip=True,
+                                           mask=mask)
+                elif wino is winograd4:
+                    gx = winograd4.conv3x3(gy_in if mask is not None else gy_masked(), None,
+                                           pad_t, u=winograd4.flipped_weight_transform(w),
+                                           mask=mask)
                 elif wino is not None:
                     u_t = wino.flipped_weight_transform(w)
-                    gx = wino.conv3x3(gy, None, pad_t, u=u_t)
+                    gx = wino.conv3x3(gy_masked(), None, pad_t, u=u_t)
                 else:
-                    gx = _conv_gemm(dev, gy, w_t, (1, 1), pad_t)
+                    gx = _conv_gemm(dev, gy_masked(), w_t, (1, 1), pad_t)
             else:
                 gcol = w.reshape(k, -1).T @ gy2()
                 if dev.uses_kernels:
@@ -418,7 +441,7 @@ class Conv2d(Function):
                 else:
                     gx = col2im(gcol, x.shape, kh, kw, self.stride, self.padding)
         if need_b and gb is None:
-            gb = gy.sum(axis=(0, 2, 3))
+            gb = gy_masked().sum(axis=(0, 2, 3))
         return (gx, gw) + ((gb,) if has_b else ())
 
     def profile_detail(self):

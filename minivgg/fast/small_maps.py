@@ -35,13 +35,13 @@ Shape letters: N, C, H, W, K, KH, KW, OH, OW as in minivgg/functional/__init__.p
 """
 import numpy as np
 
-from ..threads import parallel, split, split_copy
+from ..threads import SPLIT_MIN, parallel, split, split_copy
 from . import products
 from .activation import relu_into
 from .channels_last import masked_gradient
 
 #: Elements below which the passes here stay on one thread.
-PARALLEL_MIN = 1 << 14
+PARALLEL_MIN = None
 
 #: Below this many images the forward product is formed turned round,
 #: (MT @ X^T)^T, and copied back to rows: OpenBLAS is faster with the big
@@ -161,7 +161,7 @@ def grads(x, w, gy, padding, y=None, need_x=True, need_w=True, need_b=True, mt=N
             gs = np.concatenate([g[:, i, j] for i, j, _, _ in pairs])
             xs = np.concatenate([xl[:, a, b] for _, _, a, b in pairs])
             gw[:, :, u, v] = gs.T @ xs
-        if n * k * c * len(by_tap) >= PARALLEL_MIN:
+        if n * k * c * len(by_tap) >= (SPLIT_MIN if PARALLEL_MIN is None else PARALLEL_MIN):
             parallel(tap, len(by_tap))
         else:
             for t in range(len(by_tap)):

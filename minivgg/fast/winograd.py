@@ -68,7 +68,7 @@ AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64)
 #: 16 * (C + K) * tiles elements, stay near this size (float32: 8 MiB).
 BLOCK_ELEMENTS = 1 << 21
 
-_PARALLEL_MIN = 1 << 15  # elements per block below which the transforms stay on one thread
+_PARALLEL_MIN = None  # elements below which the passes stay on one thread (None: threads.SPLIT_MIN)
 
 
 def applies(x_shape, w_shape, stride, padding):
@@ -93,7 +93,7 @@ FILTER_COLUMNS = 16384
 #: or more where there are enough of them (64 x 64 filters: 8 of 512), so
 #: that the threads share the transform of a small layer too.
 FILTER_MIN_CHUNKS = 8
-FILTER_MIN_COLUMNS = 512
+FILTER_MIN_COLUMNS = 2048
 
 
 def _filter_width(total):
@@ -291,18 +291,19 @@ def _blocks(n, ty, tx, per_tile, block_elements=None, min_tiles=None, pieces=1):
     """(i0, i1, r0, r1): images i0..i1 and tile rows r0..r1 of each block,
     whole images when one fits, else bands of tile rows of one image.
     A block holds about ``block_elements`` (default BLOCK_ELEMENTS) over
-    ``per_tile`` tiles, at least ``min_tiles`` (default MIN_BLOCK_TILES),
-    and at most a ``pieces``-th of the batch's tiles while that leaves
-    ``min_tiles``: blocks enough for the threads to share a small layer.
-    The blocks depend on the shapes alone, never on the thread count."""
+    ``per_tile`` tiles, at least ``min_tiles`` (default MIN_BLOCK_TILES);
+    a batch of whole images is cut into ``pieces`` blocks at least where
+    each keeps ``min_tiles``, the images spread evenly: blocks enough for
+    the threads to share a small layer. The blocks depend on the shapes
+    alone, never on the thread count."""
     block_elements = BLOCK_ELEMENTS if block_elements is None else block_elements
     min_tiles = MIN_BLOCK_TILES if min_tiles is None else min_tiles
     tiles = max(block_elements // per_tile, min_tiles)
-    if pieces > 1:
-        tiles = max(min(tiles, -(-n * ty * tx // pieces)), min_tiles)
     if ty * tx <= tiles:
-        step = tiles // (ty * tx)
-        return [(i, min(n, i + step), 0, ty) for i in range(0, n, step)]
+        # Whole images: as few blocks as the size allows, at least ``pieces``
+        # where each keeps min_tiles, the images spread evenly over them.
+        count = max(-(-n // (tiles // (ty * tx))), min(pieces, n, n * ty * tx // min_tiles))
+        return [(a, b, 0, ty) for a, b in ranges(n, count)]
     rows = max(1, tiles // tx)
     return [(i, i + 1, r, min(ty, r + rows)) for i in range(n) for r in range(0, ty, rows)]
 

@@ -109,7 +109,7 @@ _BIAS_POS = 1 * A_IN + 1
 #: (twice this size was slower: docs/benchmarks.md, "Measurements behind the
 #: fast tier's constants").
 BLOCK_ELEMENTS = 1 << 20
-MIN_BLOCK_TILES = 32
+MIN_BLOCK_TILES = 64
 #: The 36 GEMMs of every block read all of U (36 * K * C numbers). Up to
 #: this size (float32: 8 MiB) U stays in the last-level cache from one
 #: block to the next; beyond it (256 x 256 filters and up) it comes from
@@ -231,14 +231,15 @@ def _transformed_tiles(xp, rows, tx, size, name, out):
     split(work, len(chunks), out.size, winograd._PARALLEL_MIN)
 
 
-def _input_tiles(x, blk, padding, tx, out):
+def _input_tiles(x, blk, padding, tx, out, mask=None):
     """out (36, tiles, C) = kron(BT, BT) @ D for the tiles of block ``blk``
     (images i0..i1, tile rows r0..r1) of x (N, C, H, W) padded by
-    ``padding``: the padded band's 6x6 tiles, gathered and transformed."""
+    ``padding``: the padded band's 6x6 tiles, gathered and transformed;
+    x times (mask > 0) where a ``mask`` (x's shape) is given."""
     i0, i1, r0, r1 = blk
     rows = r1 - r0
     xp = padded(x[i0:i1], padding[0], padding[1], "w4xpad", M_OUT * rows + 2, M_OUT * tx + 2,
-                M_OUT * r0, winograd._PARALLEL_MIN)
+                M_OUT * r0, winograd._PARALLEL_MIN, None if mask is None else mask[i0:i1])
     _transformed_tiles(xp, rows, tx, A_IN, "B", out.reshape(36, -1))
 
 
@@ -246,7 +247,7 @@ def _input_tiles(x, blk, padding, tx, out):
 #: holds the least tiles above, so that a small layer (the width-0.25
 #: model's, at 32x32) has blocks for the threads to share. A constant, not
 #: the thread count: the blocks decide how the products round.
-MIN_BLOCKS = 8
+MIN_BLOCKS = 2
 
 
 def _blocks(n, ty, tx, c, k):
@@ -271,7 +272,8 @@ def tile_count(x_shape, padding=(1, 1)):
     return n * _tiles(M_OUT, h + 2 * padding[0] - 2) * _tiles(M_OUT, wd + 2 * padding[1] - 2)
 
 
-def conv3x3(x, w, padding=(1, 1), b=None, relu=False, u=None, flip=False, v_out=None):
+def conv3x3(x, w, padding=(1, 1), b=None, relu=False, u=None, flip=False, v_out=None,
+            mask=None):
     """Winograd F(4x4, 3x3) convolution: x (N, C, H, W) any layout, w (K,
     C, 3, 3), b (K,) or None -> y (N, K, OH, OW), a view of an (N, OH, OW,
     K) array (channels last), max(y, 0) if ``relu``. Needs applies(...).
@@ -279,9 +281,12 @@ def conv3x3(x, w, padding=(1, 1), b=None, relu=False, u=None, flip=False, v_out=
     ``w`` may be None). ``flip``: rot180(conv(rot180(x))) instead, x read
     and y written turned round by 180 degrees (dX from forward's U, below).
     ``v_out`` (36, T, C): where to leave the transformed input tiles V, for
-    weight_grad to use again (tile_count gives T)."""
+    weight_grad to use again (tile_count gives T). ``mask`` (x's shape):
+    the convolution of x * (mask > 0) instead (a ReLU's gradient, masked as
+    each block is copied in)."""
     if flip:
         x = x[:, :, ::-1, ::-1]
+        mask = None if mask is None else mask[:, :, ::-1, ::-1]
     n, c, h, wd = x.shape
     k = w.shape[0] if u is None else u.shape[1]
     ph, pw = padding
@@ -306,7 +311,7 @@ def conv3x3(x, w, padding=(1, 1), b=None, relu=False, u=None, flip=False, v_out=
              else v_out[:, starts[j]:starts[j] + tiles])
         # From the padded input rows this block's tiles read (a band of one
         # image, or whole images), so the scratch stays block-sized.
-        _input_tiles(x, blk, padding, tx, v)
+        _input_tiles(x, blk, padding, tx, v, mask)
         m = scratch("w4m", (36, tiles, k), dtype)
         winograd.products16(v, ut, m)
         if bias is not None:
@@ -340,12 +345,14 @@ def _scatter(t, y, r0, oh, ow, relu):
     split(put, M_OUT * M_OUT, t.size, winograd._PARALLEL_MIN)
 
 
-def weight_grad(x, gy, padding=(1, 1), v=None, bias=False):
+def weight_grad(x, gy, padding=(1, 1), v=None, bias=False, mask=None):
     """dW of conv3x3: x (N, C, H, W), gy (N, K, OH, OW), any layouts -> (K, C, 3, 3).
     ``v``: forward's transformed input tiles (conv3x3's ``v_out``), used
     instead of transforming x again. With ``bias``, (dW, db): db (K,) is
     the sum of dM's row _BIAS_POS, which adds up each tile's 16 gradients
-    once (the adjoint of the bias's way in), so gy is not read again for it."""
+    once (the adjoint of the bias's way in), so gy is not read again for it.
+    ``mask`` (gy's shape): the gradients of gy * (mask > 0) instead (a ReLU's,
+    masked as each block of gy is copied in)."""
     n, c, h, wd = x.shape
     k = gy.shape[1]
     oh, ow = gy.shape[2:]
@@ -367,7 +374,7 @@ def weight_grad(x, gy, padding=(1, 1), v=None, bias=False):
             nb, rows = i1 - i0, r1 - r0
             tiles = nb * rows * tx
             gp = padded(gy[i0:i1], 0, 0, "w4gpad", M_OUT * rows, M_OUT * tx, M_OUT * r0,
-                        winograd._PARALLEL_MIN)
+                        winograd._PARALLEL_MIN, None if mask is None else mask[i0:i1])
             if v is None:
                 vb = scratch("w4v", (36, tiles, c), dtype)
                 _input_tiles(x, blk, padding, tx, vb)
