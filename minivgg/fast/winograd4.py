@@ -72,7 +72,7 @@ T tiles, TY x TX tiles per image.
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from ..threads import over_blocks, ranges, split, sum_in_order
+from ..threads import over_blocks, ranges, split, split_copy, sum_in_order
 from . import winograd
 from .activation import relu_into
 from .channels_last import padded
@@ -324,25 +324,36 @@ def conv3x3(x, w, padding=(1, 1), b=None, relu=False, u=None, flip=False, v_out=
 
 
 def _scatter(t, y, r0, oh, ow, relu):
-    """y[n, 4(r0 + r) + i, 4s + j, :] = t[i, j, n, r, s, :] (then ReLU),
-    dropping what falls past the edge; runs of K contiguous numbers."""
-    rows, tx = t.shape[3:5]
-
-    def put(a, b):
-        for ij in range(a, b):
-            i, j = divmod(ij, M_OUT)
-            y0 = M_OUT * r0 + i
-            nr = min(rows, _tiles(M_OUT, oh - y0)) if y0 < oh else 0
+    """y[n, 4(r0 + r) + i, 4s + j, :] = t[i, j, n, r, s, :] (ReLU'd first,
+    in t), dropping what falls past the edge: the whole tiles in one
+    strided copy of runs of K contiguous numbers, the tiles cut by the edge
+    position by position."""
+    nb, rows, tx = t.shape[2:5]
+    if relu:
+        relu_into(t, t)
+    full_r = max(0, min(rows, (oh - M_OUT * r0) // M_OUT))     # tile rows wholly inside
+    full_c = min(tx, ow // M_OUT)
+    if full_r and full_c:
+        v = y[:, M_OUT * r0:M_OUT * (r0 + full_r), :M_OUT * full_c]
+        s_n, s_h, s_w, s_k = v.strides
+        tiles = as_strided(v, (nb, full_r, M_OUT, full_c, M_OUT, v.shape[3]),
+                           (s_n, M_OUT * s_h, s_h, M_OUT * s_w, s_w, s_k))
+        split_copy(tiles, t[:, :, :, :full_r, :full_c].transpose(2, 3, 0, 4, 1, 5),
+                   winograd._PARALLEL_MIN)
+    if full_r == rows and full_c == tx:
+        return
+    for i in range(M_OUT):          # the tiles past the edge
+        y0 = M_OUT * r0 + i
+        nr = min(rows, _tiles(M_OUT, oh - y0)) if y0 < oh else 0
+        for j in range(M_OUT):
             nc = _tiles(M_OUT, ow - j) if j < ow else 0
             if nr == 0 or nc == 0:
                 continue
             dst = y[:, y0:y0 + M_OUT * (nr - 1) + 1:M_OUT, j::M_OUT]
-            src = t[i, j, :, :nr, :nc]
-            if relu:
-                relu_into(src, dst)
-            else:
-                np.copyto(dst, src)
-    split(put, M_OUT * M_OUT, t.size, winograd._PARALLEL_MIN)
+            if nr > full_r:         # the last tile row, every column
+                np.copyto(dst[:, full_r:nr], t[i, j, :, full_r:nr, :nc])
+            if nc > full_c:         # the last tile column, the rows above
+                np.copyto(dst[:, :full_r, full_c:nc], t[i, j, :, :full_r, full_c:nc])
 
 
 def weight_grad(x, gy, padding=(1, 1), v=None, bias=False, mask=None):
