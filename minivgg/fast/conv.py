@@ -45,7 +45,8 @@ from ..autograd import Function, is_grad_enabled
 from ..backend import get_array_module
 from ..cuda import ops
 from ..functional.shapes import conv_output_size, pair as _pair
-from ..threads import over_blocks, ranges, serial_blas, split_copy, sum_in_order
+from ..threads import (over_blocks, parallel, ranges, serial_blas, side_by_side, split_copy,
+                       sum_in_order)
 from . import channels_last, products, small_maps, winograd, winograd4
 from .activation import masked, relu_into
 from .blocks import CHUNK_ELEMENTS, MIN_BLOCKS, chunks as _chunks, cpu_blocks as _cpu_blocks  # noqa: F401
@@ -401,45 +402,59 @@ class Conv2d(Function):
         # a copy otherwise, so made only where a channel-major product needs it.
         def gy2():
             return gy_masked().transpose(1, 0, 2, 3).reshape(k, -1)
-        gx = gw = gb = None
-        if need_w:
+        def weights():
+            """(dW, db or None)."""
             if wino is winograd4 and need_b:    # db too, from the same pass over gy
-                gw, gb = wino.weight_grad(x, gy_in, self.padding, v=self.v, bias=True, mask=mask)
-            elif wino is winograd4:
-                gw = wino.weight_grad(x, gy_in, self.padding, v=self.v, mask=mask)
-            elif wino is not None:
-                gw = wino.weight_grad(x, gy_masked(), self.padding)
-            elif cpu_gemm:
-                gw, gb = _weight_bias_grad(x, gy_masked(), w.shape, self.stride, self.padding,
-                                           need_b)
-            else:
-                gw = _conv_weight_grad(dev, x, gy2(), w.shape, self.stride, self.padding)
-        if need_x:
+                return wino.weight_grad(x, gy_in, self.padding, v=self.v, bias=True, mask=mask)
+            if wino is winograd4:
+                return wino.weight_grad(x, gy_in, self.padding, v=self.v, mask=mask), None
+            if wino is not None:
+                return wino.weight_grad(x, gy_masked(), self.padding), None
+            if cpu_gemm:
+                return _weight_bias_grad(x, gy_masked(), w.shape, self.stride, self.padding,
+                                         need_b)
+            return _conv_weight_grad(dev, x, gy2(), w.shape, self.stride, self.padding), None
+
+        def inputs():
+            """dX."""
             if sh == 1 and sw == 1 and ph <= kh - 1 and pw <= kw - 1:
                 w_t = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (C, K, KH, KW)
                 pad_t = (kh - 1 - ph, kw - 1 - pw)
-                wino = _WINOGRAD[self.dx_algorithm]
-                if wino is winograd4 and self.u is not None:
+                wino_x = _WINOGRAD[self.dx_algorithm]
+                if wino_x is winograd4 and self.u is not None:
                     # rot180(conv(rot180(gy), w with in/out channels swapped)):
                     # forward's U, read transposed, instead of a new transform.
-                    gx = winograd4.conv3x3(gy_in if mask is not None else gy_masked(), None,
-                                           pad_t, u=self.u.transpose(0, 2, 1), flip=True,
-                                           mask=mask)
-                elif wino is winograd4:
-                    gx = winograd4.conv3x3(gy_in if mask is not None else gy_masked(), None,
-                                           pad_t, u=winograd4.flipped_weight_transform(w),
-                                           mask=mask)
-                elif wino is not None:
-                    u_t = wino.flipped_weight_transform(w)
-                    gx = wino.conv3x3(gy_masked(), None, pad_t, u=u_t)
-                else:
-                    gx = _conv_gemm(dev, gy_masked(), w_t, (1, 1), pad_t)
-            else:
-                gcol = w.reshape(k, -1).T @ gy2()
-                if dev.uses_kernels:
-                    gx = ops.col2im(dev, gcol, x.shape, kh, kw, self.stride, self.padding)
-                else:
-                    gx = col2im(gcol, x.shape, kh, kw, self.stride, self.padding)
+                    return winograd4.conv3x3(gy_in if mask is not None else gy_masked(), None,
+                                             pad_t, u=self.u.transpose(0, 2, 1), flip=True,
+                                             mask=mask)
+                if wino_x is winograd4:
+                    return winograd4.conv3x3(gy_in if mask is not None else gy_masked(), None,
+                                             pad_t, u=winograd4.flipped_weight_transform(w),
+                                             mask=mask)
+                if wino_x is not None:
+                    return wino_x.conv3x3(gy_masked(), None, pad_t,
+                                          u=wino_x.flipped_weight_transform(w))
+                return _conv_gemm(dev, gy_masked(), w_t, (1, 1), pad_t)
+            gcol = w.reshape(k, -1).T @ gy2()
+            if dev.uses_kernels:
+                return ops.col2im(dev, gcol, x.shape, kh, kw, self.stride, self.padding)
+            return col2im(gcol, x.shape, kh, kw, self.stride, self.padding)
+
+        gx = gw = gb = None
+        if need_w and need_x and wino is winograd4 and not side_by_side(
+                winograd4.block_count(x.shape, k, self.padding)):
+            # Too few blocks for the threads to share (a small map, a big U):
+            # dW and dX, independent of each other, run side by side instead.
+            if mask is None or _WINOGRAD[self.dx_algorithm] is not winograd4:
+                gy_masked()
+            out = [None, None]
+            parallel(lambda i: out.__setitem__(i, (weights, inputs)[i]()), 2)
+            (gw, gb), gx = out
+        else:
+            if need_w:
+                gw, gb = weights()
+            if need_x:
+                gx = inputs()
         if need_b and gb is None:
             gb = gy_masked().sum(axis=(0, 2, 3))
         return (gx, gw) + ((gb,) if has_b else ())

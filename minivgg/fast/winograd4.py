@@ -266,6 +266,13 @@ def _starts(blocks, tx):
     return starts
 
 
+def block_count(x_shape, k, padding=(1, 1)):
+    """How many blocks conv3x3 cuts x (N, C, H, W) into for K outputs."""
+    n, c, h, wd = x_shape
+    ty, tx = _tiles(M_OUT, h + 2 * padding[0] - 2), _tiles(M_OUT, wd + 2 * padding[1] - 2)
+    return len(_blocks(n, ty, tx, c, k))
+
+
 def tile_count(x_shape, padding=(1, 1)):
     """T, the 4x4 output tiles of a batch: N * ceil(OH / 4) * ceil(OW / 4)."""
     n, _, h, wd = x_shape
