@@ -43,7 +43,6 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from ..threads import over_blocks, ranges, split, split_copy, sum_in_order
-from . import products
 from .activation import relu_into
 from .blocks import MIN_BLOCKS, cpu_blocks as _cpu_blocks
 from .winograd import scratch
@@ -143,7 +142,7 @@ def conv(x, w, padding=(1, 1), b=None, relu=False):
     def run(j):
         a, col = _block_columns(xpad, blocks[j], kh, kw, oh, ow)
         block = y2[a:a + col.shape[0]]
-        products.matmul(col, wm, block)
+        np.matmul(col, wm, out=block)
         if bias is not None:
             block += bias
         if relu:
@@ -189,7 +188,7 @@ def weight_bias_grad(x, g, w_shape, padding, bias):
         for blk in blocks[slice(*groups[gi])]:
             a, col = _block_columns(xpad, blk, kh, kw, oh, ow)
             block = g2[a:a + col.shape[0]]
-            products.matmul(col.T, block, accs[gi], add=True)
+            accs[gi] += col.T @ block
             if bias:
                 gbs[gi] += block.sum(axis=0)
     over_blocks(run, len(groups))

@@ -228,7 +228,7 @@ def _conv_gemm(dev, x, w, stride, padding, b=None, relu=False):
         a = i0 * l + r0 * ow                  # the block's first row of the result
         block = y2[a:a + col.shape[1]]
         if block.shape[0] >= k:
-            products.matmul(col.T, w2.T, block)
+            np.matmul(col.T, w2.T, out=block)
         else:   # a few pixels and many filters (FC-as-conv): W @ col is the faster product
             products.matmul_turned(w2, col, block)
         if b is not None and not ones:
@@ -264,7 +264,7 @@ def _weight_bias_grad(x, gy, w_shape, stride, padding, bias, y=None):
             g = gyl[i0:i1, r0:r1]
             if yl is not None:
                 g = g * (yl[i0:i1, r0:r1] > 0)
-            products.matmul(col, g.reshape(col.shape[1], k), accs[gi], add=True)
+            accs[gi] += col @ g.reshape(col.shape[1], k)
     over_blocks(run, len(groups))
     acc = sum_in_order(accs, accs[0])
     return acc[:ckk].T.reshape(w_shape).copy(), (acc[ckk].copy() if bias else None)
@@ -287,6 +287,10 @@ def _conv_weight_grad(dev, x, gy2, w_shape, stride, padding):
             gw += part
     return gw.reshape(w_shape)
 
+
+#: F(4x4)'s backward applies the ReLU's mask to gy as it copies each block
+#: in, instead of writing the masked gradient out whole first.
+MASK_WHILE_COPYING = True
 
 #: F(4x4) keeps its transformed input tiles V (36 x T x C numbers) from
 #: forward for dW when they have at most this many elements (16 MiB in
@@ -382,7 +386,8 @@ class Conv2d(Function):
         # F(4x4) applies the ReLU's mask to gy as it copies each block in
         # (``mask``): the masked gradient is never written out whole. Every
         # other path takes gy masked first.
-        mask = self.y if self.relu and not dev.uses_kernels and wino is winograd4 else None
+        mask = (self.y if self.relu and not dev.uses_kernels and wino is winograd4
+                and MASK_WHILE_COPYING else None)
         gy_in = gy
         if self.relu:
             if dev.uses_kernels:

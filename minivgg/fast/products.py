@@ -15,13 +15,14 @@ import numpy as np
 
 from ..threads import parallel_ranges
 
-#: Multiply-adds per task: some tens of microseconds of one core, so that
-#: handing a task to a thread costs little beside it.
-TASK_MACS = 1 << 22
+#: Multiply-adds per task: a few hundred microseconds of one core, so that
+#: handing a task to a thread, and BLAS's packing of the operand every task
+#: reads whole, cost little beside it.
+TASK_MACS = 1 << 25
 #: Tasks per product at most (as many cores as it can keep busy).
 MAX_TASKS = 64
 #: Rows (or columns) per task at least: narrower slices run below BLAS's speed.
-MIN_EXTENT = 16
+MIN_EXTENT = 64
 
 
 def tasks(macs, extent):
