@@ -30,7 +30,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (best_time, command_line, interleaved_best_cpu, load_average,  # noqa: E402
-                    machine, today, write_section)
+                    machine, thread_counts_arg, threads_label, today, use_threads,
+                    write_section)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
@@ -51,7 +52,8 @@ def parse():
     p.add_argument("--cfg", default="A")
     p.add_argument("--input-size", type=int, default=32, help="training crop")
     p.add_argument("--width-mult", type=float, default=0.25)
-    p.add_argument("--fc-width", type=int, default=256)
+    p.add_argument("--fc-width", type=int, default=128, help="FC width (the default "
+                   "example's model: 128)")
     p.add_argument("--images", type=int, default=12, help="images per protocol")
     p.add_argument("--image-size", type=int, default=48)
     p.add_argument("--scales", default="32,48,64")
@@ -66,9 +68,10 @@ def parse():
     p.add_argument("--repeats", type=int, default=None,
                    help="timed forward passes of each framework, interleaved, best kept "
                         "(default: 3 with --full-size, else 20)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="threads for BLAS, minivgg and PyTorch alike (default: "
-                        "OPENBLAS_NUM_THREADS, else one per core)")
+    p.add_argument("--threads", type=thread_counts_arg, default=thread_counts_arg("0,1"),
+                   help="thread counts for BLAS, minivgg and PyTorch alike, everything "
+                        "measured at each, comma-separated (0: one per core; default: 0,1, "
+                        "the machine's default first, then one thread)")
     return p.parse_args()
 
 
@@ -96,10 +99,9 @@ def torch_twin(model):
 
 
 def full_size(a):
-    """Forward throughput of the full-size network against PyTorch's."""
+    """Forward throughput of the full-size network against PyTorch's, at
+    each thread count."""
     import torch
-    threads = a.threads
-    torch.set_num_threads(threads)
     load_before = load_average()
     model = vgg(a.cfg, num_classes=1000, input_size=224, init="kaiming", seed=0).eval()
     net = ev.EvalNet(model, MEAN)
@@ -112,38 +114,45 @@ def full_size(a):
         x = rng.standard_normal((1, 3, q, q)).astype(np.float32)
         inputs.append((f"dense input, Q = {q}", x, lambda x: net.dense(minivgg.Tensor(x)),
                        tw_dense))
-    cpu = threads == 1
     rows = []
     with minivgg.no_grad(), torch.no_grad():
         for name, x, ours, theirs in inputs:
             tx = torch.from_numpy(x)
             diff = float(np.abs(np.asarray(ours(x).data) - theirs(tx).numpy()).max())
-            wall, cput = interleaved_best_cpu([lambda: ours(x), lambda: theirs(tx)], a.repeats)
-            rows.append((name, "x".join(map(str, x.shape)), wall, cput, diff))
-            print(f"{name}: minivgg {len(x) / wall[0]:.2f} img/s, torch {len(x) / wall[1]:.2f} "
-                  f"img/s (wall ratio {wall[1] / wall[0]:.2f}, CPU ratio {cput[1] / cput[0]:.2f})",
-                  flush=True)
-    extra = " | CPU minivgg img/s | CPU PyTorch img/s | CPU minivgg / PyTorch" if cpu else ""
+            walls = {}
+            for n in a.threads:
+                use_threads(n, torch)
+                walls[n], _ = interleaved_best_cpu([lambda: ours(x), lambda: theirs(tx)],
+                                                   a.repeats)
+                w = walls[n]
+                print(f"{name}, {threads_label(n)}: minivgg {len(x) / w[0]:.2f} img/s, torch "
+                      f"{len(x) / w[1]:.2f} img/s (ratio {w[1] / w[0]:.2f})", flush=True)
+            rows.append((name, "x".join(map(str, x.shape)), walls, diff))
+    labels = [threads_label(n) for n in a.threads]
+    ups = " | minivgg speed-up | PyTorch speed-up" if len(a.threads) > 1 else ""
     lines = [f"Measured by `benchmarks/bench_eval.py --full-size` on {today()}; machine: "
-             f"{machine(load=False)}; threads: {threads} for BLAS, minivgg and PyTorch; load "
-             f"average before the run {load_before}, after {load_average()}.", "",
+             f"{machine(load=False)}; threads: {', then '.join(labels)} for BLAS, minivgg and "
+             f"PyTorch alike (the first is the machine's default: one per core); load average "
+             f"before the run {load_before}, after {load_average()}.", "",
              f"Command: `{command_line()}`", "",
              f"VGG-{a.cfg} at full width (FC 4096, 1000 classes, random weights), forward pass "
              f"only (no_grad), the same inputs and weights in both; best of {a.repeats} "
-             f"interleaved runs after a warm-up. The dense input goes through the "
-             f"fully-convolutional net of §3.2 (FC layers as convolutions). Images/s counts "
-             f"crops, or dense inputs; above 1, minivgg is faster."
-             + (" With one thread, the CPU time of the process is what a pass costs a core "
-                "whatever else the shared machine runs." if cpu else ""), "",
-             f"| input | shape | minivgg img/s | PyTorch img/s | minivgg / PyTorch{extra} | "
-             f"max abs diff |",
-             "|---|---|---:|---:|---:|" + ("---:|---:|---:|" if cpu else "") + "---:|"]
-    for name, shape, wall, cput, diff in rows:
-        n = int(shape.split("x")[0])
-        cols = (f" | {n / cput[0]:.2f} | {n / cput[1]:.2f} | {cput[1] / cput[0]:.2f}"
-                if cpu else "")
-        lines.append(f"| {name} | {shape} | {n / wall[0]:.2f} | {n / wall[1]:.2f} | "
-                     f"{wall[1] / wall[0]:.2f}{cols} | {diff:.1e} |")
+             f"interleaved runs after a warm-up, by wall time, at each thread count. The dense "
+             f"input goes through the fully-convolutional net of §3.2 (FC layers as "
+             f"convolutions). Images/s counts crops, or dense inputs; above 1, minivgg is "
+             f"faster.", "",
+             "| input | shape | " + " | ".join(
+                 f"minivgg img/s, {t} | PyTorch img/s, {t} | minivgg / PyTorch, {t}"
+                 for t in labels) + f"{ups} | max abs diff |",
+             "|---|---|" + "---:|---:|---:|" * len(labels) + "---:|---:|" * bool(ups) + "---:|"]
+    n0, n1 = a.threads[0], a.threads[-1]
+    for name, shape, walls, diff in rows:
+        k = int(shape.split("x")[0])
+        cells = " | ".join(f"{k / walls[n][0]:.2f} | {k / walls[n][1]:.2f} | "
+                           f"{walls[n][1] / walls[n][0]:.2f}" for n in a.threads)
+        up = (f" | {walls[n1][0] / walls[n0][0]:.2f} | {walls[n1][1] / walls[n0][1]:.2f}"
+              if ups else "")
+        lines.append(f"| {name} | {shape} | {cells}{up} | {diff:.1e} |")
     text = "\n".join(lines)
     print(text)
     if a.write_md:
@@ -151,10 +160,9 @@ def full_size(a):
 
 
 def main():
-    from minivgg.threads import set_threads
     a = parse()
-    a.threads = a.threads or blas_threads()     # BLAS, minivgg and PyTorch alike
-    set_threads(a.threads)
+    import torch
+    use_threads(a.threads[0], torch)
     if a.full_size:
         a.repeats = a.repeats or 3
         return full_size(a)
@@ -170,12 +178,16 @@ def main():
     rows = []
     for protocol in ev.PROTOCOLS:
         qs = [scales[1]] if protocol == "single" else scales
-        ev.evaluate(net, ds, protocol, qs, batch_size=a.batch_size, limit=2, progress=False)
-        sec = timed_eval(net, ds, protocol, qs, a.batch_size, n)
+        ips = {}
+        for t in a.threads:
+            use_threads(t, torch)
+            ev.evaluate(net, ds, protocol, qs, batch_size=a.batch_size, limit=2, progress=False)
+            ips[t] = n / timed_eval(net, ds, protocol, qs, a.batch_size, n)
         mb = peak_mb(net, ds, protocol, qs, a.batch_size, min(n, 4))
-        rows.append((protocol, ",".join(map(str, qs)), views[protocol], n / sec, mb))
-        print(f"{protocol:16s} Q={','.join(map(str, qs)):10s} views/img={views[protocol]:4d} "
-              f"{n / sec:8.2f} img/s  peak {mb:6.1f} MiB", flush=True)
+        rows.append((protocol, ",".join(map(str, qs)), views[protocol], ips, mb))
+        print(f"{protocol:16s} Q={','.join(map(str, qs)):10s} views/img={views[protocol]:4d} " +
+              ", ".join(f"{ips[t]:8.2f} img/s with {threads_label(t)}" for t in a.threads) +
+              f"  peak {mb:6.1f} MiB", flush=True)
 
     # Memory bound: peak vs batch size for multi-crop.
     mem_rows = []
@@ -188,8 +200,6 @@ def main():
     torch_rows = []
     twin = None if a.no_torch else torch_twin(model)
     if twin is not None:
-        import torch
-        torch.set_num_threads(a.threads)  # as NumPy's BLAS and minivgg
         crops = np.random.default_rng(0).standard_normal(
             (a.batch_size, 3, a.input_size, a.input_size)).astype(np.float32)
         dense_x = np.random.default_rng(1).standard_normal(
@@ -197,7 +207,8 @@ def main():
         tw_dense = torch_dense(twin, model)
 
         def pair(ours, theirs, x):
-            """Images/s of both forward passes, interleaved, best of a.repeats by wall time."""
+            """Images/s of both forward passes at each thread count, interleaved, best
+            of a.repeats by wall time."""
             def run_ours():
                 with minivgg.no_grad():
                     ours(minivgg.Tensor(x))
@@ -205,19 +216,24 @@ def main():
             def run_theirs():
                 with torch.no_grad():
                     theirs(torch.from_numpy(x))
-            wall, _ = interleaved_best_cpu([run_ours, run_theirs], a.repeats)
-            return x.shape[0] / wall[0], x.shape[0] / wall[1]
-        ours_c, th_c = pair(model, twin, crops)
-        ours_d, th_d = pair(net.dense, tw_dense, dense_x)
+            res = {}
+            for t in a.threads:
+                use_threads(t, torch)
+                wall, _ = interleaved_best_cpu([run_ours, run_theirs], a.repeats)
+                res[t] = (x.shape[0] / wall[0], x.shape[0] / wall[1])
+            return res
+        crop_ips = pair(model, twin, crops)
+        dense_ips = pair(net.dense, tw_dense, dense_x)
         with minivgg.no_grad(), torch.no_grad():
             ref = model(minivgg.Tensor(crops)).data
             diff = float(np.abs(twin(torch.from_numpy(crops)).numpy() - ref).max())
         crop_shape = f"{a.batch_size}x3x{a.input_size}x{a.input_size}"
-        torch_rows = [("crop batch", crop_shape, ours_c, th_c),
-                      ("dense input", f"2x3x{scales[-1]}x{scales[-1]}", ours_d, th_d)]
-        for what, shape, o, t in torch_rows:
-            print(f"forward {what:11s} {shape:14s} minivgg {o:8.1f} img/s  torch {t:8.1f} img/s "
-                  f" ratio {o / t:.2f}", flush=True)
+        torch_rows = [("crop batch", crop_shape, crop_ips),
+                      ("dense input", f"2x3x{scales[-1]}x{scales[-1]}", dense_ips)]
+        for what, shape, res in torch_rows:
+            for t, (o, th) in res.items():
+                print(f"forward {what:11s} {shape:14s} {threads_label(t)}: minivgg {o:8.1f} "
+                      f"img/s  torch {th:8.1f} img/s  ratio {o / th:.2f}", flush=True)
         print(f"max |minivgg - torch| logits: {diff:.2e}")
 
     if a.write_md:
@@ -240,29 +256,28 @@ def torch_dense(twin, model):
     return torch.nn.Sequential(feats, convs[0], tnn.ReLU(), convs[1], tnn.ReLU(), convs[2]).eval()
 
 
-def blas_threads():
-    return int(os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS")
-               or os.cpu_count())
-
-
 def write_md(a, rows, mem_rows, torch_rows, n):
-    env = "".join(f"{k}={os.environ[k]} " for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")
-                  if k in os.environ)
-    cmd = env + command_line()
+    labels = [threads_label(t) for t in a.threads]
+    t0, t1 = a.threads[0], a.threads[-1]
+    ups = len(a.threads) > 1
     lines = [f"Measured by `benchmarks/bench_eval.py` on {today()}; machine: "
-             f"{machine(load=False)}. Threads for BLAS, minivgg and PyTorch: "
-             f"{a.threads}. "
-             f"Load average at the end: {load_average()} (other jobs share the machine).", "",
-             f"Command: `{cmd}`", "",
+             f"{machine(load=False)}; threads: {', then '.join(labels)} for BLAS, minivgg "
+             f"and PyTorch alike (the first is the machine's default: one per core). Load "
+             f"average at the end: {load_average()}.", "",
+             f"Command: `{command_line()}`", "",
              f"Model: VGG-{a.cfg}, crop {a.input_size}, width_mult {a.width_mult}, "
              f"fc_width {a.fc_width}, 10 classes, float32; {n} SyntheticShapes images "
              f"{a.image_size}x{a.image_size}; batch_size {a.batch_size} crops. "
              "Images/s is the whole protocol per image (rescale, normalise, every view, "
              "soft-max, averaging). Peak memory is what tracemalloc sees during "
              "`evaluate` on 4 images (NumPy arrays included).", "",
-             "| protocol | test Q | views / image | images/s | peak MiB |",
-             "|---|---|---:|---:|---:|"]
-    lines += [f"| {p} | {q} | {v} | {ips:.2f} | {mb:.1f} |" for p, q, v, ips, mb in rows]
+             "| protocol | test Q | views / image | " +
+             " | ".join(f"images/s, {t}" for t in labels) +
+             (" | speed-up" if ups else "") + " | peak MiB |",
+             "|---|---|---:|" + "---:|" * len(labels) + "---:|" * ups + "---:|"]
+    lines += [f"| {p} | {q} | {v} | " + " | ".join(f"{ips[t]:.2f}" for t in a.threads) +
+              (f" | {ips[t0] / ips[t1]:.2f}" if ups else "") + f" | {mb:.1f} |"
+              for p, q, v, ips, mb in rows]
     lines += ["", "Multi-crop peak memory against batch_size (crops per forward pass): the "
               "inputs of one pass are bounded by batch_size crops, so memory grows with the "
               "batch size, not with the 150 crops of an image.", "",
@@ -271,14 +286,18 @@ def write_md(a, rows, mem_rows, torch_rows, n):
     if torch_rows:
         lines += ["", "Forward pass only, same weights, same inputs, PyTorch "
                   f"{_torch_version()} CPU in the same run, the two interleaved, best of "
-                  f"{a.repeats} by wall time:", "",
-                  "| input | shape | minivgg img/s | PyTorch img/s | minivgg / PyTorch |",
-                  "|---|---|---:|---:|---:|"]
-        lines += [f"| {w} | {s} | {o:.1f} | {t:.1f} | {o / t:.2f} |" for w, s, o, t in torch_rows]
-    lines += ["", "The machine is shared (other jobs running), so the figures are "
-              "indicative; ratios measured in the same run are the meaningful part. With "
-              "several BLAS threads on a loaded 2-core machine small matrix products slow "
-              "down by up to 10x (threads wait on each other), hence one thread here.", ""]
+                  f"{a.repeats} by wall time, at each thread count:", "",
+                  "| input | shape | " + " | ".join(
+                      f"minivgg img/s, {t} | PyTorch img/s, {t} | minivgg / PyTorch, {t}"
+                      for t in labels) +
+                  (" | minivgg speed-up | PyTorch speed-up" if ups else "") + " |",
+                  "|---|---|" + "---:|---:|---:|" * len(labels) + "---:|---:|" * ups]
+        for w, shape, res in torch_rows:
+            lines.append(f"| {w} | {shape} | " + " | ".join(
+                f"{res[t][0]:.1f} | {res[t][1]:.1f} | {res[t][0] / res[t][1]:.2f}"
+                for t in a.threads) +
+                (f" | {res[t0][0] / res[t1][0]:.2f} | {res[t0][1] / res[t1][1]:.2f}"
+                 if ups else "") + " |")
     write_section(a.write_md, HEADING, "\n".join(lines))
     print(f"wrote the '## {HEADING}' section of {a.write_md}")
 

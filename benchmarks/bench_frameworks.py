@@ -211,7 +211,10 @@ def main(argv=None):
     p.add_argument("--chainer-path", help="PYTHONPATH under which Chainer imports")
     p.add_argument("--compat", action="store_true",
                    help="run DeZero and Chainer on this NumPy, with the names they need restored")
-    p.add_argument("--threads", type=int, default=os.cpu_count(), help="BLAS threads for all")
+    p.add_argument("--threads", default="0,1",
+                   help="thread counts for every framework, each measured at each, "
+                        "comma-separated (0: one per core; default: 0,1, the machine's "
+                        "default first, then one thread)")
     p.add_argument("--size", type=int, default=32, help="input height and width (default 32)")
     p.add_argument("--batch", type=int, default=64, help="images per step (default 64)")
     p.add_argument("--repeats", type=int, default=5)
@@ -235,16 +238,16 @@ def main(argv=None):
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import numpy as np
     import torch
-    from common import command_line, load_average, machine, today, write_section
+    from common import (command_line, load_average, machine, thread_counts_arg, threads_label,
+                        today, use_threads, write_section)
     from minivgg import Tensor
     from minivgg import functional as F
     from minivgg.models import vgg
     from minivgg.optim import SGD
     from minivgg.testing import torch_vgg
-    from minivgg.threads import set_threads
 
-    set_threads(a.threads)
-    torch.set_num_threads(a.threads)
+    counts = thread_counts_arg(a.threads)
+    use_threads(counts[0], torch)
     from minivgg import memory
     kept = not a.release_freed_memory and memory.keep_freed_memory()
     load_before = load_average()
@@ -274,29 +277,37 @@ def main(argv=None):
         loss.backward()
         topt.step()
 
-    contestants = [("minivgg", timed(ours)), (f"PyTorch {torch.__version__}", timed(theirs))]
-    remotes = []
-    for name, path in (("dezero", a.dezero_path), ("chainer", a.chainer_path)):
-        if path:
-            r = Remote(name, path, a.threads, a.compat, a.size, a.batch,
-                       kept and a.keep_freed_memory_everywhere)
-            remotes.append(r)
-            contestants.append((r.label, r))
-    best = {label: float("inf") for label, _ in contestants}
-    for k in range(a.repeats + 1):          # the first round is a warm-up
-        for label, fn in contestants:
-            s = fn()
-            if k:
-                best[label] = min(best[label], s)
-            print(f"round {k}: {label} {s:.3f} s", flush=True)
-    for r in remotes:
-        r.close()
-    ref = best["minivgg"]
-    rows = [f"| {label} | {s:.3f} | {a.batch / s:.1f} | {s / ref:.2f} |"
-            for label, s in best.items()]
+    best = {}
+    for n in counts:
+        use_threads(n, torch)
+        contestants = [("minivgg", timed(ours)), (f"PyTorch {torch.__version__}", timed(theirs))]
+        remotes = []
+        for name, path in (("dezero", a.dezero_path), ("chainer", a.chainer_path)):
+            if path:
+                r = Remote(name, path, n, a.compat, a.size, a.batch,
+                           kept and a.keep_freed_memory_everywhere)
+                remotes.append(r)
+                contestants.append((r.label, r))
+        for label, _ in contestants:
+            best.setdefault(label, {})[n] = float("inf")
+        for k in range(a.repeats + 1):          # the first round is a warm-up
+            for label, fn in contestants:
+                s = fn()
+                if k:
+                    best[label][n] = min(best[label][n], s)
+                print(f"{threads_label(n)}, round {k}: {label} {s:.3f} s", flush=True)
+        for r in remotes:
+            r.close()
+    labels = [threads_label(n) for n in counts]
+    ups = len(counts) > 1
+    rows = [f"| {label} | " + " | ".join(
+        f"{b[n]:.3f} | {a.batch / b[n]:.1f} | {b[n] / best['minivgg'][n]:.2f}" for n in counts) +
+        (f" | {b[counts[-1]] / b[counts[0]]:.2f}" if ups else "") + " |"
+        for label, b in best.items()]
     text = "\n".join([
         f"Measured by `benchmarks/bench_frameworks.py` on {today()}; machine: "
-        f"{machine(load=False)}; BLAS threads: {a.threads}; load average before the run "
+        f"{machine(load=False)}; threads: {', then '.join(labels)} for every framework "
+        f"(the first is the machine's default: one per core); load average before the run "
         f"{load_before}, after {load_average()}.",
         "",
         f"Command: `{command_line()}`",
@@ -304,16 +315,19 @@ def main(argv=None):
         f"VGG-A, {a.size}x{a.size} inputs, batch {a.batch}, FC width {FC}, {CLASSES} classes, "
         f"one SGD step "
         f"(momentum 0.9, weight decay 5e-4), written with each framework's own layers; best "
-        f"of {a.repeats} interleaved runs after a warm-up. 'x minivgg' is the framework's "
-        f"time over minivgg's (above 1: minivgg is faster). "
+        f"of {a.repeats} interleaved runs after a warm-up, at each thread count. 'x minivgg' "
+        f"is the framework's time over minivgg's with as many threads (above 1: minivgg is "
+        f"faster); the speed-up, its one-thread time over its time with "
+        f"{labels[0]}. "
         + ("Freed memory kept in the process (minivgg.memory, as minivgg's Trainer runs) "
            "for minivgg and for PyTorch beside it"
            + (", and in the other frameworks' workers." if a.keep_freed_memory_everywhere
               and remotes else "; the other frameworks run as shipped." if remotes else ".")
            if kept else "glibc's allocator as it is (freed memory handed back) for all."),
         "",
-        "| framework | s/step | img/s | x minivgg |",
-        "| --- | ---: | ---: | ---: |",
+        "| framework | " + " | ".join(f"s/step, {t} | img/s, {t} | x minivgg, {t}"
+                                      for t in labels) + (" | speed-up" if ups else "") + " |",
+        "| --- |" + " ---: | ---: | ---: |" * len(labels) + " ---: |" * ups,
     ] + rows)
     print(text)
     if a.write_md:

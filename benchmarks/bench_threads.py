@@ -1,8 +1,8 @@
 """Training speed on a shared machine: one epoch of the default run (VGG-A,
 32x32, batch 64; 3,200 images here to keep it short) alone, and next to two
-other CPU-bound processes, with the thread policy (--threads 0, the default)
-and with the number of threads fixed to the number of cores (what BLAS does
-by itself). The target: loaded at most 3x the idle time (a fair share of
+other CPU-bound processes, with the thread policy (--threads 0, the default),
+with the number of threads fixed to the number of cores (what BLAS does by
+itself) and with one thread. The target: loaded at most 3x the idle time (a fair share of
 the cores would make it 2x on two cores with two other processes).
 
     python benchmarks/bench_threads.py [--train-size 3200] [--write-md docs/benchmarks.md]
@@ -45,23 +45,28 @@ def main(argv=None):
     cores = os.cpu_count() or 1
     load = load_average()
     rows = {}
-    for policy, threads in (("--threads 0 (the policy)", 0), (f"--threads {cores} (fixed)", cores)):
+    policies = (("--threads 0 (the policy)", 0), (f"--threads {cores} (fixed)", cores),
+                ("--threads 1 (fixed)", 1))
+    for policy, threads in policies:
         rows[policy] = [epoch_seconds(threads, a.train_size)]
     hogs = [subprocess.Popen([sys.executable, "-c", HOG]) for _ in range(2)]
     try:
-        for policy, threads in (("--threads 0 (the policy)", 0),
-                                (f"--threads {cores} (fixed)", cores)):
+        for policy, threads in policies:
             rows[policy].append(epoch_seconds(threads, a.train_size))
     finally:
         for h in hogs:
             h.kill()
     lines = [f"Machine: {machine(load=False)}; load average before {load}. Date: {today()}. "
              f"Command: `{command_line()}`.", "",
-             f"One epoch of the default run on {a.train_size:,} images (training time only):", "",
-             "| threads | idle (s) | with 2 busy processes (s) | loaded / idle |",
-             "| --- | ---: | ---: | ---: |"]
+             f"One epoch of the default run on {a.train_size:,} images (training time only; "
+             f"'against one thread': the one-thread epoch's time over this one's):", "",
+             "| threads | idle (s) | against one thread, idle | with 2 busy processes (s) | "
+             "loaded / idle |",
+             "| --- | ---: | ---: | ---: | ---: |"]
+    one = rows["--threads 1 (fixed)"][0]
     for policy, (idle, loaded) in rows.items():
-        lines.append(f"| {policy} | {idle:.1f} | {loaded:.1f} | {loaded / idle:.1f}x |")
+        lines.append(f"| {policy} | {idle:.1f} | {one / idle:.2f}x | {loaded:.1f} | "
+                     f"{loaded / idle:.1f}x |")
     text = "\n".join(lines)
     print(text)
     if a.write_md:

@@ -30,7 +30,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (command_line, interleaved_best_cpu, load_average,  # noqa: E402
-                    machine, today, write_section)
+                    machine, thread_counts_arg, threads_label, today, use_threads,
+                    write_section)
 
 import minivgg  # noqa: E402
 from minivgg import Tensor  # noqa: E402
@@ -207,8 +208,9 @@ def _allocator_note():
 
 
 def model_label(cfg, width, fc):
-    """"VGG-A", or "VGG-A x0.25, FC 128" for a narrowed model."""
-    return f"VGG-{cfg}" + (f" x{width:g}, FC {fc}" if (width, fc) != (1.0, 4096) else "")
+    """"VGG-A", or "VGG-A x0.25, FC 128" for a narrowed model, "VGG-A, FC 512"."""
+    return (f"VGG-{cfg}" + (f" x{width:g}" if width != 1.0 else "") +
+            (f", FC {fc}" if fc != 4096 else ""))
 
 
 def _with(fn, **settings):
@@ -237,6 +239,41 @@ NO_WINOGRAD = {"WINOGRAD_SIZES": ()}
 
 
 def winograd_ablation(a, out, lines):
+    """The ablation below at each thread count of --threads, the default first."""
+    load_before = load_average()
+    for n in a.threads:
+        import torch
+        use_threads(n, torch)
+        out(f"With {threads_label(n)} (for BLAS and minivgg):")
+        out()
+        ablation_tables(a, n, out)
+    if a.write_md:
+        text = (f"Measured by `benchmarks/bench_train.py --winograd-ablation` on {today()}; "
+                f"machine: {machine(load=False)}; threads: "
+                f"{', then '.join(threads_label(n) for n in a.threads)}; load "
+                f"average before the run {load_before}, after {load_average()}. "
+                f"{_allocator_note()}\n\n"
+                f"Command: `{command_line()}`\n\nconv2d 3x3 pad 1 + ReLU forward + backward, "
+                f"and whole VGG-A training steps, with the CPU path's convolutions as the "
+                f"channel-major im2col + GEMM (select.CONV = \"im2col\"), the channels-last "
+                f"one (\"im2col-channels-last\"), Winograd F(2x2, 3x3) (\"winograd2\") and "
+                f"F(4x4, 3x3) (\"winograd4\"), the whole-map GEMM where every output sees "
+                f"every input (\"whole-map\"), and as chosen by default (\"auto\": the last "
+                f"column; the table "
+                f"select.WINOGRAD_SIZES = {select.WINOGRAD_SIZES} of (channels at least, F(4x4) "
+                f"from output size and from output pixels in the batch, F(2x2) from output size), "
+                f"else im2col, channels last "
+                f"where it applies), best of {a.repeats} interleaved runs by wall time (by the "
+                f"CPU time of the process with one thread); the "
+                f"speed-ups are against the channel-major im2col. Each layer gets its input "
+                f"channels-last, as minivgg's CPU convolutions and poolings leave it, and "
+                f"its gradient in the layout of its own output (channel-major for F(2x2), "
+                f"channels-last otherwise).\n\n"
+                + "\n".join(lines))
+        write_section(a.write_md, "Winograd against im2col (CPU)", text)
+
+
+def ablation_tables(a, n_threads, out):
     """Each algorithm's payoff: the same layers with the channel-major
     im2col + GEMM, the channels-last one, F(2x2, 3x3) and F(4x4, 3x3), and
     whole steps with im2col + GEMM alone (channel-major; then channels last
@@ -246,7 +283,6 @@ def winograd_ablation(a, out, lines):
     its own output: channel-major for F(2x2), channels-last otherwise."""
     from minivgg.fast import small_maps
     rng = np.random.default_rng(0)
-    load_before = load_average()
     layers = [(c, k, h, a.batch_224) for c, k, h in VGG_D_CONVS[1:]] + \
         [(64, 128, 16, 64), (128, 256, 8, 64), (256, 256, 8, 64), (512, 512, 4, 64),
          (512, 512, 2, 64)] + [(c, k, h, 64) for c, k, h in SMALL_CONVS[1:]]
@@ -272,7 +308,7 @@ def winograd_ablation(a, out, lines):
                 _with(layer(False), **F2)] + [_with(layer(), **F4)] * f4 + \
             [_with(layer(), **WHOLE_MAP)] * whole
         wall, cpu = interleaved_best_cpu(runs, a.repeats)
-        t = list(cpu if a.threads == 1 else wall)
+        t = list(cpu if n_threads == 1 else wall)
         t4 = t[3] if f4 else None
         tw = t[-1] if whole else None
 
@@ -302,32 +338,10 @@ def winograd_ablation(a, out, lines):
             opt.step()
         wall, cpu = interleaved_best_cpu([_with(step, **CHANNEL_MAJOR),
                                           _with(step, **NO_WINOGRAD), step], a.repeats)
-        t = cpu if a.threads == 1 else wall
+        t = cpu if n_threads == 1 else wall
         out(f"| {model_label('A', width, fc)}, {size}x{size}, batch {batch} | {t[0]:.3f} | "
             f"{t[1]:.3f} | {t[2]:.3f} | {t[0] / t[1]:.2f} | {t[0] / t[2]:.2f} |")
-    if a.write_md:
-        clock = "CPU time of the process (one thread)" if a.threads == 1 else "wall time"
-        text = (f"Measured by `benchmarks/bench_train.py --winograd-ablation` on {today()}; "
-                f"machine: {machine(load=False)}; threads: {a.threads}; load "
-                f"average before the run {load_before}, after {load_average()}. "
-                f"{_allocator_note()}\n\n"
-                f"Command: `{command_line()}`\n\nconv2d 3x3 pad 1 + ReLU forward + backward, "
-                f"and whole VGG-A training steps, with the CPU path's convolutions as the "
-                f"channel-major im2col + GEMM (select.CONV = \"im2col\"), the channels-last "
-                f"one (\"im2col-channels-last\"), Winograd F(2x2, 3x3) (\"winograd2\") and "
-                f"F(4x4, 3x3) (\"winograd4\"), the whole-map GEMM where every output sees "
-                f"every input (\"whole-map\"), and as chosen by default (\"auto\": the last "
-                f"column; the table "
-                f"select.WINOGRAD_SIZES = {select.WINOGRAD_SIZES} of (channels at least, F(4x4) "
-                f"from output size and from output pixels in the batch, F(2x2) from output size), "
-                f"else im2col, channels last "
-                f"where it applies), best of {a.repeats} interleaved runs by {clock}; the "
-                f"speed-ups are against the channel-major im2col. Each layer gets its input "
-                f"channels-last, as minivgg's CPU convolutions and poolings leave it, and "
-                f"its gradient in the layout of its own output (channel-major for F(2x2), "
-                f"channels-last otherwise).\n\n"
-                + "\n".join(lines))
-        write_section(a.write_md, "Winograd against im2col (CPU)", text)
+    out()
 
 
 def main(argv=None):
@@ -337,8 +351,10 @@ def main(argv=None):
     p.add_argument("--batch-224", type=int, default=8, help="batch of the 224x224 conv cases")
     p.add_argument("--include-224", action="store_true",
                    help="also time whole steps at 224x224: VGG-A batch 8, VGG-D batch 4")
-    p.add_argument("--threads", type=int, default=os.cpu_count(),
-                   help="threads for BLAS, minivgg and PyTorch alike (default: one per core)")
+    p.add_argument("--threads", type=thread_counts_arg, default=thread_counts_arg("0,1"),
+                   help="thread counts for BLAS, minivgg and PyTorch alike, each case at "
+                        "each, comma-separated (0: one per core; default: 0,1, the machine's "
+                        "default first, then one thread)")
     p.add_argument("--only-steps", action="store_true",
                    help="skip GEMM and per-layer conv timings (quick check of the step ratio)")
     p.add_argument("--release-freed-memory", action="store_true",
@@ -355,12 +371,10 @@ def main(argv=None):
         import torch
     except ImportError:
         sys.exit("this benchmark compares against PyTorch: pip install torch==2.13.0")
-    from minivgg.threads import set_threads
-    set_threads(a.threads)
     from minivgg import memory
     if not a.release_freed_memory:
         memory.keep_freed_memory()      # as minivgg's Trainer runs; PyTorch here shares it
-    torch.set_num_threads(a.threads)
+    use_threads(a.threads[0], torch)
     minivgg.manual_seed(0)
     load_before = load_average()
     lines = []
@@ -371,110 +385,141 @@ def main(argv=None):
 
     if a.winograd_ablation:
         return winograd_ablation(a, out, lines)
-    # (configuration, input side, batch, width multiplier, FC width); the second
-    # is the model examples/train_vgg.py trains by default.
-    cases = [("A", 32, 64, 1.0, 4096), ("A", 32, 64, 0.25, 128)] + \
+    # (configuration, input side, batch, width multiplier, FC width): VGG-A at
+    # 32x32 with the paper's FC width and with FC 512, and the model
+    # examples/train_vgg.py trains by default.
+    cases = [("A", 32, 64, 1.0, 4096), ("A", 32, 64, 1.0, 512), ("A", 32, 64, 0.25, 128)] + \
         ([("A", 224, 8, 1.0, 4096), ("D", 224, 4, 1.0, 4096)] if a.include_224 else [])
-    # With one thread the CPU time of the process is what a call costs a core,
-    # whatever else the shared machine runs; the targets are read from it.
-    cpu = a.threads == 1
+    counts = a.threads
+    labels = [threads_label(n) for n in counts]
     if a.only_steps:
         for cfg, size, batch, width, fc in cases:
-            wall, cput = train_step_case(torch, size, batch, a.repeats, fc, cfg, width)
-            print(f"{model_label(cfg, width, fc)} step {size}x{size} batch {batch}: wall minivgg "
-                  f"{wall[0]:.3f} s, "
-                  f"PyTorch {wall[1]:.3f} s, ratio {wall[0] / wall[1]:.2f}; CPU minivgg "
-                  f"{cput[0]:.3f} s, PyTorch {cput[1]:.3f} s, ratio {cput[0] / cput[1]:.2f}")
+            for n in counts:
+                use_threads(n, torch)
+                wall, _ = train_step_case(torch, size, batch, a.repeats, fc, cfg, width)
+                print(f"{model_label(cfg, width, fc)} step {size}x{size} batch {batch}, "
+                      f"{threads_label(n)}: minivgg {wall[0]:.3f} s, PyTorch {wall[1]:.3f} s, "
+                      f"ratio {wall[0] / wall[1]:.2f}", flush=True)
         return
-    (g_ours, g_torch), (gc_ours, gc_torch) = gemm_gflops(torch)
-    out(f"float32 GEMM 2048^3, wall time: numpy {g_ours:.1f} GFLOP/s, PyTorch {g_torch:.1f} "
-        f"GFLOP/s" + (f"; CPU time: numpy {gc_ours:.1f}, PyTorch {gc_torch:.1f}" if cpu else ""))
+    gemm = {}
+    for n in counts:
+        use_threads(n, torch)
+        gemm[n] = gemm_gflops(torch)[0]
+    out("float32 GEMM 2048^3, GFLOP/s (wall time): " + "; ".join(
+        f"{threads_label(n)}: numpy {gemm[n][0]:.1f}, PyTorch {gemm[n][1]:.1f}" for n in counts))
     out()
-    ref = gc_ours if cpu else g_ours
-    clock = "CPU" if cpu else "wall"
-    extra = " | CPU ms minivgg | CPU ms PyTorch | CPU ratio" if cpu else ""
+
+    def per_count(title):
+        return " | ".join(f"minivgg ms, {t} | PyTorch ms, {t} | ratio, {t}" for t in labels)
+
+    speedups = (" | minivgg speed-up | PyTorch speed-up" if len(counts) > 1 else "")
+    n0 = counts[0]
     for layers, batch, what, last in (
             (VGG_D_CONVS, a.batch_224, "VGG-D's layers at 224x224", "all nine"),
             (SMALL_CONVS, 64, "the layers of examples/train_vgg.py's default model, VGG-A with "
              "widths x0.25, at 32x32; its step runs the last twice", "all seven")):
         out(f"conv2d 3x3 pad 1 + ReLU, forward + backward, batch {batch} ({what}; GFLOP/s "
-            f"counted as a direct convolution, from the {clock} time, against numpy's GEMM by "
-            f"the same clock; the input and its gradient laid out as each framework's own "
+            f"counted as a direct convolution, with {threads_label(n0)}, against numpy's GEMM "
+            f"with as many; the input and its gradient laid out as each framework's own "
             f"layers leave them: NCHW for PyTorch; for minivgg the image NCHW, other inputs "
             f"channels-last, gy channel-major after F(2x2, 3x3) and channels-last "
             f"elsewhere):")
         out()
-        out(f"| C -> K | H=W | algorithm | minivgg ms | PyTorch ms | ratio{extra} | "
-            f"minivgg GFLOP/s | % of numpy GEMM | PyTorch % of numpy GEMM |")
-        out("| --- | ---: | --- | ---: | ---: | ---: |" + (" ---: | ---: | ---: |" if cpu else "")
-            + " ---: | ---: | ---: |")
-        tot = np.zeros(4)
+        out(f"| C -> K | H=W | algorithm | {per_count(labels)}{speedups} | minivgg GFLOP/s, "
+            f"{labels[0]} | % of numpy GEMM | PyTorch % of numpy GEMM |")
+        out("| --- | ---: | --- |" + " ---: | ---: | ---: |" * len(counts) +
+            " ---: | ---: |" * (len(counts) > 1) + " ---: | ---: | ---: |")
+        tot = {n: np.zeros(2) for n in counts}
         for c, k, h in layers:
-            flops, wall, cput = conv_case(torch, c, k, h, batch, a.repeats)
-            tot += [wall[0], wall[1], cput[0], cput[1]]
-            t = cput if cpu else wall
-            gf, gf_torch = flops / t[0] / 1e9, flops / t[1] / 1e9
-            cols = (f" | {1e3 * cput[0]:.1f} | {1e3 * cput[1]:.1f} | {cput[0] / cput[1]:.2f}"
-                    if cpu else "")
-            out(f"| {c} -> {k} | {h} | {conv_algorithm(c, k, h, batch)} | {1e3 * wall[0]:.1f} | "
-                f"{1e3 * wall[1]:.1f} | {wall[0] / wall[1]:.2f}{cols} | {gf:.1f} | "
-                f"{100 * gf / ref:.0f}% | {100 * gf_torch / ref:.0f}% |")
-        cols = (f" | {1e3 * tot[2]:.1f} | {1e3 * tot[3]:.1f} | {tot[2] / tot[3]:.2f}" if cpu
-                else "")
-        out(f"| {last} | | | {1e3 * tot[0]:.1f} | {1e3 * tot[1]:.1f} | "
-            f"{tot[0] / tot[1]:.2f}{cols} | | | |")
+            cells, times = [], {}
+            for n in counts:
+                use_threads(n, torch)
+                flops, wall, _ = conv_case(torch, c, k, h, batch, a.repeats)
+                times[n] = wall
+                tot[n] += wall
+                cells.append(f"{1e3 * wall[0]:.1f} | {1e3 * wall[1]:.1f} | "
+                             f"{wall[0] / wall[1]:.2f}")
+            up = (f" | {times[counts[-1]][0] / times[n0][0]:.2f} | "
+                  f"{times[counts[-1]][1] / times[n0][1]:.2f}" if len(counts) > 1 else "")
+            gf, gf_torch = flops / times[n0][0] / 1e9, flops / times[n0][1] / 1e9
+            out(f"| {c} -> {k} | {h} | {conv_algorithm(c, k, h, batch)} | {' | '.join(cells)}"
+                f"{up} | {gf:.1f} | {100 * gf / gemm[n0][0]:.0f}% | "
+                f"{100 * gf_torch / gemm[n0][0]:.0f}% |")
+        cells = " | ".join(f"{1e3 * tot[n][0]:.1f} | {1e3 * tot[n][1]:.1f} | "
+                           f"{tot[n][0] / tot[n][1]:.2f}" for n in counts)
+        up = (f" | {tot[counts[-1]][0] / tot[n0][0]:.2f} | {tot[counts[-1]][1] / tot[n0][1]:.2f}"
+              if len(counts) > 1 else "")
+        out(f"| {last} | | | {cells}{up} | | | |")
         out()
-        c, k, h = layers[0]
-        fwd, dw, read = products_alone(c, k, h, batch, a.repeats)[1 if cpu else 0]
-        flops = 2 * batch * k * c * 9 * h * h * 2
-        floor = fwd + dw + read
-        out(f"The {c} -> {k} layer's two GEMMs alone, each in its faster orientation "
-            f"({clock} time): forward {1e3 * fwd:.1f} ms, dW {1e3 * dw:.1f} ms; one read of "
-            f"its output gradient {1e3 * read:.1f} ms. Together {1e3 * floor:.1f} ms, "
-            f"{100 * flops / floor / 1e9 / ref:.0f}% of numpy's GEMM: the most im2col + GEMM "
-            f"as NumPy and BLAS calls could reach on this layer with every other pass free "
-            f"(90% would be {1e3 * flops / (0.9 * ref * 1e9):.1f} ms).")
-        out()
+        if 1 in counts:
+            use_threads(1, torch)
+            c, k, h = layers[0]
+            fwd, dw, read = products_alone(c, k, h, batch, a.repeats)[1]
+            flops = 2 * batch * k * c * 9 * h * h * 2
+            floor = fwd + dw + read
+            ref = gemm_gflops(torch)[1][0]
+            out(f"The {c} -> {k} layer's two GEMMs alone, one thread, each in its faster "
+                f"orientation (CPU time): forward {1e3 * fwd:.1f} ms, dW {1e3 * dw:.1f} ms; one "
+                f"read of its output gradient {1e3 * read:.1f} ms. Together {1e3 * floor:.1f} ms, "
+                f"{100 * flops / floor / 1e9 / ref:.0f}% of numpy's one-thread GEMM: the most "
+                f"im2col + GEMM as NumPy and BLAS calls could reach on this layer with every "
+                f"other pass free (90% would be {1e3 * flops / (0.9 * ref * 1e9):.1f} ms).")
+            out()
     out(f"max_pool2d 2x2, forward + backward, batch {a.batch_224} (the inputs of VGG's five "
         f"poolings at 224x224):")
     out()
-    out(f"| C | H=W | minivgg ms | PyTorch ms | ratio{extra} |")
-    out("| ---: | ---: | ---: | ---: | ---: |" + (" ---: | ---: | ---: |" if cpu else ""))
-    tot = np.zeros(4)
+    out(f"| C | H=W | {per_count(labels)}{speedups} |")
+    out("| ---: | ---: |" + " ---: | ---: | ---: |" * len(counts) +
+        " ---: | ---: |" * (len(counts) > 1))
+    tot = {n: np.zeros(2) for n in counts}
     for c, h in VGG_POOLS:
-        wall, cput = pool_case(torch, c, h, a.batch_224, a.repeats)
-        tot += [wall[0], wall[1], cput[0], cput[1]]
-        cols = (f" | {1e3 * cput[0]:.1f} | {1e3 * cput[1]:.1f} | {cput[0] / cput[1]:.2f}"
-                if cpu else "")
-        out(f"| {c} | {h} | {1e3 * wall[0]:.1f} | {1e3 * wall[1]:.1f} | "
-            f"{wall[0] / wall[1]:.2f}{cols} |")
-    cols = f" | {1e3 * tot[2]:.1f} | {1e3 * tot[3]:.1f} | {tot[2] / tot[3]:.2f}" if cpu else ""
-    out(f"| all five | | {1e3 * tot[0]:.1f} | {1e3 * tot[1]:.1f} | {tot[0] / tot[1]:.2f}{cols} |")
+        times = {}
+        for n in counts:
+            use_threads(n, torch)
+            times[n] = pool_case(torch, c, h, a.batch_224, a.repeats)[0]
+            tot[n] += times[n]
+        cells = " | ".join(f"{1e3 * times[n][0]:.1f} | {1e3 * times[n][1]:.1f} | "
+                           f"{times[n][0] / times[n][1]:.2f}" for n in counts)
+        up = (f" | {times[counts[-1]][0] / times[n0][0]:.2f} | "
+              f"{times[counts[-1]][1] / times[n0][1]:.2f}" if len(counts) > 1 else "")
+        out(f"| {c} | {h} | {cells}{up} |")
+    cells = " | ".join(f"{1e3 * tot[n][0]:.1f} | {1e3 * tot[n][1]:.1f} | "
+                       f"{tot[n][0] / tot[n][1]:.2f}" for n in counts)
+    up = (f" | {tot[counts[-1]][0] / tot[n0][0]:.2f} | {tot[counts[-1]][1] / tot[n0][1]:.2f}"
+          if len(counts) > 1 else "")
+    out(f"| all five | | {cells}{up} |")
     out()
     out("Whole training steps (forward, backward, SGD with momentum and weight decay; "
-        "FC width 4096 unless stated, 10 classes):")
+        "FC width 4096 unless stated, 10 classes), seconds per step and images per second:")
     out()
-    extra = " | CPU s minivgg | CPU s PyTorch | CPU ratio" if cpu else ""
-    out(f"| model | input | batch | minivgg s/step | PyTorch s/step | ratio{extra} | "
-        f"minivgg img/s | PyTorch img/s |")
-    out("| --- | --- | ---: | ---: | ---: | ---: |" + (" ---: | ---: | ---: |" if cpu else "")
-        + " ---: | ---: |")
+    out("| model | input | batch | " + " | ".join(
+        f"minivgg s/step, {t} | PyTorch s/step, {t} | ratio, {t} | minivgg img/s, {t} | "
+        f"PyTorch img/s, {t}" for t in labels) + f"{speedups} |")
+    out("| --- | --- | ---: |" + " ---: | ---: | ---: | ---: | ---: |" * len(counts) +
+        " ---: | ---: |" * (len(counts) > 1))
     for cfg, size, batch, width, fc in cases:
-        wall, cput = train_step_case(torch, size, batch, a.repeats, fc, cfg, width)
-        t = cput if cpu else wall
-        cols = f" | {cput[0]:.3f} | {cput[1]:.3f} | {cput[0] / cput[1]:.2f}" if cpu else ""
-        out(f"| {model_label(cfg, width, fc)} | {size}x{size} | {batch} | {wall[0]:.3f} | "
-            f"{wall[1]:.3f} | "
-            f"{wall[0] / wall[1]:.2f}{cols} | {batch / t[0]:.1f} | {batch / t[1]:.1f} |")
+        times = {}
+        for n in counts:
+            use_threads(n, torch)
+            times[n] = train_step_case(torch, size, batch, a.repeats, fc, cfg, width)[0]
+        cells = " | ".join(f"{times[n][0]:.3f} | {times[n][1]:.3f} | "
+                           f"{times[n][0] / times[n][1]:.2f} | {batch / times[n][0]:.1f} | "
+                           f"{batch / times[n][1]:.1f}" for n in counts)
+        up = (f" | {times[counts[-1]][0] / times[n0][0]:.2f} | "
+              f"{times[counts[-1]][1] / times[n0][1]:.2f}" if len(counts) > 1 else "")
+        out(f"| {model_label(cfg, width, fc)} | {size}x{size} | {batch} | {cells}{up} |")
     if a.write_md:
         text = (f"Measured by `benchmarks/bench_train.py` on {today()}; machine: "
-                f"{machine(load=False)}; threads: {a.threads} for BLAS, "
-                f"minivgg and PyTorch; load average before the run {load_before}, after "
+                f"{machine(load=False)}; threads: {', then '.join(labels)} for BLAS, "
+                f"minivgg and PyTorch alike (the first is the machine's default: one per "
+                f"core); load average before the run {load_before}, after "
                 f"{load_average()}.\n\n"
                 f"Command: `{command_line()}`\n\nRatios are minivgg time / PyTorch time in "
-                f"the same run (below 1: minivgg is faster). Best of {a.repeats} runs after "
-                f"a warm-up, the two frameworks' runs interleaved. "
-                + _allocator_note() + "\n\n" + "\n".join(lines))
+                f"the same run at the same thread count (below 1: minivgg is faster); the "
+                f"speed-ups are each framework's one-thread time over its time with "
+                f"{threads_label(n0)}. Best of {a.repeats} runs after a warm-up, by wall time, "
+                f"the two frameworks' runs interleaved, the thread counts one after the other "
+                f"for each case. " + _allocator_note() + "\n\n" + "\n".join(lines))
         write_section(a.write_md, a.section, text)
         print(f"wrote {a.write_md}")
 

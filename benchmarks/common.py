@@ -71,6 +71,38 @@ def machine(load=True):
     return "; ".join(parts)
 
 
+def thread_counts_arg(text):
+    """``--threads`` of the benchmarks: comma-separated counts, 0 for the
+    machine's default (one per core); by default "0,1", the default first."""
+    try:
+        counts = [int(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        counts = [-1]
+    if not counts or any(c < 0 for c in counts):
+        import argparse
+        raise argparse.ArgumentTypeError(f"--threads takes counts >= 0 separated by commas "
+                                         f"(0: one per core), got {text!r}")
+    from minivgg.threads import cores
+    out = []
+    for c in counts:
+        c = c or cores()
+        if c not in out:
+            out.append(c)
+    return out
+
+
+def threads_label(n):
+    return f"{n} thread" + ("s" if n != 1 else "")
+
+
+def use_threads(n, torch=None):
+    """n threads for minivgg (its team and BLAS) and, if given, PyTorch."""
+    from minivgg.threads import set_threads
+    set_threads(n)
+    if torch is not None:
+        torch.set_num_threads(n)
+
+
 def today():
     return datetime.date.today().isoformat()
 

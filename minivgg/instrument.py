@@ -16,7 +16,7 @@ class around_op:
         self.span = None
 
     def __enter__(self):
-        prof = profiler.active()
+        prof = self.prof = profiler.active()
         if prof is not None:
             self.span = prof.span(f"{type(self.fn).__name__}.{self.where}")
             self.span.__enter__()
@@ -24,6 +24,9 @@ class around_op:
 
     def __exit__(self, exc_type, exc, tb):
         if self.span is not None:
+            detail = getattr(self.fn, "profile_detail", None)
+            if exc is None and detail is not None and self.prof.detail:
+                self.span.name += f" [{detail()}]"
             self.span.__exit__(exc_type, exc, tb)
         if exc is None or not is_cuda_error(exc):
             return False

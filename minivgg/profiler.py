@@ -27,11 +27,16 @@ def active():
 
 
 class Profiler:
-    def __init__(self, device):
+    """``detail=True`` names each op's spans after what the op says about
+    itself (``fn.profile_detail()``, where it has one: a convolution's
+    algorithm and shapes), so that layers of one kind are timed apart."""
+
+    def __init__(self, device, detail=False):
         if not hasattr(device, "kind"):
             raise TypeError(f"Profiler takes a Device (minivgg.backend.device('cpu'), "
                             f"model.device), got {device!r}")
         self.device = device
+        self.detail = detail
         self.spans = collections.defaultdict(list)   # name -> [(start, end)]
 
     def __enter__(self):
@@ -54,7 +59,8 @@ class Profiler:
         return time.perf_counter()
 
     def span(self, name):
-        """A context manager timing its body under ``name``."""
+        """A context manager timing its body under ``name`` (its ``name``
+        attribute, which the body may still change)."""
         prof = self
 
         class _Span:
@@ -62,9 +68,11 @@ class Profiler:
                 self_inner.t0 = prof._mark()
 
             def __exit__(self_inner, *exc):
-                prof.spans[name].append((self_inner.t0, prof._mark()))
+                prof.spans[self_inner.name].append((self_inner.t0, prof._mark()))
                 return False
-        return _Span()
+        sp = _Span()
+        sp.name = name
+        return sp
 
     def totals(self):
         """[(name, calls, total ms)], largest total first."""

@@ -48,9 +48,11 @@ def stream_key(seed, stream):
     return _mix_int(_mix_int(seed + GOLDEN) + stream * GOLDEN)
 
 
-def uniform24(key, n):
-    """Integers in [0, 2^24) for elements 0..n-1 of a stream with ``key``."""
-    i = np.arange(1, n + 1, dtype=np.uint64)
+def uniform24(key, n, start=0):
+    """Integers in [0, 2^24) for elements start..start+n-1 of a stream with
+    ``key`` (any slice of the stream is computed on its own: threads may
+    share one)."""
+    i = np.arange(start + 1, start + n + 1, dtype=np.uint64)
     z = i * np.uint64(GOLDEN)
     z += np.uint64(key)
     return _mix_array(z) >> np.uint64(64 - UNIFORM_BITS)

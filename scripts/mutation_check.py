@@ -67,7 +67,8 @@ MUTATIONS = {
         [("minivgg/fast/conv.py", "pad_t = (kh - 1 - ph, kw - 1 - pw)", "pad_t = (ph, pw)")]),
     "fast_conv_bias_grad_mean": (
         "fast conv bias gradient (Winograd F(2x2), kernel devices) averaged instead of summed",
-        [("minivgg/fast/conv.py", "gb = gy.sum(axis=(0, 2, 3))", "gb = gy.mean(axis=(0, 2, 3))")]),
+        [("minivgg/fast/conv.py", "gb = gy_masked().sum(axis=(0, 2, 3))",
+          "gb = gy_masked().mean(axis=(0, 2, 3))")]),
     "fast_im2col_stride_w": (
         "fast im2col steps along W with the H stride",
         [("minivgg/fast/conv.py", "s_h * sh, s_w * sw))", "s_h * sh, s_w * sh))")]),
@@ -103,8 +104,9 @@ MUTATIONS = {
         [("minivgg/functional/activation.py", "self.mask = x > 0", "self.mask = x >= 0")]),
     "relu_grad_at_zero": (
         "fast ReLU passes the gradient at exactly 0",
-        [("minivgg/fast/activation.py", "return gy * (self.y > 0)",
-          "return gy * (self.y >= 0)")]),
+        [("minivgg/fast/activation.py", "return gy * (y > 0)", "return gy * (y >= 0)"),
+         ("minivgg/fast/activation.py", "np.multiply(gy[a:b], y[a:b] > 0,",
+          "np.multiply(gy[a:b], y[a:b] >= 0,")]),
     "dropout_module_never_drops": (
         "nn.Dropout never drops in training mode",
         [("minivgg/nn/layers.py", "return select.dropout(x, self.p, self.training)",
@@ -127,7 +129,7 @@ MUTATIONS = {
           "self.scale = 1.0 / p")]),
     "dropout_backward_unmasked": (
         "fast dropout backward ignores the mask",
-        [("minivgg/fast/activation.py", "        return gy * self._mask(gy)",
+        [("minivgg/fast/activation.py", "        return self._apply(gy)",
           "        return gy")]),
     # -- linear ------------------------------------------------------------------
     "linear_dw_transposed_input": (
@@ -232,8 +234,8 @@ MUTATIONS = {
     # -- SGD, schedule -------------------------------------------------------------------
     "sgd_wd_halved": (
         "SGD with momentum applies half the weight decay",
-        [("minivgg/optim/sgd.py", "np.multiply(ps, wd, out=ts)\n                vs += ts",
-          "np.multiply(ps, wd / 2, out=ts)\n                vs += ts")]),
+        [("minivgg/optim/sgd.py", "np.multiply(ps, wd, out=ts)\n                    vs += ts",
+          "np.multiply(ps, wd / 2, out=ts)\n                    vs += ts")]),
     "sgd_first_velocity_zero": (
         "SGD's momentum buffer does not start at zero (the first step is not v = g + wd p)",
         [("minivgg/optim/sgd.py", "self.velocity_flat = dev.xp.zeros(",

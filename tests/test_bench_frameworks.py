@@ -72,3 +72,24 @@ def test_a_worker_keeps_freed_memory_without_importing_minivgg():
     import ctypes
     glibc = hasattr(ctypes.CDLL(None), "gnu_get_libc_version")
     assert r.stdout.split() == [str(glibc), "False"]
+
+
+def test_thread_counts_lead_with_the_machines_default():
+    """--threads of the benchmarks: 0 is the machine's default (one per
+    core), first by default, then one thread; repeats dropped; bad counts refused."""
+    code = ("import common, argparse\n"
+            "from minivgg.threads import cores\n"
+            "assert common.thread_counts_arg('0,1') == [cores(), 1] or cores() == 1\n"
+            "assert common.thread_counts_arg('1') == [1]\n"
+            "assert common.thread_counts_arg('3,0,3') == [3] + ([cores()] if cores() != 3 else [])\n"
+            "for bad in ('x', '-1', ''):\n"
+            "    try:\n"
+            "        common.thread_counts_arg(bad)\n"
+            "        raise SystemExit('accepted ' + repr(bad))\n"
+            "    except argparse.ArgumentTypeError as e:\n"
+            "        assert '--threads' in str(e)\n"
+            "print(common.threads_label(1), common.threads_label(2))\n")
+    env = dict(os.environ, PYTHONPATH=str(BENCH.parent))
+    r = run_python(code, env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "1 thread 2 threads"

@@ -41,6 +41,7 @@ import os
 import pickle
 import queue
 import signal
+import threading
 import traceback
 import warnings
 import weakref
@@ -279,6 +280,53 @@ def _shutdown(procs, stop, queues, slots):
             s.close()
 
 
+class _Ahead:
+    """The batches of one pass loaded one ahead of the consumer in a thread
+    of this process (``workers=0`` with more than one thread: the next
+    batch is decoded and augmented while the training step runs on the
+    current one). A batch is a function of (seed, epoch, indices), so the
+    batches are those the consumer would have loaded itself; an error
+    reaches the consumer at the batch it belongs to."""
+
+    def __init__(self, loader, jobs, epoch):
+        self._q = queue.Queue(maxsize=1)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(loader, jobs, epoch),
+                                        daemon=True, name="minivgg-loader")
+        self._thread.start()
+
+    def _run(self, ld, jobs, epoch):
+        for _, indices in jobs:
+            try:
+                item = ("batch", _load_batch(ld.dataset, ld.transform, indices, ld.seed, epoch,
+                                             ld.strict))
+            except BaseException as e:  # re-raised by the consumer, at this batch
+                item = ("error", e)
+            while not self._stop.is_set():
+                try:
+                    self._q.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if item[0] == "error" or self._stop.is_set():
+                return
+
+    def get(self):
+        kind, payload = self._q.get()
+        if kind == "error":
+            raise payload
+        return payload
+
+    def close(self):
+        self._stop.set()
+        while self._thread.is_alive():
+            try:
+                self._q.get(timeout=0.05)    # let a put() that waits finish
+            except queue.Empty:
+                pass
+        self._thread.join()
+
+
 class _BatchIterator:
     """Iterator over one pass of a DataLoader, from nominal batch ``start``.
 
@@ -300,6 +348,7 @@ class _BatchIterator:
         self.position = start
         loader.position = start
         self._k = 0  # jobs consumed
+        self._ahead = None  # the thread that loads ahead (workers=0, overlap)
 
     def __iter__(self):
         return self
@@ -377,6 +426,10 @@ class _BatchIterator:
         ld = self.loader
         pos, indices = self.jobs[self._k]
         if ld.workers == 0:
+            if self._ahead is None and self._k == 0 and ld.overlaps():
+                self._ahead = _Ahead(ld, self.jobs, self.epoch)
+            if self._ahead is not None:
+                return self._ahead.get()
             return _load_batch(ld.dataset, ld.transform, indices, ld.seed, self.epoch, ld.strict)
         if self._procs is None:
             self._start_workers()
@@ -430,7 +483,11 @@ class _BatchIterator:
         raise StopIteration
 
     def close(self):
-        """Stop the worker processes now (also done on exhaustion, error and GC)."""
+        """Stop the worker processes (or the thread that loads ahead) now
+        (also done on exhaustion, error and GC)."""
+        ahead, self._ahead = getattr(self, "_ahead", None), None
+        if ahead is not None:
+            ahead.close()
         if self._finalizer is not None:
             self._finalizer()
 
@@ -462,6 +519,10 @@ class DataLoader:
             (spawn) pickle them, and need a picklable dataset and transform.
         prefetch: batches each worker may have ready ahead of the consumer
             (memory: workers * prefetch batches).
+        overlap: with workers=0, load the next batch in a thread while the
+            consumer works on the current one; None (default): when
+            minivgg runs more than one thread (minivgg.threads), so that
+            one thread means one thread.
         drop_last: drop the last incomplete batch.
         strict: re-raise CorruptImageError instead of skipping the image.
         restarts: workers that may die and be replaced in one pass (the
@@ -484,7 +545,7 @@ class DataLoader:
 
     def __init__(self, dataset, batch_size, transform=None, shuffle=True, seed=0, workers=0,
                  prefetch=2, drop_last=False, strict=False, shard=(0, 1), restarts=2,
-                 on_skip=None):
+                 on_skip=None, overlap=None):
         def nonneg_int(v, what, minimum):
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < minimum:
                 raise ValueError(f"DataLoader: {what} must be an int >= {minimum}, got {v!r}")
@@ -515,7 +576,16 @@ class DataLoader:
         self.position = 0
         self.skipped = []
         self.on_skip = on_skip
+        self.overlap = overlap
         self._warned = set()
+
+    def overlaps(self):
+        """True when a pass with workers=0 loads its next batch in a thread
+        (``overlap``; by default when minivgg's thread count is above one)."""
+        if self.overlap is not None:
+            return bool(self.overlap)
+        from ..threads import threads
+        return threads() > 1
 
     def _report_skip(self, desc, msg):
         if self.on_skip is not None:

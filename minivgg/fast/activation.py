@@ -11,7 +11,7 @@ import numpy as np
 from .. import random as mrandom
 from ..autograd import Function
 from ..cuda import ops
-from ..functional.activation import keep_mask
+from ..threads import SPLIT_MIN, split
 
 #: NumPy (2.4) runs ``maximum(a, 0)`` through a slower loop than
 #: ``maximum(a, zeros)`` with an array of zeros of a's shape, so relu_into's
@@ -33,12 +33,18 @@ def _zeros(n, dtype):
     return z[:n]
 
 
+#: Elements per task of the elementwise passes below when they are split
+#: over the threads; smaller arrays stay on one.
+PARALLEL_MIN = None
+
+
 def relu_into(src, out):
     """out[...] = max(src, 0) for NumPy arrays of one shape (``out`` may be
     ``src``, for in place); a NaN stays NaN, as in maximum. Contiguous
     arrays (rows or columns) go through in slices of RELU_ZEROS elements
-    against the kept zeros, others of up to RELU_ZEROS elements against
-    zeros of their shape; anything else takes NumPy's scalar loop."""
+    against the kept zeros, split over the threads; others of up to
+    RELU_ZEROS elements against zeros of their shape; anything else takes
+    NumPy's scalar loop."""
     n, result = src.size, out
     if src.flags.f_contiguous and out.flags.f_contiguous and not src.flags.c_contiguous:
         src, out = src.T, out.T     # the same numbers, read in memory order
@@ -46,12 +52,33 @@ def relu_into(src, out):
         np.maximum(src, _zeros(n, src.dtype).reshape(src.shape), out=out)
     elif src.flags.c_contiguous and out.flags.c_contiguous:
         a, o = src.reshape(-1), out.reshape(-1)
-        for s in range(0, n, RELU_ZEROS):
-            e = min(n, s + RELU_ZEROS)
-            np.maximum(a[s:e], _zeros(e - s, src.dtype), out=o[s:e])
+
+        def part(s0, s1):
+            for s in range(s0 * RELU_ZEROS, min(n, s1 * RELU_ZEROS), RELU_ZEROS):
+                e = min(n, s + RELU_ZEROS)
+                np.maximum(a[s:e], _zeros(e - s, src.dtype), out=o[s:e])
+        split(part, -(-n // RELU_ZEROS), n, PARALLEL_MIN)
     else:
         np.maximum(src, 0, out=out)
     return result
+
+
+def masked(gy, y):
+    """gy * (y > 0), the ReLU's gradient from its output y, laid out as y
+    (a new array), in slices along the batch split over the threads."""
+    if y.ndim == 0 or y.size < (SPLIT_MIN if PARALLEL_MIN is None else PARALLEL_MIN):
+        return gy * (y > 0)
+    g = np.empty_like(y, dtype=np.result_type(gy.dtype, y.dtype))
+
+    def part(a, b):
+        np.multiply(gy[a:b], y[a:b] > 0, out=g[a:b])
+    split(part, g.shape[0], g.size, PARALLEL_MIN)
+    return g
+
+
+def _flat(a):
+    """a's elements in C order, a view when a is C-contiguous."""
+    return np.ascontiguousarray(a).reshape(-1)
 
 
 class ReLU(Function):
@@ -72,7 +99,7 @@ class ReLU(Function):
     def backward(self, gy):
         if self.device.uses_kernels:
             return ops.relu_backward(self.device, gy, self.y)
-        return gy * (self.y > 0)
+        return masked(gy, self.y)
 
     def release(self):
         super().release()
@@ -82,25 +109,34 @@ class ReLU(Function):
 class Dropout(Function):
     """Inverted dropout, y = x * keep / (1 - p): the textbook Dropout
     (minivgg/functional/activation.py) with the same keep mask, recomputed
-    in backward from its stream key rather than stored."""
+    in backward from its stream key rather than stored, slice by slice of
+    the elements (each slice's numbers hashed on their own), the slices
+    split over the threads."""
 
     def __init__(self, p, key):
         self.p, self.key = p, key
         self.threshold = mrandom.drop_threshold(p)
         self.scale = 1.0 / (1.0 - p)
 
-    def _mask(self, x):
-        """m: scale where kept, 0 where dropped (NumPy reference of the kernel)."""
-        keep = keep_mask(self.key, self.p, x.shape)
-        return keep.astype(x.dtype) * x.dtype.type(self.scale)
+    def _apply(self, x):
+        """x * m, m = scale where kept, 0 where dropped; x's shape, C order."""
+        flat = _flat(x)
+        out = np.empty_like(flat)
+        scale = x.dtype.type(self.scale)
+
+        def part(a, b):
+            keep = mrandom.uniform24(self.key, b - a, a) >= self.threshold
+            np.multiply(flat[a:b], keep.astype(x.dtype) * scale, out=out[a:b])
+        split(part, flat.size, flat.size, PARALLEL_MIN)
+        return out.reshape(x.shape)
 
     def forward(self, x):
         if self.device.uses_kernels:
             return ops.dropout(self.device, x, self.key, self.threshold, self.scale)
-        return x * self._mask(x)
+        return self._apply(x)
 
     def backward(self, gy):
         if self.device.uses_kernels:
             return ops.dropout(self.device, gy, self.key, self.threshold, self.scale,
                                backward=True)
-        return gy * self._mask(gy)
+        return self._apply(gy)

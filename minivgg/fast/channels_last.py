@@ -42,12 +42,12 @@ Shape letters: N, C, H, W, K, KH, KW, OH, OW as in minivgg/functional/__init__.p
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from ..threads import split, split_copy
+from ..threads import over_blocks, ranges, split, split_copy, sum_in_order
 from .activation import relu_into
-from .blocks import cpu_blocks as _cpu_blocks
+from .blocks import MIN_BLOCKS, cpu_blocks as _cpu_blocks
 from .winograd import scratch
 
-_PARALLEL_MIN = 1 << 16  # elements; smaller copies stay on one thread
+_PARALLEL_MIN = None  # elements below which copies stay on one thread (None: threads.SPLIT_MIN)
 
 
 def applies(x_shape, w_shape, stride, padding):
@@ -63,48 +63,58 @@ def is_channels_last(a):
     return a.transpose(0, 2, 3, 1).flags.c_contiguous
 
 
-def padded(x, ph, pw, key, rows=None, cols=None, row0=0, min_size=None):
+def padded(x, ph, pw, key, rows=None, cols=None, row0=0, min_size=None, mask=None):
     """x (N, C, H, W), any layout, zero-padded by (PH, PW) and laid out
     channels-last in a kept scratch buffer (N, ROWS, COLS, C): buf[:, t, s]
     = xpad[:, :, row0 + t, s] (by default all of xpad; Winograd asks for a
     band of rows, which may also cut x). A view of x itself when x is
     channels-last and nothing is padded or cut. The copy is split over
-    threads from ``min_size`` elements (default: this module's _PARALLEL_MIN)."""
+    threads from ``min_size`` elements (default: this module's _PARALLEL_MIN).
+    With ``mask`` (x's shape), x * (mask > 0) (a ReLU's gradient masked as it
+    is copied: the same numbers as masking first)."""
     n, c, h, w = x.shape
     rows = h + 2 * ph if rows is None else rows
     cols = w + 2 * pw if cols is None else cols
     xl = x.transpose(0, 2, 3, 1)
-    if ph == pw == row0 == 0 and (rows, cols) == (h, w) and xl.flags.c_contiguous:
+    ml = None if mask is None else mask.transpose(0, 2, 3, 1)
+    if ph == pw == row0 == 0 and (rows, cols) == (h, w) and xl.flags.c_contiguous and ml is None:
         return xl
     buf = scratch(key, (n, rows, cols, c), x.dtype)
     lo, hi = max(0, ph - row0), max(0, min(rows, h + ph - row0))    # rows of buf inside x
     ww = min(w, cols - pw)
-    buf[:, :lo] = 0
-    buf[:, hi:] = 0
-    if hi > lo:
-        buf[:, lo:hi, :pw] = 0
-        buf[:, lo:hi, pw + ww:] = 0
-        split_copy(buf[:, lo:hi, pw:pw + ww], xl[:, row0 + lo - ph:row0 + hi - ph, :ww],
-                   _PARALLEL_MIN if min_size is None else min_size)
+
+    def images(a, b):       # the zeros around them and their pixels, image by image
+        buf[a:b, :lo] = 0
+        buf[a:b, hi:] = 0
+        if hi > lo:
+            buf[a:b, lo:hi, :pw] = 0
+            buf[a:b, lo:hi, pw + ww:] = 0
+            src = xl[a:b, row0 + lo - ph:row0 + hi - ph, :ww]
+            if ml is None:
+                np.copyto(buf[a:b, lo:hi, pw:pw + ww], src)
+            else:
+                np.multiply(src, ml[a:b, row0 + lo - ph:row0 + hi - ph, :ww] > 0,
+                            out=buf[a:b, lo:hi, pw:pw + ww])
+    split(images, n, buf.size, min_size or _PARALLEL_MIN)
     return buf
 
 
-def _column_blocks(xpad, kh, kw, oh, ow, k):
-    """For each CPU block of blocks.cpu_blocks: (first output row of the
-    block in the (N*OH*OW, K) result, col), col (M, KH*KW*C) the block's
-    columns in a kept scratch buffer:
+def _block_columns(xpad, blk, kh, kw, oh, ow):
+    """(first output row of CPU block ``blk`` = (i0, i1, r0, r1) of
+    blocks.cpu_blocks in the (N*OH*OW, K) result, col), col (M, KH*KW*C)
+    the block's columns in this thread's scratch buffer:
     col[(n, r, s), (i, j, c)] = xpad[i0 + n, r0 + r + i, s + j, c]."""
-    n, c = xpad.shape[0], xpad.shape[3]
+    i0, i1, r0, r1 = blk
+    c = xpad.shape[3]
     ckk = kh * kw * c
     s_n, s_h, s_w, s_c = xpad.strides
-    for i0, i1, r0, r1 in _cpu_blocks(n, oh, ow, ckk, k):
-        nb, rows = i1 - i0, r1 - r0
-        col = scratch("clcol", (nb * rows * ow, ckk), xpad.dtype)
-        # The KW neighbours' channels are adjacent in xpad: one run of KW*C.
-        view = as_strided(xpad[i0:, r0:], (nb, rows, ow, kh, kw * c), (s_n, s_h, s_w, s_h, s_c),
-                          writeable=False)
-        split_copy(col.reshape(nb, rows, ow, kh, kw * c), view, _PARALLEL_MIN)
-        yield (i0 * oh + r0) * ow, col
+    nb, rows = i1 - i0, r1 - r0
+    col = scratch("clcol", (nb * rows * ow, ckk), xpad.dtype)
+    # The KW neighbours' channels are adjacent in xpad: one run of KW*C.
+    view = as_strided(xpad[i0:, r0:], (nb, rows, ow, kh, kw * c), (s_n, s_h, s_w, s_h, s_c),
+                      writeable=False)
+    split_copy(col.reshape(nb, rows, ow, kh, kw * c), view, _PARALLEL_MIN)
+    return (i0 * oh + r0) * ow, col
 
 
 def weight_matrix(w, dtype):
@@ -127,13 +137,17 @@ def conv(x, w, padding=(1, 1), b=None, relu=False):
     y = np.empty((n, oh, ow, k), dtype=dtype)
     y2 = y.reshape(n * oh * ow, k)
     xpad = padded(x.astype(dtype, copy=False), ph, pw, "clpad")
-    for a, col in _column_blocks(xpad, kh, kw, oh, ow, k):
+    blocks = _cpu_blocks(n, oh, ow, kh * kw * c, k)
+
+    def run(j):
+        a, col = _block_columns(xpad, blocks[j], kh, kw, oh, ow)
         block = y2[a:a + col.shape[0]]
         np.matmul(col, wm, out=block)
         if bias is not None:
             block += bias
         if relu:
             relu_into(block, block)
+    over_blocks(run, len(blocks))
     return y
 
 
@@ -162,16 +176,25 @@ def weight_bias_grad(x, g, w_shape, padding, bias):
     oh, ow = g.shape[1:3]
     dtype = np.result_type(x.dtype, g.dtype)
     g2 = g.reshape(-1, k)
-    acc = np.zeros((kh * kw * c, k), dtype=dtype)
-    gb = np.zeros(k, dtype=dtype) if bias else None
     xpad = padded(x.astype(dtype, copy=False), *padding, "clpad")
-    for a, col in _column_blocks(xpad, kh, kw, oh, ow, k):
-        block = g2[a:a + col.shape[0]]
-        acc += col.T @ block
-        if bias:
-            gb += block.sum(axis=0)
+    blocks = _cpu_blocks(x.shape[0], oh, ow, kh * kw * c, k)
+    # Blocks in fixed groups, each summed into a partial sum of its own, the
+    # partial sums added in order: the same numbers on any number of threads.
+    groups = ranges(len(blocks), MIN_BLOCKS)
+    accs = [np.zeros((kh * kw * c, k), dtype=dtype) for _ in groups]
+    gbs = [np.zeros(k, dtype=dtype) if bias else None for _ in groups]
+
+    def run(gi):
+        for blk in blocks[slice(*groups[gi])]:
+            a, col = _block_columns(xpad, blk, kh, kw, oh, ow)
+            block = g2[a:a + col.shape[0]]
+            accs[gi] += col.T @ block
+            if bias:
+                gbs[gi] += block.sum(axis=0)
+    over_blocks(run, len(groups))
+    acc = sum_in_order(accs, accs[0])
     gw = np.ascontiguousarray(acc.reshape(kh, kw, c, k).transpose(3, 2, 0, 1))
-    return gw, gb
+    return gw, (sum_in_order(gbs, gbs[0]) if bias else None)
 
 
 def input_grad(g, w, padding):

@@ -45,15 +45,17 @@ from ..autograd import Function, is_grad_enabled
 from ..backend import get_array_module
 from ..cuda import ops
 from ..functional.shapes import conv_output_size, pair as _pair
-from ..threads import split_copy
-from . import channels_last, small_maps, winograd, winograd4
-from .activation import relu_into
-from .blocks import CHUNK_ELEMENTS, chunks as _chunks, cpu_blocks as _cpu_blocks  # noqa: F401
+from ..threads import (over_blocks, parallel, ranges, serial_blas, side_by_side, split_copy,
+                       sum_in_order)
+from . import channels_last, products, small_maps, winograd, winograd4
+from .activation import masked, relu_into
+from .blocks import CHUNK_ELEMENTS, MIN_BLOCKS, chunks as _chunks, cpu_blocks as _cpu_blocks  # noqa: F401
+from .winograd import scratch
 
 #: The modules behind the algorithm names of select.CONV_ALGORITHMS.
 _WINOGRAD = {"winograd2": winograd, "winograd4": winograd4, None: None}
 
-_PARALLEL_MIN = 1 << 16  # elements; smaller copies are not worth a thread hand-off
+_PARALLEL_MIN = None  # elements below which copies stay on one thread (None: threads.SPLIT_MIN)
 
 
 def _copy(dst, src):
@@ -134,28 +136,36 @@ def col2im(col, x_shape, kh, kw, stride, padding):
     return buf[:, :, ph:ph + h, pw:pw + w].transpose(1, 0, 2, 3)
 
 
-def _column_blocks(x, kh, kw, stride, padding, oh, ow, k, ones):
-    """For each CPU block (_cpu_blocks): (i0, i1, r0, r1, col), the
-    block's images and output rows and its column matrix (CKK,
-    (I1-I0)*(R1-R0)*OW), with a last row of ones below it if ``ones``
-    (then a product with [W | bias] adds the bias, and one with gy sums gy
-    for the bias gradient). The padded input is made once per image (or group of whole
-    images); ``col`` is one buffer, reused while the block size stays."""
-    n, c = x.shape[:2]
+def _block_columns(x, blk, kh, kw, stride, padding, ow, ones):
+    """The column matrix of CPU block ``blk`` = (i0, i1, r0, r1) (images
+    and output rows, from _cpu_blocks): (CKK, (I1-I0)*(R1-R0)*OW), with a
+    last row of ones below it if ``ones`` (then a product with [W | bias]
+    adds the bias, and one with gy sums gy for the bias gradient). Built
+    from the padded input rows the block reads, in this thread's scratch
+    buffers (fast/winograd.scratch), so blocks run on the threads side by
+    side."""
+    i0, i1, r0, r1 = blk
+    sh, (ph, pw) = stride[0], padding
+    c, h, w = x.shape[1:]
+    nb, rows = i1 - i0, r1 - r0
     ckk = c * kh * kw
-    blocks = _cpu_blocks(n, oh, ow, ckk, k)
-    size = max((i1 - i0) * (r1 - r0) for i0, i1, r0, r1 in blocks) * ow
-    store = np.empty((ckk + ones) * size, dtype=x.dtype)
-    buf = padded_for = col = None
-    for i0, i1, r0, r1 in blocks:
-        if (i0, i1) != padded_for:
-            buf, padded_for = _padded_channel_major(x[i0:i1], *padding), (i0, i1)
-        m = (i1 - i0) * (r1 - r0) * ow
-        if col is None or col.shape[1] != m:
-            col = store[:(ckk + ones) * m].reshape(ckk + ones, m)
-            col[ckk:] = 1
-        _band_columns(buf, kh, kw, stride, r0, r1, ow, col[:ckk])
-        yield i0, i1, r0, r1, col
+    # The padded rows sh*r0 .. sh*(r1-1)+kh-1 of images i0..i1, (C, NB, ROWS', WP).
+    first, span = sh * r0, sh * (rows - 1) + kh
+    buf = scratch("c2pad", (c, nb, span, w + 2 * pw), x.dtype)
+    lo, hi = max(0, ph - first), max(0, min(span, h + ph - first))   # rows of buf inside x
+    buf[:, :, :lo] = 0
+    buf[:, :, hi:] = 0
+    if hi > lo:
+        buf[:, :, lo:hi, :pw] = 0
+        buf[:, :, lo:hi, pw + w:] = 0
+        _copy(buf[:, :, lo:hi, pw:pw + w],
+              x[i0:i1, :, first + lo - ph:first + hi - ph].transpose(1, 0, 2, 3))
+    m = nb * rows * ow
+    col = scratch("c2col", (ckk + ones, m), x.dtype)
+    if ones:
+        col[ckk:] = 1
+    _band_columns(buf, kh, kw, stride, 0, rows, ow, col[:ckk])
+    return col
 
 
 def _im2col_on(dev):
@@ -210,17 +220,22 @@ def _conv_gemm(dev, x, w, stride, padding, b=None, relu=False):
     ones = b is not None and w2.shape[1] < n * l
     if ones:
         w2 = np.concatenate([w2, b.reshape(k, 1)], axis=1).astype(y2.dtype, copy=False)
-    for i0, i1, r0, r1, col in _column_blocks(x, kh, kw, stride, padding, oh, ow, k, ones):
+    blocks = _cpu_blocks(n, oh, ow, w2.shape[1] - ones, k)
+
+    def run(j):
+        i0, i1, r0, r1 = blocks[j]
+        col = _block_columns(x, blocks[j], kh, kw, stride, padding, ow, ones)
         a = i0 * l + r0 * ow                  # the block's first row of the result
         block = y2[a:a + col.shape[1]]
         if block.shape[0] >= k:
             np.matmul(col.T, w2.T, out=block)
         else:   # a few pixels and many filters (FC-as-conv): W @ col is the faster product
-            np.copyto(block, (w2 @ col).T)
+            products.matmul_turned(w2, col, block)
         if b is not None and not ones:
             block += b
         if relu:
             relu_into(block, block)
+    over_blocks(run, len(blocks))
     return y2.reshape(n, oh, ow, k).transpose(0, 3, 1, 2)
 
 
@@ -239,12 +254,19 @@ def _weight_bias_grad(x, gy, w_shape, stride, padding, bias, y=None):
     dtype = np.result_type(x.dtype, gy.dtype)
     gyl = gy.transpose(0, 2, 3, 1)                      # (N, OH, OW, K), views
     yl = None if y is None else y.transpose(0, 2, 3, 1)
-    acc = np.zeros((ckk + bias, k), dtype=dtype)
-    for i0, i1, r0, r1, col in _column_blocks(x, kh, kw, stride, padding, oh, ow, k, bias):
-        g = gyl[i0:i1, r0:r1]
-        if yl is not None:
-            g = g * (yl[i0:i1, r0:r1] > 0)
-        acc += col @ g.reshape(col.shape[1], k)
+    blocks = _cpu_blocks(x.shape[0], oh, ow, ckk, k)
+    groups = ranges(len(blocks), MIN_BLOCKS)
+    accs = [np.zeros((ckk + bias, k), dtype=dtype) for _ in groups]
+
+    def run(gi):
+        for i0, i1, r0, r1 in blocks[slice(*groups[gi])]:
+            col = _block_columns(x, (i0, i1, r0, r1), kh, kw, stride, padding, ow, bias)
+            g = gyl[i0:i1, r0:r1]
+            if yl is not None:
+                g = g * (yl[i0:i1, r0:r1] > 0)
+            accs[gi] += col @ g.reshape(col.shape[1], k)
+    over_blocks(run, len(groups))
+    acc = sum_in_order(accs, accs[0])
     return acc[:ckk].T.reshape(w_shape).copy(), (acc[ckk].copy() if bias else None)
 
 
@@ -265,6 +287,10 @@ def _conv_weight_grad(dev, x, gy2, w_shape, stride, padding):
             gw += part
     return gw.reshape(w_shape)
 
+
+#: F(4x4)'s backward applies the ReLU's mask to gy as it copies each block
+#: in, instead of writing the masked gradient out whole first.
+MASK_WHILE_COPYING = True
 
 #: F(4x4) keeps its transformed input tiles V (36 x T x C numbers) from
 #: forward for dW when they have at most this many elements (16 MiB in
@@ -303,6 +329,7 @@ class Conv2d(Function):
         # F(4x4)'s transformed filters and input tiles, the whole-map matrix
         self.u = self.v = self.mt = None
 
+    @serial_blas
     def forward(self, x, w, b=None):
         self.small = self.algorithm == "whole-map"
         wino = self.wino = _WINOGRAD.get(self.algorithm)
@@ -334,6 +361,7 @@ class Conv2d(Function):
         self.y = y if self.relu else None  # where y > 0 is the ReLU's gradient mask
         return y
 
+    @serial_blas
     def backward(self, gy):
         x, w, dev = self.x, self.w, self.device
         k, _, kh, kw = w.shape
@@ -355,48 +383,91 @@ class Conv2d(Function):
             gw, gb = _weight_bias_grad(x, gy, w.shape, self.stride, self.padding, need_b,
                                        self.y)
             return (None, gw) + ((gb,) if has_b else ())
+        # F(4x4) applies the ReLU's mask to gy as it copies each block in
+        # (``mask``): the masked gradient is never written out whole. Every
+        # other path takes gy masked first.
+        mask = (self.y if self.relu and not dev.uses_kernels and wino is winograd4
+                and MASK_WHILE_COPYING else None)
+        gy_in = gy
         if self.relu:
-            gy = ops.relu_backward(dev, gy, self.y) if dev.uses_kernels else gy * (self.y > 0)
+            if dev.uses_kernels:
+                gy = ops.relu_backward(dev, gy, self.y)
+            elif mask is None:
+                gy = masked(gy, self.y)
+            else:
+                gy = None       # made below only if a path needs it whole
+
+        def gy_masked():
+            nonlocal gy
+            if gy is None:
+                gy = masked(gy_in, self.y)
+            return gy
+
         # gy as (K, N*OH*OW): a view when gy is channel-major (kernel devices),
         # a copy otherwise, so made only where a channel-major product needs it.
         def gy2():
-            return gy.transpose(1, 0, 2, 3).reshape(k, -1)
-        gx = gw = gb = None
-        if need_w:
+            return gy_masked().transpose(1, 0, 2, 3).reshape(k, -1)
+        def weights():
+            """(dW, db or None)."""
             if wino is winograd4 and need_b:    # db too, from the same pass over gy
-                gw, gb = wino.weight_grad(x, gy, self.padding, v=self.v, bias=True)
-            elif wino is winograd4:
-                gw = wino.weight_grad(x, gy, self.padding, v=self.v)
-            elif wino is not None:
-                gw = wino.weight_grad(x, gy, self.padding)
-            elif cpu_gemm:
-                gw, gb = _weight_bias_grad(x, gy, w.shape, self.stride, self.padding, need_b)
-            else:
-                gw = _conv_weight_grad(dev, x, gy2(), w.shape, self.stride, self.padding)
-        if need_x:
+                return wino.weight_grad(x, gy_in, self.padding, v=self.v, bias=True, mask=mask)
+            if wino is winograd4:
+                return wino.weight_grad(x, gy_in, self.padding, v=self.v, mask=mask), None
+            if wino is not None:
+                return wino.weight_grad(x, gy_masked(), self.padding), None
+            if cpu_gemm:
+                return _weight_bias_grad(x, gy_masked(), w.shape, self.stride, self.padding,
+                                         need_b)
+            return _conv_weight_grad(dev, x, gy2(), w.shape, self.stride, self.padding), None
+
+        def inputs():
+            """dX."""
             if sh == 1 and sw == 1 and ph <= kh - 1 and pw <= kw - 1:
                 w_t = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (C, K, KH, KW)
                 pad_t = (kh - 1 - ph, kw - 1 - pw)
-                wino = _WINOGRAD[self.dx_algorithm]
-                if wino is winograd4 and self.u is not None:
+                wino_x = _WINOGRAD[self.dx_algorithm]
+                if wino_x is winograd4 and self.u is not None:
                     # rot180(conv(rot180(gy), w with in/out channels swapped)):
                     # forward's U, read transposed, instead of a new transform.
-                    gx = winograd4.conv3x3(gy, None, pad_t, u=self.u.transpose(0, 2, 1),
-                                           flip=True)
-                elif wino is not None:
-                    u_t = wino.flipped_weight_transform(w)
-                    gx = wino.conv3x3(gy, None, pad_t, u=u_t)
-                else:
-                    gx = _conv_gemm(dev, gy, w_t, (1, 1), pad_t)
-            else:
-                gcol = w.reshape(k, -1).T @ gy2()
-                if dev.uses_kernels:
-                    gx = ops.col2im(dev, gcol, x.shape, kh, kw, self.stride, self.padding)
-                else:
-                    gx = col2im(gcol, x.shape, kh, kw, self.stride, self.padding)
+                    return winograd4.conv3x3(gy_in if mask is not None else gy_masked(), None,
+                                             pad_t, u=self.u.transpose(0, 2, 1), flip=True,
+                                             mask=mask)
+                if wino_x is winograd4:
+                    return winograd4.conv3x3(gy_in if mask is not None else gy_masked(), None,
+                                             pad_t, u=winograd4.flipped_weight_transform(w),
+                                             mask=mask)
+                if wino_x is not None:
+                    return wino_x.conv3x3(gy_masked(), None, pad_t,
+                                          u=wino_x.flipped_weight_transform(w))
+                return _conv_gemm(dev, gy_masked(), w_t, (1, 1), pad_t)
+            gcol = w.reshape(k, -1).T @ gy2()
+            if dev.uses_kernels:
+                return ops.col2im(dev, gcol, x.shape, kh, kw, self.stride, self.padding)
+            return col2im(gcol, x.shape, kh, kw, self.stride, self.padding)
+
+        gx = gw = gb = None
+        if need_w and need_x and wino is winograd4 and not side_by_side(
+                winograd4.block_count(x.shape, k, self.padding)):
+            # Too few blocks for the threads to share (a small map, a big U):
+            # dW and dX, independent of each other, run side by side instead.
+            if mask is None or _WINOGRAD[self.dx_algorithm] is not winograd4:
+                gy_masked()
+            out = [None, None]
+            parallel(lambda i: out.__setitem__(i, (weights, inputs)[i]()), 2)
+            (gw, gb), gx = out
+        else:
+            if need_w:
+                gw, gb = weights()
+            if need_x:
+                gx = inputs()
         if need_b and gb is None:
-            gb = gy.sum(axis=(0, 2, 3))
+            gb = gy_masked().sum(axis=(0, 2, 3))
         return (gx, gw) + ((gb,) if has_b else ())
+
+    def profile_detail(self):
+        """The algorithm and the layer's shapes, for a Profiler(detail=True)."""
+        k, c = self.w.shape[:2]
+        return f"{self.algorithm}, {c}->{k}, {self.x.shape[2]}x{self.x.shape[3]}"
 
     def _backward_channels_last(self, gy, need_x, need_w, need_b, has_b):
         """Backward of the channels-last path: gy masked into (N, OH, OW, K)

@@ -26,7 +26,10 @@ weight per step. This hand-off removes it:
 ``use_ops("reference")`` restores the plain rule. Both give the same
 numbers; tests/test_tiers.py holds them to it.
 """
+import numpy as np
+
 from ..autograd import LeafGradients
+from ..threads import split_copy
 
 #: Returned by a backward for input i whose gradient it stored itself in
 #: ``fn.grad_into[i]``.
@@ -86,7 +89,7 @@ class BufferHandOff(LeafGradients):
         elif leaf.grad is None:
             home = _grad_home(leaf, g)
             if home is not None:         # the optimizer's buffer: written, never zeroed first
-                home[...] = g
+                _copy(home, g)
                 g = home
             elif _buffer_id(g) in self.handed_out or not _writeable(g):
                 g = g.copy()
@@ -94,6 +97,14 @@ class BufferHandOff(LeafGradients):
             leaf.grad = g
         else:                            # in place: a view into the buffer stays one
             leaf.grad = _add_into(leaf.grad, g)
+
+
+def _copy(dst, src):
+    """dst[...] = src, split over minivgg's threads for big NumPy arrays."""
+    if isinstance(dst, np.ndarray) and isinstance(src, np.ndarray) and dst.ndim:
+        split_copy(dst, src, 1 << 16)
+    else:
+        dst[...] = src
 
 
 def _add_into(a, g):

@@ -7,7 +7,10 @@ bought: docs/benchmarks.md, "Measurements behind the fast tier's constants".
 import numpy as np
 
 from ..autograd import Function
+from ..threads import parallel, serial_blas
+from . import products
 from .handoff import ADDED_IN_PLACE
+from .winograd import scratch
 
 #: Elements of dW per block (its rows x F_in) when Linear stores its weight
 #: gradient straight into the optimizer's gradient buffer: a block stays in
@@ -15,6 +18,11 @@ from .handoff import ADDED_IN_PLACE
 #: or, when written over the buffer, between OpenBLAS's own pass that
 #: clears it and the pass that fills it.
 ACCUMULATE_ELEMENTS = 1 << 20
+#: matmul_into cuts dW into at least this many blocks of at least MIN_ROWS
+#: rows where it can, so that a small layer's dW is shared by the threads
+#: too (constants: the blocks decide how the products round).
+MIN_BLOCKS = 8
+MIN_ROWS = 16
 
 
 def matmul_into(a, b, out, add=True):
@@ -26,18 +34,25 @@ def matmul_into(a, b, out, add=True):
     allocated, page-faulted M x Q product and a second pass to add it), or
     written in place (BLAS clears its output before it accumulates into
     it: on a cache-sized block both passes stay in cache; over the whole of
-    FC1's 103M-element dW they would be two passes over memory).
+    FC1's 103M-element dW they would be two passes over memory). The
+    blocks, which write disjoint rows, run on the threads side by side.
     """
+    m = out.shape[0]
     rows = max(1, ACCUMULATE_ELEMENTS // max(out.shape[1], 1))
-    tmp = np.empty((min(rows, out.shape[0]), out.shape[1]), dtype=out.dtype) if add else None
-    for r0 in range(0, out.shape[0], rows):
+    # At least MIN_BLOCKS blocks of MIN_ROWS rows or more, for the threads to share.
+    rows = max(1, min(rows, max(MIN_ROWS, -(-m // MIN_BLOCKS))))
+    starts = range(0, m, rows)
+
+    def block(j):
+        r0 = starts[j]
         r1 = min(out.shape[0], r0 + rows)
         if add:
-            t = tmp[:r1 - r0]
+            t = scratch("fcdw", (r1 - r0, out.shape[1]), out.dtype)
             np.matmul(a[r0:r1], b, out=t)
             out[r0:r1] += t
         else:
             np.matmul(a[r0:r1], b, out=out[r0:r1])
+    parallel(block, len(starts))
     return out
 
 
@@ -50,6 +65,7 @@ class Linear(Function):
 
     grad_into = grad_fresh = None   # set by handoff.BufferHandOff.offer before backward
 
+    @serial_blas
     def forward(self, x, w, b=None):
         self.x, self.w = x, w
         # On the CPU, (w @ x^T)^T: OpenBLAS is faster with the weights as
@@ -58,13 +74,23 @@ class Linear(Function):
         # ReLU and dropout after it, and their gradients, which arrive in
         # rows, run on arrays of one layout (docs/benchmarks.md,
         # "Measurements behind the fast tier's constants").
-        y = x @ w.T if self.device.uses_kernels else np.ascontiguousarray((w @ x.T).T)
+        if self.device.uses_kernels:
+            y = x @ w.T
+        else:
+            y = products.matmul_turned(w, x.T, np.empty((x.shape[0], w.shape[0]),
+                                                        dtype=np.result_type(x.dtype, w.dtype)))
         if b is not None:
             y += b
         return y
 
+    @serial_blas
     def backward(self, gy):
-        gx = gy @ self.w if self.needs_input_grad[0] else None
+        gx = None
+        if self.needs_input_grad[0]:
+            gx = (gy @ self.w if self.device.uses_kernels else
+                  products.matmul(gy, self.w, np.empty((gy.shape[0], self.w.shape[1]),
+                                                       dtype=np.result_type(gy.dtype,
+                                                                            self.w.dtype))))
         gw = None
         if self.needs_input_grad[1]:
             into = self.grad_into[1] if self.grad_into else None
@@ -75,8 +101,11 @@ class Linear(Function):
                 # blocks (FC1 of VGG at 224x224 has 103M weights).
                 matmul_into(gy.T, self.x, into, add=not self.grad_fresh[1])
                 gw = ADDED_IN_PLACE
-            else:
+            elif self.device.uses_kernels:
                 gw = gy.T @ self.x
+            else:
+                gw = products.matmul(gy.T, self.x, np.empty(self.w.shape, dtype=np.result_type(
+                    gy.dtype, self.x.dtype)))
         grads = (gx, gw)
         if len(self.needs_input_grad) == 3:
             grads += (gy.sum(axis=0) if self.needs_input_grad[2] else None,)

@@ -35,8 +35,13 @@ Shape letters: N, C, H, W, K, KH, KW, OH, OW as in minivgg/functional/__init__.p
 """
 import numpy as np
 
+from ..threads import SPLIT_MIN, parallel, split, split_copy
+from . import products
 from .activation import relu_into
 from .channels_last import masked_gradient
+
+#: Elements below which the passes here stay on one thread.
+PARALLEL_MIN = None
 
 #: Below this many images the forward product is formed turned round,
 #: (MT @ X^T)^T, and copied back to rows: OpenBLAS is faster with the big
@@ -73,10 +78,15 @@ def matrix(w, h, wd, padding, dtype):
     k, c, kh, kw = w.shape
     ph, pw = padding
     oh, ow = h + 2 * ph - kh + 1, wd + 2 * pw - kw + 1
-    wr = np.ascontiguousarray(w.transpose(0, 2, 3, 1), dtype=dtype)     # (K, KH, KW, C)
+    wr = np.empty((k, kh, kw, c), dtype=dtype)
+    split_copy(wr, w.transpose(0, 2, 3, 1), PARALLEL_MIN)       # (K, KH, KW, C)
     mt = np.empty((oh, ow, k, h, wd, c), dtype=dtype)
-    for i, j, a, b, u, v in _taps(h, wd, oh, ow, ph, pw):
-        mt[i, j, :, a, b, :] = wr[:, u, v]
+    taps = _taps(h, wd, oh, ow, ph, pw)
+
+    def copy(t0, t1):
+        for i, j, a, b, u, v in taps[t0:t1]:
+            mt[i, j, :, a, b, :] = wr[:, u, v]
+    split(copy, len(taps), mt.size, PARALLEL_MIN)
     return mt.reshape(oh * ow * k, h * wd * c)
 
 
@@ -96,12 +106,21 @@ def conv(x, w, padding=(1, 1), b=None, relu=False, mt=None):
     dtype = np.result_type(x.dtype, w.dtype)
     mt = matrix(w, h, wd, padding, dtype) if mt is None else mt
     rows = _rows(x.astype(dtype, copy=False))
-    y = np.ascontiguousarray((mt @ rows.T).T) if n < TURNED_BELOW else rows @ mt.T
+    y = np.empty((n, oh * ow * k), dtype=dtype)
+    if n < TURNED_BELOW:
+        products.matmul_turned(mt, rows.T, y)
+    else:
+        products.matmul(rows, mt.T, y)
     y = y.reshape(n, oh, ow, k)
-    if b is not None:
-        y += b.astype(dtype, copy=False)
-    if relu:
-        relu_into(y, y)
+    bias = None if b is None else b.astype(dtype, copy=False)
+
+    def finish(a, z):
+        if bias is not None:
+            y[a:z] += bias
+        if relu:
+            relu_into(y[a:z], y[a:z])
+    if bias is not None or relu:
+        split(finish, n, y.size, PARALLEL_MIN)
     return y
 
 
@@ -123,16 +142,29 @@ def grads(x, w, gy, padding, y=None, need_x=True, need_w=True, need_b=True, mt=N
     gx = gw = None
     if need_x:
         mt = matrix(w, h, wd, padding, dtype) if mt is None else mt
-        gx = (g.reshape(n, -1) @ mt).reshape(n, h, wd, c)
+        gx = products.matmul(g.reshape(n, -1), mt, np.empty((n, h * wd * c), dtype=dtype))
+        gx = gx.reshape(n, h, wd, c)
     if need_w:
         xl = x.astype(dtype, copy=False).transpose(0, 2, 3, 1)      # (N, H, W, C)
         by_tap = {}
         for i, j, a, b, u, v in _taps(h, wd, oh, ow, ph, pw):
             by_tap.setdefault((u, v), []).append((i, j, a, b))
-        gw = np.zeros((k, c, kh, kw), dtype=dtype)
-        for (u, v), pairs in by_tap.items():
+        by_tap = list(by_tap.items())
+        gw = np.empty((k, c, kh, kw), dtype=dtype)
+        for u in range(kh):         # the taps no output uses (on a map smaller than the kernel)
+            for v in range(kw):
+                if (u, v) not in dict(by_tap):
+                    gw[:, :, u, v] = 0
+
+        def tap(t):     # each tap's product on a thread of its own
+            (u, v), pairs = by_tap[t]
             gs = np.concatenate([g[:, i, j] for i, j, _, _ in pairs])
             xs = np.concatenate([xl[:, a, b] for _, _, a, b in pairs])
             gw[:, :, u, v] = gs.T @ xs
+        if n * k * c * len(by_tap) >= (SPLIT_MIN if PARALLEL_MIN is None else PARALLEL_MIN):
+            parallel(tap, len(by_tap))
+        else:
+            for t in range(len(by_tap)):
+                tap(t)
     gb = g.reshape(-1, k).sum(axis=0) if need_b else None
     return gx, gw, gb

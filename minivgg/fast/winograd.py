@@ -56,7 +56,7 @@ import threading
 
 import numpy as np
 
-from ..threads import split
+from ..threads import over_blocks, ranges, split, sum_in_order
 from .activation import relu_into
 
 #: B^T (input transform), G (filter transform), A^T (output transform) of F(2x2, 3x3).
@@ -68,7 +68,7 @@ AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64)
 #: 16 * (C + K) * tiles elements, stay near this size (float32: 8 MiB).
 BLOCK_ELEMENTS = 1 << 21
 
-_PARALLEL_MIN = 1 << 15  # elements per block below which the transforms stay on one thread
+_PARALLEL_MIN = None  # elements below which the passes stay on one thread (None: threads.SPLIT_MIN)
 
 
 def applies(x_shape, w_shape, stride, padding):
@@ -89,10 +89,24 @@ def applies(x_shape, w_shape, stride, padding):
 FILTER_COLUMNS = 16384
 
 
+#: The filters are cut into at least this many chunks of FILTER_MIN_COLUMNS
+#: or more where there are enough of them (64 x 64 filters: 8 of 512), so
+#: that the threads share the transform of a small layer too.
+FILTER_MIN_CHUNKS = 8
+FILTER_MIN_COLUMNS = 2048
+
+
+def _filter_width(total):
+    """Filters per chunk of filter_transform: FILTER_COLUMNS, or fewer to
+    make FILTER_MIN_CHUNKS chunks (shapes only, like every cut here)."""
+    return max(1, min(FILTER_COLUMNS, max(FILTER_MIN_COLUMNS, -(-total // FILTER_MIN_CHUNKS))))
+
+
 def _filter_chunks(total, lo, hi):
-    """(s, e): the filters of chunks lo..hi of FILTER_COLUMNS each."""
-    for s in range(lo * FILTER_COLUMNS, min(total, hi * FILTER_COLUMNS), FILTER_COLUMNS):
-        yield s, min(total, s + FILTER_COLUMNS)
+    """(s, e): the filters of chunks lo..hi of _filter_width(total) each."""
+    width = _filter_width(total)
+    for s in range(lo * width, min(total, hi * width), width):
+        yield s, min(total, s + width)
 
 
 def sandwich(m, d, out):
@@ -129,7 +143,7 @@ def filter_transform(w, g):
             t = scratch("ftaps", (3, 3, e - s), w.dtype)       # t[i, j] = w[..., i, j]
             np.copyto(t, taps[s:e].reshape(e - s, 3, 3).transpose(1, 2, 0))
             sandwich(g, t, u[:, :, s:e])
-    split(chunks, -(-k * c // FILTER_COLUMNS), u.size, _PARALLEL_MIN)
+    split(chunks, -(-k * c // _filter_width(k * c)), u.size, _PARALLEL_MIN)
     return u.reshape(a * a, k, c)
 
 
@@ -147,7 +161,7 @@ def filter_transform_adjoint(du, g):
         for s, e in _filter_chunks(k * c, lo, hi):
             t = sandwich(gt, d[:, :, s:e], scratch("ftaps", (3, 3, e - s), du.dtype))
             np.copyto(dw[s:e].reshape(e - s, 3, 3).transpose(1, 2, 0), t)
-    split(chunks, -(-k * c // FILTER_COLUMNS), dw.size, _PARALLEL_MIN)
+    split(chunks, -(-k * c // _filter_width(k * c)), dw.size, _PARALLEL_MIN)
     return dw.reshape(k, c, 3, 3)
 
 
@@ -264,19 +278,32 @@ def _a(e, f, out):
 #: rate (docs/benchmarks.md, "Measurements behind the fast tier's constants").
 BLOCK_ELEMENTS = 1 << 21
 MIN_BLOCK_TILES = 256
+#: A layer's tiles are cut into at least this many blocks where each keeps
+#: MIN_BLOCK_TILES, for the threads to share (a constant, not the thread
+#: count: the blocks decide how dW's sums round).
+MIN_BLOCKS = 8
+#: weight_grad's partial sums of dU (one per group of blocks) hold at most
+#: this many numbers together (float32: 32 MiB).
+GROUP_ELEMENTS = 1 << 23
 
 
-def _blocks(n, ty, tx, per_tile, block_elements=None, min_tiles=None):
+def _blocks(n, ty, tx, per_tile, block_elements=None, min_tiles=None, pieces=1):
     """(i0, i1, r0, r1): images i0..i1 and tile rows r0..r1 of each block,
     whole images when one fits, else bands of tile rows of one image.
     A block holds about ``block_elements`` (default BLOCK_ELEMENTS) over
-    ``per_tile`` tiles, at least ``min_tiles`` (default MIN_BLOCK_TILES)."""
+    ``per_tile`` tiles, at least ``min_tiles`` (default MIN_BLOCK_TILES);
+    a batch of whole images is cut into ``pieces`` blocks at least where
+    each keeps ``min_tiles``, the images spread evenly: blocks enough for
+    the threads to share a small layer. The blocks depend on the shapes
+    alone, never on the thread count."""
     block_elements = BLOCK_ELEMENTS if block_elements is None else block_elements
     min_tiles = MIN_BLOCK_TILES if min_tiles is None else min_tiles
     tiles = max(block_elements // per_tile, min_tiles)
     if ty * tx <= tiles:
-        step = tiles // (ty * tx)
-        return [(i, min(n, i + step), 0, ty) for i in range(0, n, step)]
+        # Whole images: as few blocks as the size allows, at least ``pieces``
+        # where each keeps min_tiles, the images spread evenly over them.
+        count = max(-(-n // (tiles // (ty * tx))), min(pieces, n, n * ty * tx // min_tiles))
+        return [(a, b, 0, ty) for a, b in ranges(n, count)]
     rows = max(1, tiles // tx)
     return [(i, i + 1, r, min(ty, r + rows)) for i in range(n) for r in range(0, ty, rows)]
 
@@ -333,16 +360,28 @@ def conv3x3(x, w, padding=(1, 1), b=None, relu=False, u=None):
     u = weight_transform(w.astype(dtype, copy=False)) if u is None else u.astype(dtype, copy=False)
     y = np.empty((k, n, oh, ow), dtype=dtype)
     bias = None if b is None else b.astype(dtype, copy=False)
-    for blk in _blocks(n, oh // 2, tx, 16 * (c + k)):
-        i0, i1, r0, r1 = blk
+    blocks = _blocks(n, oh // 2, tx, 16 * (c + k), pieces=MIN_BLOCKS)
+
+    def run(j):
+        i0, i1, r0, r1 = blk = blocks[j]
         planes = to_planes(x[i0:i1], ph, pw, r1 - r0 + 1, tx + 1, row0=r0, key="planes")
         shape = (r1 - r0, tx, i1 - i0)
         v = scratch("v", (16, c) + shape, dtype)
         _split(lambda a, z: _input_tiles(planes, v, a, z), c, v.size)
         m = scratch("m", (16, k) + shape, dtype)
-        np.matmul(u, v.reshape(16, c, -1), out=m.reshape(16, k, -1))
+        products16(u, v.reshape(16, c, -1), m.reshape(16, k, -1))
         _split(lambda a, z: _output_tiles(m, y, blk, bias, relu, a, z), k, m.size)
+    over_blocks(run, len(blocks))
     return y.transpose(1, 0, 2, 3)
+
+
+def products16(a, b, out):
+    """out[p] = a[p] @ b[p] for every position p of the transformed tile
+    (both Winograd modules), the positions split over the threads (one
+    BLAS call each, on one thread)."""
+    def part(p0, p1):
+        np.matmul(a[p0:p1], b[p0:p1], out=out[p0:p1])
+    split(part, a.shape[0], out.size, _PARALLEL_MIN)
 
 
 def _grad_tiles(gplanes, out, a, z):
@@ -372,16 +411,23 @@ def weight_grad(x, gy, padding=(1, 1)):
     dtype = np.result_type(x.dtype, gy.dtype)
     x = x.astype(dtype, copy=False)
     gy = gy.astype(dtype, copy=False)
-    du = np.zeros((16, k, c), dtype=dtype)
-    part = np.empty_like(du)
-    for i0, i1, r0, r1 in _blocks(n, oh // 2, tx, 16 * (c + k)):
-        planes = to_planes(x[i0:i1], ph, pw, r1 - r0 + 1, tx + 1, row0=r0, key="planes")
-        gplanes = to_planes(gy[i0:i1], 0, 0, r1 - r0, tx, row0=r0, key="gplanes")
-        shape = (r1 - r0, tx, i1 - i0)
-        v = scratch("v", (16, c) + shape, dtype)
-        _split(lambda a, z: _input_tiles(planes, v, a, z), c, v.size)
-        dm = scratch("m", (16, k) + shape, dtype)
-        _split(lambda a, z: _grad_tiles(gplanes, dm, a, z), k, dm.size)
-        np.matmul(dm.reshape(16, k, -1), v.reshape(16, c, -1).transpose(0, 2, 1), out=part)
-        du += part
-    return weight_transform_adjoint(du)
+    blocks = _blocks(n, oh // 2, tx, 16 * (c + k), pieces=MIN_BLOCKS)
+    # Blocks in fixed groups, each summed into a partial dU of its own, the
+    # partial sums added in order: the same numbers on any number of threads.
+    groups = ranges(len(blocks), max(1, min(MIN_BLOCKS, GROUP_ELEMENTS // (16 * k * c))))
+    dus = [np.zeros((16, k, c), dtype=dtype) for _ in groups]
+
+    def run(g):
+        part = scratch("du", (16, k, c), dtype)
+        for i0, i1, r0, r1 in blocks[slice(*groups[g])]:
+            planes = to_planes(x[i0:i1], ph, pw, r1 - r0 + 1, tx + 1, row0=r0, key="planes")
+            gplanes = to_planes(gy[i0:i1], 0, 0, r1 - r0, tx, row0=r0, key="gplanes")
+            shape = (r1 - r0, tx, i1 - i0)
+            v = scratch("v", (16, c) + shape, dtype)
+            _split(lambda a, z: _input_tiles(planes, v, a, z), c, v.size)
+            dm = scratch("m", (16, k) + shape, dtype)
+            _split(lambda a, z: _grad_tiles(gplanes, dm, a, z), k, dm.size)
+            products16(dm.reshape(16, k, -1), v.reshape(16, c, -1).transpose(0, 2, 1), part)
+            dus[g] += part
+    over_blocks(run, len(groups))
+    return weight_transform_adjoint(sum_in_order(dus, dus[0]))

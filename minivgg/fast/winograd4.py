@@ -72,7 +72,7 @@ T tiles, TY x TX tiles per image.
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from ..threads import split
+from ..threads import over_blocks, ranges, split, split_copy, sum_in_order
 from . import winograd
 from .activation import relu_into
 from .channels_last import padded
@@ -231,22 +231,46 @@ def _transformed_tiles(xp, rows, tx, size, name, out):
     split(work, len(chunks), out.size, winograd._PARALLEL_MIN)
 
 
-def _input_tiles(x, blk, padding, tx, out):
+def _input_tiles(x, blk, padding, tx, out, mask=None):
     """out (36, tiles, C) = kron(BT, BT) @ D for the tiles of block ``blk``
     (images i0..i1, tile rows r0..r1) of x (N, C, H, W) padded by
-    ``padding``: the padded band's 6x6 tiles, gathered and transformed."""
+    ``padding``: the padded band's 6x6 tiles, gathered and transformed;
+    x times (mask > 0) where a ``mask`` (x's shape) is given."""
     i0, i1, r0, r1 = blk
     rows = r1 - r0
     xp = padded(x[i0:i1], padding[0], padding[1], "w4xpad", M_OUT * rows + 2, M_OUT * tx + 2,
-                M_OUT * r0, winograd._PARALLEL_MIN)
+                M_OUT * r0, winograd._PARALLEL_MIN, None if mask is None else mask[i0:i1])
     _transformed_tiles(xp, rows, tx, A_IN, "B", out.reshape(36, -1))
+
+
+#: A layer's tiles are cut into at least this many blocks where each still
+#: holds the least tiles above, so that a small layer (the width-0.25
+#: model's, at 32x32) has blocks for the threads to share. A constant, not
+#: the thread count: the blocks decide how the products round.
+MIN_BLOCKS = 2
 
 
 def _blocks(n, ty, tx, c, k):
     """The blocks of winograd._blocks for C input and K output channels,
     sized by this module's constants."""
     least = LARGE_U_TILES if 36 * c * k > CACHED_U_ELEMENTS else MIN_BLOCK_TILES
-    return winograd._blocks(n, ty, tx, 36 * (c + k), BLOCK_ELEMENTS, least)
+    return winograd._blocks(n, ty, tx, 36 * (c + k), BLOCK_ELEMENTS, least, MIN_BLOCKS)
+
+
+def _starts(blocks, tx):
+    """The first tile of each block in the layer's order of tiles."""
+    starts, first = [], 0
+    for i0, i1, r0, r1 in blocks:
+        starts.append(first)
+        first += (i1 - i0) * (r1 - r0) * tx
+    return starts
+
+
+def block_count(x_shape, k, padding=(1, 1)):
+    """How many blocks conv3x3 cuts x (N, C, H, W) into for K outputs."""
+    n, c, h, wd = x_shape
+    ty, tx = _tiles(M_OUT, h + 2 * padding[0] - 2), _tiles(M_OUT, wd + 2 * padding[1] - 2)
+    return len(_blocks(n, ty, tx, c, k))
 
 
 def tile_count(x_shape, padding=(1, 1)):
@@ -255,7 +279,8 @@ def tile_count(x_shape, padding=(1, 1)):
     return n * _tiles(M_OUT, h + 2 * padding[0] - 2) * _tiles(M_OUT, wd + 2 * padding[1] - 2)
 
 
-def conv3x3(x, w, padding=(1, 1), b=None, relu=False, u=None, flip=False, v_out=None):
+def conv3x3(x, w, padding=(1, 1), b=None, relu=False, u=None, flip=False, v_out=None,
+            mask=None):
     """Winograd F(4x4, 3x3) convolution: x (N, C, H, W) any layout, w (K,
     C, 3, 3), b (K,) or None -> y (N, K, OH, OW), a view of an (N, OH, OW,
     K) array (channels last), max(y, 0) if ``relu``. Needs applies(...).
@@ -263,9 +288,12 @@ def conv3x3(x, w, padding=(1, 1), b=None, relu=False, u=None, flip=False, v_out=
     ``w`` may be None). ``flip``: rot180(conv(rot180(x))) instead, x read
     and y written turned round by 180 degrees (dX from forward's U, below).
     ``v_out`` (36, T, C): where to leave the transformed input tiles V, for
-    weight_grad to use again (tile_count gives T)."""
+    weight_grad to use again (tile_count gives T). ``mask`` (x's shape):
+    the convolution of x * (mask > 0) instead (a ReLU's gradient, masked as
+    each block is copied in)."""
     if flip:
         x = x[:, :, ::-1, ::-1]
+        mask = None if mask is None else mask[:, :, ::-1, ::-1]
     n, c, h, wd = x.shape
     k = w.shape[0] if u is None else u.shape[1]
     ph, pw = padding
@@ -277,55 +305,72 @@ def conv3x3(x, w, padding=(1, 1), b=None, relu=False, u=None, flip=False, v_out=
     bias = None if b is None else b.astype(dtype, copy=False)
     y = np.empty((n, oh, ow, k), dtype=dtype)
     yw = y[:, ::-1, ::-1] if flip else y        # where the tiles go
-    first = 0                                   # the block's first tile
-    for blk in _blocks(n, ty, tx, c, k):
+    ut = u.transpose(0, 2, 1)                   # BLAS reads U^T in place, no copy
+    blocks = _blocks(n, ty, tx, c, k)
+    starts = _starts(blocks, tx)
+
+    def run(j):
+        blk = blocks[j]
         i0, i1, r0, r1 = blk
         nb, rows = i1 - i0, r1 - r0
         tiles = nb * rows * tx
         v = (scratch("w4v", (36, tiles, c), dtype) if v_out is None
-             else v_out[:, first:first + tiles])
-        first += tiles
+             else v_out[:, starts[j]:starts[j] + tiles])
         # From the padded input rows this block's tiles read (a band of one
         # image, or whole images), so the scratch stays block-sized.
-        _input_tiles(x, blk, padding, tx, v)
+        _input_tiles(x, blk, padding, tx, v, mask)
         m = scratch("w4m", (36, tiles, k), dtype)
-        np.matmul(v, u.transpose(0, 2, 1), out=m)       # BLAS reads U^T in place, no copy
+        winograd.products16(v, ut, m)
         if bias is not None:
             m[_BIAS_POS] += bias
         t = scratch("w4y", (M_OUT, M_OUT, nb, rows, tx, k), dtype)
         transform("A", m.reshape(36, -1), t.reshape(16, -1))
         _scatter(t, yw[i0:i1], r0, oh, ow, relu)
+    over_blocks(run, len(blocks))
     return y.transpose(0, 3, 1, 2)
 
 
 def _scatter(t, y, r0, oh, ow, relu):
-    """y[n, 4(r0 + r) + i, 4s + j, :] = t[i, j, n, r, s, :] (then ReLU),
-    dropping what falls past the edge; runs of K contiguous numbers."""
-    rows, tx = t.shape[3:5]
-
-    def put(a, b):
-        for ij in range(a, b):
-            i, j = divmod(ij, M_OUT)
-            y0 = M_OUT * r0 + i
-            nr = min(rows, _tiles(M_OUT, oh - y0)) if y0 < oh else 0
+    """y[n, 4(r0 + r) + i, 4s + j, :] = t[i, j, n, r, s, :] (ReLU'd first,
+    in t), dropping what falls past the edge: the whole tiles in one
+    strided copy of runs of K contiguous numbers, the tiles cut by the edge
+    position by position."""
+    nb, rows, tx = t.shape[2:5]
+    if relu:
+        relu_into(t, t)
+    full_r = max(0, min(rows, (oh - M_OUT * r0) // M_OUT))     # tile rows wholly inside
+    full_c = min(tx, ow // M_OUT)
+    if full_r and full_c:
+        v = y[:, M_OUT * r0:M_OUT * (r0 + full_r), :M_OUT * full_c]
+        s_n, s_h, s_w, s_k = v.strides
+        tiles = as_strided(v, (nb, full_r, M_OUT, full_c, M_OUT, v.shape[3]),
+                           (s_n, M_OUT * s_h, s_h, M_OUT * s_w, s_w, s_k))
+        split_copy(tiles, t[:, :, :, :full_r, :full_c].transpose(2, 3, 0, 4, 1, 5),
+                   winograd._PARALLEL_MIN)
+    if full_r == rows and full_c == tx:
+        return
+    for i in range(M_OUT):          # the tiles past the edge
+        y0 = M_OUT * r0 + i
+        nr = min(rows, _tiles(M_OUT, oh - y0)) if y0 < oh else 0
+        for j in range(M_OUT):
             nc = _tiles(M_OUT, ow - j) if j < ow else 0
             if nr == 0 or nc == 0:
                 continue
             dst = y[:, y0:y0 + M_OUT * (nr - 1) + 1:M_OUT, j::M_OUT]
-            src = t[i, j, :, :nr, :nc]
-            if relu:
-                relu_into(src, dst)
-            else:
-                np.copyto(dst, src)
-    split(put, M_OUT * M_OUT, t.size, winograd._PARALLEL_MIN)
+            if nr > full_r:         # the last tile row, every column
+                np.copyto(dst[:, full_r:nr], t[i, j, :, full_r:nr, :nc])
+            if nc > full_c:         # the last tile column, the rows above
+                np.copyto(dst[:, :full_r, full_c:nc], t[i, j, :, :full_r, full_c:nc])
 
 
-def weight_grad(x, gy, padding=(1, 1), v=None, bias=False):
+def weight_grad(x, gy, padding=(1, 1), v=None, bias=False, mask=None):
     """dW of conv3x3: x (N, C, H, W), gy (N, K, OH, OW), any layouts -> (K, C, 3, 3).
     ``v``: forward's transformed input tiles (conv3x3's ``v_out``), used
     instead of transforming x again. With ``bias``, (dW, db): db (K,) is
     the sum of dM's row _BIAS_POS, which adds up each tile's 16 gradients
-    once (the adjoint of the bias's way in), so gy is not read again for it."""
+    once (the adjoint of the bias's way in), so gy is not read again for it.
+    ``mask`` (gy's shape): the gradients of gy * (mask > 0) instead (a ReLU's,
+    masked as each block of gy is copied in)."""
     n, c, h, wd = x.shape
     k = gy.shape[1]
     oh, ow = gy.shape[2:]
@@ -333,31 +378,50 @@ def weight_grad(x, gy, padding=(1, 1), v=None, bias=False):
     dtype = np.result_type(x.dtype, gy.dtype)
     x = x.astype(dtype, copy=False)
     gy = gy.astype(dtype, copy=False)
-    du = np.empty((36, k, c), dtype=dtype)
-    part = None         # the next blocks' share, added to the first's
-    db = np.zeros(k, dtype=dtype) if bias else None
-    first = 0
-    for index, blk in enumerate(_blocks(n, ty, tx, c, k)):
-        i0, i1, r0, r1 = blk
-        nb, rows = i1 - i0, r1 - r0
-        tiles = nb * rows * tx
-        gp = padded(gy[i0:i1], 0, 0, "w4gpad", M_OUT * rows, M_OUT * tx, M_OUT * r0,
-                    winograd._PARALLEL_MIN)
-        if v is None:
-            vb = scratch("w4v", (36, tiles, c), dtype)
-            _input_tiles(x, blk, padding, tx, vb)
-        else:   # the same blocks as forward's, so the same tiles
-            vb = v[:, first:first + tiles].astype(dtype, copy=False)
-        first += tiles
-        dm = scratch("w4m", (36, tiles, k), dtype)
-        _transformed_tiles(gp, rows, tx, M_OUT, "AT", dm.reshape(36, -1))
-        if bias:
-            db += dm[_BIAS_POS].sum(axis=0)
-        if index == 0:      # dU = dM^T V per position
-            np.matmul(dm.transpose(0, 2, 1), vb, out=du)
-        else:
-            part = np.empty_like(du) if part is None else part
-            np.matmul(dm.transpose(0, 2, 1), vb, out=part)
-            du += part
+    blocks = _blocks(n, ty, tx, c, k)
+    starts = _starts(blocks, tx)
+    groups = ranges(len(blocks), _groups(len(blocks), 36 * k * c))
+    dus = [np.empty((36, k, c), dtype=dtype) for _ in groups]
+    dbs = [np.zeros(k, dtype=dtype) if bias else None for _ in groups]
+
+    def run(g):
+        du, db = dus[g], dbs[g]
+        part = None     # the next blocks' share, added to the group's first
+        for j in range(*groups[g]):
+            i0, i1, r0, r1 = blk = blocks[j]
+            nb, rows = i1 - i0, r1 - r0
+            tiles = nb * rows * tx
+            gp = padded(gy[i0:i1], 0, 0, "w4gpad", M_OUT * rows, M_OUT * tx, M_OUT * r0,
+                        winograd._PARALLEL_MIN, None if mask is None else mask[i0:i1])
+            if v is None:
+                vb = scratch("w4v", (36, tiles, c), dtype)
+                _input_tiles(x, blk, padding, tx, vb)
+            else:   # the same blocks as forward's, so the same tiles
+                vb = v[:, starts[j]:starts[j] + tiles].astype(dtype, copy=False)
+            dm = scratch("w4m", (36, tiles, k), dtype)
+            _transformed_tiles(gp, rows, tx, M_OUT, "AT", dm.reshape(36, -1))
+            if bias:
+                db += dm[_BIAS_POS].sum(axis=0)
+            if j == groups[g][0]:      # dU = dM^T V per position
+                winograd.products16(dm.transpose(0, 2, 1), vb, du)
+            else:
+                part = scratch("w4du", (36, k, c), dtype) if part is None else part
+                winograd.products16(dm.transpose(0, 2, 1), vb, part)
+                du += part
+    over_blocks(run, len(groups))
+    du = sum_in_order(dus, dus[0])
     dw = weight_transform_adjoint(du)
-    return (dw, db) if bias else dw
+    return (dw, sum_in_order(dbs, dbs[0])) if bias else dw
+
+
+#: The partial sums of dU that weight_grad's groups of blocks keep at most
+#: hold this many numbers together (float32: 32 MiB).
+GROUP_ELEMENTS = 1 << 23
+
+
+def _groups(blocks, du_size):
+    """How many groups of consecutive blocks weight_grad sums dU over, each
+    into a partial sum of its own, added in order at the end: MIN_BLOCKS at
+    most, as many as GROUP_ELEMENTS allows, one at least. It depends on the
+    shapes alone, so dW's rounding does not depend on the thread count."""
+    return max(1, min(blocks, MIN_BLOCKS, GROUP_ELEMENTS // du_size))

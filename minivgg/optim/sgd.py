@@ -32,9 +32,11 @@ from .. import profiler
 from ..autograd import no_grad
 from ..backend import as_numpy
 from ..cuda import ops
+from ..threads import split
 from .flat import FlatParameters
 
 #: Elements per slice of the NumPy update: its temporaries stay in cache.
+#: The slices are shared out among minivgg's threads (minivgg/threads.py).
 _SLICE = 1 << 16
 
 
@@ -123,24 +125,29 @@ class SGD:
             return
         t = p.dtype.type
         lr, mu, wd, c = t(self.lr), t(self.momentum), t(self.weight_decay), t(grad_scale)
-        tmp = np.empty(min(_SLICE, p.size), dtype=p.dtype)
-        for s in range(0, p.size, _SLICE):
-            ps, vs, gs = p[s:s + _SLICE], v[s:s + _SLICE], g[s:s + _SLICE]
-            ts = tmp[:ps.size]
-            if self.momentum:
-                vs *= mu
-            if grad_scale != 1.0:
-                np.multiply(gs, c, out=ts)
-                gs = ts
-            if self.momentum:
-                vs += gs
-            else:
-                vs[...] = gs
-            if self.weight_decay:
-                np.multiply(ps, wd, out=ts)
-                vs += ts
-            np.multiply(vs, lr, out=ts)
-            ps -= ts
+
+        def slices(s0, s1):
+            # Each slice's arithmetic is elementwise, so the threads' share
+            # of them changes no number.
+            tmp = np.empty(min(_SLICE, p.size), dtype=p.dtype)
+            for s in range(s0 * _SLICE, min(p.size, s1 * _SLICE), _SLICE):
+                ps, vs, gs = p[s:s + _SLICE], v[s:s + _SLICE], g[s:s + _SLICE]
+                ts = tmp[:ps.size]
+                if self.momentum:
+                    vs *= mu
+                if grad_scale != 1.0:
+                    np.multiply(gs, c, out=ts)
+                    gs = ts
+                if self.momentum:
+                    vs += gs
+                else:
+                    vs[...] = gs
+                if self.weight_decay:
+                    np.multiply(ps, wd, out=ts)
+                    vs += ts
+                np.multiply(vs, lr, out=ts)
+                ps -= ts
+        split(slices, -(-p.size // _SLICE), p.size, 2 * _SLICE)
 
     # -- checkpointing --------------------------------------------------------
     def state_dict(self):

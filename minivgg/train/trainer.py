@@ -39,16 +39,13 @@ from .validation import evaluate_loader
 
 
 #: With --threads 0, a run whose training step does fewer multiply-adds
-#: than this in its forward pass (per rank) uses one thread: its products
-#: are too small for a second BLAS thread to pay, and that thread's waiting
-#: takes the core the data preparation runs on. Measured 2026-11-29 on the
-#: project's 2-core machine, epochs of the default example's model (VGG-A
-#: x0.25, FC 128, 32x32, batch 64: 0.6e9 per step) ran at 1,364 img/s with
-#: one thread and 1,053 with two (two epochs of 9,600 images; the whole
-#: default run: 227 against 241 s of training); at width x0.5 (2.5e9) two
-#: were faster, 560 against 526 img/s, and at full width (9.8e9) 211
-#: against 184.
-AUTO_ONE_THREAD_MACS = 1 << 30
+#: than this in its forward pass (per rank) uses one thread: its ops are too
+#: small for the hand-offs to a second thread to pay. Since the ops split
+#: their work over minivgg's own threads (minivgg/threads.py), the default
+#: example's model (VGG-A x0.25, FC 128, 32x32, batch 64: 0.6e9 per step)
+#: is well above it; the measurements are in docs/benchmarks.md ("Threads:
+#: where a training step's time goes") and docs/training.md.
+AUTO_ONE_THREAD_MACS = 1 << 26
 
 
 def _bar_style():

@@ -383,3 +383,58 @@ def _exists(pid):
             return f.read().split(")")[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def loader_threads():
+    import threading
+    return [t for t in threading.enumerate() if t.name == "minivgg-loader" and t.is_alive()]
+
+
+def test_the_next_batch_loaded_ahead_in_a_thread_gives_the_same_batches():
+    """workers=0 with overlap: the batch after the one handed out is loaded
+    in a thread meanwhile; the batches are the same as loading in turn, for
+    whole passes, epochs and a pass resumed in the middle; the thread ends
+    with the pass."""
+    from minivgg import threads as th
+    ds = SyntheticShapes(40, image_size=16)
+    t = train_transform(12, (16, 24), [0.5] * 3)
+    plain = DataLoader(ds, 6, t, seed=1, overlap=False)
+    ahead = DataLoader(ds, 6, t, seed=1, overlap=True)
+    for epoch in (0, 1):
+        plain.set_epoch(epoch)
+        ahead.set_epoch(epoch)
+        assert_same(collect(plain), collect(ahead))
+    assert_same(collect(plain.iter_from(3)), collect(ahead.iter_from(3)))
+    assert not loader_threads()
+    it = iter(ahead)
+    next(it)
+    assert len(loader_threads()) == 1
+    it.close()                                  # an early break stops it
+    assert not loader_threads()
+    before = th.threads()
+    try:                                        # by default: with more than one thread
+        th.set_threads(1)
+        assert not DataLoader(ds, 6, t).overlaps()
+        th.set_threads(2)
+        assert DataLoader(ds, 6, t).overlaps() and not plain.overlaps()
+    finally:
+        th.set_threads(None if before == th.cores() else before)
+
+
+def test_an_error_loading_ahead_reaches_the_consumer_at_its_batch():
+    def bad(img, rng):
+        if img[0, 0, 0] == 6:
+            raise ValueError("transform failed on six")
+        return np.zeros((3, 2, 2), np.float32)
+
+    got = []
+    with pytest.raises(ValueError, match="six"):
+        for x, y in DataLoader(Indexed(12), 4, bad, shuffle=False, overlap=True):
+            got.append(list(y))
+    assert got == [[0, 1, 2, 3]]       # the batch before the error, then the error
+    assert not loader_threads()
+    skipped = []
+    ld = DataLoader(Indexed(12, corrupt=[5]), 4, shuffle=False, overlap=True,
+                    on_skip=lambda d, m: skipped.append(d))
+    assert [list(y) for _, y in ld] == [[0, 1, 2, 3], [4, 6, 7], [8, 9, 10, 11]]
+    assert skipped == ["/data/img5.jpg"] and ld.skipped == ["/data/img5.jpg"]

@@ -97,6 +97,11 @@ def test_conv2d_bands_cut_only_images_bigger_than_a_chunk():
     blocks = conv._cpu_blocks(2, 224, 224, 27, 64)
     assert blocks[:2] == [(0, 1, 0, 25), (0, 1, 25, 50)] and blocks[8] == (0, 1, 200, 224)
     assert len(blocks) == 18 and blocks[9] == (1, 2, 0, 25)
-    # At 32x32 whole images, 18 per block.
-    assert conv._cpu_blocks(64, 32, 32, 27, 64) == [(0, 18, 0, 32), (18, 36, 0, 32),
-                                                    (36, 54, 0, 32), (54, 64, 0, 32)]
+    # At 32x32 whole images: 18 per chunk would make four blocks, but a
+    # batch is cut into at least MIN_BLOCKS even ones, for the threads.
+    assert conv.MIN_BLOCKS == 8
+    assert conv._cpu_blocks(64, 32, 32, 27, 64) == [(8 * i, 8 * i + 8, 0, 32) for i in range(8)]
+    # A bigger batch into as many chunks as the cache needs, spread evenly.
+    blocks = conv._cpu_blocks(200, 32, 32, 27, 64)
+    assert len(blocks) == 12 and {i1 - i0 for i0, i1, _, _ in blocks} == {16, 17}
+    assert conv._cpu_blocks(3, 32, 32, 27, 64) == [(i, i + 1, 0, 32) for i in range(3)]

@@ -297,3 +297,22 @@ def test_conv2d_keeps_small_tiles_for_dw(rng, monkeypatch):
         fn = conv_mod.Conv2d(1, 1, algorithm="winograd4")
         fn(Tensor(x0), Tensor(w0))
     assert fn.v is None
+
+
+@pytest.mark.parametrize("xs,k,pad", CASES[:3])
+def test_the_relu_mask_applied_while_copying_gives_the_same_numbers(rng, tiling, xs, k, pad):
+    """conv3x3 and weight_grad with ``mask``: bit for bit the same as on gy
+    masked first (the backward of F(4x4) + ReLU never writes the masked
+    gradient out whole), flipped too (dX from forward's U)."""
+    x = rng.standard_normal(xs).astype(np.float32)
+    oh, ow = xs[2] + 2 * pad[0] - 2, xs[3] + 2 * pad[1] - 2
+    gy = rng.standard_normal((xs[0], k, oh, ow)).astype(np.float32)
+    y = np.maximum(rng.standard_normal(gy.shape).astype(np.float32), 0)
+    g = gy * (y > 0)
+    dw, db = W.weight_grad(x, gy, pad, bias=True, mask=y)
+    want_dw, want_db = W.weight_grad(x, g, pad, bias=True)
+    assert np.array_equal(dw, want_dw) and np.array_equal(db, want_db)
+    w = rng.standard_normal((3, k, 3, 3)).astype(np.float32)
+    for flip in (False, True):
+        got = W.conv3x3(gy, w, (1, 1), flip=flip, mask=y)
+        assert np.array_equal(got, W.conv3x3(g, w, (1, 1), flip=flip))
