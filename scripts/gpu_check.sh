@@ -29,6 +29,15 @@
 # The exit status is non-zero if any stage failed or was left out.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+# The suite stage runs tests/cuda/test_gpu_scripts.py, whose tests run this
+# script: started inside itself it would start itself again, level after
+# level, each left running when its parent's time limit ends.
+if [ -n "${MINIVGG_IN_GPU_CHECK:-}" ]; then
+    echo "gpu_check.sh is running already (MINIVGG_IN_GPU_CHECK is set): it does not start" \
+         "inside itself" >&2
+    exit 2
+fi
+export MINIVGG_IN_GPU_CHECK=1
 OUT=${OUT:-gpu_check_out}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)

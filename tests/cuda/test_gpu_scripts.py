@@ -5,7 +5,15 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+#: The tests that run gpu_check.sh cannot run inside its own suite stage (the
+#: script refuses to start inside itself, so that it never recurses).
+runs_gpu_check = pytest.mark.skipif(
+    bool(os.environ.get("MINIVGG_IN_GPU_CHECK")),
+    reason="runs scripts/gpu_check.sh, and this run is that script's own suite stage")
 
 
 def test_bench_gpu_runs_on_the_emulator(emu, tmp_path):
@@ -90,6 +98,7 @@ def test_the_blocker_really_blocks(tmp_path):
         assert res.returncode != 0 and "blocked for this test" in res.stderr, mod
 
 
+@runs_gpu_check
 def test_gpu_check_preflight_installs_what_a_bare_machine_lacks(tmp_path):
     wheels = tmp_path / "wheels"
     with open(os.path.join(ROOT, "scripts", "gpu_requirements.txt")) as f:
@@ -115,6 +124,7 @@ def test_gpu_check_preflight_installs_what_a_bare_machine_lacks(tmp_path):
     assert res.returncode == 0 and str(tmp_path / "site") in res.stdout, res.stderr[-2000:]
 
 
+@runs_gpu_check
 def test_without_its_wheels_the_preflight_says_what_to_do(tmp_path):
     (tmp_path / "empty").mkdir()
     res = gpu_check(bare_machine(tmp_path, tmp_path / "empty"), "preflight")
@@ -124,6 +134,7 @@ def test_without_its_wheels_the_preflight_says_what_to_do(tmp_path):
     assert "scripts/gpu_wheels.sh" in text and "preflight: FAILED" in text
 
 
+@runs_gpu_check
 def test_a_stage_cut_short_keeps_its_output_and_the_budget_names_what_is_left(tmp_path):
     env = dict(bare_machine(tmp_path, tmp_path / "none"), MINIVGG_BLOCK_IMPORTS="")
     res = gpu_check(dict(env, GPU_CHECK_BUDGET="45"), "suite")   # minutes of tests in < 35 s
@@ -131,9 +142,22 @@ def test_a_stage_cut_short_keeps_its_output_and_the_budget_names_what_is_left(tm
     assert res.returncode != 0
     assert "suite: started, limit " in summary and "-> suite.txt" in summary
     assert "suite: exit 124 after" in summary and "cut short by its limit" in summary
-    assert " PASSED" in (tmp_path / "out" / "suite.txt").read_text()   # what ran before the cut
+    suite = (tmp_path / "out" / "suite.txt").read_text()
+    assert " PASSED" in suite   # what ran before the cut
+    # Its own tests of gpu_check.sh skip there: the script does not start inside itself.
+    assert ("test_a_stage_cut_short_keeps_its_output_and_the_budget_names_what_is_left SKIPPED"
+            in suite)
     res = gpu_check(dict(env, GPU_CHECK_BUDGET="5"), "bench")
     summary = (tmp_path / "out" / "summary.txt").read_text()
     assert res.returncode != 0
     assert "bench: left out" in summary and "bash scripts/gpu_check.sh bench" in summary
     assert gpu_check(env, "bogus").returncode == 2
+
+
+@runs_gpu_check
+def test_gpu_check_does_not_start_inside_itself(tmp_path):
+    env = dict(os.environ, OUT=str(tmp_path / "out"), MINIVGG_IN_GPU_CHECK="1")
+    res = gpu_check(env, "versions")
+    assert res.returncode == 2
+    assert "gpu_check.sh is running already" in res.stderr
+    assert not (tmp_path / "out").exists()
