@@ -28,6 +28,7 @@ import sys
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import (command_line, interleaved_best_cpu, load_average,  # noqa: E402
                     machine, thread_counts_arg, threads_label, today, use_threads,
