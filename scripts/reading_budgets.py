@@ -43,7 +43,7 @@ GOALS = [
                             r"[\s\S]*?^}", "the `im2col` kernel and its float32/float64 entry points")]),
       ("minivgg/cuda/ops.py", ["dense", "im2col"])], None),
     ("dense evaluation (§3.2)",
-     [("minivgg/evaluate/views.py", ["rescale", "normalise"]),
+     [("minivgg/evaluate/views.py", ["rescale", "normalise", "dense_window"]),
       ("minivgg/evaluate/batching.py", ["_posteriors", "pool_score_map", "_Batcher",
                                         "_dense_forward", "_queue_dense"]),
       ("minivgg/evaluate/protocols.py", ["_fully_conv", "dense_score_map", "dense_scores"]),

@@ -85,6 +85,42 @@ def test_dense_scores_equal_classifier_and_average_flip():
     np.testing.assert_allclose(ev.dense_scores(m, img, 32, MEAN), (p + pf) / 2, rtol=1e-10)
 
 
+def test_dense_window_cuts_what_the_map_cannot_cover_equally_from_both_sides():
+    x = np.arange(3 * 54 * 75).reshape(3, 54, 75)
+    # 54 - 32 = 22 rows the one-row map cannot use: 11 off the top, 11 off the
+    # bottom; 75 - 32 = 43 = 32 + 11 columns: a two-column map, 5 off the left, 6
+    # off the right.
+    w = ev.dense_window(x, 32)
+    assert w.shape == (3, 32, 64) and np.shares_memory(w, x)
+    assert np.array_equal(w, x[:, 11:43, 5:69])
+    # Where the map covers the whole image (every Q of the paper with 224 crops:
+    # 256, 384, 512) nothing is cut.
+    for side in (256, 384, 512):
+        assert ev.dense_window(np.zeros((3, side, side + 32)), 224).shape == (3, side, side + 32)
+    with pytest.raises(ValueError, match="a 32x32 network does not fit a 31x40 image"):
+        ev.dense_window(np.zeros((3, 31, 40)), 32)
+
+
+def test_dense_evaluation_is_centred_on_the_image():
+    """At Q = 54 with 32x32 crops the score map is one cell: dense evaluation
+    equals the classifier on the centre 32x32 crop (the training crops' place),
+    not on the top-left one a whole-image forward would use."""
+    m = tiny(seed=5)
+    img = image(54, 54, seed=6)
+    centre = chw(img)[None, :, 11:43, 11:43]
+    np.testing.assert_allclose(ev.dense_score_map(m, img, 54, MEAN)[:, 0, 0],
+                               logits(m, centre)[0], rtol=1e-10, atol=1e-12)
+    p, pf = forward_post(m, centre)[0], forward_post(m, centre[:, :, :, ::-1].copy())[0]
+    np.testing.assert_allclose(ev.dense_scores(m, img, 54, MEAN), (p + pf) / 2, rtol=1e-10)
+    net = ev.EvalNet(m, MEAN)
+    np.testing.assert_allclose(net.predict(img, "dense", [54]), (p + pf) / 2, rtol=1e-10)
+
+
+def logits(model, x):
+    with minivgg.no_grad():
+        return model(Tensor(x)).data.astype(np.float64)
+
+
 def test_dense_mean_vs_sum_pooling_same_ranking_sharper_softmax():
     m = tiny(seed=3)
     img = image(50, 90, seed=4)  # Q=96 -> 96x173 -> 3x5 map
@@ -253,7 +289,9 @@ def test_dense_views_batched_by_size_within_pixel_budget():
     assert sum(b for b, _, _, _ in shapes) == 7 * 2 * 2  # 2 scales x (image + flip)
     assert all(b * h * w <= 16 * 32 * 32 for b, _, h, w in shapes)
     assert len(shapes) < 7 * 2  # same-sized views of different images share a pass
-    assert {(h, w) for _, _, h, w in shapes} >= {(32, 51), (48, 77)}  # never padded together
+    # The dense windows (views.dense_window): 32x32 and 48x48 -> 32x32; 40x64 at Q = 32
+    # -> 32x51 -> 32x32, at Q = 48 -> 48x77 -> 32x64, never padded into another's batch.
+    assert {(h, w) for _, _, h, w in shapes} == {(32, 32), (32, 64)}
     np.testing.assert_allclose(rep.posteriors[0][6], net.predict(imgs[6], "dense", [32, 48]),
                                rtol=1e-5)
 

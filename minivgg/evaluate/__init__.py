@@ -33,14 +33,14 @@ from .run import EvalReport, EvalRow, evaluate, format_report
 from .scales import (FOREIGN_MULTI_Q, FOREIGN_SINGLE_Q, PROTOCOLS, SCALE_OFFSET, check_protocol,
                      check_scales, default_scales, foreign_scales, parse_scales, single_scale,
                      test_scales)
-from .views import GRID, as_preprocess, crop_positions, normalise, rescale
+from .views import GRID, as_preprocess, crop_positions, dense_window, normalise, rescale
 
 __all__ = [
     "PROTOCOLS", "SCALE_OFFSET", "GRID",
     "test_scales", "single_scale", "default_scales", "foreign_scales", "check_scales",
     "check_protocol", "FOREIGN_SINGLE_Q", "FOREIGN_MULTI_Q",
     "parse_scales",
-    "rescale", "normalise", "as_preprocess", "crop_positions",
+    "rescale", "normalise", "as_preprocess", "crop_positions", "dense_window",
     "dense_score_map", "pool_score_map", "dense_scores", "multicrop_scores",
     "single_crop_scores", "predict",
     "EvalNet", "check_same_classes", "fuse_posteriors",

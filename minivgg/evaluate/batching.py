@@ -8,7 +8,7 @@ import numpy as np
 from ..autograd import Tensor, no_grad
 from ..backend import as_numpy
 from ..functional.loss import softmax
-from .views import crop_positions
+from .views import crop_positions, dense_window
 
 
 def _param(model):
@@ -101,7 +101,8 @@ def _dense_forward(dense, pool):
     return forward
 
 
-def _queue_dense(batcher, tag, x, flip):
+def _queue_dense(batcher, tag, x, crop, flip):
+    x = np.ascontiguousarray(dense_window(x, crop))
     batcher.add(tag, x)
     if flip:
         batcher.add(tag, np.ascontiguousarray(x[:, :, ::-1]))

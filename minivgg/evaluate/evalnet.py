@@ -120,7 +120,7 @@ class EvalNet:
             if protocol in ("multicrop", "dense+multicrop"):
                 _queue_crops(crops, (idx, "crops"), x, self.crop, grid, True)
             if protocol in ("dense", "dense+multicrop"):
-                _queue_dense(dense, (idx, "dense"), x, True)
+                _queue_dense(dense, (idx, "dense"), x, self.crop, True)
 
     @staticmethod
     def _collect(crops, dense, idx, protocol):

@@ -21,7 +21,7 @@ from ..autograd import no_grad
 from ..backend import as_numpy
 from .batching import _Batcher, _crop_forward, _dense_forward, _queue_crops, _queue_dense, _to_input
 from .scales import _is_int, check_scales
-from .views import GRID, normalise, rescale
+from .views import GRID, dense_window, normalise, rescale
 
 
 class _EvalMode:
@@ -62,13 +62,16 @@ def dense_score_map(model, img, Q, mean_rgb, pixel_scale=1.0):
 
     model: a VGG (converted with to_fully_conv(), weights shared) or a
     FullyConvVGG. img (H, W, 3) uint8 RGB of any size and aspect ratio,
-    rescaled so its shorter side is Q (>= the training crop), no crop.
-    Returns (K, OH, OW) float64 raw class scores (before soft-max), with
-    OH = H'//32 - k + 1 for the rescaled height H' and k = crop//32.
+    rescaled so its shorter side is Q (>= the training crop); the rows and
+    columns its score map cannot cover are cut equally from both sides
+    (views.dense_window). Returns (K, OH, OW) float64 raw class scores
+    (before soft-max), with OH = (H' - crop)//32 + 1 for the rescaled
+    height H'.
     """
     dense = _fully_conv(model)
     check_scales([Q], _crop_size(dense), "dense_score_map")
-    x = normalise(rescale(img, Q), mean_rgb, pixel_scale)
+    x = np.ascontiguousarray(dense_window(normalise(rescale(img, Q), mean_rgb, pixel_scale),
+                                          _crop_size(dense)))
     with _EvalMode(dense), no_grad():
         out = dense(_to_input(x[None], dense))
     return np.asarray(as_numpy(out.data)[0], dtype=np.float64)
@@ -77,8 +80,9 @@ def dense_score_map(model, img, Q, mean_rgb, pixel_scale=1.0):
 def dense_scores(model, img, Q, mean_rgb, flip=True, pool="mean", pixel_scale=1.0):
     """Dense evaluation at one scale (§3.2): (K,) float64 soft-max posteriors.
 
-    img (H, W, 3) uint8 is rescaled to shorter side Q (no crop) and passed
-    once through the fully-convolutional net, giving a (K, OH, OW) class
+    img (H, W, 3) uint8 is rescaled to shorter side Q (no crop but the
+    few rows and columns the score map cannot cover, views.dense_window)
+    and passed once through the fully-convolutional net, giving a (K, OH, OW) class
     score map; the map is spatially pooled to (K,) scores, soft-maxed, and
     with ``flip`` averaged with the posteriors of the mirrored image.
 
@@ -98,7 +102,7 @@ def dense_scores(model, img, Q, mean_rgb, flip=True, pool="mean", pixel_scale=1.
     x = normalise(rescale(img, Q), mean_rgb, pixel_scale)
     b = _Batcher(_dense_forward(dense, pool), max_pixels=2 * x.shape[1] * x.shape[2])
     with _EvalMode(dense):
-        _queue_dense(b, 0, x, flip)
+        _queue_dense(b, 0, x, _crop_size(dense), flip)
         b.flush()
     return b.pop(0)
 

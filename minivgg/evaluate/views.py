@@ -13,6 +13,9 @@ from .scales import _is_int
 #: §4.3 / Table 5: "5 x 5 regular grid with 2 flips" per scale.
 GRID = 5
 
+#: The dense network's output stride: VGG's five 2x2 max-pools (Table 1).
+STRIDE = 32
+
 
 def rescale(img, Q):
     """Isotropic rescale so the shorter side is Q (§3.2), bilinear.
@@ -41,6 +44,32 @@ def as_preprocess(mean_rgb, pixel_scale=1.0):
     if isinstance(mean_rgb, Preprocess):
         return mean_rgb
     return preset("minivgg", mean_rgb, pixel_scale=pixel_scale)
+
+
+def dense_window(x, crop, stride=STRIDE):
+    """The centred part of an image the dense network's score map covers.
+
+    x (C, H, W) -> (C, H', W'), a view: H' = crop + stride * k, the largest
+    such size <= H (the same for W'). The score map of an H x W input has
+    (H - crop) // stride + 1 rows, laid out from the top-left corner: each
+    2x2 pooling of a map with an odd side drops its last row or column, so
+    the rows left over (H - H') fall off the bottom and right, and the map
+    sees the image off-centre. Dense evaluation cuts them equally from both
+    sides instead (the odd one from the bottom or right), so the map is
+    centred on the image as the training crops were. Where (H - crop) is a
+    multiple of ``stride`` nothing is cut: every Q of the paper with its
+    224 crops (256, 384, 512). It matters where Q is not: at Q = 54 with
+    32x32 crops (docs/reproduction.md) the map is a single cell, whose
+    window would otherwise start at the top-left corner, 11 pixels away
+    from the centre along each axis.
+    """
+    _, height, width = x.shape
+    if height < crop or width < crop:
+        raise ValueError(f"a {crop}x{crop} network does not fit a {height}x{width} image")
+    cut_h = (height - crop) % stride
+    cut_w = (width - crop) % stride
+    top, left = cut_h // 2, cut_w // 2
+    return x[:, top:height - (cut_h - top), left:width - (cut_w - left)]
 
 
 def crop_positions(height, width, crop, grid=GRID):
