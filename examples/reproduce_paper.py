@@ -906,6 +906,37 @@ def run_cells(cells, prof, args, out_root, log, state=None):
     return len(todo)
 
 
+def re_evaluate_cells(cells, prof, args, out_root, log, state=None):
+    """Evaluate every finished cell of ``cells`` again with today's evaluation code,
+    keeping its training: cell.json's results, eval_s and eval.npz are replaced.
+    Refuses (ValueError) if a cell of the plan has not finished training."""
+    state = {} if state is None else state
+    state.setdefault("ran", 0)
+    specs = {c: cell_spec(c, prof, args.data) for c in cells}
+    done = {c: finished(out_root, c, specs[c]) for c in cells}
+    missing = [str(c) for c, d in done.items() if d is None]
+    if missing:
+        raise ValueError(f"--re-evaluate: {len(missing)} cell(s) have not finished "
+                         f"({', '.join(missing[:6])}{', ...' if len(missing) > 6 else ''}); "
+                         f"run the command without --re-evaluate first")
+    set_threads(args.threads)
+    for i, c in enumerate(cells, 1):
+        folder = cell_dir(out_root, c)
+        t0 = time.perf_counter()
+        eval_set, crop_set = eval_data(args.data, prof, c.seed)
+        results = evaluate_cell(folder, c.name, prof, eval_set, crop_set)
+        cell = dict(done[c], results=results, eval_s=time.perf_counter() - t0,
+                    re_evaluated=datetime.datetime.now().isoformat(timespec="seconds"))
+        write_json(os.path.join(folder, "cell.json"), cell)
+        state["ran"] += 1
+        if state.get("on_cell"):
+            state["on_cell"]()
+        log(f"[{i}/{len(cells)}] {c} evaluated again: "
+            + ", ".join(f"{lab} {r['top1']:.1f}%" for lab, r in results.items())
+            + f" top-1 ({cell['eval_s']:.0f} s)")
+    return len(cells)
+
+
 # ---------------------------------------------------------------------------
 # Collecting the finished cells
 # ---------------------------------------------------------------------------
@@ -1420,6 +1451,9 @@ def main(argv=None):
     p.add_argument("--report", action="store_true",
                    help="train nothing: write the page, figures and JSON from the finished "
                         "cells in OUT")
+    p.add_argument("--re-evaluate", action="store_true",
+                   help="train nothing: evaluate every finished cell in OUT again with this "
+                        "version's evaluation code (their training kept), then write the page")
     p.add_argument("--from-results", default=None, metavar="JSON",
                    help="train and read nothing else: rewrite the page and the figures from a "
                         "results JSON")
@@ -1427,6 +1461,9 @@ def main(argv=None):
     args.argv = list(argv if argv is not None else sys.argv[1:])
     if args.seeds < 1:
         p.error("--seeds must be >= 1")
+    if args.report and args.re_evaluate:
+        p.error("--report and --re-evaluate exclude each other (--re-evaluate writes the page "
+                "too)")
     if args.threads < 0:
         p.error(f"--threads must be >= 0 (0: minivgg's own choice), got {args.threads}")
     if args.from_results:
@@ -1469,7 +1506,8 @@ def main(argv=None):
         state = {"ran": 0}
         state["on_cell"] = lambda: note_session(out_root, session, t0, state["ran"])
         try:
-            run_cells(cells, prof, args, out_root, log, state)
+            (re_evaluate_cells if args.re_evaluate else run_cells)(cells, prof, args, out_root,
+                                                                   log, state)
         except KeyboardInterrupt:
             log("interrupted: the finished cells and the interrupted cell's last saved state "
                 "are kept; run the same command again to continue")

@@ -243,6 +243,41 @@ def test_a_finished_cell_with_other_settings_is_refused(tmp_path, capsys):
     assert "lr needs a float" in capsys.readouterr().err
 
 
+def test_re_evaluate_keeps_the_training_and_replaces_the_results(tmp_path, capsys, monkeypatch):
+    rp = load()
+    argv = ["--profile", "tiny", "--seeds", "1", "--cells", "B", "--out", str(tmp_path)]
+    with pytest.raises(SystemExit):     # nothing trained yet
+        rp.main(argv + ["--re-evaluate"])
+    assert "have not finished" in capsys.readouterr().err
+    assert rp.main(argv) == 0
+    folder = tmp_path / "tiny" / "seed0" / "B"
+    before = json.loads((folder / "cell.json").read_text())
+    weights = (folder / "last.npz").read_bytes()
+    (folder / "eval.npz").unlink()
+    # What evaluation gives is planted, so the test sees the results replaced.
+    real = rp.evaluate_cell
+
+    def planted(*a, **k):
+        out = real(*a, **k)
+        for r in out.values():
+            r["top1"] = 12.5
+        return out
+    monkeypatch.setattr(rp, "evaluate_cell", planted)
+    trained = _spy_trainings(rp, monkeypatch)
+    assert rp.main(argv + ["--re-evaluate"]) == 0
+    assert trained == []
+    out = capsys.readouterr().out
+    assert "[1/2] A seed 0 evaluated again" in out and "[2/2] B seed 0 evaluated again" in out
+    after = json.loads((folder / "cell.json").read_text())
+    assert (folder / "last.npz").read_bytes() == weights and (folder / "eval.npz").exists()
+    assert after["history"] == before["history"] and after["spec"] == before["spec"]
+    assert {r["top1"] for r in after["results"].values()} == {12.5}
+    assert "re_evaluated" in after
+    with pytest.raises(SystemExit):
+        rp.main(argv + ["--re-evaluate", "--report"])
+    assert "exclude each other" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------------------
 # Statistics and verdicts
 # ---------------------------------------------------------------------------
