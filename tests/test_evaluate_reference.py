@@ -1,8 +1,8 @@
 """evaluate() (§3.2, §4.1-§4.4) against a plain re-statement of each
 protocol written here: isotropic bilinear rescale (Pillow), mean
 subtraction, centre crop, 5x5 grid of crops with their mirror images, the
-dense score map as the classifier applied at every feature-map cell,
-soft-max, averaging; top-k by sorting. It shares no code path with
+dense score map as the classifier applied at every feature-map cell of
+the centred window the map covers, soft-max, averaging; top-k by sorting. It shares no code path with
 EvalNet.predict."""
 import numpy as np
 import pytest
@@ -73,8 +73,17 @@ def dense_map_ref(m, x):
     return scores.reshape(feat.shape[1], feat.shape[2], -1)
 
 
+def centred_window(x, stride=32):
+    """The part of x (3, H, W) a crop-32 net's score map covers, centred: the
+    H - 32 - 32k rows (and columns) it cannot cover, half off each side (the odd
+    one off the bottom or right)."""
+    h, w = x.shape[1:]
+    cut_h, cut_w = (h - CROP) % stride, (w - CROP) % stride
+    return x[:, cut_h // 2:h - (cut_h - cut_h // 2), cut_w // 2:w - (cut_w - cut_w // 2)]
+
+
 def dense_ref(m, img, q):
-    x = rescaled(img, q)
+    x = centred_window(rescaled(img, q))
     posts = [softmax(dense_map_ref(m, v).mean(axis=(0, 1))) for v in (x, x[:, :, ::-1].copy())]
     return np.mean(posts, axis=0)
 
