@@ -297,8 +297,12 @@ def test_threads_0_takes_one_thread_for_a_small_step(tmp_path, monkeypatch):
         assert 9.7e9 < run.step_macs() < 9.9e9
         Trainer._set_threads(run)
         assert th.threads() == 2
-        run.recipe.width_mult = 0.25       # the default example's model: two threads too
-        assert 0.6e9 < run.step_macs() and AUTO_ONE_THREAD_MACS < 0.6e9
+        run.recipe.width_mult = 0.25       # the default example's model: one thread
+        assert 0.6e9 < run.step_macs() < AUTO_ONE_THREAD_MACS
+        Trainer._set_threads(run)
+        assert th.threads() == 1
+        run.recipe.width_mult = 0.5        # x0.5: 2.5e9, two threads
+        assert AUTO_ONE_THREAD_MACS < run.step_macs()
         Trainer._set_threads(run)
         assert th.threads() == 2
         run.recipe.width_mult, run.recipe.batch_size = 0.125, 8     # a toy step: one

@@ -40,12 +40,14 @@ from .validation import evaluate_loader
 
 #: With --threads 0, a run whose training step does fewer multiply-adds
 #: than this in its forward pass (per rank) uses one thread: its ops are too
-#: small for the hand-offs to a second thread to pay. Since the ops split
-#: their work over minivgg's own threads (minivgg/threads.py), the default
-#: example's model (VGG-A x0.25, FC 128, 32x32, batch 64: 0.6e9 per step)
-#: is well above it; the measurements are in docs/benchmarks.md ("Threads:
-#: where a training step's time goes") and docs/training.md.
-AUTO_ONE_THREAD_MACS = 1 << 26
+#: small for the hand-offs to a second thread to pay. Measured 2026-12-07 on
+#: the project's 2-core machine (docs/benchmarks.md, "Default example run:
+#: one thread against two"): the default example's model (VGG-A x0.25, FC
+#: 128, 32x32, batch 64: 0.6e9 per step) took 4 min 43 s with two threads
+#: and 4 min 0 s and 4 min 12 s with one, its step 1.02x faster on two
+#: ("Threads: where a training step's time goes"); full width at 32x32
+#: (9.8e9) ran 1.6x faster on two.
+AUTO_ONE_THREAD_MACS = 1 << 30
 
 
 def _bar_style():
