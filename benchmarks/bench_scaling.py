@@ -37,7 +37,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import command_line, load_average, machine, today, write_section  # noqa: E402
+from common import (add_freed_memory_flag, command_line, load_average, machine,  # noqa: E402
+                    today, write_section)
 
 import minivgg  # noqa: E402
 from minivgg import Tensor, profiler  # noqa: E402
@@ -195,9 +196,7 @@ def main(argv=None):
     p.add_argument("--only", type=int, nargs="+", choices=range(len(WORKLOADS)),
                    help="run only these workloads (0: 224x224, 1: 32x32 FC 512, 2: the "
                         "default example's model)")
-    p.add_argument("--release-freed-memory", action="store_true",
-                   help="leave glibc's allocator as it is (by default freed memory is kept in "
-                        "the process, as minivgg's Trainer does, for both frameworks)")
+    add_freed_memory_flag(p)
     p.add_argument("--write-md", metavar="PATH", help="write the results into PATH's section")
     a = p.parse_args(argv)
     if a.threads < 2:

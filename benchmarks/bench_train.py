@@ -30,9 +30,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import (command_line, interleaved_best_cpu, load_average,  # noqa: E402
-                    machine, thread_counts_arg, threads_label, today, use_threads,
-                    write_section)
+from common import (add_freed_memory_flag, command_line, interleaved_best_cpu,  # noqa: E402
+                    load_average, machine, thread_counts_arg, threads_label, today,
+                    use_threads, write_section)
 
 import minivgg  # noqa: E402
 from minivgg import Tensor  # noqa: E402
@@ -358,9 +358,7 @@ def main(argv=None):
                         "default first, then one thread)")
     p.add_argument("--only-steps", action="store_true",
                    help="skip GEMM and per-layer conv timings (quick check of the step ratio)")
-    p.add_argument("--release-freed-memory", action="store_true",
-                   help="leave glibc's allocator as it is (by default freed memory is kept in "
-                        "the process, as minivgg's Trainer does, for both frameworks)")
+    add_freed_memory_flag(p)
     p.add_argument("--winograd-ablation", action="store_true",
                    help="instead: im2col + GEMM (channel-major, channels last) against "
                         "Winograd, per layer and per step")

@@ -103,6 +103,13 @@ def use_threads(n, torch=None):
         torch.set_num_threads(n)
 
 
+def add_freed_memory_flag(p):
+    """--release-freed-memory, as the step benchmarks spell it."""
+    p.add_argument("--release-freed-memory", action="store_true",
+                   help="leave glibc's allocator as it is (by default freed memory is kept in "
+                        "the process, as minivgg's Trainer does, for both frameworks)")
+
+
 def today():
     return datetime.date.today().isoformat()
 
