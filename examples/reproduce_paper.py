@@ -1046,7 +1046,12 @@ def write_doc(path, dump, fig_paths):
              f"[{JITTER_S.replace(':', ', ')}] ([256, 512]); test Q = {Q_SINGLE[FIXED_S]} or "
              f"{Q_SINGLE[JITTER_S]} for one scale, {{{', '.join(map(str, Q_FIXED))}}} or "
              f"{{{', '.join(map(str, Q_JITTER))}}} for three. Every row is dense evaluation "
-             f"(with the flip) unless it says otherwise, as in the paper's Tables 3 and 4.")
+             f"(with the flip) unless it says otherwise, as in the paper's Tables 3 and 4. "
+             f"These Q are not 32 + 32k, so the score map cannot cover the whole image: the "
+             f"rows and columns it cannot cover are cut equally from both sides "
+             f"(minivgg.evaluate.dense_window), so the map stays centred on the image as the "
+             f"training crops were (left to the pools, at Q = {Q_SINGLE[JITTER_S]} the map's "
+             f"one cell would see the top-left part of the image).")
     L.append(f"- Seeds: {', '.join(map(str, seeds))}; a seed sets the training sample, the "
              f"initialisation, the data order, the augmentation and dropout. A cell is one "
              f"network trained with one seed.")
