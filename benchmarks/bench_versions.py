@@ -182,7 +182,7 @@ def main(argv=None):
             f"seconds; a ratio below 1: faster than {labels[0]}.\n\n{table}\n")
     print("\n" + text)
     if args.write_md:
-        write_section(args.write_md, "## Versions side by side", text)
+        write_section(args.write_md, "Versions side by side", text)
         print(f"wrote the '## Versions side by side' section of {args.write_md}")
     return 0
 

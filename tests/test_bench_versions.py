@@ -18,7 +18,7 @@ def test_two_checkouts_side_by_side_with_ratios(tmp_path, capsys):
     lines = [ln for ln in out.splitlines() if ln.startswith("round ")]
     assert len(lines) == 8
     text = md.read_text()
-    assert "## Versions side by side" in text and "Command: `" in text
+    assert text.startswith("# Benchmarks\n\n## Versions side by side\n") and "Command: `" in text
     rows = [ln for ln in text.splitlines() if ln.startswith(f"| {TINY} (32x32, batch 2, FC 8")]
     assert len(rows) == 2
     for row in rows:
