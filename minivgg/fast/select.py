@@ -138,6 +138,8 @@ def _winograd_rule(x_shape, w_shape, stride, padding):
             if f2 and f2_from is not None and size >= f2_from:
                 return "winograd2", f"{channels} channels >= {at_least}, output {size} >= {f2_from}"
             return None, f"output {size} or {pixels:,} pixels too small for Winograd"
+    if not WINOGRAD_SIZES:
+        return None, "WINOGRAD_SIZES is empty (Winograd switched off)"
     return None, f"{channels} channels < {WINOGRAD_SIZES[-1][0]} (Winograd's transforms cost more)"
 
 

@@ -41,6 +41,16 @@ def test_every_reason_names_the_threshold_that_decided():
     assert select.choose_conv(device("emu"), (8, 3, 32, 32), (64, 3, 3, 3))[0] == "gpu"
 
 
+def test_an_empty_winograd_table_switches_winograd_off(monkeypatch):
+    """bench_train.py --winograd-ablation empties WINOGRAD_SIZES: every layer
+    Winograd would take goes to the other rules, with a reason that says so."""
+    monkeypatch.setattr(select, "WINOGRAD_SIZES", ())
+    assert select._winograd_rule((64, 16, 16, 16), (32, 16, 3, 3), (1, 1), (1, 1)) == (
+        None, "WINOGRAD_SIZES is empty (Winograd switched off)")
+    for x, w in [((64, 16, 16, 16), (32, 16, 3, 3)), ((4, 512, 4, 4), (512, 512, 3, 3))]:
+        assert select.choose_conv(CPU, x, w)[0] not in ("winograd2", "winograd4")
+
+
 @pytest.mark.parametrize("ops", ["fast", "reference"])
 def test_summary_algorithms_prints_the_selectors_choice_for_every_layer(ops, capsys):
     args = ["--cfg", "A", "--input", "32", "--batch", "64", "--width-mult", "0.25",
