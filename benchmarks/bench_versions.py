@@ -29,7 +29,8 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import command_line, load_average, machine, today, write_section  # noqa: E402
+from common import (OPENBLAS_OVERRIDES, command_line, load_average, machine, today,  # noqa: E402
+                    write_section)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -101,8 +102,7 @@ def archive(commit, into):
 
 def step_time(src, spec, threads):
     size, batch, fc, steps, width = spec
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE",
-                                                            "OPENBLAS_L2_SIZE")}
+    env = {k: v for k, v in os.environ.items() if k not in OPENBLAS_OVERRIDES}
     env["PYTHONPATH"] = src
     res = subprocess.run([sys.executable, "-c", CHILD, str(size), str(batch), str(fc),
                           str(steps), str(width), str(threads)], cwd=src, env=env,

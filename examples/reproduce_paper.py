@@ -889,21 +889,36 @@ def run_cells(cells, prof, args, out_root, log, state=None):
             history = train_cell(recipe_for(c, prof, args, out_root), spec["lr_drop_after"],
                                  on_epoch, log=lambda *a: None)
         train_s = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        set_threads(args.threads)
-        eval_set, crop_set = eval_data(args.data, prof, c.seed)
-        results = evaluate_cell(folder, c.name, prof, eval_set, crop_set)
-        eval_s = time.perf_counter() - t0
+        results, eval_s = evaluate_timed(folder, c, prof, args)
         write_json(os.path.join(folder, "cell.json"), {
             "spec": spec, "history": history, "results": results, "train_s": train_s,
             "eval_s": eval_s, "finished": datetime.datetime.now().isoformat(timespec="seconds")})
         progress.cell_done(c)
-        state["ran"] += 1
-        if state.get("on_cell"):
-            state["on_cell"]()
-        log(f"    {c}: " + ", ".join(f"{lab} {r['top1']:.1f}%" for lab, r in results.items())
-            + f" top-1 (evaluated in {eval_s:.0f} s) | {progress.line()}")
+        count_cell(state)
+        log(f"    {c}: {top1_text(results)} top-1 (evaluated in {eval_s:.0f} s) | "
+            f"{progress.line()}")
     return len(todo)
+
+
+def evaluate_timed(folder, cell, prof, args):
+    """(results, seconds): evaluate_cell on the cell's evaluation images, on
+    ``args.threads`` threads, timed from loading those images."""
+    t0 = time.perf_counter()
+    set_threads(args.threads)
+    eval_set, crop_set = eval_data(args.data, prof, cell.seed)
+    results = evaluate_cell(folder, cell.name, prof, eval_set, crop_set)
+    return results, time.perf_counter() - t0
+
+
+def count_cell(state):
+    """One more cell done in this session (``state["ran"]``, and its hook)."""
+    state["ran"] += 1
+    if state.get("on_cell"):
+        state["on_cell"]()
+
+
+def top1_text(results):
+    return ", ".join(f"{lab} {r['top1']:.1f}%" for lab, r in results.items())
 
 
 def re_evaluate_cells(cells, prof, args, out_root, log, state=None):
@@ -919,21 +934,14 @@ def re_evaluate_cells(cells, prof, args, out_root, log, state=None):
         raise ValueError(f"--re-evaluate: {len(missing)} cell(s) have not finished "
                          f"({', '.join(missing[:6])}{', ...' if len(missing) > 6 else ''}); "
                          f"run the command without --re-evaluate first")
-    set_threads(args.threads)
     for i, c in enumerate(cells, 1):
         folder = cell_dir(out_root, c)
-        t0 = time.perf_counter()
-        eval_set, crop_set = eval_data(args.data, prof, c.seed)
-        results = evaluate_cell(folder, c.name, prof, eval_set, crop_set)
-        cell = dict(done[c], results=results, eval_s=time.perf_counter() - t0,
-                    re_evaluated=datetime.datetime.now().isoformat(timespec="seconds"))
-        write_json(os.path.join(folder, "cell.json"), cell)
-        state["ran"] += 1
-        if state.get("on_cell"):
-            state["on_cell"]()
-        log(f"[{i}/{len(cells)}] {c} evaluated again: "
-            + ", ".join(f"{lab} {r['top1']:.1f}%" for lab, r in results.items())
-            + f" top-1 ({cell['eval_s']:.0f} s)")
+        results, eval_s = evaluate_timed(folder, c, prof, args)
+        write_json(os.path.join(folder, "cell.json"), dict(
+            done[c], results=results, eval_s=eval_s,
+            re_evaluated=datetime.datetime.now().isoformat(timespec="seconds")))
+        count_cell(state)
+        log(f"[{i}/{len(cells)}] {c} evaluated again: {top1_text(results)} top-1 ({eval_s:.0f} s)")
     return len(cells)
 
 

@@ -1,4 +1,5 @@
 """benchmarks/bench_versions.py: two versions' training steps side by side, at a tiny size."""
+import os
 import shutil
 
 import pytest
@@ -30,7 +31,6 @@ def test_two_checkouts_side_by_side_with_ratios(tmp_path, capsys):
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git (commits are archived)")
 def test_commits_are_archived_not_checked_out(tmp_path, capsys):
     bv = load_example("bench_versions", "benchmarks")
-    import os
     if not os.path.isdir(os.path.join(ROOT, ".git")):
         pytest.skip("needs a git checkout of the repository")
     assert bv.main(["HEAD", "HEAD", "--cases", TINY, "--threads", "1", "--rounds", "1"]) == 0
